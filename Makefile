@@ -1,0 +1,95 @@
+# Makefile - builds libvibee (static + shared), the vibee CLI and the test runner; detects the
+# optional backends (llama.cpp, ONNX Runtime, CUDA) through their own fragments
+# src/backends/<name>/<name>.mk, which print what they found and what they skipped.
+#
+#   make            library + CLI            make test       build fixtures, run all tests
+#   make asan       tests under ASan+UBSan   make fuzz       libFuzzer run of the GGUF reader
+#   make format     clang-format -i          make install PREFIX=/usr/local
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+BUILD    ?= build
+OPT      ?= -O2
+SAN      ?=
+CFLAGS   ?=
+CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -fPIC -pthread -D_GNU_SOURCE $(SAN) \
+            -Iinclude -Isrc
+LDFLAGS  += $(SAN) -pthread
+LDLIBS   += -lm -lpcre2-8
+
+# Core library sources: everything under src/ except the optional backends.
+CORE_SRCS := $(shell find src -name '*.c' -not -path 'src/backends/llamacpp/*' \
+               -not -path 'src/backends/onnx/*' -not -path 'src/backends/cuda/*' | sort)
+LIB_SRCS  := $(CORE_SRCS)
+LIB_OBJS_EXTRA :=
+EMBED_MODEL ?= models/wedlm-py-6m-f16.gguf
+
+-include src/backends/llamacpp/llamacpp.mk
+-include src/backends/onnx/onnx.mk
+-include src/backends/cuda/cuda.mk
+
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/embedded_model.o $(LIB_OBJS_EXTRA)
+CLI_SRCS  := $(wildcard tools/vibee/*.c)
+CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/%.o)
+TEST_SRCS := $(wildcard tests/*.c)
+TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
+
+.PHONY: all lib test asan fuzz format install clean fixtures check-format
+all: $(BUILD)/libvibee.a $(BUILD)/libvibee.so $(BUILD)/vibee
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# The default model is linked into the library (vb_embedded_model()).
+$(BUILD)/embedded_model.o: src/embedded_model.S $(EMBED_MODEL)
+	@mkdir -p $(dir $@)
+	$(CC) -c -DVB_EMBED_PATH='"$(EMBED_MODEL)"' $< -o $@
+
+$(BUILD)/libvibee.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libvibee.so: $(LIB_OBJS)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/vibee: $(CLI_OBJS) $(BUILD)/libvibee.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/test_runner: $(TEST_OBJS) $(BUILD)/libvibee.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Fixtures: random-weight GGUF models and numpy reference outputs made by scripts/.
+fixtures: $(BUILD)/vibee
+	@mkdir -p $(BUILD)/fixtures
+	VB_FIXTURES=$(BUILD)/fixtures VIBEE=$(BUILD)/vibee sh scripts/make_fixtures.sh
+
+test: $(BUILD)/test_runner $(BUILD)/vibee fixtures
+	VB_FIXTURES=$(BUILD)/fixtures VIBEE=$(BUILD)/vibee $(BUILD)/test_runner $(T)
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+
+FUZZ_CC ?= clang
+fuzz:
+	@mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -Isrc \
+	  fuzz/fuzz_gguf.c $(CORE_SRCS) -o $(BUILD)/fuzz/fuzz_gguf -lm -lpcre2-8 -pthread
+	mkdir -p $(BUILD)/fuzz/corpus
+	cp -f tests/data/gguf/*.gguf $(BUILD)/fuzz/corpus/ 2>/dev/null || true
+	$(BUILD)/fuzz/fuzz_gguf -max_total_time=$${FUZZ_SECONDS:-60} -max_len=65536 $(BUILD)/fuzz/corpus
+
+format:
+	clang-format -i $$(find include src tools tests fuzz -name '*.[ch]')
+
+install: all
+	install -d $(PREFIX)/lib $(PREFIX)/include $(PREFIX)/bin $(PREFIX)/lib/pkgconfig
+	install -m 644 $(BUILD)/libvibee.a $(BUILD)/libvibee.so $(PREFIX)/lib/
+	install -m 644 include/vibee.h $(PREFIX)/include/
+	install -m 755 $(BUILD)/vibee $(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' -e 's|@LIBS@|$(LDLIBS)|' vibee.pc.in > $(PREFIX)/lib/pkgconfig/vibee.pc
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

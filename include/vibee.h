@@ -1,0 +1,329 @@
+/* vibee.h - the one public header of libvibee, a transformer inference engine in C.
+ *
+ * Concepts:
+ *   vb_model    a loaded model: hyper-parameters, weights (format-specific), tokenizer.
+ *   vb_context  one backend instance over a model: its KV cache (many sequences),
+ *               the batch forward of DESIGN §3, statistics, an error string.
+ *   vb_batch    struct-of-arrays batch: token, logical position, sequence id, want_logits.
+ *   vb_sampler  greedy / temperature / top-k / top-p / min-p / repetition penalty, seeded.
+ *   vb_generate decoders over the forward primitive: AR, WeDLM, draft-and-verify.
+ *
+ * Status codes: 0 ok, positive = soft condition (e.g. KV cache full), negative = error.
+ * The library never exits or aborts on bad input. Every failing call leaves a message
+ * in the handle's error string (vb_context_error / the err buffer of vb_model_load).
+ *
+ * Thread safety: distinct handles may be used from distinct threads; one handle must not
+ * be used from two threads at once. A vb_model may be shared read-only by several contexts.
+ */
+#ifndef VIBEE_H
+#define VIBEE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VIBEE_VERSION "0.1.0"
+
+typedef int32_t vb_token; /* token id, 0 <= id < n_vocab */
+typedef int32_t vb_pos;   /* logical position (RoPE angle / position-embedding row) */
+typedef int32_t vb_seq;   /* sequence id, 0 <= id < n_seq_max */
+
+enum vb_status {
+    VB_OK = 0,
+    VB_KV_FULL = 1,          /* soft: the KV block pool cannot hold the rows; nothing was changed */
+    VB_ERR_ARG = -1,         /* invalid argument (NULL, out of range token/seq/position, bad option) */
+    VB_ERR_NOMEM = -2,       /* allocation failed */
+    VB_ERR_IO = -3,          /* file could not be opened / read / written */
+    VB_ERR_FORMAT = -4,      /* malformed or hostile file contents */
+    VB_ERR_UNSUPPORTED = -5, /* valid but not supported (architecture, type, feature) */
+    VB_ERR_BACKEND = -6,     /* backend failure (unknown backend, missing optional library, runtime error) */
+    VB_ERR_STATE = -7,       /* call not valid in this state */
+};
+
+/* Static English name of a status code ("ok", "kv cache full", ...). Never NULL. */
+const char *vb_status_str(int status);
+
+/* ------------------------------------------------------------------------------------------
+ * Models
+ * ------------------------------------------------------------------------------------------ */
+
+typedef struct vb_model vb_model;
+
+typedef struct vb_model_info {
+    char arch[32];       /* "gpt2", "llama", "qwen2", "qwen3", "sim" */
+    char name[64];       /* general.name or file stem */
+    int32_t n_vocab;
+    int32_t n_ctx_train; /* trained context length (0 if unknown) */
+    int32_t n_embd;
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t head_dim;
+    int32_t n_ff;
+    int64_t n_params;    /* number of weight elements (0 if unknown) */
+    int64_t weight_bytes;/* bytes of weights read per token in a decode step (0 if unknown) */
+    char weight_type[16];/* dominant weight type: "f32", "f16", "q8_0", ... */
+    vb_token bos;        /* -1 when absent */
+    vb_token eos;        /* -1 when absent */
+    vb_token mask;       /* WeDLM mask token, -1 when absent (tokenizer.ggml.mask_token_id) */
+    bool add_bos;        /* tokenizer wants BOS prepended */
+    bool has_tokenizer;
+} vb_model_info;
+
+typedef struct vb_model_params {
+    bool use_mmap;       /* map the file instead of reading it (default true) */
+    const char *vocab_path; /* optional GGUF file to take the tokenizer from (NULL: the model's own) */
+} vb_model_params;
+
+vb_model_params vb_model_default_params(void);
+
+/* Load a model. `path` is a GGUF file, the literal "sim" (the deterministic simulated
+ * model, see vb_sim_params), or a backend-specific path (e.g. an ONNX model directory).
+ * On success *out owns the model; free it with vb_model_free. On failure *out is NULL
+ * and `err` (if not NULL) receives a message naming the file, the problem and the fix.
+ * Returns VB_OK, VB_ERR_IO, VB_ERR_FORMAT, VB_ERR_UNSUPPORTED, VB_ERR_NOMEM, VB_ERR_ARG. */
+int vb_model_load(const char *path, const vb_model_params *params, vb_model **out, char *err,
+                  size_t err_len);
+
+/* Same from a caller-owned memory image of a GGUF file; the memory must outlive the model. */
+int vb_model_load_from_memory(const void *data, size_t size, const char *name,
+                              const vb_model_params *params, vb_model **out, char *err,
+                              size_t err_len);
+
+/* The model embedded in the library (models/wedlm-py-6m-f16.gguf), or NULL/size 0 if the
+ * build has none. */
+const void *vb_embedded_model(size_t *size);
+
+/* Parameters of the simulated model ("sim"): a deterministic pseudo language model. */
+typedef struct vb_sim_params {
+    int32_t n_vocab;   /* default 256 */
+    float peak;        /* logit margin of the preferred token; larger = more peaked (default 8) */
+    uint64_t seed;     /* changes the pseudo language (default 1) */
+} vb_sim_params;
+vb_sim_params vb_sim_default_params(void);
+int vb_model_load_sim(const vb_sim_params *params, vb_model **out, char *err, size_t err_len);
+
+void vb_model_free(vb_model *model); /* NULL is ignored */
+const vb_model_info *vb_model_get_info(const vb_model *model); /* owned by the model */
+
+/* Metadata lookup (GGUF key) as text, e.g. "general.architecture". Returns bytes written
+ * (excluding NUL) or a negative status if the key is absent. */
+int vb_model_meta_str(const vb_model *model, const char *key, char *buf, size_t buf_len);
+
+/* ------------------------------------------------------------------------------------------
+ * Tokenizer (from the model's GGUF metadata)
+ * ------------------------------------------------------------------------------------------ */
+
+/* Encode UTF-8 text. add_special: prepend BOS if the model asks for it. parse_special:
+ * recognise special-token strings such as "<|endoftext|>" in the text. Writes at most
+ * max_tokens ids; returns the total number of tokens (may exceed max_tokens: call again
+ * with a larger buffer) or a negative status. */
+int vb_tokenize(const vb_model *model, const char *text, size_t text_len, bool add_special,
+                bool parse_special, vb_token *out, int32_t max_tokens);
+
+/* The bytes of one token (byte-level BPE pieces are decoded to raw bytes; may be a partial
+ * UTF-8 sequence). Returns the number of bytes (may exceed buf_len: nothing then written
+ * beyond buf_len) or a negative status. Not NUL-terminated. */
+int vb_token_to_bytes(const vb_model *model, vb_token token, char *buf, size_t buf_len);
+
+/* Streaming detokenizer: feeds tokens, emits only complete UTF-8 characters. */
+typedef struct vb_detok {
+    char pending[8];
+    int n_pending;
+} vb_detok;
+/* Append the text of `token` to out (NUL-terminated, at most out_len-1 bytes, whole
+ * characters only; incomplete trailing bytes wait in d). Returns bytes written or < 0. */
+int vb_detok_push(const vb_model *model, vb_detok *d, vb_token token, char *out, size_t out_len);
+
+/* ------------------------------------------------------------------------------------------
+ * Contexts, batches, the forward primitive and KV operations
+ * ------------------------------------------------------------------------------------------ */
+
+typedef struct vb_context vb_context;
+
+enum vb_kv_type { VB_KV_F32 = 0, VB_KV_F16 = 1 };
+
+typedef struct vb_context_params {
+    const char *backend;  /* "cpu" (default), "sim", "llamacpp", "onnx", "cuda" */
+    int32_t n_threads;    /* 0 = number of physical cores */
+    int32_t n_ctx;        /* KV capacity in tokens over all sequences (0 = model's trained
+                             context, at most 4096) */
+    int32_t n_seq_max;    /* number of sequence ids (default 16) */
+    int32_t n_batch_max;  /* most rows in one forward (default 512) */
+    int32_t block_size;   /* KV block size in tokens (default 16) */
+    int32_t kv_type;      /* enum vb_kv_type (default VB_KV_F32) */
+    const char *backend_options; /* backend-specific "key=value,..." (NULL = none) */
+} vb_context_params;
+
+vb_context_params vb_context_default_params(void);
+
+/* Create a context (a backend instance) over a model. The model must outlive the context.
+ * On failure *out is NULL and err receives the reason (e.g. unknown backend, missing
+ * optional library and how to install it). */
+int vb_context_init(vb_model *model, const vb_context_params *params, vb_context **out,
+                    char *err, size_t err_len);
+void vb_context_free(vb_context *ctx); /* NULL is ignored */
+
+/* Last error message of this context ("" if none). Owned by the context. */
+const char *vb_context_error(const vb_context *ctx);
+const vb_model *vb_context_model(const vb_context *ctx);
+
+typedef struct vb_backend_caps {
+    bool physical_causality; /* attention is causal in physical row order (DESIGN §3); if false
+                                the backend masks by logical position and rejects batches
+                                whose positions go backwards */
+    bool paged_kv;           /* the backend's K/V live in vibee's paged block cache */
+    bool kv_fork;            /* vb_kv_fork is supported */
+    int32_t max_batch;       /* most rows per forward */
+} vb_backend_caps;
+
+const char *vb_context_backend_name(const vb_context *ctx);
+vb_backend_caps vb_context_caps(const vb_context *ctx);
+
+/* A struct-of-arrays batch. Rows are appended to each sequence's KV in array order. */
+typedef struct vb_batch {
+    int32_t n;             /* number of rows in use */
+    int32_t capacity;      /* allocated rows */
+    vb_token *token;       /* [capacity] */
+    vb_pos *pos;           /* [capacity] logical positions */
+    vb_seq *seq;           /* [capacity] */
+    int8_t *want_logits;   /* [capacity] nonzero: return logits for this row */
+} vb_batch;
+
+/* Allocate a batch with room for `capacity` rows (n = 0). Returns NULL on failure. */
+vb_batch *vb_batch_init(int32_t capacity);
+void vb_batch_free(vb_batch *batch);
+/* Append one row; returns VB_OK or VB_ERR_ARG when full. */
+int vb_batch_add(vb_batch *batch, vb_token token, vb_pos pos, vb_seq seq, bool want_logits);
+static inline void vb_batch_clear(vb_batch *batch) { batch->n = 0; }
+
+/* The forward primitive (DESIGN §3). For every sequence, rows are appended to its KV after
+ * the rows already there, in the batch's order; row t attends to every KV row of its sequence
+ * already cached and to the batch rows of its sequence up to and including itself, whatever
+ * their logical positions. Logits are produced for rows with want_logits.
+ * Returns VB_OK; VB_KV_FULL (soft: no sequence changed); VB_ERR_ARG (bad token, seq,
+ * position or size; no sequence changed); other errors with vb_context_error set. */
+int vb_forward(vb_context *ctx, const vb_batch *batch);
+
+/* Logits of batch row i of the last forward ([n_vocab] floats, owned by the context, valid
+ * until the next forward), or NULL if row i did not ask for logits. */
+const float *vb_get_logits(const vb_context *ctx, int32_t i);
+
+/* KV operations. */
+int32_t vb_kv_seq_len(const vb_context *ctx, vb_seq seq); /* rows held, or < 0 on bad seq */
+int vb_kv_truncate(vb_context *ctx, vb_seq seq, int32_t n_keep); /* drop rows n_keep.. */
+int vb_kv_fork(vb_context *ctx, vb_seq src, vb_seq dst);          /* dst := copy-on-write copy of src (dst must be empty) */
+int vb_kv_free_seq(vb_context *ctx, vb_seq seq);                  /* drop all rows of seq */
+
+typedef struct vb_kv_stats {
+    int32_t block_size;
+    int32_t blocks_total;
+    int32_t blocks_used;      /* blocks referenced by at least one sequence */
+    int64_t tokens_stored;    /* rows over all sequences, shared rows counted once */
+    int64_t slots_allocated;  /* blocks_used * block_size */
+    int64_t bytes_total;      /* bytes of the block pool */
+    int64_t bytes_used;       /* bytes of used blocks */
+    double waste;             /* (slots_allocated - tokens_stored) / slots_allocated, 0 if none */
+    int32_t n_seq_active;
+} vb_kv_stats;
+
+typedef struct vb_stats {
+    int64_t n_forward;        /* forwards run */
+    int64_t n_rows;           /* batch rows processed */
+    int64_t n_logit_rows;     /* rows with logits produced */
+    double forward_seconds;   /* wall time spent in forward */
+    vb_kv_stats kv;
+} vb_stats;
+
+vb_stats vb_context_stats(const vb_context *ctx);
+void vb_context_reset_stats(vb_context *ctx);
+
+/* ------------------------------------------------------------------------------------------
+ * Sampling
+ * ------------------------------------------------------------------------------------------ */
+
+typedef struct vb_sampler_params {
+    float temp;            /* 0 = greedy (default 0) */
+    int32_t top_k;         /* 0 = off */
+    float top_p;           /* 1 = off */
+    float min_p;           /* 0 = off */
+    float repeat_penalty;  /* 1 = off */
+    int32_t repeat_last_n; /* window of recent tokens the penalty looks at (default 64) */
+    uint64_t seed;         /* RNG seed (default 42) */
+} vb_sampler_params;
+
+vb_sampler_params vb_sampler_default_params(void);
+
+typedef struct vb_sampler vb_sampler;
+vb_sampler *vb_sampler_init(const vb_sampler_params *params); /* NULL on failure */
+void vb_sampler_free(vb_sampler *s);
+/* Choose a token from logits[n_vocab]. `history` (may be NULL) feeds the repetition penalty.
+ * `banned` (may be -1) is never chosen. Does not modify logits. Returns the token or < 0. */
+vb_token vb_sampler_sample(vb_sampler *s, const float *logits, int32_t n_vocab,
+                           const vb_token *history, int32_t n_history, vb_token banned);
+
+/* ------------------------------------------------------------------------------------------
+ * Generation (decoders over the forward primitive)
+ * ------------------------------------------------------------------------------------------ */
+
+enum vb_decoder { VB_DECODER_AR = 0, VB_DECODER_WEDLM = 1, VB_DECODER_VERIFY = 2 };
+
+/* Called for each committed token in order; return false to stop generation. */
+typedef bool (*vb_token_callback)(vb_token token, void *user);
+
+#define VB_HIST_MAX 33
+
+typedef struct vb_generate_params {
+    int32_t decoder;          /* enum vb_decoder */
+    int32_t n_predict;        /* tokens to generate (default 128) */
+    vb_seq seq;               /* sequence id to use (default 0; must be empty) */
+    vb_sampler_params sampler;
+    bool stop_at_eos;         /* stop when EOS is committed (default true) */
+    /* WeDLM */
+    int32_t window;           /* W (default 16; 0 = choose from measured cost(K)) */
+    float tau;                /* entropy threshold in nats (default 0.4) */
+    float lambda;             /* distance penalty per slot (default 0.02) */
+    vb_token mask_token;      /* -1 = from the model */
+    /* draft-and-verify */
+    int32_t draft_max;        /* most drafted tokens per verify forward (default 8; 0 = auto) */
+    int32_t ngram_min;        /* shortest n-gram matched for prompt lookup (default 2) */
+    vb_token_callback on_token; /* optional */
+    void *user;
+} vb_generate_params;
+
+vb_generate_params vb_generate_default_params(void);
+
+typedef struct vb_generate_stats {
+    int32_t n_prompt;
+    int32_t n_generated;
+    int64_t n_forward;          /* all forwards (prefill + decode) */
+    int64_t n_forward_decode;   /* forwards after prefill */
+    int64_t n_rows_decode;      /* batch rows in decode forwards */
+    double prefill_seconds;
+    double decode_seconds;
+    double tokens_per_forward;  /* n_generated / n_forward_decode */
+    int64_t commit_hist[VB_HIST_MAX]; /* [k] = decode steps that committed k tokens (k >= 32 in last) */
+    int32_t window_used;        /* WeDLM window / verify draft length actually used */
+    char note[128];             /* fallback taken, e.g. "backend masks by position: ..." */
+} vb_generate_stats;
+
+/* Generate after prompt[n_prompt] into out[max_out] (generated tokens only) using the
+ * context's sequence params->seq, which must be empty; the sequence keeps the prompt and
+ * the committed tokens afterwards. Returns VB_OK (also when stopped by EOS or callback),
+ * VB_KV_FULL (context ran out; tokens so far are kept and counted in stats), or an error.
+ * *n_out receives the number of generated tokens. */
+int vb_generate(vb_context *ctx, const vb_token *prompt, int32_t n_prompt,
+                const vb_generate_params *params, vb_token *out, int32_t max_out,
+                int32_t *n_out, vb_generate_stats *stats);
+
+/* Wall-clock seconds from a monotonic clock (for benchmarks). */
+double vb_time_now(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VIBEE_H */

@@ -1,0 +1,58 @@
+/* backend.h - the backend interface: a struct of function pointers plus a state pointer,
+ * registered by name. The context layer (context.c) validates every batch (token range,
+ * sequence ids, positions, size) before calling a backend, so backends may trust their input.
+ * Each backend keeps the error-buffer pointer it gets in init and writes messages there. */
+#ifndef VB_BACKEND_H
+#define VB_BACKEND_H
+
+#include <stddef.h>
+
+#include "vibee.h"
+
+#define VB_ERR_LEN 512
+
+typedef struct vb_backend_ops {
+    const char *name;
+    /* required: create backend state over model. err: the context's error buffer
+       (VB_ERR_LEN bytes, lives as long as the state). */
+    int (*init)(const vb_model *model, const vb_context_params *params, void **state, char *err);
+    /* required */
+    void (*free)(void *state);
+    /* required */
+    vb_backend_caps (*caps)(void *state);
+    /* required: run the batch (DESIGN §3). Logits of the k-th row with want_logits go to
+       logits + k * n_vocab. All-or-nothing on the KV: on any non-OK return, every sequence
+       holds exactly the rows it held before. */
+    int (*forward)(void *state, const vb_batch *batch, float *logits);
+    /* required KV operations; seq already validated */
+    int32_t (*kv_seq_len)(void *state, vb_seq seq);
+    int (*kv_truncate)(void *state, vb_seq seq, int32_t n_keep);
+    int (*kv_free_seq)(void *state, vb_seq seq);
+    /* optional (NULL: VB_ERR_UNSUPPORTED) */
+    int (*kv_fork)(void *state, vb_seq src, vb_seq dst);
+    /* optional (NULL: zeros) */
+    void (*kv_stats)(void *state, vb_kv_stats *out);
+} vb_backend_ops;
+
+/* Registered backends (compiled in). NULL if name unknown. */
+const vb_backend_ops *vb_backend_find(const char *name);
+/* Comma-separated names of the compiled-in backends. */
+const char *vb_backend_list(void);
+
+extern const vb_backend_ops vb_backend_sim;
+extern const vb_backend_ops vb_backend_cpu;
+#ifdef VB_HAVE_LLAMACPP
+extern const vb_backend_ops vb_backend_llamacpp;
+#endif
+#ifdef VB_HAVE_ONNX
+extern const vb_backend_ops vb_backend_onnx;
+#endif
+#ifdef VB_HAVE_CUDA
+extern const vb_backend_ops vb_backend_cuda;
+#endif
+
+/* printf-style message into a VB_ERR_LEN buffer; returns status (for `return vb_errf(...)`). */
+int vb_errf(char *err, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,38 @@
+/* kernels.h - CPU compute kernels for every supported weight type: row dequantization,
+ * quantization (Q8_0, Q4_0 from f32), and the matrix products of a forward pass,
+ * Y[n_rows][n_out] = X[n_rows][n_in] * W^T with W stored as n_out rows of n_in elements of
+ * `type` (GGUF layout: ne[0] = n_in). A naive reference path (vb_matmul_ref) and an optimized
+ * path (AVX2/FMA, AVX-512 VNNI/BF16 when the CPU has them; runtime dispatch; portable C
+ * fallback) that multiplies many rows at once so K rows cost far less than K matvecs. */
+#ifndef VB_KERNELS_H
+#define VB_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../types.h"
+#include "threadpool.h"
+
+/* dst[n] = dequantized src row of n elements (n multiple of the block size). */
+void vb_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+/* Quantize n floats into dst (type Q8_0, Q4_0, F16, BF16 or F32). VB_OK or VB_ERR_UNSUPPORTED. */
+int vb_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
+
+/* Reference: straightforward dequantize-and-dot in double-free float; single thread. */
+void vb_matmul_ref(uint32_t type, const void *W, int64_t n_in, int64_t n_out, const float *X,
+                   int64_t n_rows, float *Y);
+/* Optimized, multithreaded over tp (may be NULL). Same result up to rounding (and, for
+ * quantized W, up to the quantization of X to 8 bits where the kernel does that). */
+void vb_matmul(vb_threadpool *tp, uint32_t type, const void *W, int64_t n_in, int64_t n_out,
+               const float *X, int64_t n_rows, float *Y);
+
+/* Row lookup (embedding): dst[n] = row r of a [n_rows][n] matrix of `type`. */
+void vb_get_row(uint32_t type, const void *W, int64_t n, int64_t r, float *dst);
+
+/* Names of the CPU features the dispatcher uses ("avx2 fma f16c avx512f avx512vnni ..."). */
+const char *vb_cpu_features(void);
+/* Force the portable path (for tests comparing paths). */
+void vb_kernels_force_portable(bool on);
+
+#endif

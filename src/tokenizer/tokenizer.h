@@ -1,0 +1,36 @@
+/* tokenizer.h - tokenizers read from GGUF metadata: byte-level BPE (tokenizer.ggml.model =
+ * "gpt2") with the pre-tokenizers of GPT-2, Qwen2 and Llama 3 (tokenizer.ggml.pre), and the
+ * SentencePiece-style "llama" model; special tokens; encode and decode. */
+#ifndef VB_TOKENIZER_H
+#define VB_TOKENIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../gguf/gguf.h"
+#include "vibee.h"
+
+typedef struct vb_tokenizer vb_tokenizer;
+
+/* Build from GGUF keys tokenizer.ggml.*. Returns VB_OK, VB_ERR_UNSUPPORTED (no tokenizer or
+ * unknown model/pre), VB_ERR_FORMAT (inconsistent arrays), VB_ERR_NOMEM; err explains. The
+ * tokenizer copies what it needs: the vb_gguf may be closed afterwards. */
+int vb_tokenizer_from_gguf(const vb_gguf *g, vb_tokenizer **out, char *err, size_t err_len);
+void vb_tokenizer_free(vb_tokenizer *t);
+
+int32_t vb_tokenizer_n_vocab(const vb_tokenizer *t);
+vb_token vb_tokenizer_bos(const vb_tokenizer *t);  /* -1 if none */
+vb_token vb_tokenizer_eos(const vb_tokenizer *t);  /* -1 if none */
+vb_token vb_tokenizer_mask(const vb_tokenizer *t); /* -1 if none */
+bool vb_tokenizer_add_bos(const vb_tokenizer *t);
+/* true for control/special tokens that end generation (EOS, EOT, <|im_end|>, ...). */
+bool vb_tokenizer_is_eog(const vb_tokenizer *t, vb_token tok);
+
+/* Same contract as vb_tokenize in vibee.h. */
+int vb_tokenizer_encode(const vb_tokenizer *t, const char *text, size_t len, bool add_special,
+                        bool parse_special, vb_token *out, int32_t max_tokens);
+/* Same contract as vb_token_to_bytes in vibee.h. */
+int vb_tokenizer_token_bytes(const vb_tokenizer *t, vb_token tok, char *buf, size_t buf_len);
+
+#endif

@@ -1,0 +1,46 @@
+/* test.h - the tiny test harness: TEST(name) registers a test at load time, CHECK macros record
+ * failures; tests/runner.c runs them all (or those whose name contains argv[1]) and prints the
+ * closing line "N passed, N failed". */
+#ifndef VB_TEST_H
+#define VB_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+
+typedef void (*vbt_fn)(void);
+void vbt_register(const char *name, vbt_fn fn, const char *file);
+void vbt_fail(const char *file, int line, const char *msg);
+int vbt_failed_now(void); /* nonzero if the running test has failed */
+/* Directory of generated fixtures (models, reference logits): $VB_FIXTURES or build/fixtures. */
+const char *vbt_fixture_dir(void);
+
+#define TEST(name)                                                                            \
+    static void name(void);                                                                   \
+    __attribute__((constructor)) static void vbt_reg_##name(void) {                           \
+        vbt_register(#name, name, __FILE__);                                                  \
+    }                                                                                         \
+    static void name(void)
+
+#define CHECK(cond)                                                                           \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
+            vbt_fail(__FILE__, __LINE__, #cond);                                              \
+            return;                                                                           \
+        }                                                                                     \
+    } while (0)
+
+#define CHECKF(cond, ...)                                                                     \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
+            char vbt_msg_[512];                                                               \
+            snprintf(vbt_msg_, sizeof vbt_msg_, __VA_ARGS__);                                 \
+            vbt_fail(__FILE__, __LINE__, vbt_msg_);                                           \
+            return;                                                                           \
+        }                                                                                     \
+    } while (0)
+
+#define CHECK_EQ_INT(a, b)                                                                    \
+    CHECKF((long long)(a) == (long long)(b), "%s == %s (%lld vs %lld)", #a, #b,               \
+           (long long)(a), (long long)(b))
+
+#endif
