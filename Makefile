@@ -34,7 +34,7 @@ CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/*.c)
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all lib test asan fuzz format install clean fixtures check-format
+.PHONY: all lib test asan check fuzz format install clean fixtures
 all: $(BUILD)/libvibee.a $(BUILD)/libvibee.so $(BUILD)/vibee
 
 $(BUILD)/%.o: %.c
@@ -67,8 +67,15 @@ fixtures: $(BUILD)/vibee
 test: $(BUILD)/test_runner $(BUILD)/vibee fixtures
 	VB_FIXTURES=$(BUILD)/fixtures VIBEE=$(BUILD)/vibee $(BUILD)/test_runner $(T)
 
-asan:
-	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+# The same tests under AddressSanitizer + UBSan (fixtures shared with the normal build).
+asan: fixtures
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" build-asan/test_runner
+	VB_FIXTURES=$(BUILD)/fixtures VIBEE=$(BUILD)/vibee VB_ASAN=1 build-asan/test_runner $(T)
+
+# What CI runs: all tests, then all tests again under the sanitizers.
+check:
+	$(MAKE) test
+	$(MAKE) asan
 
 FUZZ_CC ?= clang
 fuzz:

@@ -100,7 +100,8 @@ const void *vb_embedded_model(size_t *size);
 
 /* Parameters of the simulated model ("sim"): a deterministic pseudo language model. */
 typedef struct vb_sim_params {
-    int32_t n_vocab;   /* default 256 */
+    int32_t n_vocab;   /* >= 258 (default 258): tokens 0..255 are bytes (the sim model's
+                          tokenizer is byte-level), n_vocab-2 is EOS, n_vocab-1 is MASK */
     float peak;        /* logit margin of the preferred token; larger = more peaked (default 8) */
     uint64_t seed;     /* changes the pseudo language (default 1) */
 } vb_sim_params;
@@ -293,6 +294,11 @@ typedef struct vb_generate_params {
     int32_t ngram_min;        /* shortest n-gram matched for prompt lookup (default 2) */
     vb_token_callback on_token; /* optional */
     void *user;
+    /* WeDLM variants (not in the official engine; see models/wedlm-py-6m.md) */
+    bool wedlm_d0_ar;             /* score and fill the leftmost mask from the AR logits row of the
+                                     last committed token (default true) */
+    bool wedlm_leftmost_fallback; /* no mask under tau: fill the leftmost mask instead of the best
+                                     score, so every step commits >= 1 token (default true) */
 } vb_generate_params;
 
 vb_generate_params vb_generate_default_params(void);

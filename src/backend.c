@@ -1,0 +1,72 @@
+/* backend.c - the registry of compiled-in backends, status names, error formatting and the
+ * monotonic clock. */
+#include "backend.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static const vb_backend_ops *const registry[] = {
+    &vb_backend_cpu,
+    &vb_backend_sim,
+#ifdef VB_HAVE_LLAMACPP
+    &vb_backend_llamacpp,
+#endif
+#ifdef VB_HAVE_ONNX
+    &vb_backend_onnx,
+#endif
+#ifdef VB_HAVE_CUDA
+    &vb_backend_cuda,
+#endif
+};
+#define N_REGISTRY (sizeof registry / sizeof registry[0])
+
+const vb_backend_ops *vb_backend_find(const char *name) {
+    if (!name) return NULL;
+    for (size_t i = 0; i < N_REGISTRY; i++)
+        if (strcmp(registry[i]->name, name) == 0) return registry[i];
+    return NULL;
+}
+
+const char *vb_backend_list(void) {
+    static char list[128];
+    if (!list[0]) {
+        size_t off = 0;
+        for (size_t i = 0; i < N_REGISTRY && off < sizeof list; i++)
+            off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", i ? "," : "",
+                                    registry[i]->name);
+    }
+    return list;
+}
+
+int vb_errf(char *err, int status, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, VB_ERR_LEN, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+const char *vb_status_str(int status) {
+    switch (status) {
+    case VB_OK: return "ok";
+    case VB_KV_FULL: return "kv cache full";
+    case VB_ERR_ARG: return "invalid argument";
+    case VB_ERR_NOMEM: return "out of memory";
+    case VB_ERR_IO: return "i/o error";
+    case VB_ERR_FORMAT: return "malformed file";
+    case VB_ERR_UNSUPPORTED: return "unsupported";
+    case VB_ERR_BACKEND: return "backend error";
+    case VB_ERR_STATE: return "invalid state";
+    default: return status > 0 ? "soft condition" : "error";
+    }
+}
+
+double vb_time_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -1,0 +1,259 @@
+/* context.c - vb_context: a backend instance over a model. Validates every batch and KV call
+ * before it reaches the backend, maps batch rows to their logits, keeps statistics and the
+ * per-context error string; also the vb_batch helpers. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "model.h"
+
+#define VB_POS_LIMIT (1 << 24) /* logical positions must be below this */
+
+struct vb_context {
+    vb_model *model;
+    const vb_backend_ops *ops;
+    void *state;
+    vb_context_params params;
+    vb_backend_caps caps;
+    char err[VB_ERR_LEN];
+    float *logits;        /* [logits_cap][n_vocab] rows of the last forward that asked */
+    int32_t logits_cap;   /* rows allocated in logits */
+    int32_t *logit_index; /* [max_batch] batch row -> logits row, -1 if none */
+    int32_t n_last;       /* rows of the last forward */
+    vb_stats stats;
+};
+
+vb_context_params vb_context_default_params(void) {
+    vb_context_params p = {0};
+    p.backend = "cpu";
+    p.n_threads = 0;
+    p.n_ctx = 0;
+    p.n_seq_max = 16;
+    p.n_batch_max = 512;
+    p.block_size = 16;
+    p.kv_type = VB_KV_F32;
+    return p;
+}
+
+static int set_err(char *err, size_t err_len, int status, const char *msg) {
+    if (err && err_len) snprintf(err, err_len, "%s", msg);
+    return status;
+}
+
+int vb_context_init(vb_model *model, const vb_context_params *params, vb_context **out, char *err,
+                    size_t err_len) {
+    if (!out) return set_err(err, err_len, VB_ERR_ARG, "vb_context_init: out is NULL");
+    *out = NULL;
+    if (!model) return set_err(err, err_len, VB_ERR_ARG, "vb_context_init: model is NULL");
+    vb_context_params p = params ? *params : vb_context_default_params();
+    if (!p.backend || !*p.backend) p.backend = model->format == VB_FORMAT_SIM ? "sim" : "cpu";
+    char msg[VB_ERR_LEN];
+    if (p.n_seq_max < 1 || p.n_seq_max > 4096 || p.n_batch_max < 1 || p.n_batch_max > 65536 ||
+        p.block_size < 1 || p.block_size > 4096 || p.n_ctx < 0 || p.n_threads < 0 ||
+        (p.kv_type != VB_KV_F32 && p.kv_type != VB_KV_F16)) {
+        snprintf(msg, sizeof msg,
+                 "vb_context_init: parameter out of range (n_seq_max %d, n_batch_max %d, "
+                 "block_size %d, n_ctx %d, n_threads %d, kv_type %d)",
+                 p.n_seq_max, p.n_batch_max, p.block_size, p.n_ctx, p.n_threads, p.kv_type);
+        return set_err(err, err_len, VB_ERR_ARG, msg);
+    }
+    const vb_backend_ops *ops = vb_backend_find(p.backend);
+    if (!ops) {
+        snprintf(msg, sizeof msg, "unknown backend '%s' (compiled in: %s)", p.backend,
+                 vb_backend_list());
+        return set_err(err, err_len, VB_ERR_BACKEND, msg);
+    }
+    if ((model->format == VB_FORMAT_SIM) != (ops == &vb_backend_sim)) {
+        snprintf(msg, sizeof msg, "backend '%s' cannot run model '%s' (the simulated model runs "
+                 "only on backend sim, and backend sim only runs it: use -m sim -b sim)",
+                 ops->name, model->info.name);
+        return set_err(err, err_len, VB_ERR_UNSUPPORTED, msg);
+    }
+    vb_context *c = calloc(1, sizeof *c);
+    if (!c) return set_err(err, err_len, VB_ERR_NOMEM, "out of memory");
+    c->model = model;
+    c->ops = ops;
+    c->params = p;
+    c->params.backend = ops->name; /* static storage */
+    c->params.backend_options = NULL;
+    int st = ops->init(model, &p, &c->state, c->err);
+    if (st != VB_OK) {
+        if (!c->err[0]) snprintf(c->err, sizeof c->err, "backend %s: %s", ops->name, vb_status_str(st));
+        set_err(err, err_len, st, c->err);
+        free(c);
+        return st;
+    }
+    c->caps = ops->caps(c->state);
+    if (c->caps.max_batch <= 0 || c->caps.max_batch > p.n_batch_max) c->caps.max_batch = p.n_batch_max;
+    c->logit_index = malloc((size_t)c->caps.max_batch * sizeof *c->logit_index);
+    if (!c->logit_index) {
+        vb_context_free(c);
+        return set_err(err, err_len, VB_ERR_NOMEM, "out of memory");
+    }
+    *out = c;
+    return VB_OK;
+}
+
+void vb_context_free(vb_context *c) {
+    if (!c) return;
+    if (c->state) c->ops->free(c->state);
+    free(c->logits);
+    free(c->logit_index);
+    free(c);
+}
+
+const char *vb_context_error(const vb_context *c) { return c ? c->err : "context is NULL"; }
+const vb_model *vb_context_model(const vb_context *c) { return c ? c->model : NULL; }
+const char *vb_context_backend_name(const vb_context *c) { return c ? c->ops->name : ""; }
+vb_backend_caps vb_context_caps(const vb_context *c) {
+    vb_backend_caps none = {0};
+    return c ? c->caps : none;
+}
+
+static int ctx_err(vb_context *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int ctx_err(vb_context *c, int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+int vb_forward(vb_context *c, const vb_batch *b) {
+    if (!c) return VB_ERR_ARG;
+    c->n_last = 0;
+    if (!b || b->n < 0 || (b->n > 0 && (!b->token || !b->pos || !b->seq || !b->want_logits)))
+        return ctx_err(c, VB_ERR_ARG, "vb_forward: batch is NULL or incomplete");
+    if (b->n == 0) return VB_OK;
+    if (b->n > c->caps.max_batch)
+        return ctx_err(c, VB_ERR_ARG, "vb_forward: %d rows exceed the backend's batch limit %d",
+                       b->n, c->caps.max_batch);
+    int32_t n_vocab = c->model->info.n_vocab, n_out = 0;
+    for (int32_t i = 0; i < b->n; i++) {
+        if (b->token[i] < 0 || b->token[i] >= n_vocab)
+            return ctx_err(c, VB_ERR_ARG, "vb_forward: row %d: token %d out of range [0, %d)", i,
+                           b->token[i], n_vocab);
+        if (b->seq[i] < 0 || b->seq[i] >= c->params.n_seq_max)
+            return ctx_err(c, VB_ERR_ARG, "vb_forward: row %d: sequence %d out of range [0, %d)",
+                           i, b->seq[i], c->params.n_seq_max);
+        if (b->pos[i] < 0 || b->pos[i] >= VB_POS_LIMIT)
+            return ctx_err(c, VB_ERR_ARG, "vb_forward: row %d: position %d out of range [0, %d)",
+                           i, b->pos[i], VB_POS_LIMIT);
+        c->logit_index[i] = b->want_logits[i] ? n_out++ : -1;
+    }
+    if (n_out > c->logits_cap) {
+        float *grown = realloc(c->logits, (size_t)n_out * (size_t)n_vocab * sizeof(float));
+        if (!grown) return ctx_err(c, VB_ERR_NOMEM, "vb_forward: cannot allocate logits for %d rows", n_out);
+        c->logits = grown;
+        c->logits_cap = n_out;
+    }
+    c->err[0] = 0;
+    double t0 = vb_time_now();
+    int st = c->ops->forward(c->state, b, c->logits);
+    c->stats.forward_seconds += vb_time_now() - t0;
+    if (st != VB_OK) {
+        if (!c->err[0]) ctx_err(c, st, "vb_forward: backend %s: %s", c->ops->name, vb_status_str(st));
+        return st;
+    }
+    c->n_last = b->n;
+    c->stats.n_forward++;
+    c->stats.n_rows += b->n;
+    c->stats.n_logit_rows += n_out;
+    return VB_OK;
+}
+
+const float *vb_get_logits(const vb_context *c, int32_t i) {
+    if (!c || i < 0 || i >= c->n_last || c->logit_index[i] < 0) return NULL;
+    return c->logits + (size_t)c->logit_index[i] * (size_t)c->model->info.n_vocab;
+}
+
+static int check_seq(vb_context *c, vb_seq seq, const char *fn) {
+    if (seq < 0 || seq >= c->params.n_seq_max)
+        return ctx_err(c, VB_ERR_ARG, "%s: sequence %d out of range [0, %d)", fn, seq,
+                       c->params.n_seq_max);
+    return VB_OK;
+}
+
+int32_t vb_kv_seq_len(const vb_context *c, vb_seq seq) {
+    if (!c || seq < 0 || seq >= c->params.n_seq_max) return VB_ERR_ARG;
+    return c->ops->kv_seq_len(c->state, seq);
+}
+
+int vb_kv_truncate(vb_context *c, vb_seq seq, int32_t n_keep) {
+    if (!c) return VB_ERR_ARG;
+    int st = check_seq(c, seq, "vb_kv_truncate");
+    if (st) return st;
+    if (n_keep < 0) return ctx_err(c, VB_ERR_ARG, "vb_kv_truncate: n_keep %d < 0", n_keep);
+    return c->ops->kv_truncate(c->state, seq, n_keep);
+}
+
+int vb_kv_fork(vb_context *c, vb_seq src, vb_seq dst) {
+    if (!c) return VB_ERR_ARG;
+    int st = check_seq(c, src, "vb_kv_fork");
+    if (!st) st = check_seq(c, dst, "vb_kv_fork");
+    if (st) return st;
+    if (src == dst) return ctx_err(c, VB_ERR_ARG, "vb_kv_fork: source and destination are both %d", src);
+    if (c->ops->kv_seq_len(c->state, dst) != 0)
+        return ctx_err(c, VB_ERR_STATE, "vb_kv_fork: destination sequence %d is not empty", dst);
+    if (!c->ops->kv_fork)
+        return ctx_err(c, VB_ERR_UNSUPPORTED, "vb_kv_fork: backend %s cannot fork sequences", c->ops->name);
+    return c->ops->kv_fork(c->state, src, dst);
+}
+
+int vb_kv_free_seq(vb_context *c, vb_seq seq) {
+    if (!c) return VB_ERR_ARG;
+    int st = check_seq(c, seq, "vb_kv_free_seq");
+    return st ? st : c->ops->kv_free_seq(c->state, seq);
+}
+
+vb_stats vb_context_stats(const vb_context *c) {
+    vb_stats s = {0};
+    if (!c) return s;
+    s = c->stats;
+    if (c->ops->kv_stats) c->ops->kv_stats(c->state, &s.kv);
+    return s;
+}
+
+void vb_context_reset_stats(vb_context *c) {
+    if (c) memset(&c->stats, 0, sizeof c->stats);
+}
+
+/* ---- batches ---- */
+
+vb_batch *vb_batch_init(int32_t capacity) {
+    if (capacity < 1) return NULL;
+    vb_batch *b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    b->capacity = capacity;
+    b->token = malloc((size_t)capacity * sizeof *b->token);
+    b->pos = malloc((size_t)capacity * sizeof *b->pos);
+    b->seq = malloc((size_t)capacity * sizeof *b->seq);
+    b->want_logits = malloc((size_t)capacity * sizeof *b->want_logits);
+    if (!b->token || !b->pos || !b->seq || !b->want_logits) {
+        vb_batch_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+void vb_batch_free(vb_batch *b) {
+    if (!b) return;
+    free(b->token);
+    free(b->pos);
+    free(b->seq);
+    free(b->want_logits);
+    free(b);
+}
+
+int vb_batch_add(vb_batch *b, vb_token token, vb_pos pos, vb_seq seq, bool want_logits) {
+    if (!b || b->n >= b->capacity) return VB_ERR_ARG;
+    b->token[b->n] = token;
+    b->pos[b->n] = pos;
+    b->seq[b->n] = seq;
+    b->want_logits[b->n] = want_logits ? 1 : 0;
+    b->n++;
+    return VB_OK;
+}

@@ -1,0 +1,325 @@
+/* model.c - vb_model: loading GGUF files (from disk or memory) and the simulated model, the
+ * hyper-parameters llama.cpp's GGUF keys describe, the embedded default model, metadata lookup
+ * and the public tokenizer entry points (GGUF tokenizer, or bytes for the sim model). */
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "types.h"
+
+extern const unsigned char vb_embedded_model_data[];
+extern const unsigned char vb_embedded_model_end[];
+
+const void *vb_embedded_model(size_t *size) {
+    size_t n = (size_t)(vb_embedded_model_end - vb_embedded_model_data);
+    if (size) *size = n;
+    return n ? vb_embedded_model_data : NULL;
+}
+
+vb_model_params vb_model_default_params(void) {
+    vb_model_params p = {0};
+    p.use_mmap = true;
+    p.vocab_path = NULL;
+    return p;
+}
+
+vb_sim_params vb_sim_default_params(void) {
+    vb_sim_params p = {0};
+    p.n_vocab = 258;
+    p.peak = 8.0f;
+    p.seed = 1;
+    return p;
+}
+
+static int fail(char *err, size_t err_len, int status, const char *fmt, const char *a,
+                const char *b) {
+    if (err && err_len) snprintf(err, err_len, fmt, a, b);
+    return status;
+}
+
+void vb_model_free(vb_model *m) {
+    if (!m) return;
+    vb_tokenizer_free(m->tok);
+    vb_gguf_close(m->gguf);
+    free(m);
+}
+
+const vb_model_info *vb_model_get_info(const vb_model *m) { return m ? &m->info : NULL; }
+
+int vb_model_load_sim(const vb_sim_params *params, vb_model **out, char *err, size_t err_len) {
+    if (!out) return VB_ERR_ARG;
+    *out = NULL;
+    vb_sim_params p = params ? *params : vb_sim_default_params();
+    if (p.n_vocab < 258 || p.n_vocab > (1 << 20) || !(p.peak >= 0.0f && p.peak < 1e4f))
+        return fail(err, err_len, VB_ERR_ARG,
+                    "sim model: n_vocab must be in [258, 2^20] and peak in [0, 1e4)%s%s", "", "");
+    vb_model *m = calloc(1, sizeof *m);
+    if (!m) return VB_ERR_NOMEM;
+    m->format = VB_FORMAT_SIM;
+    m->sim = p;
+    vb_model_info *in = &m->info;
+    snprintf(in->arch, sizeof in->arch, "sim");
+    snprintf(in->name, sizeof in->name, "sim-%d", (int)p.n_vocab);
+    snprintf(in->weight_type, sizeof in->weight_type, "none");
+    in->n_vocab = p.n_vocab;
+    in->n_ctx_train = 1 << 16;
+    in->bos = -1;
+    in->eos = p.n_vocab - 2;
+    in->mask = p.n_vocab - 1;
+    in->has_tokenizer = true; /* bytes */
+    *out = m;
+    return VB_OK;
+}
+
+/* <arch>.<suffix> as int32; returns def if absent. */
+static int32_t arch_i32(const vb_gguf *g, const char *arch, const char *suffix, int32_t def) {
+    char key[128];
+    int32_t v;
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return vb_gguf_get_i32(g, key, &v) ? v : def;
+}
+
+static float arch_f32(const vb_gguf *g, const char *arch, const char *suffix, float def) {
+    char key[128];
+    float v;
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return vb_gguf_get_f32(g, key, &v) ? v : def;
+}
+
+/* Fill info from GGUF keys (llama.cpp's names). */
+static int fill_info(vb_model *m, const char *name_hint, char *err, size_t err_len) {
+    const vb_gguf *g = m->gguf;
+    vb_model_info *in = &m->info;
+    const char *s;
+    uint64_t len;
+    if (!vb_gguf_get_str(g, "general.architecture", &s, &len) || len == 0 || len >= sizeof in->arch)
+        return fail(err, err_len, VB_ERR_FORMAT,
+                    "%s: missing or invalid general.architecture%s", name_hint, "");
+    memcpy(in->arch, s, len);
+    in->arch[len] = 0;
+    if (vb_gguf_get_str(g, "general.name", &s, &len) && len > 0) {
+        size_t n = len < sizeof in->name - 1 ? len : sizeof in->name - 1;
+        memcpy(in->name, s, n);
+        in->name[n] = 0;
+    } else {
+        snprintf(in->name, sizeof in->name, "%s", name_hint);
+    }
+    const char *a = in->arch;
+    in->n_embd = arch_i32(g, a, "embedding_length", 0);
+    in->n_layer = arch_i32(g, a, "block_count", 0);
+    in->n_head = arch_i32(g, a, "attention.head_count", 0);
+    in->n_head_kv = arch_i32(g, a, "attention.head_count_kv", in->n_head);
+    in->n_ff = arch_i32(g, a, "feed_forward_length", 0);
+    in->n_ctx_train = arch_i32(g, a, "context_length", 0);
+    in->head_dim = arch_i32(g, a, "attention.key_length", in->n_head > 0 ? in->n_embd / in->n_head : 0);
+    m->rope_theta = arch_f32(g, a, "rope.freq_base", 10000.0f);
+    m->norm_eps = arch_f32(g, a, "attention.layer_norm_rms_epsilon",
+                           arch_f32(g, a, "attention.layer_norm_epsilon", 1e-5f));
+    if (in->n_embd < 0 || in->n_layer < 0 || in->n_head < 0 || in->n_head_kv < 0 || in->n_ff < 0 ||
+        in->head_dim < 0 || in->n_ctx_train < 0 || in->n_layer > 4096 || in->n_embd > (1 << 20) ||
+        (in->n_head > 0 && in->n_head_kv > 0 && in->n_head % in->n_head_kv != 0))
+        return fail(err, err_len, VB_ERR_FORMAT, "%s: inconsistent hyper-parameters in %s.*",
+                    name_hint, a);
+    /* vocabulary size: tokenizer, else token_embd rows */
+    const vb_gguf_tensor *emb = vb_gguf_find_tensor(g, "token_embd.weight");
+    int et;
+    uint64_t n_tok = 0;
+    const void *d;
+    if (vb_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n_tok, &d) && n_tok > 0 && n_tok < (1u << 24))
+        in->n_vocab = (int32_t)n_tok;
+    else if (emb && emb->n_dims == 2)
+        in->n_vocab = (int32_t)emb->ne[1];
+    else
+        in->n_vocab = arch_i32(g, a, "vocab_size", 0);
+    if (in->n_vocab <= 0)
+        return fail(err, err_len, VB_ERR_FORMAT,
+                    "%s: cannot tell the vocabulary size (no tokenizer.ggml.tokens, no "
+                    "token_embd.weight)%s", name_hint, "");
+    /* sizes and the dominant weight type */
+    int64_t bytes_by_type[VB_TYPE_COUNT] = {0};
+    bool has_output = vb_gguf_find_tensor(g, "output.weight") != NULL;
+    for (int64_t i = 0; i < vb_gguf_n_tensors(g); i++) {
+        const vb_gguf_tensor *t = vb_gguf_tensor_at(g, i);
+        in->n_params += t->n_elems;
+        bool is_emb = strcmp(t->name, "token_embd.weight") == 0;
+        /* per decoded token: every weight once, except an untied embedding (one row) */
+        if (!(is_emb && has_output)) in->weight_bytes += (int64_t)t->nbytes;
+        if (t->n_dims >= 2 && t->type < VB_TYPE_COUNT) bytes_by_type[t->type] += (int64_t)t->nbytes;
+    }
+    int best = -1;
+    for (int t = 0; t < VB_TYPE_COUNT; t++)
+        if (bytes_by_type[t] > 0 && (best < 0 || bytes_by_type[t] > bytes_by_type[best])) best = t;
+    snprintf(in->weight_type, sizeof in->weight_type, "%s",
+             best >= 0 && vb_type_get((uint32_t)best) ? vb_type_get((uint32_t)best)->name : "none");
+    return VB_OK;
+}
+
+static void fill_special_tokens(vb_model *m) {
+    vb_model_info *in = &m->info;
+    int32_t v;
+    bool b;
+    in->bos = in->eos = in->mask = -1;
+    if (m->tok) {
+        in->has_tokenizer = true;
+        in->bos = vb_tokenizer_bos(m->tok);
+        in->eos = vb_tokenizer_eos(m->tok);
+        in->mask = vb_tokenizer_mask(m->tok);
+        in->add_bos = vb_tokenizer_add_bos(m->tok);
+    } else {
+        if (vb_gguf_get_i32(m->gguf, "tokenizer.ggml.bos_token_id", &v)) in->bos = v;
+        if (vb_gguf_get_i32(m->gguf, "tokenizer.ggml.eos_token_id", &v)) in->eos = v;
+        if (vb_gguf_get_i32(m->gguf, "tokenizer.ggml.mask_token_id", &v)) in->mask = v;
+        if (vb_gguf_get_bool(m->gguf, "tokenizer.ggml.add_bos_token", &b)) in->add_bos = b;
+    }
+    if (in->bos >= in->n_vocab) in->bos = -1;
+    if (in->eos >= in->n_vocab) in->eos = -1;
+    if (in->mask >= in->n_vocab) in->mask = -1;
+}
+
+/* Build the tokenizer from g (the model's own file or a --vocab file). A model without
+ * tokenizer keys simply has none; a malformed tokenizer is an error. */
+static int load_tokenizer(vb_model *m, const vb_gguf *g, const char *name, char *err, size_t err_len) {
+    char msg[VB_ERR_LEN] = "";
+    int st = vb_tokenizer_from_gguf(g, &m->tok, msg, sizeof msg);
+    if (st == VB_OK) {
+        if (vb_tokenizer_n_vocab(m->tok) != m->info.n_vocab)
+            return fail(err, err_len, VB_ERR_FORMAT,
+                        "%s: the tokenizer's vocabulary size does not match the model's (%s)",
+                        name, "check the --vocab file");
+        return VB_OK;
+    }
+    m->tok = NULL;
+    if (st == VB_ERR_UNSUPPORTED) return VB_OK; /* no (supported) tokenizer: token ids only */
+    return fail(err, err_len, st, "%s: tokenizer: %s", name, msg);
+}
+
+static int finish_load(vb_model *m, const vb_model_params *p, const char *name, char *err,
+                       size_t err_len) {
+    int st = fill_info(m, name, err, err_len);
+    if (st == VB_OK) st = load_tokenizer(m, m->gguf, name, err, err_len);
+    if (st == VB_OK && p && p->vocab_path) {
+        vb_gguf *vg = NULL;
+        vb_tokenizer_free(m->tok);
+        m->tok = NULL;
+        st = vb_gguf_open(p->vocab_path, true, &vg, err, err_len);
+        if (st == VB_OK) st = load_tokenizer(m, vg, p->vocab_path, err, err_len);
+        if (st == VB_OK && !m->tok)
+            st = fail(err, err_len, VB_ERR_FORMAT, "%s: no supported tokenizer in this file%s",
+                      p->vocab_path, "");
+        vb_gguf_close(vg);
+    }
+    if (st == VB_OK) fill_special_tokens(m);
+    return st;
+}
+
+int vb_model_load_from_memory(const void *data, size_t size, const char *name,
+                              const vb_model_params *params, vb_model **out, char *err,
+                              size_t err_len) {
+    if (!out) return VB_ERR_ARG;
+    *out = NULL;
+    if (!data) return fail(err, err_len, VB_ERR_ARG, "model data is NULL%s%s", "", "");
+    vb_model *m = calloc(1, sizeof *m);
+    if (!m) return VB_ERR_NOMEM;
+    m->format = VB_FORMAT_GGUF;
+    int st = vb_gguf_open_memory(data, size, &m->gguf, err, err_len);
+    if (st == VB_OK) st = finish_load(m, params, name ? name : "memory", err, err_len);
+    if (st != VB_OK) {
+        vb_model_free(m);
+        return st;
+    }
+    *out = m;
+    return VB_OK;
+}
+
+int vb_model_load(const char *path, const vb_model_params *params, vb_model **out, char *err,
+                  size_t err_len) {
+    if (!out) return VB_ERR_ARG;
+    *out = NULL;
+    if (!path) return fail(err, err_len, VB_ERR_ARG, "model path is NULL%s%s", "", "");
+    if (strcmp(path, "sim") == 0) return vb_model_load_sim(NULL, out, err, err_len);
+    vb_model_params p = params ? *params : vb_model_default_params();
+    vb_model *m = calloc(1, sizeof *m);
+    if (!m) return VB_ERR_NOMEM;
+    m->format = VB_FORMAT_GGUF;
+    snprintf(m->path, sizeof m->path, "%s", path);
+    int st = vb_gguf_open(path, p.use_mmap, &m->gguf, err, err_len);
+    if (st == VB_OK) {
+        const char *base = strrchr(path, '/');
+        st = finish_load(m, &p, base ? base + 1 : path, err, err_len);
+    }
+    if (st != VB_OK) {
+        vb_model_free(m);
+        return st;
+    }
+    *out = m;
+    return VB_OK;
+}
+
+int vb_model_meta_str(const vb_model *m, const char *key, char *buf, size_t buf_len) {
+    if (!m || !key || !buf) return VB_ERR_ARG;
+    if (!m->gguf) return VB_ERR_ARG;
+    int64_t idx = vb_gguf_find_key(m->gguf, key);
+    if (idx < 0) return VB_ERR_ARG;
+    return vb_gguf_value_to_text(m->gguf, idx, buf, buf_len);
+}
+
+/* ---- tokenizer entry points ---- */
+
+int vb_tokenize(const vb_model *m, const char *text, size_t text_len, bool add_special,
+                bool parse_special, vb_token *out, int32_t max_tokens) {
+    if (!m || (!text && text_len) || max_tokens < 0 || (!out && max_tokens > 0)) return VB_ERR_ARG;
+    if (m->format == VB_FORMAT_SIM) { /* bytes */
+        for (size_t i = 0; i < text_len && (int32_t)i < max_tokens; i++)
+            out[i] = (unsigned char)text[i];
+        return text_len > (size_t)INT32_MAX ? VB_ERR_ARG : (int)text_len;
+    }
+    if (!m->tok) return VB_ERR_UNSUPPORTED;
+    return vb_tokenizer_encode(m->tok, text, text_len, add_special, parse_special, out, max_tokens);
+}
+
+int vb_token_to_bytes(const vb_model *m, vb_token token, char *buf, size_t buf_len) {
+    if (!m || (!buf && buf_len)) return VB_ERR_ARG;
+    if (token < 0 || token >= m->info.n_vocab) return VB_ERR_ARG;
+    if (m->format == VB_FORMAT_SIM) {
+        if (token > 255) return 0; /* EOS / MASK have no text */
+        if (buf_len) buf[0] = (char)token;
+        return 1;
+    }
+    if (!m->tok) return VB_ERR_UNSUPPORTED;
+    return vb_tokenizer_token_bytes(m->tok, token, buf, buf_len);
+}
+
+/* Length of the UTF-8 sequence a lead byte announces (1 for invalid leads: pass through). */
+static int utf8_len(unsigned char c) {
+    if (c < 0x80) return 1;
+    if ((c & 0xe0) == 0xc0) return 2;
+    if ((c & 0xf0) == 0xe0) return 3;
+    if ((c & 0xf8) == 0xf0) return 4;
+    return 1;
+}
+
+int vb_detok_push(const vb_model *m, vb_detok *d, vb_token token, char *out, size_t out_len) {
+    if (!m || !d || !out || out_len == 0) return VB_ERR_ARG;
+    char piece[256];
+    int n = vb_token_to_bytes(m, token, piece, sizeof piece);
+    if (n < 0) return n;
+    if (n > (int)sizeof piece) n = (int)sizeof piece;
+    size_t w = 0;
+    for (int i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)piece[i];
+        if (d->n_pending > 0 && (c & 0xc0) != 0x80) { /* broken sequence: flush as is */
+            for (int k = 0; k < d->n_pending && w + 1 < out_len; k++) out[w++] = d->pending[k];
+            d->n_pending = 0;
+        }
+        if (d->n_pending < (int)sizeof d->pending) d->pending[d->n_pending++] = (char)c;
+        if (d->n_pending >= utf8_len((unsigned char)d->pending[0])) {
+            for (int k = 0; k < d->n_pending && w + 1 < out_len; k++) out[w++] = d->pending[k];
+            d->n_pending = 0;
+        }
+    }
+    out[w] = 0;
+    return (int)w;
+}

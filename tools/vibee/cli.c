@@ -1,0 +1,191 @@
+/* cli.c - option parsing helpers, model/context opening (embedded default model when no -m is
+ * given) and JSON string escaping for the vibee command-line tool. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void cli_model_opts_init(cli_model_opts *o) {
+    memset(o, 0, sizeof *o);
+    vb_context_params cp = vb_context_default_params();
+    o->kv_type = cp.kv_type;
+    o->block_size = cp.block_size;
+    o->n_seq_max = 4;
+    o->n_batch_max = cp.n_batch_max;
+}
+
+const char *cli_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "vibee: option %s needs a value\n", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+bool cli_parse_int(const char *s, long lo, long hi, long *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_float(const char *s, float *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || *end || v != v) return false;
+    *out = v;
+    return true;
+}
+
+int cli_parse_int_list(const char *s, int **out) {
+    int n = 1;
+    for (const char *p = s; *p; p++) n += *p == ',';
+    int *v = malloc((size_t)n * sizeof *v);
+    if (!v) return -1;
+    char *copy = strdup(s), *save = NULL;
+    int k = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        long x;
+        if (!cli_parse_int(tok, -2147483647L, 2147483647L, &x)) {
+            free(copy);
+            free(v);
+            return -1;
+        }
+        v[k++] = (int)x;
+    }
+    free(copy);
+    if (k == 0) {
+        free(v);
+        return -1;
+    }
+    *out = v;
+    return k;
+}
+
+#define INT_OPT(flag, field, lo, hi)                                                          \
+    if (strcmp(a, flag) == 0) {                                                               \
+        const char *v = cli_value(argc, argv, i);                                             \
+        long x;                                                                               \
+        if (!v || !cli_parse_int(v, lo, hi, &x)) {                                            \
+            fprintf(stderr, "vibee: %s expects an integer in [%ld, %ld]\n", flag, (long)(lo), \
+                    (long)(hi));                                                              \
+            return -1;                                                                        \
+        }                                                                                     \
+        o->field = (int)x;                                                                    \
+        return 1;                                                                             \
+    }
+
+int cli_parse_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
+        if (!(o->model = cli_value(argc, argv, i))) return -1;
+        return 1;
+    }
+    if (strcmp(a, "-b") == 0 || strcmp(a, "--backend") == 0) {
+        if (!(o->backend = cli_value(argc, argv, i))) return -1;
+        return 1;
+    }
+    if (strcmp(a, "--vocab") == 0) {
+        if (!(o->vocab = cli_value(argc, argv, i))) return -1;
+        return 1;
+    }
+    if (strcmp(a, "--backend-options") == 0) {
+        if (!(o->backend_options = cli_value(argc, argv, i))) return -1;
+        return 1;
+    }
+    if (strcmp(a, "--kv-type") == 0) {
+        const char *v = cli_value(argc, argv, i);
+        if (v && strcmp(v, "f32") == 0) o->kv_type = VB_KV_F32;
+        else if (v && strcmp(v, "f16") == 0) o->kv_type = VB_KV_F16;
+        else {
+            fprintf(stderr, "vibee: --kv-type expects f32 or f16\n");
+            return -1;
+        }
+        return 1;
+    }
+    INT_OPT("-t", threads, 0, 1024)
+    INT_OPT("--threads", threads, 0, 1024)
+    INT_OPT("-c", n_ctx, 0, 1 << 24)
+    INT_OPT("--ctx-size", n_ctx, 0, 1 << 24)
+    INT_OPT("--block-size", block_size, 1, 4096)
+    INT_OPT("--batch-size", n_batch_max, 1, 65536)
+    return 0;
+}
+
+int cli_open(const cli_model_opts *o, vb_model **model, vb_context **ctx) {
+    char err[1024];
+    vb_model_params mp = vb_model_default_params();
+    mp.vocab_path = o->vocab;
+    int st;
+    if (o->model) {
+        st = vb_model_load(o->model, &mp, model, err, sizeof err);
+    } else {
+        size_t size;
+        const void *data = vb_embedded_model(&size);
+        if (!data) {
+            fprintf(stderr, "vibee: no -m MODEL given and this build embeds no default model\n");
+            return 1;
+        }
+        st = vb_model_load_from_memory(data, size, "wedlm-py-6m-f16 (embedded)", &mp, model, err,
+                                       sizeof err);
+    }
+    if (st != VB_OK) {
+        fprintf(stderr, "vibee: cannot load model: %s\n", err);
+        return 1;
+    }
+    vb_context_params cp = vb_context_default_params();
+    cp.backend = o->backend ? o->backend : (o->model && strcmp(o->model, "sim") == 0 ? "sim" : "cpu");
+    cp.n_threads = o->threads;
+    cp.n_ctx = o->n_ctx;
+    cp.kv_type = o->kv_type;
+    cp.block_size = o->block_size;
+    cp.n_seq_max = o->n_seq_max;
+    cp.n_batch_max = o->n_batch_max;
+    cp.backend_options = o->backend_options;
+    st = vb_context_init(*model, &cp, ctx, err, sizeof err);
+    if (st != VB_OK) {
+        fprintf(stderr, "vibee: cannot start backend %s: %s\n", cp.backend, err);
+        vb_model_free(*model);
+        *model = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+void cli_json_string(FILE *f, const char *s, size_t len) {
+    fputc('"', f);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        switch (c) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (c < 0x20) {
+                fprintf(f, "\\u%04x", c);
+            } else if (c < 0x80) {
+                fputc(c, f);
+            } else { /* copy a valid UTF-8 sequence, replace an invalid byte by U+FFFD */
+                size_t n = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+                bool ok = n > 0 && i + n <= len;
+                for (size_t k = 1; ok && k < n; k++) ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
+                if (ok) {
+                    fwrite(s + i, 1, n, f);
+                    i += n - 1;
+                } else {
+                    fputs("\\ufffd", f);
+                }
+            }
+        }
+    }
+    fputc('"', f);
+}

@@ -1,0 +1,45 @@
+/* cli.h - shared pieces of the vibee command-line tool: option parsing helpers, model and
+ * context opening with the embedded default model, JSON string output, and the commands. */
+#ifndef VB_CLI_H
+#define VB_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "vibee.h"
+
+/* Common options of commands that run a model. */
+typedef struct cli_model_opts {
+    const char *model;     /* -m: path, "sim", or NULL for the embedded default */
+    const char *backend;   /* -b */
+    const char *vocab;     /* --vocab */
+    const char *backend_options; /* --backend-options */
+    int threads;           /* -t */
+    int n_ctx;             /* -c */
+    int kv_type;           /* --kv-type */
+    int block_size;        /* --block-size */
+    int n_seq_max;
+    int n_batch_max;
+} cli_model_opts;
+
+void cli_model_opts_init(cli_model_opts *o);
+/* If argv[*i] is one of the common model options, consume it (and its value) and return 1;
+ * return 0 if it is not one; -1 (message printed) on a bad value. */
+int cli_parse_model_opt(cli_model_opts *o, int argc, char **argv, int *i);
+/* Open model + context; prints the error and returns nonzero on failure. */
+int cli_open(const cli_model_opts *o, vb_model **model, vb_context **ctx);
+/* Value of option argv[*i] (advances *i); prints an error and returns NULL if missing. */
+const char *cli_value(int argc, char **argv, int *i);
+bool cli_parse_int(const char *s, long lo, long hi, long *out);
+bool cli_parse_float(const char *s, float *out);
+/* Print s (len bytes) as a JSON string literal. */
+void cli_json_string(FILE *f, const char *s, size_t len);
+/* Parse "1,2,3" into a malloc'd array; returns count or -1. */
+int cli_parse_int_list(const char *s, int **out);
+
+int cmd_run(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+
+#endif

@@ -1,0 +1,69 @@
+/* cmd_info.c - `vibee info`: describe a model (architecture, shapes, types, tokenizer, special
+ * tokens, size) and, with --meta, every metadata key. */
+#include <string.h>
+
+#include "cli.h"
+
+int cmd_info(int argc, char **argv) {
+    cli_model_opts mo;
+    cli_model_opts_init(&mo);
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_parse_model_opt(&mo, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        if (!strcmp(argv[i], "--json")) json = true;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fprintf(stderr, "usage: vibee info [-m MODEL] [--json]\n");
+            return 0;
+        } else {
+            fprintf(stderr, "vibee info: unknown option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    char err[1024];
+    vb_model *m = NULL;
+    vb_model_params mp = vb_model_default_params();
+    mp.vocab_path = mo.vocab;
+    int st;
+    if (mo.model) {
+        st = vb_model_load(mo.model, &mp, &m, err, sizeof err);
+    } else {
+        size_t size;
+        const void *data = vb_embedded_model(&size);
+        st = data ? vb_model_load_from_memory(data, size, "wedlm-py-6m-f16 (embedded)", &mp, &m, err, sizeof err)
+                  : VB_ERR_ARG;
+        if (!data) snprintf(err, sizeof err, "no -m MODEL and no embedded model");
+    }
+    if (st != VB_OK) {
+        fprintf(stderr, "vibee info: %s\n", err);
+        return 1;
+    }
+    const vb_model_info *in = vb_model_get_info(m);
+    if (json) {
+        printf("{\"name\":");
+        cli_json_string(stdout, in->name, strlen(in->name));
+        printf(",\"arch\":\"%s\",\"n_vocab\":%d,\"n_ctx_train\":%d,\"n_embd\":%d,\"n_layer\":%d,"
+               "\"n_head\":%d,\"n_head_kv\":%d,\"head_dim\":%d,\"n_ff\":%d,\"n_params\":%lld,"
+               "\"weight_bytes\":%lld,\"weight_type\":\"%s\",\"bos\":%d,\"eos\":%d,\"mask\":%d,"
+               "\"add_bos\":%s,\"has_tokenizer\":%s}\n",
+               in->arch, in->n_vocab, in->n_ctx_train, in->n_embd, in->n_layer, in->n_head,
+               in->n_head_kv, in->head_dim, in->n_ff, (long long)in->n_params,
+               (long long)in->weight_bytes, in->weight_type, in->bos, in->eos, in->mask,
+               in->add_bos ? "true" : "false", in->has_tokenizer ? "true" : "false");
+    } else {
+        printf("model        %s\n", in->name);
+        printf("architecture %s\n", in->arch);
+        printf("parameters   %.2f M (%s weights, %.1f MiB read per decoded token)\n",
+               (double)in->n_params / 1e6, in->weight_type, (double)in->weight_bytes / (1 << 20));
+        printf("shape        n_vocab %d, n_embd %d, n_layer %d, n_head %d, n_head_kv %d, head_dim %d, "
+               "n_ff %d, n_ctx_train %d\n",
+               in->n_vocab, in->n_embd, in->n_layer, in->n_head, in->n_head_kv, in->head_dim,
+               in->n_ff, in->n_ctx_train);
+        printf("tokenizer    %s; bos %d, eos %d, mask %d, add_bos %s\n",
+               in->has_tokenizer ? "yes" : "none (use --prompt-tokens)", in->bos, in->eos, in->mask,
+               in->add_bos ? "yes" : "no");
+    }
+    vb_model_free(m);
+    return 0;
+}

@@ -1,0 +1,44 @@
+/* main.c - the vibee command-line tool: dispatches to the subcommands. */
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(void) {
+    fprintf(stderr,
+            "vibee %s - transformer inference engine\n\n"
+            "usage: vibee <command> [options]   (vibee <command> --help for its options)\n\n"
+            "commands:\n"
+            "  run       generate text (AR, WeDLM or draft-and-verify decoding)\n"
+            "  info      describe a model file\n"
+#ifdef VB_CLI_HAVE_BENCH
+            "  bench     measure prefill/decode speed (llama-bench style)\n"
+#endif
+#ifdef VB_CLI_HAVE_QUANTIZE
+            "  quantize  rewrite a GGUF model with Q8_0 / Q4_0 / F16 weights\n"
+#endif
+            "\nWith no -m, commands use the embedded model wedlm-py-6m-f16.\n",
+            VIBEE_VERSION);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage();
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("vibee %s\n", VIBEE_VERSION);
+        return 0;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+#ifdef VB_CLI_HAVE_BENCH
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+#endif
+#ifdef VB_CLI_HAVE_QUANTIZE
+    if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
+#endif
+    fprintf(stderr, "vibee: unknown command '%s'\n\n", cmd);
+    usage();
+    return 2;
+}
