@@ -10,12 +10,8 @@ static void usage(void) {
             "commands:\n"
             "  run       generate text (AR, WeDLM or draft-and-verify decoding)\n"
             "  info      describe a model file\n"
-#ifdef VB_CLI_HAVE_BENCH
             "  bench     measure prefill/decode speed (llama-bench style)\n"
-#endif
-#ifdef VB_CLI_HAVE_QUANTIZE
             "  quantize  rewrite a GGUF model with Q8_0 / Q4_0 / F16 weights\n"
-#endif
             "\nWith no -m, commands use the embedded model wedlm-py-6m-f16.\n",
             VIBEE_VERSION);
 }
@@ -32,12 +28,8 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
-#ifdef VB_CLI_HAVE_BENCH
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
-#endif
-#ifdef VB_CLI_HAVE_QUANTIZE
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
-#endif
     fprintf(stderr, "vibee: unknown command '%s'\n\n", cmd);
     usage();
     return 2;
