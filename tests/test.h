@@ -7,6 +7,9 @@
 #include <math.h>
 #include <stdio.h>
 
+/* failure messages are cut to 512 bytes on purpose */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
 typedef void (*vbt_fn)(void);
 void vbt_register(const char *name, vbt_fn fn, const char *file);
 void vbt_fail(const char *file, int line, const char *msg);
