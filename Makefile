@@ -16,6 +16,7 @@ CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -fPIC -pthread -D_GNU_SOURCE $(SAN)
             -Iinclude -Isrc
 LDFLAGS  += $(SAN) -pthread
 LDLIBS   += -lm -lpcre2-8
+CLI_LIBS ?= -lmicrohttpd -ljansson   # the HTTP server of `vibee serve`
 
 # Core library sources: everything under src/ except the optional backends.
 CORE_SRCS := $(shell find src -name '*.c' -not -path 'src/backends/llamacpp/*' \
@@ -54,7 +55,7 @@ $(BUILD)/libvibee.so: $(LIB_OBJS)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/vibee: $(CLI_OBJS) $(BUILD)/libvibee.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CLI_LIBS)
 
 $(BUILD)/test_runner: $(TEST_OBJS) $(BUILD)/libvibee.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
