@@ -38,7 +38,14 @@ TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 .PHONY: all lib test asan check fuzz format install clean fixtures
 all: $(BUILD)/libvibee.a $(BUILD)/libvibee.so $(BUILD)/vibee
 
-$(BUILD)/%.o: %.c
+# Rebuild everything when the flags (or the optional backends found) change.
+FLAGS_STAMP := $(BUILD)/.flags-$(shell echo '$(CC) $(CFLAGS)' | md5sum | cut -c1-12)
+$(FLAGS_STAMP):
+	@mkdir -p $(BUILD)
+	@rm -f $(BUILD)/.flags-*
+	@touch $@
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 

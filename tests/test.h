@@ -8,7 +8,9 @@
 #include <stdio.h>
 
 /* failure messages are cut to 512 bytes on purpose */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 typedef void (*vbt_fn)(void);
 void vbt_register(const char *name, vbt_fn fn, const char *file);
