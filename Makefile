@@ -6,6 +6,7 @@
 #   make asan       tests under ASan+UBSan   make fuzz       libFuzzer run of the GGUF reader
 #   make format     clang-format -i          make install PREFIX=/usr/local
 
+.DEFAULT_GOAL := all
 CC       ?= cc
 PREFIX   ?= /usr/local
 BUILD    ?= build

@@ -12,6 +12,8 @@ static void usage(void) {
             "  info      describe a model file\n"
             "  bench     measure prefill/decode speed (llama-bench style)\n"
             "  quantize  rewrite a GGUF model with Q8_0 / Q4_0 / F16 weights\n"
+            "  batch     run a file of prompts with continuous batching\n"
+            "  serve     OpenAI-compatible HTTP server (completions, chat, streaming)\n"
             "\nWith no -m, commands use the embedded model wedlm-py-6m-f16.\n",
             VIBEE_VERSION);
 }
@@ -30,6 +32,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "batch")) return cmd_batch(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     fprintf(stderr, "vibee: unknown command '%s'\n\n", cmd);
     usage();
     return 2;

@@ -16,7 +16,9 @@
 
 /* dst[n] = dequantized src row of n elements (n multiple of the block size). */
 void vb_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
-/* Quantize n floats into dst (type Q8_0, Q4_0, F16, BF16 or F32). VB_OK or VB_ERR_UNSUPPORTED. */
+/* Quantize n floats into dst (type Q8_0, Q4_0, F16, BF16 or F32; also Q4_K and Q6_K with a
+ * simpler quantizer than ggml's). VB_OK, VB_ERR_UNSUPPORTED, or VB_ERR_ARG (n not a multiple
+ * of the block size). */
 int vb_quantize_row(uint32_t type, const float *src, void *dst, int64_t n);
 
 /* Reference: straightforward dequantize-and-dot in double-free float; single thread. */
@@ -34,5 +36,18 @@ void vb_get_row(uint32_t type, const void *W, int64_t n, int64_t r, float *dst);
 const char *vb_cpu_features(void);
 /* Force the portable path (for tests comparing paths). */
 void vb_kernels_force_portable(bool on);
+
+/* Instruction-set levels of the optimized path (added by the kernels engineer). */
+enum vb_kernel_level {
+    VB_KLEVEL_PORTABLE = 0,
+    VB_KLEVEL_AVX2 = 1,   /* AVX2 + FMA + F16C */
+    VB_KLEVEL_AVX512 = 2, /* AVX-512 F/BW/VL + VNNI (with AVX2/FMA/F16C) */
+};
+/* Force a level for vb_matmul (capped at what the CPU has; -1 = automatic again); returns
+ * the level now in force. Process-wide: for tests and benchmarks, not while products run. */
+int vb_kernels_force_level(int level);
+int vb_kernels_level(void);     /* level vb_matmul uses now */
+int vb_kernels_max_level(void); /* best level this CPU supports */
+const char *vb_kernels_level_name(int level); /* "portable", "avx2", "avx512" */
 
 #endif

@@ -1,0 +1,41 @@
+/* attention.h - scaled dot-product attention of a batch of query rows over the paged KV cache
+ * (DESIGN §3): query row i of sequence seq[i] attends to the first n_kv[i] cached rows of its
+ * sequence (the rows cached before the batch plus the batch rows of that sequence up to and
+ * including itself, already written), reading K and V straight from the cache blocks through
+ * the sequence's block table. Grouped-query attention: query head h reads KV head
+ * h / (n_head / n_head_kv). Work is split over (row, KV head) pairs on the thread pool, each
+ * handling the query heads of its KV head together (or over (row, head) pairs when there are
+ * fewer (row, KV head) pairs than threads). */
+#ifndef VB_CPU_ATTENTION_H
+#define VB_CPU_ATTENTION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../../kv/kv_cache.h"
+#include "threadpool.h"
+
+typedef struct vb_attn_args {
+    const vb_kv_cache *kv;
+    int32_t layer;
+    int32_t n_rows;
+    const float *q;      /* [n_rows][n_head * head_dim] (RoPE applied) */
+    float *out;          /* [n_rows][n_head * head_dim] */
+    const vb_seq *seq;   /* [n_rows] sequence of each row */
+    const int32_t *n_kv; /* [n_rows] cached rows visible to each row (>= 1) */
+    int32_t n_head, n_head_kv, head_dim;
+    int32_t kv_type;        /* enum vb_kv_type of the cache */
+    bool use_avx2;          /* use the AVX2/FMA/F16C path (the CPU has it; head_dim % 8 == 0) */
+    float scale;            /* softmax scale, 1/sqrt(head_dim) */
+    float *scratch;         /* [n_threads][vb_attention_scratch_floats(...)] */
+    int64_t scratch_stride; /* floats per thread in scratch */
+} vb_attn_args;
+
+/* Floats of scratch one thread needs for sequences of up to max_kv rows, with `group` query
+ * heads per KV head (n_head / n_head_kv). */
+int64_t vb_attention_scratch_floats(int32_t max_kv, int32_t head_dim, int32_t group);
+
+/* Run the attention of all rows and heads; tp may be NULL (single thread). */
+void vb_attention(vb_threadpool *tp, const vb_attn_args *args);
+
+#endif

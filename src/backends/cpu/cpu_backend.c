@@ -1,0 +1,471 @@
+/* cpu_backend.c - vibee's own CPU backend `cpu` (the vb_backend_ops table of backend.h): the
+ * batched transformer forward pass of DESIGN §3 for gpt2, llama, qwen2 and qwen3 over the paged
+ * KV cache. All rows of a batch go through each layer together (one matrix-matrix product per
+ * weight), each row's K and V are written into its cache slot, attention reads the cache blocks
+ * directly (attention.c), and only rows that want logits get the final norm and output matmul.
+ * KV operations delegate to the paged cache (src/kv). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../backend.h"
+#include "../../kv/kv_cache.h"
+#include "../../types.h"
+#include "attention.h"
+#include "cpu_model.h"
+#include "kernels.h"
+#include "ops.h"
+#include "threadpool.h"
+
+typedef struct cpu_state {
+    const vb_model *model;
+    vb_cpu_model w;
+    vb_kv_cache *kv;
+    vb_threadpool *tp;
+    char *err; /* the context's VB_ERR_LEN error buffer */
+    int32_t n_threads;
+    int32_t n_batch_max;
+    int32_t n_seq_max;
+    int32_t kv_type;
+    int32_t max_seq_rows; /* most rows one sequence can hold: n_blocks * block_size */
+
+    /* scratch, allocated once for n_batch_max rows (B) */
+    float *x;            /* [B][n_embd] residual stream */
+    float *xn;           /* [B][n_embd] normalised input of a sub-layer; also the position
+                            row */
+    float *qkv;          /* [B][n_q + 2 kv_dim] gpt2 fused projection */
+    float *q;            /* [B][n_q] */
+    float *k;            /* [B][kv_dim] */
+    float *v;            /* [B][kv_dim] */
+    float *attn;         /* [B][n_q] attention output */
+    float *ffn_a;        /* [B][n_ff] up (gpt2) / gate (gated FFN) */
+    float *ffn_b;        /* [B][n_ff] up (gated FFN) */
+    float *attn_scratch; /* [n_threads][attn_stride] */
+    int64_t attn_stride;
+    int32_t *kv_row;         /* [B] cache row of each batch row in its sequence */
+    int32_t *n_kv;           /* [B] rows visible to each batch row (kv_row + 1) */
+    vb_seq *row_seq;         /* [B] sequence of each active row (compacted in the last
+                                layer) */
+    vb_pos *row_pos;         /* [B] scratch positions for vb_kvc_append */
+    vb_token *row_tok;       /* [B] scratch tokens for vb_kvc_append */
+    vb_seq *seq_order;       /* [n_seq_max] sequences of the batch in order of first row */
+    int32_t *seq_old_len;    /* [n_seq_max] length before the batch */
+    int32_t *seq_next_row;   /* [n_seq_max] next cache row while numbering the batch
+                                rows */
+    unsigned char *seq_seen; /* [n_seq_max] */
+} cpu_state;
+
+static void cpu_free(void *state) {
+    cpu_state *s = state;
+    if (!s) return;
+    vb_threadpool_free(s->tp);
+    vb_kvc_free(s->kv);
+    vb_cpu_model_free(&s->w);
+    free(s->x);
+    free(s->xn);
+    free(s->qkv);
+    free(s->q);
+    free(s->k);
+    free(s->v);
+    free(s->attn);
+    free(s->ffn_a);
+    free(s->ffn_b);
+    free(s->attn_scratch);
+    free(s->kv_row);
+    free(s->n_kv);
+    free(s->row_seq);
+    free(s->row_pos);
+    free(s->row_tok);
+    free(s->seq_order);
+    free(s->seq_old_len);
+    free(s->seq_next_row);
+    free(s->seq_seen);
+    free(s);
+}
+
+static float *alloc_floats(int64_t n) { return malloc((size_t)(n > 0 ? n : 1) * sizeof(float)); }
+
+static int default_threads(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1) n = 1;
+    if (n > 64) n = 64;
+    return (int)n;
+}
+
+static int cpu_init(const vb_model *model, const vb_context_params *params, void **state,
+                    char *err) {
+    *state = NULL;
+    cpu_state *s = calloc(1, sizeof *s);
+    if (!s) return vb_errf(err, VB_ERR_NOMEM, "cpu backend: out of memory");
+    s->model = model;
+    s->err = err;
+    int rc = vb_cpu_model_init(&s->w, model, err);
+    if (rc != VB_OK) {
+        free(s);
+        return rc;
+    }
+    const vb_cpu_model *w = &s->w;
+
+    s->n_threads = params->n_threads > 0 ? params->n_threads : default_threads();
+    s->n_batch_max = params->n_batch_max > 0 ? params->n_batch_max : 512;
+    s->n_seq_max = params->n_seq_max > 0 ? params->n_seq_max : 16;
+    s->kv_type = params->kv_type;
+    const int32_t block_size = params->block_size > 0 ? params->block_size : 16;
+    int32_t n_ctx = params->n_ctx;
+    if (n_ctx <= 0) n_ctx = w->n_ctx_train > 0 && w->n_ctx_train < 4096 ? w->n_ctx_train : 4096;
+    if (s->kv_type != VB_KV_F32 && s->kv_type != VB_KV_F16) {
+        cpu_free(s);
+        return vb_errf(err, VB_ERR_ARG, "cpu backend: kv_type %d is not f32 (0) or f16 (1)",
+                       params->kv_type);
+    }
+
+    vb_kv_config cfg = {
+        .n_layer = w->n_layer,
+        .kv_dim = w->kv_dim,
+        .block_size = block_size,
+        .n_blocks = (n_ctx + block_size - 1) / block_size + s->n_seq_max,
+        .n_seq_max = s->n_seq_max,
+        .kv_type = s->kv_type,
+    };
+    rc = vb_kvc_create(&cfg, &s->kv);
+    if (rc != VB_OK) {
+        cpu_free(s);
+        return vb_errf(err, rc,
+                       "cpu backend: cannot create the KV cache (%d blocks of %d "
+                       "rows x %d layers "
+                       "x %d floats): %s",
+                       cfg.n_blocks, block_size, cfg.n_layer, cfg.kv_dim, vb_status_str(rc));
+    }
+    s->max_seq_rows = cfg.n_blocks * block_size;
+
+    s->tp = vb_threadpool_create(s->n_threads);
+    if (!s->tp) {
+        cpu_free(s);
+        return vb_errf(err, VB_ERR_NOMEM, "cpu backend: cannot start %d threads", s->n_threads);
+    }
+
+    const int64_t B = s->n_batch_max;
+    s->x = alloc_floats(B * w->n_embd);
+    s->xn = alloc_floats(B * w->n_embd);
+    if (w->arch == VB_ARCH_GPT2) s->qkv = alloc_floats(B * (w->n_q + 2 * w->kv_dim));
+    s->q = alloc_floats(B * w->n_q);
+    s->k = alloc_floats(B * w->kv_dim);
+    s->v = alloc_floats(B * w->kv_dim);
+    s->attn = alloc_floats(B * w->n_q);
+    s->ffn_a = alloc_floats(B * w->n_ff);
+    s->ffn_b = alloc_floats(B * w->n_ff);
+    s->attn_stride =
+        vb_attention_scratch_floats(s->max_seq_rows, w->head_dim, w->n_head / w->n_head_kv);
+    s->attn_scratch = alloc_floats(s->attn_stride * s->n_threads);
+    s->kv_row = malloc((size_t)B * sizeof *s->kv_row);
+    s->n_kv = malloc((size_t)B * sizeof *s->n_kv);
+    s->row_seq = malloc((size_t)B * sizeof *s->row_seq);
+    s->row_pos = malloc((size_t)B * sizeof *s->row_pos);
+    s->row_tok = malloc((size_t)B * sizeof *s->row_tok);
+    s->seq_order = malloc((size_t)s->n_seq_max * sizeof *s->seq_order);
+    s->seq_old_len = malloc((size_t)s->n_seq_max * sizeof *s->seq_old_len);
+    s->seq_next_row = malloc((size_t)s->n_seq_max * sizeof *s->seq_next_row);
+    s->seq_seen = calloc((size_t)s->n_seq_max, 1);
+    if (!s->x || !s->xn || (w->arch == VB_ARCH_GPT2 && !s->qkv) || !s->q || !s->k || !s->v ||
+        !s->attn || !s->ffn_a || !s->ffn_b || !s->attn_scratch || !s->kv_row || !s->n_kv ||
+        !s->row_seq || !s->row_pos || !s->row_tok || !s->seq_order || !s->seq_old_len ||
+        !s->seq_next_row || !s->seq_seen) {
+        cpu_free(s);
+        return vb_errf(err, VB_ERR_NOMEM, "cpu backend: out of memory for %lld-row scratch",
+                       (long long)B);
+    }
+    *state = s;
+    return VB_OK;
+}
+
+static vb_backend_caps cpu_caps(void *state) {
+    const cpu_state *s = state;
+    vb_backend_caps caps = {
+        .physical_causality = true,
+        .paged_kv = true,
+        .kv_fork = true,
+        .max_batch = s->n_batch_max,
+    };
+    return caps;
+}
+
+/* Y[n_rows][m->n_out] = X[n_rows][m->n_in] * m^T (+ bias). */
+static void linear(cpu_state *s, const vb_cpu_mat *m, const float *bias, const float *X,
+                   int64_t n_rows, float *Y) {
+    vb_matmul(s->tp, m->type, m->data, m->n_in, m->n_out, X, n_rows, Y);
+    if (bias) vb_op_add_bias(Y, bias, n_rows, m->n_out);
+}
+
+/* Copy rows [n_rows][dim] of src into the cache rows of layer il (kv_type
+ * conversion). */
+static int store_kv(cpu_state *s, int il, const float *src, int32_t n_rows, bool is_v) {
+    const int32_t dim = s->w.kv_dim;
+    for (int32_t i = 0; i < n_rows; i++) {
+        void *dst = is_v ? vb_kvc_v_row(s->kv, il, s->row_seq[i], s->kv_row[i])
+                         : vb_kvc_k_row(s->kv, il, s->row_seq[i], s->kv_row[i]);
+        if (!dst)
+            return vb_errf(s->err, VB_ERR_BACKEND,
+                           "cpu backend: KV row %d of sequence %d missing in layer %d",
+                           s->kv_row[i], s->row_seq[i], il);
+        const float *row = src + (int64_t)i * dim;
+        if (s->kv_type == VB_KV_F32) {
+            memcpy(dst, row, (size_t)dim * sizeof(float));
+        } else {
+            uint16_t *h = dst;
+            for (int32_t d = 0; d < dim; d++) h[d] = vb_f32_to_f16(row[d]);
+        }
+    }
+    return VB_OK;
+}
+
+/* Keep only the rows flagged in want (batch order): rows of buf [n_rows][dim]
+ * move up. */
+static void compact_rows(float *buf, int64_t dim, const int8_t *want, int32_t n_rows) {
+    int32_t j = 0;
+    for (int32_t i = 0; i < n_rows; i++) {
+        if (!want[i]) continue;
+        if (j != i) memmove(buf + j * dim, buf + i * dim, (size_t)dim * sizeof(float));
+        j++;
+    }
+}
+
+/* Q, K, V projections of the normalised rows xn[n_rows], per-head q/k norm and
+ * RoPE. */
+static void project_qkv(cpu_state *s, const vb_cpu_layer *L, const vb_batch *batch,
+                        int32_t n_rows) {
+    const vb_cpu_model *w = &s->w;
+    if (w->arch == VB_ARCH_GPT2) {
+        const int64_t width = w->n_q + 2 * w->kv_dim;
+        linear(s, &L->wqkv, L->bqkv, s->xn, n_rows, s->qkv);
+        for (int32_t i = 0; i < n_rows; i++) {
+            const float *src = s->qkv + i * width;
+            memcpy(s->q + (int64_t)i * w->n_q, src, (size_t)w->n_q * sizeof(float));
+            memcpy(s->k + (int64_t)i * w->kv_dim, src + w->n_q, (size_t)w->kv_dim * sizeof(float));
+            memcpy(s->v + (int64_t)i * w->kv_dim, src + w->n_q + w->kv_dim,
+                   (size_t)w->kv_dim * sizeof(float));
+        }
+        return;
+    }
+    linear(s, &L->wq, L->bq, s->xn, n_rows, s->q);
+    linear(s, &L->wk, L->bk, s->xn, n_rows, s->k);
+    linear(s, &L->wv, L->bv, s->xn, n_rows, s->v);
+    if (L->q_norm) {
+        vb_op_rmsnorm(s->q, s->q, L->q_norm, (int64_t)n_rows * w->n_head, w->head_dim, w->norm_eps);
+        vb_op_rmsnorm(s->k, s->k, L->k_norm, (int64_t)n_rows * w->n_head_kv, w->head_dim,
+                      w->norm_eps);
+    }
+    for (int32_t i = 0; i < n_rows; i++) {
+        const int32_t pos = batch->pos[i];
+        vb_op_rope(s->q + (int64_t)i * w->n_q, w->n_head, w->head_dim, w->n_rot, pos, w->rope_theta,
+                   w->rope_freqs, w->rope_kind);
+        vb_op_rope(s->k + (int64_t)i * w->kv_dim, w->n_head_kv, w->head_dim, w->n_rot, pos,
+                   w->rope_theta, w->rope_freqs, w->rope_kind);
+    }
+}
+
+static void norm_rows(const vb_cpu_model *w, const float *x, float *y, const float *g,
+                      const float *b, int32_t n_rows) {
+    if (w->arch == VB_ARCH_GPT2)
+        vb_op_layernorm(x, y, g, b, n_rows, w->n_embd, w->norm_eps);
+    else
+        vb_op_rmsnorm(x, y, g, n_rows, w->n_embd, w->norm_eps);
+}
+
+/* Feed-forward of xn[n_rows] added into the residual x. */
+static void feed_forward(cpu_state *s, const vb_cpu_layer *L, int32_t n_rows) {
+    const vb_cpu_model *w = &s->w;
+    const int64_t F = w->n_ff;
+    if (w->arch == VB_ARCH_GPT2) {
+        linear(s, &L->ffn_up, L->ffn_up_b, s->xn, n_rows, s->ffn_a);
+        vb_op_gelu_tanh(s->ffn_a, n_rows * F);
+    } else {
+        linear(s, &L->ffn_gate, NULL, s->xn, n_rows, s->ffn_a);
+        linear(s, &L->ffn_up, NULL, s->xn, n_rows, s->ffn_b);
+        vb_op_silu_mul(s->ffn_a, s->ffn_b, n_rows * F);
+    }
+    /* down projection into xn (free now), then residual add */
+    linear(s, &L->ffn_down, L->ffn_down_b, s->ffn_a, n_rows, s->xn);
+    vb_op_add(s->x, s->xn, (int64_t)n_rows * w->n_embd);
+}
+
+/* The layers and the output head over batch rows already appended to the cache. */
+static int compute(cpu_state *s, const vb_batch *batch, float *logits) {
+    const vb_cpu_model *w = &s->w;
+    const int32_t n = batch->n;
+    const int64_t E = w->n_embd;
+
+    /* embeddings: x[i] = token_embd[token[i]] (+ position_embd[pos[i]] for gpt2) */
+    for (int32_t i = 0; i < n; i++) {
+        vb_get_row(w->tok_embd.type, w->tok_embd.data, E, batch->token[i], s->x + i * E);
+        if (w->arch == VB_ARCH_GPT2) {
+            vb_get_row(w->pos_embd.type, w->pos_embd.data, E, batch->pos[i], s->xn);
+            vb_op_add(s->x + i * E, s->xn, E);
+        }
+    }
+
+    int32_t n_want = 0;
+    for (int32_t i = 0; i < n; i++) n_want += batch->want_logits[i] != 0;
+
+    int32_t n_rows = n; /* active rows; only logit rows stay after the last layer's K/V */
+    for (int il = 0; il < w->n_layer; il++) {
+        const vb_cpu_layer *L = &w->layers[il];
+        norm_rows(w, s->x, s->xn, L->attn_norm, L->attn_norm_b, n_rows);
+        project_qkv(s, L, batch, n_rows);
+        int rc = store_kv(s, il, s->k, n_rows, false);
+        if (rc == VB_OK) rc = store_kv(s, il, s->v, n_rows, true);
+        if (rc != VB_OK) return rc;
+
+        if (il == w->n_layer - 1 && n_want < n_rows) {
+            /* the last layer's output matters only for rows with logits */
+            if (n_want == 0) return VB_OK;
+            compact_rows(s->q, w->n_q, batch->want_logits, n_rows);
+            compact_rows(s->x, E, batch->want_logits, n_rows);
+            int32_t j = 0;
+            for (int32_t i = 0; i < n_rows; i++) {
+                if (!batch->want_logits[i]) continue;
+                s->row_seq[j] = s->row_seq[i];
+                s->n_kv[j] = s->n_kv[i];
+                j++;
+            }
+            n_rows = n_want;
+        }
+
+        vb_attn_args a = {
+            .kv = s->kv,
+            .layer = il,
+            .n_rows = n_rows,
+            .q = s->q,
+            .out = s->attn,
+            .seq = s->row_seq,
+            .n_kv = s->n_kv,
+            .n_head = w->n_head,
+            .n_head_kv = w->n_head_kv,
+            .head_dim = w->head_dim,
+            .kv_type = s->kv_type,
+            .use_avx2 = vb_kernels_level() >= VB_KLEVEL_AVX2,
+            .scale = 1.0f / sqrtf((float)w->head_dim),
+            .scratch = s->attn_scratch,
+            .scratch_stride = s->attn_stride,
+        };
+        vb_attention(s->tp, &a);
+        linear(s, &L->wo, L->bo, s->attn, n_rows, s->xn);
+        vb_op_add(s->x, s->xn, (int64_t)n_rows * E);
+
+        norm_rows(w, s->x, s->xn, L->ffn_norm, L->ffn_norm_b, n_rows);
+        feed_forward(s, L, n_rows);
+    }
+    if (n_want == 0) return VB_OK;
+    /* here n_rows == n_want: the last layer kept only the logit rows (in batch order) */
+    norm_rows(w, s->x, s->xn, w->output_norm, w->output_norm_b, n_rows);
+    linear(s, &w->output, w->output_b, s->xn, n_rows, logits);
+    return VB_OK;
+}
+
+static int cpu_forward(void *state, const vb_batch *batch, float *logits) {
+    cpu_state *s = state;
+    const vb_cpu_model *w = &s->w;
+    const int32_t n = batch->n;
+    if (n == 0) return VB_OK;
+    if (n < 0 || n > s->n_batch_max)
+        return vb_errf(s->err, VB_ERR_ARG, "cpu backend: batch of %d rows (at most %d)", n,
+                       s->n_batch_max);
+    for (int32_t i = 0; i < n; i++) {
+        if (batch->seq[i] < 0 || batch->seq[i] >= s->n_seq_max)
+            return vb_errf(s->err, VB_ERR_ARG, "cpu backend: row %d: sequence %d out of range", i,
+                           batch->seq[i]);
+        if (batch->token[i] < 0 || batch->token[i] >= w->n_vocab)
+            return vb_errf(s->err, VB_ERR_ARG, "cpu backend: row %d: token %d out of range", i,
+                           batch->token[i]);
+        if (batch->pos[i] < 0)
+            return vb_errf(s->err, VB_ERR_ARG, "cpu backend: row %d: negative position %d", i,
+                           batch->pos[i]);
+        if (w->arch == VB_ARCH_GPT2 && batch->pos[i] >= w->n_ctx_train)
+            return vb_errf(s->err, VB_ERR_ARG,
+                           "cpu backend: row %d: position %d is beyond the gpt2 model's %d "
+                           "learned positions (position_embd); keep positions below %d",
+                           i, batch->pos[i], w->n_ctx_train, w->n_ctx_train);
+    }
+
+    /* sequences in order of their first row */
+    int32_t n_order = 0;
+    memset(s->seq_seen, 0, (size_t)s->n_seq_max);
+    for (int32_t i = 0; i < n; i++) {
+        const vb_seq q = batch->seq[i];
+        if (!s->seq_seen[q]) {
+            s->seq_seen[q] = 1;
+            s->seq_order[n_order++] = q;
+        }
+    }
+    /* append every sequence's rows (all or nothing) */
+    for (int32_t o = 0; o < n_order; o++) {
+        const vb_seq q = s->seq_order[o];
+        int32_t m = 0;
+        for (int32_t i = 0; i < n; i++) {
+            if (batch->seq[i] != q) continue;
+            s->row_pos[m] = batch->pos[i];
+            s->row_tok[m] = batch->token[i];
+            m++;
+        }
+        s->seq_old_len[q] = vb_kvc_seq_len(s->kv, q);
+        const int rc = vb_kvc_append(s->kv, q, m, s->row_pos, s->row_tok);
+        if (rc != VB_OK) {
+            for (int32_t b = 0; b < o; b++)
+                vb_kvc_truncate(s->kv, s->seq_order[b], s->seq_old_len[s->seq_order[b]]);
+            if (rc == VB_KV_FULL) {
+                vb_errf(s->err, VB_KV_FULL,
+                        "cpu backend: KV cache full (sequence %d needs %d more blocks, "
+                        "%d free)",
+                        q, vb_kvc_blocks_needed(s->kv, q, m), vb_kvc_blocks_free(s->kv));
+                return VB_KV_FULL;
+            }
+            return vb_errf(s->err, rc, "cpu backend: KV append failed: %s", vb_status_str(rc));
+        }
+        s->seq_next_row[q] = s->seq_old_len[q];
+    }
+    for (int32_t i = 0; i < n; i++) {
+        const vb_seq q = batch->seq[i];
+        s->row_seq[i] = q;
+        s->kv_row[i] = s->seq_next_row[q]++;
+        s->n_kv[i] = s->kv_row[i] + 1;
+    }
+
+    const int rc = compute(s, batch, logits);
+    if (rc != VB_OK)
+        for (int32_t o = 0; o < n_order; o++)
+            vb_kvc_truncate(s->kv, s->seq_order[o], s->seq_old_len[s->seq_order[o]]);
+    return rc;
+}
+
+static int32_t cpu_kv_seq_len(void *state, vb_seq seq) {
+    return vb_kvc_seq_len(((cpu_state *)state)->kv, seq);
+}
+
+static int cpu_kv_truncate(void *state, vb_seq seq, int32_t n_keep) {
+    return vb_kvc_truncate(((cpu_state *)state)->kv, seq, n_keep);
+}
+
+static int cpu_kv_free_seq(void *state, vb_seq seq) {
+    return vb_kvc_free_seq(((cpu_state *)state)->kv, seq);
+}
+
+static int cpu_kv_fork(void *state, vb_seq src, vb_seq dst) {
+    return vb_kvc_fork(((cpu_state *)state)->kv, src, dst);
+}
+
+static void cpu_kv_stats(void *state, vb_kv_stats *out) {
+    vb_kvc_stats(((cpu_state *)state)->kv, out);
+}
+
+const vb_backend_ops vb_backend_cpu = {
+    .name = "cpu",
+    .init = cpu_init,
+    .free = cpu_free,
+    .caps = cpu_caps,
+    .forward = cpu_forward,
+    .kv_seq_len = cpu_kv_seq_len,
+    .kv_truncate = cpu_kv_truncate,
+    .kv_free_seq = cpu_kv_free_seq,
+    .kv_fork = cpu_kv_fork,
+    .kv_stats = cpu_kv_stats,
+};

@@ -1,0 +1,308 @@
+/* cpu_model.c - finds a model's tensors by their llama.cpp names, checks their shapes and
+ * types, and builds the per-layer views the CPU forward pass uses (see cpu_model.h).
+ * Conventions (llama.cpp src/models/{gpt2,llama,qwen2,qwen3}.cpp, llama_model_rope_type):
+ *   gpt2:  LayerNorm with bias, learned position_embd, fused attn_qkv + bias, GELU, biases on
+ *          every projection, output.weight optional (tied to token_embd).
+ *   llama: RMSNorm, RoPE NORM (adjacent pairs), SwiGLU, optional output.weight, optional
+ *          rope_freqs.weight (Llama 3.1 frequency factors), optional q/k/v/o biases.
+ *   qwen2: llama + required q/k/v biases, RoPE NEOX (pairs offset by n_rot/2).
+ *   qwen3: RoPE NEOX, attn_q_norm / attn_k_norm (RMSNorm over head_dim per head, before RoPE),
+ *          head_dim from <arch>.attention.key_length. */
+#include "cpu_model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../backend.h"
+#include "../../types.h"
+
+static const char *type_name(uint32_t type) {
+    const vb_type_traits *t = vb_type_get(type);
+    return t && t->name ? t->name : "unknown";
+}
+
+static bool tensor_is_2d(const vb_gguf_tensor *t) { return t->ne[2] == 1 && t->ne[3] == 1; }
+
+/* Find a tensor by printf-style name; NULL if absent. name_out receives the
+ * name. */
+static const vb_gguf_tensor *find_tensor(const vb_model *model, char *name_out, size_t name_len,
+                                         const char *fmt, int layer) {
+    snprintf(name_out, name_len, fmt, layer);
+    return vb_gguf_find_tensor(model->gguf, name_out);
+}
+
+/* A matrix view: ne[0] == n_in and ne[1] >= n_out_min (n_out_exact: ==). */
+static int load_mat(vb_cpu_mat *out, const vb_model *model, const char *fmt, int layer,
+                    int64_t n_in, int64_t n_out, bool n_out_at_least, bool required, char *err) {
+    char name[128];
+    const vb_gguf_tensor *t = find_tensor(model, name, sizeof name, fmt, layer);
+    memset(out, 0, sizeof *out);
+    if (!t) {
+        if (!required) return VB_OK;
+        return vb_errf(err, VB_ERR_FORMAT, "cpu backend: tensor '%s' is missing from the model",
+                       name);
+    }
+    const bool rows_ok = n_out_at_least ? t->ne[1] >= n_out : t->ne[1] == n_out;
+    if (!tensor_is_2d(t) || t->ne[0] != n_in || !rows_ok)
+        return vb_errf(err, VB_ERR_FORMAT,
+                       "cpu backend: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected "
+                       "[%lld, %s%lld]",
+                       name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                       (long long)t->ne[3], (long long)n_in, n_out_at_least ? ">=" : "",
+                       (long long)n_out);
+    const vb_type_traits *tr = vb_type_get(t->type);
+    if (!tr || !tr->supported)
+        return vb_errf(err, VB_ERR_UNSUPPORTED,
+                       "cpu backend: tensor '%s' has type %s, which the cpu kernels do not "
+                       "support (supported: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)",
+                       name, type_name(t->type));
+    out->type = t->type;
+    out->data = t->data;
+    out->n_in = n_in;
+    out->n_out = n_out;
+    return VB_OK;
+}
+
+static int own_vector(vb_cpu_model *m, float *v) {
+    if (m->n_owned == m->cap_owned) {
+        const int32_t cap = m->cap_owned ? 2 * m->cap_owned : 64;
+        float **p = realloc(m->owned, (size_t)cap * sizeof *p);
+        if (!p) return VB_ERR_NOMEM;
+        m->owned = p;
+        m->cap_owned = cap;
+    }
+    m->owned[m->n_owned++] = v;
+    return VB_OK;
+}
+
+/* A 1-D float vector of n elements (F32 used in place; F16/BF16 converted
+ * once). */
+static int load_vec(const float **out, vb_cpu_model *m, const vb_model *model, const char *fmt,
+                    int layer, int64_t n, bool required, char *err) {
+    char name[128];
+    const vb_gguf_tensor *t = find_tensor(model, name, sizeof name, fmt, layer);
+    *out = NULL;
+    if (!t) {
+        if (!required) return VB_OK;
+        return vb_errf(err, VB_ERR_FORMAT, "cpu backend: tensor '%s' is missing from the model",
+                       name);
+    }
+    if (t->ne[0] != n || t->n_elems != n)
+        return vb_errf(err, VB_ERR_FORMAT,
+                       "cpu backend: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected "
+                       "[%lld]",
+                       name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                       (long long)t->ne[3], (long long)n);
+    if (t->type == VB_TYPE_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) {
+        *out = (const float *)t->data;
+        return VB_OK;
+    }
+    if (t->type != VB_TYPE_F32 && t->type != VB_TYPE_F16 && t->type != VB_TYPE_BF16)
+        return vb_errf(err, VB_ERR_UNSUPPORTED,
+                       "cpu backend: vector tensor '%s' has type %s; expected f32, "
+                       "f16 or bf16",
+                       name, type_name(t->type));
+    float *v = malloc((size_t)n * sizeof *v);
+    if (!v || own_vector(m, v) != VB_OK) {
+        free(v);
+        return vb_errf(err, VB_ERR_NOMEM, "cpu backend: out of memory converting '%s'", name);
+    }
+    const unsigned char *src = t->data;
+    for (int64_t i = 0; i < n; i++) {
+        if (t->type == VB_TYPE_F32) {
+            memcpy(&v[i], src + 4 * i, 4);
+        } else {
+            uint16_t h;
+            memcpy(&h, src + 2 * i, 2);
+            v[i] = t->type == VB_TYPE_F16 ? vb_f16_to_f32(h) : vb_bf16_to_f32(h);
+        }
+    }
+    *out = v;
+    return VB_OK;
+}
+
+static int arch_from_name(const char *arch, enum vb_cpu_arch *out) {
+    if (strcmp(arch, "gpt2") == 0)
+        *out = VB_ARCH_GPT2;
+    else if (strcmp(arch, "llama") == 0)
+        *out = VB_ARCH_LLAMA;
+    else if (strcmp(arch, "qwen2") == 0)
+        *out = VB_ARCH_QWEN2;
+    else if (strcmp(arch, "qwen3") == 0)
+        *out = VB_ARCH_QWEN3;
+    else
+        return VB_ERR_UNSUPPORTED;
+    return VB_OK;
+}
+
+/* Hyper-parameters from the model info, with fallbacks from tensor shapes and
+ * GGUF keys. */
+static int load_hparams(vb_cpu_model *m, const vb_model *model, char *err) {
+    const vb_model_info *info = &model->info;
+    m->n_vocab = info->n_vocab;
+    m->n_embd = info->n_embd;
+    m->n_layer = info->n_layer;
+    m->n_head = info->n_head;
+    m->n_head_kv = info->n_head_kv > 0 ? info->n_head_kv : info->n_head;
+    m->n_ctx_train = info->n_ctx_train;
+    if (m->n_embd <= 0 || m->n_layer <= 0 || m->n_head <= 0)
+        return vb_errf(err, VB_ERR_FORMAT,
+                       "cpu backend: model '%s' lacks n_embd/n_layer/n_head (%d/%d/%d)", info->name,
+                       m->n_embd, m->n_layer, m->n_head);
+    m->head_dim = info->head_dim;
+    if (m->head_dim <= 0) {
+        char key[96];
+        int32_t kl = 0;
+        snprintf(key, sizeof key, "%s.attention.key_length", info->arch);
+        m->head_dim = vb_gguf_get_i32(model->gguf, key, &kl) && kl > 0 ? kl : m->n_embd / m->n_head;
+    }
+    if (m->head_dim <= 0 || m->n_head % m->n_head_kv != 0)
+        return vb_errf(err, VB_ERR_FORMAT,
+                       "cpu backend: bad head layout: n_head %d, n_head_kv %d, head_dim %d",
+                       m->n_head, m->n_head_kv, m->head_dim);
+    m->n_q = m->n_head * m->head_dim;
+    m->kv_dim = m->n_head_kv * m->head_dim;
+    if (m->arch == VB_ARCH_GPT2 && m->n_q != m->n_embd)
+        return vb_errf(err, VB_ERR_FORMAT, "cpu backend: gpt2 needs n_head*head_dim == n_embd");
+
+    /* n_vocab: rows of token_embd when the info does not say. */
+    const vb_gguf_tensor *te = vb_gguf_find_tensor(model->gguf, "token_embd.weight");
+    if (!te)
+        return vb_errf(err, VB_ERR_FORMAT,
+                       "cpu backend: tensor 'token_embd.weight' is missing from the model");
+    if (m->n_vocab <= 0) m->n_vocab = (int32_t)te->ne[1];
+    /* n_ff: from the up projection when the info does not say. */
+    m->n_ff = info->n_ff;
+    if (m->n_ff <= 0) {
+        const vb_gguf_tensor *up = vb_gguf_find_tensor(model->gguf, "blk.0.ffn_up.weight");
+        if (!up)
+            return vb_errf(err, VB_ERR_FORMAT,
+                           "cpu backend: tensor 'blk.0.ffn_up.weight' is missing "
+                           "from the model");
+        m->n_ff = (int32_t)up->ne[1];
+    }
+
+    char key[96];
+    int32_t n_rot = 0;
+    snprintf(key, sizeof key, "%s.rope.dimension_count", info->arch);
+    m->n_rot = vb_gguf_get_i32(model->gguf, key, &n_rot) && n_rot > 0 ? n_rot : m->head_dim;
+    m->use_rope = m->arch != VB_ARCH_GPT2;
+    m->rope_kind = m->arch == VB_ARCH_LLAMA ? VB_ROPE_NORM : VB_ROPE_NEOX;
+    if (m->use_rope && (m->n_rot > m->head_dim || m->n_rot % 2 != 0 || m->n_rot > 1024))
+        return vb_errf(err, VB_ERR_FORMAT, "cpu backend: rope dimension %d invalid for head_dim %d",
+                       m->n_rot, m->head_dim);
+    m->rope_theta = model->rope_theta > 0 ? model->rope_theta : 10000.0f;
+    m->norm_eps = model->norm_eps > 0 ? model->norm_eps : 1e-5f;
+    if (m->arch == VB_ARCH_GPT2 && m->n_ctx_train <= 0) {
+        const vb_gguf_tensor *pe = vb_gguf_find_tensor(model->gguf, "position_embd.weight");
+        if (pe) m->n_ctx_train = (int32_t)pe->ne[1];
+    }
+    return VB_OK;
+}
+
+static int load_layer(vb_cpu_model *m, const vb_model *model, int il, char *err) {
+    vb_cpu_layer *L = &m->layers[il];
+    const bool gpt2 = m->arch == VB_ARCH_GPT2;
+    const int64_t E = m->n_embd, Q = m->n_q, KV = m->kv_dim, F = m->n_ff;
+    int rc;
+#define TRY(call)                                                                                  \
+    do {                                                                                           \
+        if ((rc = (call)) != VB_OK) return rc;                                                     \
+    } while (0)
+    TRY(load_vec(&L->attn_norm, m, model, "blk.%d.attn_norm.weight", il, E, true, err));
+    TRY(load_vec(&L->ffn_norm, m, model, "blk.%d.ffn_norm.weight", il, E, true, err));
+    TRY(load_mat(&L->wo, model, "blk.%d.attn_output.weight", il, Q, E, false, true, err));
+    TRY(load_vec(&L->bo, m, model, "blk.%d.attn_output.bias", il, E, gpt2, err));
+    TRY(load_mat(&L->ffn_up, model, "blk.%d.ffn_up.weight", il, E, F, false, true, err));
+    TRY(load_mat(&L->ffn_down, model, "blk.%d.ffn_down.weight", il, F, E, false, true, err));
+    if (gpt2) {
+        TRY(load_vec(&L->attn_norm_b, m, model, "blk.%d.attn_norm.bias", il, E, true, err));
+        TRY(load_vec(&L->ffn_norm_b, m, model, "blk.%d.ffn_norm.bias", il, E, true, err));
+        TRY(load_mat(&L->wqkv, model, "blk.%d.attn_qkv.weight", il, E, Q + 2 * KV, false, true,
+                     err));
+        TRY(load_vec(&L->bqkv, m, model, "blk.%d.attn_qkv.bias", il, Q + 2 * KV, true, err));
+        TRY(load_vec(&L->ffn_up_b, m, model, "blk.%d.ffn_up.bias", il, F, true, err));
+        TRY(load_vec(&L->ffn_down_b, m, model, "blk.%d.ffn_down.bias", il, E, true, err));
+        return VB_OK;
+    }
+    const bool qkv_bias_required = m->arch == VB_ARCH_QWEN2;
+    TRY(load_mat(&L->wq, model, "blk.%d.attn_q.weight", il, E, Q, false, true, err));
+    TRY(load_mat(&L->wk, model, "blk.%d.attn_k.weight", il, E, KV, false, true, err));
+    TRY(load_mat(&L->wv, model, "blk.%d.attn_v.weight", il, E, KV, false, true, err));
+    TRY(load_vec(&L->bq, m, model, "blk.%d.attn_q.bias", il, Q, qkv_bias_required, err));
+    TRY(load_vec(&L->bk, m, model, "blk.%d.attn_k.bias", il, KV, qkv_bias_required, err));
+    TRY(load_vec(&L->bv, m, model, "blk.%d.attn_v.bias", il, KV, qkv_bias_required, err));
+    TRY(load_mat(&L->ffn_gate, model, "blk.%d.ffn_gate.weight", il, E, F, false, true, err));
+    if (m->arch == VB_ARCH_QWEN3) {
+        TRY(load_vec(&L->q_norm, m, model, "blk.%d.attn_q_norm.weight", il, m->head_dim, true,
+                     err));
+        TRY(load_vec(&L->k_norm, m, model, "blk.%d.attn_k_norm.weight", il, m->head_dim, true,
+                     err));
+    }
+    return VB_OK;
+#undef TRY
+}
+
+int vb_cpu_model_init(vb_cpu_model *m, const vb_model *model, char *err) {
+    memset(m, 0, sizeof *m);
+    if (!model || model->format != VB_FORMAT_GGUF || !model->gguf)
+        return vb_errf(err, VB_ERR_UNSUPPORTED,
+                       "cpu backend: needs a GGUF model (use backend 'sim' for the "
+                       "sim model)");
+    if (arch_from_name(model->info.arch, &m->arch) != VB_OK)
+        return vb_errf(err, VB_ERR_UNSUPPORTED,
+                       "cpu backend: architecture '%s' is not supported "
+                       "(supported: gpt2, llama, "
+                       "qwen2, qwen3)",
+                       model->info.arch);
+    int rc = load_hparams(m, model, err);
+    if (rc != VB_OK) goto fail;
+
+    const int64_t E = m->n_embd, V = m->n_vocab;
+    const bool gpt2 = m->arch == VB_ARCH_GPT2;
+    rc = load_mat(&m->tok_embd, model, "token_embd.weight", 0, E, V, true, true, err);
+    if (rc != VB_OK) goto fail;
+    rc = load_vec(&m->output_norm, m, model, "output_norm.weight", 0, E, true, err);
+    if (rc != VB_OK) goto fail;
+    rc = load_mat(&m->output, model, "output.weight", 0, E, V, true, false, err);
+    if (rc != VB_OK) goto fail;
+    if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+    rc = load_vec(&m->output_b, m, model, "output.bias", 0, V, false, err);
+    if (rc != VB_OK) goto fail;
+    if (gpt2) {
+        rc = load_vec(&m->output_norm_b, m, model, "output_norm.bias", 0, E, true, err);
+        if (rc != VB_OK) goto fail;
+        if (m->n_ctx_train <= 0) {
+            rc = vb_errf(err, VB_ERR_FORMAT, "cpu backend: gpt2 model has no context length");
+            goto fail;
+        }
+        rc = load_mat(&m->pos_embd, model, "position_embd.weight", 0, E, m->n_ctx_train, true, true,
+                      err);
+        if (rc != VB_OK) goto fail;
+    } else if (m->arch == VB_ARCH_LLAMA) {
+        rc = load_vec(&m->rope_freqs, m, model, "rope_freqs.weight", 0, m->n_rot / 2, false, err);
+        if (rc != VB_OK) goto fail;
+    }
+    m->layers = calloc((size_t)m->n_layer, sizeof *m->layers);
+    if (!m->layers) {
+        rc = vb_errf(err, VB_ERR_NOMEM, "cpu backend: out of memory");
+        goto fail;
+    }
+    for (int il = 0; il < m->n_layer; il++) {
+        rc = load_layer(m, model, il, err);
+        if (rc != VB_OK) goto fail;
+    }
+    return VB_OK;
+fail:
+    vb_cpu_model_free(m);
+    return rc;
+}
+
+void vb_cpu_model_free(vb_cpu_model *m) {
+    if (!m) return;
+    for (int32_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->layers);
+    memset(m, 0, sizeof *m);
+}

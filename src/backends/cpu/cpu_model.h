@@ -1,0 +1,73 @@
+/* cpu_model.h - the weights of a transformer as the CPU backend sees them:
+ * per-architecture hyper-parameters and per-layer views of the GGUF tensors
+ * (llama.cpp tensor names), pointing into the model's mapping (no copies of
+ * matrices; only small 1-D vectors stored in F16/BF16 are converted to float
+ * once). Architectures: gpt2, llama, qwen2, qwen3. */
+#ifndef VB_CPU_MODEL_H
+#define VB_CPU_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../../model.h"
+#include "ops.h"
+
+enum vb_cpu_arch { VB_ARCH_GPT2 = 0, VB_ARCH_LLAMA = 1, VB_ARCH_QWEN2 = 2, VB_ARCH_QWEN3 = 3 };
+
+/* A weight matrix of n_out rows of n_in elements of `type` (GGUF ne = {n_in,
+ * n_out}). */
+typedef struct vb_cpu_mat {
+    uint32_t type;
+    const void *data; /* [n_out][row bytes of n_in], inside the GGUF mapping */
+    int64_t n_in;
+    int64_t n_out;
+} vb_cpu_mat;
+
+typedef struct vb_cpu_layer {
+    const float *attn_norm, *attn_norm_b; /* [n_embd]; _b only for gpt2 */
+    vb_cpu_mat wqkv;                      /* gpt2: fused [n_q + 2 kv_dim][n_embd] */
+    const float *bqkv;                    /* gpt2: [n_q + 2 kv_dim] */
+    vb_cpu_mat wq, wk, wv;                /* [n_q][n_embd], [kv_dim][n_embd] x 2 (not gpt2) */
+    const float *bq, *bk, *bv;            /* optional biases (required for qwen2) */
+    const float *q_norm, *k_norm;         /* qwen3: [head_dim] */
+    vb_cpu_mat wo;                        /* [n_embd][n_q] */
+    const float *bo;                      /* [n_embd], optional (gpt2: required) */
+    const float *ffn_norm, *ffn_norm_b;   /* [n_embd]; _b only for gpt2 */
+    vb_cpu_mat ffn_gate;                  /* [n_ff][n_embd] (not gpt2) */
+    vb_cpu_mat ffn_up;                    /* [n_ff][n_embd] */
+    vb_cpu_mat ffn_down;                  /* [n_embd][n_ff] */
+    const float *ffn_up_b, *ffn_down_b;   /* gpt2: [n_ff], [n_embd] */
+} vb_cpu_layer;
+
+typedef struct vb_cpu_model {
+    enum vb_cpu_arch arch;
+    int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_ctx_train;
+    int32_t n_q;    /* n_head * head_dim */
+    int32_t kv_dim; /* n_head_kv * head_dim */
+    int32_t n_rot;  /* rotated dims per head (<arch>.rope.dimension_count, default
+                       head_dim) */
+    enum vb_rope_kind rope_kind;
+    float rope_theta;
+    float norm_eps;
+    bool use_rope; /* false for gpt2 (learned position embedding) */
+
+    vb_cpu_mat tok_embd;                      /* [n_vocab][n_embd] */
+    vb_cpu_mat pos_embd;                      /* gpt2: [n_ctx_train][n_embd] */
+    const float *rope_freqs;                  /* optional llama rope_freqs.weight: [n_rot/2] */
+    const float *output_norm, *output_norm_b; /* [n_embd]; _b only for gpt2 */
+    vb_cpu_mat output;     /* [n_vocab][n_embd]: output.weight or tied token_embd */
+    const float *output_b; /* optional [n_vocab] */
+    vb_cpu_layer *layers;  /* [n_layer] */
+
+    float **owned; /* converted 1-D vectors, freed with the model */
+    int32_t n_owned, cap_owned;
+} vb_cpu_model;
+
+/* Build the views for model (a GGUF model). err: VB_ERR_LEN buffer. Returns
+ * VB_OK, VB_ERR_UNSUPPORTED (architecture or weight type; the message names the
+ * tensor and type), VB_ERR_FORMAT (missing or mis-shaped tensor, named),
+ * VB_ERR_NOMEM. On error *m is released. */
+int vb_cpu_model_init(vb_cpu_model *m, const vb_model *model, char *err);
+void vb_cpu_model_free(vb_cpu_model *m);
+
+#endif

@@ -1,0 +1,77 @@
+/* kernels_internal.h - what the kernel files share and nothing outside them uses: the
+ * activations quantized to 8-bit blocks (X8), the arguments of one matrix product, and the
+ * entry points of each instruction-set path (kernels_avx2.c, kernels_avx512.c; the portable
+ * path lives in kernels_matmul.c, the dispatcher). */
+#ifndef VB_KERNELS_INTERNAL_H
+#define VB_KERNELS_INTERNAL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+
+/* Activations quantized per 32 elements for integer dot products with quantized weights:
+ * x[r][32 b + i] ~= d[r][b] * q[r][32 b + i], q in -127..127 (signed bytes). */
+typedef struct vb_x8 {
+    int8_t *q;      /* [n_rows][n_in] */
+    float *d;       /* [n_rows][n_in / 32] block scales */
+    float *dsum;    /* [n_rows][n_in / 32] d * (sum of the block's q): weight offsets/minimums */
+    float *dsum16;  /* [n_rows][n_in / 16] d * (sum of each half block's q): Q6_K offsets */
+    int64_t n_in;   /* multiple of 32 */
+    int64_t nb;     /* n_in / 32 */
+} vb_x8;
+
+/* One product Y[n_rows][n_out] = X[n_rows][n_in] * W^T. */
+typedef struct vb_mm_args {
+    uint32_t type;
+    const uint8_t *W;  /* [n_out][row_bytes] */
+    int64_t row_bytes; /* bytes of one W row */
+    int64_t n_in, n_out;
+    const float *X; /* [n_rows][n_in] */
+    int64_t n_rows;
+    float *Y;  /* [n_rows][n_out] */
+    vb_x8 x8;  /* quantized X, for quantized W types (x8.q == NULL otherwise) */
+} vb_mm_args;
+
+/* True if `type` is one of the quantized types whose products use 8-bit activations. */
+static inline int vb_type_uses_x8(uint32_t type) {
+    return type == VB_TYPE_Q8_0 || type == VB_TYPE_Q4_0 || type == VB_TYPE_Q4_K ||
+           type == VB_TYPE_Q6_K;
+}
+
+/* Per path: quantize rows [r0, r1) of a->X into a->x8, and
+ * compute Y for all X rows and W rows [o0, o1). */
+void vb_x8_quantize_avx2(const vb_mm_args *a, int64_t r0, int64_t r1);
+void vb_mm_rows_avx2(const vb_mm_args *a, int64_t o0, int64_t o1);
+void vb_x8_quantize_avx512(const vb_mm_args *a, int64_t r0, int64_t r1);
+void vb_mm_rows_avx512(const vb_mm_args *a, int64_t o0, int64_t o1);
+
+/* Q4_K packed 6-bit scales and mins of the 8 sub-blocks from the 12 scale bytes: scales 0..3
+ * are the low 6 bits of bytes 0..3, mins 0..3 of bytes 4..7; scale / min 4..7 take their low 4
+ * bits from the low / high nibble of bytes 8..11 and their top 2 bits from the top 2 bits of
+ * bytes 0..3 / 4..7. vb_q4k_scale_min: one sub-block; vb_q4k_unpack: all 8 at once. */
+static inline void vb_q4k_unpack(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    uint32_t sc_lo = u0 & 0x3F3F3F3Fu, m_lo = u1 & 0x3F3F3F3Fu;
+    uint32_t sc_hi = (u2 & 0x0F0F0F0Fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    uint32_t m_hi = ((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4);
+    memcpy(sc, &sc_lo, 4);
+    memcpy(sc + 4, &sc_hi, 4);
+    memcpy(m, &m_lo, 4);
+    memcpy(m + 4, &m_hi, 4);
+}
+
+static inline void vb_q4k_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4));
+        *m = (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+    }
+}
+
+#endif

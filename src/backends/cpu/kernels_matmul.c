@@ -1,0 +1,226 @@
+/* kernels_matmul.c - the optimized matrix product vb_matmul: run-time CPU dispatch (AVX-512
+ * VNNI, AVX2/FMA/F16C, portable C), activation quantization into a per-thread scratch buffer
+ * that is reused across calls, and the split of W rows across the thread pool. Also the
+ * portable path itself: dequantize one W row into floats, then dot it with every X row. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels_internal.h"
+
+/* --------------------------------------------------------------- CPU features, dispatch */
+
+static pthread_once_t features_once = PTHREAD_ONCE_INIT;
+static int cpu_level = VB_KLEVEL_PORTABLE; /* best level this CPU supports */
+static char cpu_feature_names[160];
+static _Atomic int forced_level = -1; /* -1: none */
+
+static void detect_features(void) {
+    cpu_feature_names[0] = '\0';
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    struct { const char *name; int on; } f[] = {
+        {"avx2", __builtin_cpu_supports("avx2")},
+        {"fma", __builtin_cpu_supports("fma")},
+        {"f16c", 0}, /* filled below: not every compiler knows the name */
+        {"avx512f", __builtin_cpu_supports("avx512f")},
+        {"avx512bw", __builtin_cpu_supports("avx512bw")},
+        {"avx512vl", __builtin_cpu_supports("avx512vl")},
+        {"avx512vnni", __builtin_cpu_supports("avx512vnni")},
+        {"avx512bf16", __builtin_cpu_supports("avx512bf16")},
+    };
+    /* F16C: CPUID leaf 1, ECX bit 29 (AVX2 CPUs all have it, but check). */
+    unsigned a = 1, b, c = 0, d;
+    __asm__("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+    f[2].on = (c >> 29) & 1;
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        if (!f[i].on) continue;
+        int w = snprintf(cpu_feature_names + len, sizeof cpu_feature_names - len, "%s%s",
+                         len ? " " : "", f[i].name);
+        if (w > 0 && (size_t)w < sizeof cpu_feature_names - len) len += (size_t)w;
+    }
+    if (f[0].on && f[1].on && f[2].on) {
+        cpu_level = VB_KLEVEL_AVX2;
+        if (f[3].on && f[4].on && f[5].on && f[6].on) cpu_level = VB_KLEVEL_AVX512;
+    }
+#endif
+}
+
+const char *vb_cpu_features(void) {
+    pthread_once(&features_once, detect_features);
+    return cpu_feature_names;
+}
+
+int vb_kernels_max_level(void) {
+    pthread_once(&features_once, detect_features);
+    return cpu_level;
+}
+
+int vb_kernels_force_level(int level) {
+    pthread_once(&features_once, detect_features);
+    if (level < 0) {
+        atomic_store(&forced_level, -1);
+        return cpu_level;
+    }
+    if (level > cpu_level) level = cpu_level;
+    atomic_store(&forced_level, level);
+    return level;
+}
+
+void vb_kernels_force_portable(bool on) { vb_kernels_force_level(on ? VB_KLEVEL_PORTABLE : -1); }
+
+int vb_kernels_level(void) {
+    pthread_once(&features_once, detect_features);
+    int f = atomic_load(&forced_level);
+    return f >= 0 ? f : cpu_level;
+}
+
+const char *vb_kernels_level_name(int level) {
+    switch (level) {
+    case VB_KLEVEL_AVX512: return "avx512";
+    case VB_KLEVEL_AVX2: return "avx2";
+    default: return "portable";
+    }
+}
+
+/* --------------------------------------------------------------- portable path */
+
+static float dot_f32(const float *a, const float *b, int64_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static void mm_rows_portable(const vb_mm_args *a, int64_t o0, int64_t o1) {
+    float *w = NULL; /* [n_in] one dequantized W row */
+    if (a->type != VB_TYPE_F32) {
+        w = malloc((size_t)a->n_in * sizeof(float));
+        if (!w) { /* out of memory: fall back to one element at a time */
+            float wf[VB_QK_K];
+            const vb_type_traits *t = vb_type_get(a->type);
+            int64_t be = t->block_elems, bb = t->block_bytes;
+            int64_t step = be > 1 ? be : VB_QK_K;
+            for (int64_t o = o0; o < o1; o++)
+                for (int64_t r = 0; r < a->n_rows; r++) a->Y[r * a->n_out + o] = 0.0f;
+            for (int64_t o = o0; o < o1; o++) {
+                const uint8_t *wrow = a->W + o * a->row_bytes;
+                for (int64_t i = 0; i < a->n_in; i += step) {
+                    int64_t m = a->n_in - i < step ? a->n_in - i : step;
+                    vb_dequantize_row(a->type, wrow + i / be * bb, wf, m);
+                    for (int64_t r = 0; r < a->n_rows; r++)
+                        a->Y[r * a->n_out + o] += dot_f32(wf, a->X + r * a->n_in + i, m);
+                }
+            }
+            return;
+        }
+    }
+    for (int64_t o = o0; o < o1; o++) {
+        const uint8_t *wrow = a->W + o * a->row_bytes;
+        const float *wf = (const float *)wrow;
+        if (w) {
+            vb_dequantize_row(a->type, wrow, w, a->n_in);
+            wf = w;
+        }
+        for (int64_t r = 0; r < a->n_rows; r++)
+            a->Y[r * a->n_out + o] = dot_f32(wf, a->X + r * a->n_in, a->n_in);
+    }
+    free(w);
+}
+
+/* --------------------------------------------------------------- per-thread X8 scratch */
+
+/* One buffer per calling thread, grown on demand, freed when the thread exits (main thread:
+ * stays reachable through the thread-local pointer until exit). */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static _Thread_local void *scratch_buf;
+static _Thread_local size_t scratch_cap;
+
+static void scratch_key_init(void) { pthread_key_create(&scratch_key, free); }
+
+static void *scratch_get(size_t bytes) {
+    if (bytes <= scratch_cap) return scratch_buf;
+    pthread_once(&scratch_once, scratch_key_init);
+    free(scratch_buf);
+    scratch_cap = 0;
+    scratch_buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    pthread_setspecific(scratch_key, scratch_buf);
+    if (scratch_buf) scratch_cap = bytes;
+    return scratch_buf;
+}
+
+/* --------------------------------------------------------------- threaded product */
+
+typedef struct {
+    vb_mm_args *args;
+    int level;
+} mm_task;
+
+static void mm_rows(const vb_mm_args *a, int level, int64_t o0, int64_t o1) {
+    if (o0 >= o1) return;
+    if (level == VB_KLEVEL_AVX512) vb_mm_rows_avx512(a, o0, o1);
+    else if (level == VB_KLEVEL_AVX2) vb_mm_rows_avx2(a, o0, o1);
+    else mm_rows_portable(a, o0, o1);
+}
+
+static void x8_quantize(const vb_mm_args *a, int level, int64_t r0, int64_t r1) {
+    if (level == VB_KLEVEL_AVX512) vb_x8_quantize_avx512(a, r0, r1);
+    else vb_x8_quantize_avx2(a, r0, r1);
+}
+
+static void mm_task_fn(void *arg, int ith, int nth) {
+    const mm_task *t = arg;
+    int64_t n = t->args->n_out;
+    mm_rows(t->args, t->level, n * ith / nth, n * (ith + 1) / nth);
+}
+
+static void x8_task_fn(void *arg, int ith, int nth) {
+    const mm_task *t = arg;
+    int64_t n = t->args->n_rows;
+    x8_quantize(t->args, t->level, n * ith / nth, n * (ith + 1) / nth);
+}
+
+void vb_matmul(vb_threadpool *tp, uint32_t type, const void *W, int64_t n_in, int64_t n_out,
+               const float *X, int64_t n_rows, float *Y) {
+    int64_t row_bytes = vb_type_row_bytes(type, n_in);
+    const vb_type_traits *tr = vb_type_get(type);
+    if (row_bytes < 0 || !tr || !tr->supported || n_out <= 0 || n_rows <= 0) {
+        if (n_rows > 0 && n_out > 0) memset(Y, 0, (size_t)(n_rows * n_out) * sizeof(float));
+        return;
+    }
+    vb_mm_args a = {.type = type, .W = W, .row_bytes = row_bytes, .n_in = n_in, .n_out = n_out,
+                    .X = X, .n_rows = n_rows, .Y = Y};
+    int level = vb_kernels_level();
+    mm_task task = {&a, level};
+
+    /* Small products are not worth waking the workers for. */
+    if (n_rows * n_out * n_in < 32768) tp = NULL;
+
+    if (level != VB_KLEVEL_PORTABLE && vb_type_uses_x8(type)) {
+        int64_t nb = n_in / 32;
+        size_t q_bytes = ((size_t)(n_rows * n_in) + 63) / 64 * 64;
+        size_t f_bytes = (size_t)(n_rows * nb) * sizeof(float);
+        uint8_t *buf = scratch_get(q_bytes + 4 * f_bytes); /* q, d, dsum, dsum16 (2 f_bytes) */
+        if (!buf) { /* no memory for the activations: the portable path needs none of it */
+            task.level = VB_KLEVEL_PORTABLE;
+            vb_threadpool_run(tp, mm_task_fn, &task);
+            return;
+        }
+        a.x8 = (vb_x8){.q = (int8_t *)buf, .d = (float *)(buf + q_bytes),
+                       .dsum = (float *)(buf + q_bytes + f_bytes),
+                       .dsum16 = (float *)(buf + q_bytes + 2 * f_bytes), .n_in = n_in, .nb = nb};
+        if (tp && n_rows >= 8) vb_threadpool_run(tp, x8_task_fn, &task);
+        else x8_quantize(&a, level, 0, n_rows);
+    }
+    vb_threadpool_run(tp, mm_task_fn, &task);
+}

@@ -1,0 +1,286 @@
+/* kernels_quant.c - scalar per-type row conversion: dequantization of every supported weight
+ * type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K; GGML block layouts from types.h), the
+ * reference quantizers (Q8_0 and Q4_0 bit-exact with ggml's reference ones, Q4_K and Q6_K
+ * simpler than ggml's but in the same format), embedding row lookup and the naive reference
+ * matrix product vb_matmul_ref that every optimized path is tested against. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../../include/vibee.h"
+#include "kernels_internal.h"
+
+/* ---------------------------------------------------------------- dequantization */
+
+static void dequant_q8_0(const vb_block_q8_0 *x, float *y, int64_t nb) {
+    for (int64_t b = 0; b < nb; b++) {
+        float d = vb_f16_to_f32(x[b].d);
+        for (int i = 0; i < VB_QK8_0; i++) y[b * VB_QK8_0 + i] = d * (float)x[b].qs[i];
+    }
+}
+
+/* Q4_0: byte i holds element i in its low nibble and element i + 16 in its high nibble. */
+static void dequant_q4_0(const vb_block_q4_0 *x, float *y, int64_t nb) {
+    for (int64_t b = 0; b < nb; b++) {
+        float d = vb_f16_to_f32(x[b].d);
+        float *yb = y + b * VB_QK4_0;
+        for (int i = 0; i < VB_QK4_0 / 2; i++) {
+            yb[i] = d * (float)((x[b].qs[i] & 0x0F) - 8);
+            yb[i + 16] = d * (float)((x[b].qs[i] >> 4) - 8);
+        }
+    }
+}
+
+/* Q4_K: 8 sub-blocks of 32; value = d * scale_j * q - dmin * min_j. Each 32 bytes of qs hold
+ * sub-block 2k in the low nibbles and sub-block 2k + 1 in the high nibbles. */
+static void dequant_q4_k(const vb_block_q4_k *x, float *y, int64_t nb) {
+    for (int64_t b = 0; b < nb; b++) {
+        float d = vb_f16_to_f32(x[b].d), dmin = vb_f16_to_f32(x[b].dmin);
+        float *yb = y + b * VB_QK_K;
+        for (int k = 0; k < 4; k++) {
+            const uint8_t *q = x[b].qs + 32 * k;
+            uint8_t sc0, m0, sc1, m1;
+            vb_q4k_scale_min(2 * k, x[b].scales, &sc0, &m0);
+            vb_q4k_scale_min(2 * k + 1, x[b].scales, &sc1, &m1);
+            float d0 = d * sc0, dm0 = dmin * m0, d1 = d * sc1, dm1 = dmin * m1;
+            for (int i = 0; i < 32; i++) {
+                yb[64 * k + i] = d0 * (float)(q[i] & 0x0F) - dm0;
+                yb[64 * k + 32 + i] = d1 * (float)(q[i] >> 4) - dm1;
+            }
+        }
+    }
+}
+
+/* Q6_K: 16 sub-blocks of 16 with int8 scales; q = 4 low bits (ql) | 2 high bits (qh) << 4,
+ * value = d * scale * (q - 32). Per half of 128: ql[0..63], qh[0..31]; element 32 g + l
+ * (g = 0..3) takes the low/high nibble of ql[l] / ql[l + 32] and bits 2g..2g+1 of qh[l]. */
+static void dequant_q6_k(const vb_block_q6_k *x, float *y, int64_t nb) {
+    for (int64_t b = 0; b < nb; b++) {
+        float d = vb_f16_to_f32(x[b].d);
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x[b].ql + 64 * h, *qh = x[b].qh + 32 * h;
+            const int8_t *sc = x[b].scales + 8 * h;
+            float *yh = y + b * VB_QK_K + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                int s = l / 16;
+                int q0 = (ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4);
+                int q1 = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
+                int q2 = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                int q3 = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+                yh[l] = d * sc[s + 0] * (float)(q0 - 32);
+                yh[l + 32] = d * sc[s + 2] * (float)(q1 - 32);
+                yh[l + 64] = d * sc[s + 4] * (float)(q2 - 32);
+                yh[l + 96] = d * sc[s + 6] * (float)(q3 - 32);
+            }
+        }
+    }
+}
+
+void vb_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n) {
+    switch (type) {
+    case VB_TYPE_F32: memcpy(dst, src, (size_t)n * sizeof(float)); return;
+    case VB_TYPE_F16: {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = vb_f16_to_f32(s[i]);
+        return;
+    }
+    case VB_TYPE_BF16: {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = vb_bf16_to_f32(s[i]);
+        return;
+    }
+    case VB_TYPE_Q8_0: dequant_q8_0(src, dst, n / VB_QK8_0); return;
+    case VB_TYPE_Q4_0: dequant_q4_0(src, dst, n / VB_QK4_0); return;
+    case VB_TYPE_Q4_K: dequant_q4_k(src, dst, n / VB_QK_K); return;
+    case VB_TYPE_Q6_K: dequant_q6_k(src, dst, n / VB_QK_K); return;
+    default: memset(dst, 0, (size_t)n * sizeof(float)); return; /* unsupported: zeros */
+    }
+}
+
+/* ---------------------------------------------------------------- quantization */
+
+/* ggml's quantize_row_q8_0_ref: d = amax / 127, q = round(x / d). */
+static void quant_q8_0(const float *x, vb_block_q8_0 *y, int64_t nb) {
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + b * VB_QK8_0;
+        float amax = 0.0f;
+        for (int i = 0; i < VB_QK8_0; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = vb_f32_to_f16(d);
+        for (int i = 0; i < VB_QK8_0; i++) y[b].qs[i] = (int8_t)roundf(xb[i] * id);
+    }
+}
+
+/* ggml's quantize_row_q4_0_ref: d = (signed value of largest magnitude) / -8,
+ * q = min(15, (int8)(x / d + 8.5)). */
+static void quant_q4_0(const float *x, vb_block_q4_0 *y, int64_t nb) {
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + b * VB_QK4_0;
+        float amax = 0.0f, max = 0.0f;
+        for (int i = 0; i < VB_QK4_0; i++) {
+            if (amax < fabsf(xb[i])) {
+                amax = fabsf(xb[i]);
+                max = xb[i];
+            }
+        }
+        float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = vb_f32_to_f16(d);
+        for (int i = 0; i < VB_QK4_0 / 2; i++) {
+            int8_t q0 = (int8_t)(xb[i] * id + 8.5f), q1 = (int8_t)(xb[i + 16] * id + 8.5f);
+            if (q0 > 15) q0 = 15;
+            if (q1 > 15) q1 = 15;
+            y[b].qs[i] = (uint8_t)(q0 | (q1 << 4));
+        }
+    }
+}
+
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* Q4_K, simple: per sub-block of 32 take min = min(0, min x) and scale = (max - min) / 15,
+ * quantize those 8 scales and 8 mins to 6 bits against super-block d and dmin, then round
+ * each element against its quantized scale/min (not ggml's iterative search, same format). */
+static void quant_q4_k(const float *x, vb_block_q4_k *y, int64_t nb) {
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + b * VB_QK_K;
+        float scale[8], mins[8], max_scale = 0.0f, max_min = 0.0f;
+        for (int j = 0; j < 8; j++) {
+            float lo = 0.0f, hi = 0.0f;
+            for (int i = 0; i < 32; i++) {
+                lo = fminf(lo, xb[32 * j + i]);
+                hi = fmaxf(hi, xb[32 * j + i]);
+            }
+            scale[j] = (hi - lo) / 15.0f;
+            mins[j] = -lo;
+            max_scale = fmaxf(max_scale, scale[j]);
+            max_min = fmaxf(max_min, mins[j]);
+        }
+        float d = max_scale / 63.0f, dmin = max_min / 63.0f;
+        y[b].d = vb_f32_to_f16(d);
+        y[b].dmin = vb_f32_to_f16(dmin);
+        d = vb_f16_to_f32(y[b].d);
+        dmin = vb_f16_to_f32(y[b].dmin);
+        uint8_t ls[8], lm[8];
+        for (int j = 0; j < 8; j++) {
+            ls[j] = (uint8_t)clampi(d > 0 ? (int)lrintf(scale[j] / d) : 0, 0, 63);
+            lm[j] = (uint8_t)clampi(dmin > 0 ? (int)lrintf(mins[j] / dmin) : 0, 0, 63);
+        }
+        /* pack (inverse of vb_q4k_scale_min) */
+        memset(y[b].scales, 0, sizeof y[b].scales);
+        for (int j = 0; j < 4; j++) {
+            y[b].scales[j] = (uint8_t)(ls[j] | ((ls[j + 4] >> 4) << 6));
+            y[b].scales[j + 4] = (uint8_t)(lm[j] | ((lm[j + 4] >> 4) << 6));
+            y[b].scales[j + 8] = (uint8_t)((ls[j + 4] & 0xF) | ((lm[j + 4] & 0xF) << 4));
+        }
+        uint8_t q[VB_QK_K];
+        for (int j = 0; j < 8; j++) {
+            float ds = d * ls[j], dm = dmin * lm[j];
+            for (int i = 0; i < 32; i++)
+                q[32 * j + i] =
+                    (uint8_t)(ds > 0 ? clampi((int)lrintf((xb[32 * j + i] + dm) / ds), 0, 15) : 0);
+        }
+        for (int k = 0; k < 4; k++)
+            for (int i = 0; i < 32; i++)
+                y[b].qs[32 * k + i] = (uint8_t)(q[64 * k + i] | (q[64 * k + 32 + i] << 4));
+    }
+}
+
+/* Q6_K, simple: per sub-block of 16 take scale = (signed value of largest magnitude) / -32,
+ * quantize the 16 scales to int8 against d = max|scale| / 127, round each element to
+ * -32..31 against its quantized scale. */
+static void quant_q6_k(const float *x, vb_block_q6_k *y, int64_t nb) {
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + b * VB_QK_K;
+        float scale[16], max_abs_scale = 0.0f, max_scale = 0.0f;
+        for (int j = 0; j < 16; j++) {
+            float amax = 0.0f, max = 0.0f;
+            for (int i = 0; i < 16; i++) {
+                if (amax < fabsf(xb[16 * j + i])) {
+                    amax = fabsf(xb[16 * j + i]);
+                    max = xb[16 * j + i];
+                }
+            }
+            scale[j] = max / -32.0f;
+            if (fabsf(scale[j]) > max_abs_scale) {
+                max_abs_scale = fabsf(scale[j]);
+                max_scale = scale[j];
+            }
+        }
+        float d = max_scale / -128.0f; /* the largest scale maps to -128 */
+        y[b].d = vb_f32_to_f16(d);
+        d = vb_f16_to_f32(y[b].d);
+        uint8_t q[VB_QK_K];
+        for (int j = 0; j < 16; j++) {
+            int ls = d != 0.0f ? clampi((int)lrintf(scale[j] / d), -128, 127) : 0;
+            y[b].scales[j] = (int8_t)ls;
+            float ds = d * (float)ls;
+            for (int i = 0; i < 16; i++)
+                q[16 * j + i] = (uint8_t)(
+                    ds != 0.0f ? clampi((int)lrintf(xb[16 * j + i] / ds), -32, 31) + 32 : 32);
+        }
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *qq = q + 128 * h;
+            uint8_t *ql = y[b].ql + 64 * h, *qh = y[b].qh + 32 * h;
+            for (int l = 0; l < 32; l++) {
+                ql[l] = (uint8_t)((qq[l] & 0xF) | ((qq[l + 64] & 0xF) << 4));
+                ql[l + 32] = (uint8_t)((qq[l + 32] & 0xF) | ((qq[l + 96] & 0xF) << 4));
+                qh[l] = (uint8_t)((qq[l] >> 4) | ((qq[l + 32] >> 4) << 2) |
+                                  ((qq[l + 64] >> 4) << 4) | ((qq[l + 96] >> 4) << 6));
+            }
+        }
+    }
+}
+
+int vb_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
+    const vb_type_traits *t = vb_type_get(type);
+    if (!t || !src || !dst || n < 0 || n % t->block_elems != 0) return VB_ERR_ARG;
+    switch (type) {
+    case VB_TYPE_F32: memcpy(dst, src, (size_t)n * sizeof(float)); return VB_OK;
+    case VB_TYPE_F16: {
+        uint16_t *d = dst;
+        for (int64_t i = 0; i < n; i++) d[i] = vb_f32_to_f16(src[i]);
+        return VB_OK;
+    }
+    case VB_TYPE_BF16: {
+        uint16_t *d = dst;
+        for (int64_t i = 0; i < n; i++) d[i] = vb_f32_to_bf16(src[i]);
+        return VB_OK;
+    }
+    case VB_TYPE_Q8_0: quant_q8_0(src, dst, n / VB_QK8_0); return VB_OK;
+    case VB_TYPE_Q4_0: quant_q4_0(src, dst, n / VB_QK4_0); return VB_OK;
+    case VB_TYPE_Q4_K: quant_q4_k(src, dst, n / VB_QK_K); return VB_OK;
+    case VB_TYPE_Q6_K: quant_q6_k(src, dst, n / VB_QK_K); return VB_OK;
+    default: return VB_ERR_UNSUPPORTED;
+    }
+}
+
+/* ---------------------------------------------------------------- lookup and reference */
+
+void vb_get_row(uint32_t type, const void *W, int64_t n, int64_t r, float *dst) {
+    int64_t row_bytes = vb_type_row_bytes(type, n);
+    if (row_bytes < 0) {
+        memset(dst, 0, (size_t)n * sizeof(float));
+        return;
+    }
+    vb_dequantize_row(type, (const uint8_t *)W + r * row_bytes, dst, n);
+}
+
+void vb_matmul_ref(uint32_t type, const void *W, int64_t n_in, int64_t n_out, const float *X,
+                   int64_t n_rows, float *Y) {
+    int64_t row_bytes = vb_type_row_bytes(type, n_in);
+    float *w = malloc((size_t)(n_in > 0 ? n_in : 1) * sizeof(float)); /* [n_in] one W row */
+    if (!w || row_bytes < 0) {
+        free(w);
+        memset(Y, 0, (size_t)(n_rows * n_out) * sizeof(float));
+        return;
+    }
+    for (int64_t o = 0; o < n_out; o++) {
+        vb_dequantize_row(type, (const uint8_t *)W + o * row_bytes, w, n_in);
+        for (int64_t r = 0; r < n_rows; r++) {
+            const float *x = X + r * n_in;
+            float sum = 0.0f;
+            for (int64_t i = 0; i < n_in; i++) sum += w[i] * x[i];
+            Y[r * n_out + o] = sum;
+        }
+    }
+    free(w);
+}

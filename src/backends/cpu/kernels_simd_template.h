@@ -1,0 +1,459 @@
+/* kernels_simd_template.h - the matrix-product kernels shared by the AVX2 and the AVX-512 path,
+ * written once on 256-bit vectors. Included (only) by kernels_avx2.c and kernels_avx512.c,
+ * which compile it for their instruction set (#pragma GCC target) after defining:
+ *   VB_SIMD(name)   the path's suffix for exported names (name##_avx2, name##_avx512);
+ *   x8dot_prep(w)   per weight vector, work shared by every activation row (may be w);
+ *   x8dot(p, w, x)  eight int32 lanes, lane i = sum over bytes 4i..4i+3 of w * q(x), where w
+ *                   holds 32 signed weight bytes and x 32 signed activation bytes;
+ *   x8dot_us(w, x)  the same for unsigned weight bytes w and signed activations x with
+ *                   w * |x| pairs that fit in int16 (w <= 127 on AVX2, any w with VNNI);
+ *   VB_FLOAT_512    1 to use 512-bit vectors for float weights (F32, F16, BF16);
+ * Float weights are tiled 2 W rows x up to 4 X rows per register block.
+ *   VB_Q8_UNSIGNED  1 if Q8_0 weights go through x8dot_us as w + 128 (then
+ *                   sum w x = sum (w + 128) x - 128 sum x, the last term from X8's dsum).
+ * Tiling: each W row is read once per group of up to 64 X rows and applied to X rows four at
+ * a time (R = 1..4 accumulators), so a K-row product reads W once, not K times. */
+
+#define VB_TILE_ROWS 4   /* X rows per register tile */
+#define VB_CHUNK_ROWS 64 /* X rows per pass over the thread's W rows (keeps X8 in L2) */
+#define VB_ALWAYS_INLINE inline __attribute__((always_inline))
+
+static VB_ALWAYS_INLINE float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static VB_ALWAYS_INLINE float f16_scalar(uint16_t h) { return _cvtsh_ss(h); }
+
+/* --------------------------------------------------------------- activation quantization */
+
+void VB_SIMD(vb_x8_quantize)(const vb_mm_args *a, int64_t r0, int64_t r1) {
+    const vb_x8 *x8 = &a->x8;
+    const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t r = r0; r < r1; r++) {
+        const float *x = a->X + r * a->n_in;
+        int8_t *q = x8->q + r * x8->n_in;
+        float *d = x8->d + r * x8->nb, *dsum = x8->dsum + r * x8->nb;
+        float *dsum16 = x8->dsum16 + r * 2 * x8->nb;
+        for (int64_t b = 0; b < x8->nb; b++) {
+            __m256 v0 = _mm256_loadu_ps(x + 32 * b), v1 = _mm256_loadu_ps(x + 32 * b + 8);
+            __m256 v2 = _mm256_loadu_ps(x + 32 * b + 16), v3 = _mm256_loadu_ps(x + 32 * b + 24);
+            __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign_mask, v0),
+                                                   _mm256_andnot_ps(sign_mask, v1)),
+                                     _mm256_max_ps(_mm256_andnot_ps(sign_mask, v2),
+                                                   _mm256_andnot_ps(sign_mask, v3)));
+            __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+            float amax = _mm_cvtss_f32(m4);
+            float db = amax / 127.0f;
+            __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+            __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, id));
+            __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, id));
+            __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, id));
+            __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, id));
+            __m256i s01 = _mm256_add_epi32(i0, i1), s23 = _mm256_add_epi32(i2, i3);
+            /* s01: partial sums of elements 0..15, s23: of 16..31 */
+            __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(s01, s23), _mm256_setzero_si256());
+            /* h lane 0: s01 low-half sum, lane 1: s23 low; lane 4: s01 high, lane 5: s23 high */
+            int s01_sum = _mm256_extract_epi32(h, 0) + _mm256_extract_epi32(h, 4);
+            int s23_sum = _mm256_extract_epi32(h, 1) + _mm256_extract_epi32(h, 5);
+            int sum = s01_sum + s23_sum;
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+            p = _mm256_permutevar8x32_epi32(p, perm);
+            _mm256_storeu_si256((__m256i *)(q + 32 * b), p);
+            d[b] = db;
+            dsum[b] = db * (float)sum;
+            dsum16[2 * b] = db * (float)s01_sum;
+            dsum16[2 * b + 1] = db * (float)s23_sum;
+        }
+    }
+}
+
+/* --------------------------------------------------------------- quantized weight tiles */
+/* Each tile kernel computes out[r] = dot(W row, X row t + r) for r < R (R a constant after
+ * inlining). xq[r] / xd[r] / xs[r]: the X8 bytes, scales and scaled sums of row t + r.
+ * Blocks go in groups of 8: the 8 integer dot products of a group (8 int32 lanes each) are
+ * reduced to one vector of 8 block sums, converted once and multiplied by the 8 block scales
+ * (dw * dx) in one FMA, so per row and block the work is little more than one vpdpbusd.
+ * Leftover blocks (n_in not a multiple of 256) take the one-block-at-a-time path. */
+
+#define VB_TILE_ARGS                                                                          \
+    const uint8_t *wrow, int64_t nb, const int8_t *const *xq, const float *const *xd,         \
+        const float *const *xs, const float *const *xs16, int R, float *out
+
+/* Lane j of the result = sum of the 8 lanes of v[j]. */
+static VB_ALWAYS_INLINE __m256i reduce8(const __m256i *v) {
+    __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
+    __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
+    __m256i q0 = _mm256_hadd_epi32(h01, h23), q1 = _mm256_hadd_epi32(h45, h67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20),
+                            _mm256_permute2x128_si256(q0, q1, 0x31));
+}
+
+static VB_ALWAYS_INLINE float hsum256i_f(__m256i v) { return hsum256(_mm256_cvtepi32_ps(v)); }
+
+/* Q8_0 (34-byte blocks: f16 d, 32 int8) and Q4_0 (18-byte blocks: f16 d, 16 bytes whose low
+ * nibbles are elements 0..15 and high nibbles 16..31; value d * (nibble - 8)).
+ * Unsigned-weight forms: sum (u) x with u = w + off, then subtract off * dw * dsum. */
+#define VB_Q4_0_LOAD(blk)                                                                     \
+    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(_mm_loadu_si128((const __m128i *)(blk).qs), 4), \
+                                      _mm_loadu_si128((const __m128i *)(blk).qs)),            \
+                     low4)
+
+#define VB_DEFINE_TILE_32(name, BLOCK_T, LOAD_W, UNSIGNED_W, OFFSET)                          \
+    static VB_ALWAYS_INLINE void name(VB_TILE_ARGS) {                                         \
+        (void)xs16;                                                                           \
+        const BLOCK_T *w = (const BLOCK_T *)wrow;                                             \
+        const __m256i low4 = _mm256_set1_epi8(0x0F), flip = _mm256_set1_epi8((char)0x80);     \
+        (void)low4, (void)flip;                                                               \
+        __m256 acc[VB_TILE_ROWS], corr[VB_TILE_ROWS];                                         \
+        float acc1[VB_TILE_ROWS], corr1[VB_TILE_ROWS];                                        \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                 \
+            acc[r] = corr[r] = _mm256_setzero_ps();                                           \
+            acc1[r] = corr1[r] = 0.0f;                                                        \
+        }                                                                                     \
+        int64_t b = 0;                                                                        \
+        for (; b + 8 <= nb; b += 8) {                                                         \
+            __m256i wv[8], p[8];                                                              \
+            _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {                             \
+                wv[k] = LOAD_W(w[b + k]);                                                     \
+                p[k] = UNSIGNED_W ? wv[k] : x8dot_prep(wv[k]);                                \
+            }                                                                                 \
+            __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(                                       \
+                (short)w[b].d, (short)w[b + 1].d, (short)w[b + 2].d, (short)w[b + 3].d,       \
+                (short)w[b + 4].d, (short)w[b + 5].d, (short)w[b + 6].d, (short)w[b + 7].d)); \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                             \
+                __m256i s[8];                                                                 \
+                _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {                         \
+                    __m256i x = _mm256_loadu_si256((const __m256i *)(xq[r] + 32 * (b + k)));  \
+                    s[k] = UNSIGNED_W ? x8dot_us(wv[k], x) : x8dot(p[k], wv[k], x);           \
+                }                                                                             \
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(reduce8(s)),                      \
+                                         _mm256_mul_ps(dw, _mm256_loadu_ps(xd[r] + b)), acc[r]); \
+                if (OFFSET) corr[r] = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xs[r] + b), corr[r]); \
+            }                                                                                 \
+        }                                                                                     \
+        for (; b < nb; b++) {                                                                 \
+            __m256i wv = LOAD_W(w[b]);                                                        \
+            __m256i p = UNSIGNED_W ? wv : x8dot_prep(wv);                                     \
+            float dw = f16_scalar(w[b].d);                                                    \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                             \
+                __m256i x = _mm256_loadu_si256((const __m256i *)(xq[r] + 32 * b));            \
+                __m256i s = UNSIGNED_W ? x8dot_us(wv, x) : x8dot(p, wv, x);                   \
+                acc1[r] += dw * xd[r][b] * hsum256i_f(s);                                     \
+                if (OFFSET) corr1[r] += dw * xs[r][b];                                        \
+            }                                                                                 \
+        }                                                                                     \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[r] =                          \
+            hsum256(acc[r]) + acc1[r] - (float)(OFFSET) * (hsum256(corr[r]) + corr1[r]);      \
+    }
+
+#if VB_Q8_UNSIGNED
+#define VB_Q8_0_LOAD(blk) _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk).qs), flip)
+VB_DEFINE_TILE_32(tile_q8_0, vb_block_q8_0, VB_Q8_0_LOAD, 1, 128)
+#else
+#define VB_Q8_0_LOAD(blk) _mm256_loadu_si256((const __m256i *)(blk).qs)
+VB_DEFINE_TILE_32(tile_q8_0, vb_block_q8_0, VB_Q8_0_LOAD, 0, 0)
+#endif
+VB_DEFINE_TILE_32(tile_q4_0, vb_block_q4_0, VB_Q4_0_LOAD, 1, 8)
+
+/* Q4_K: per super-block of 256, sub-block j of 32 = d * sc_j * q - dmin * m_j with q 0..15
+ * (32 bytes k hold sub-block 2k in the low nibbles, 2k + 1 in the high ones). The minimum
+ * term is dmin * m_j * (sum of the X block) = dmin * m_j * xs[r][block]. nb counts
+ * super-blocks; X blocks of 32 line up with the sub-blocks, 8 per super-block. */
+static VB_ALWAYS_INLINE void tile_q4_k(VB_TILE_ARGS) {
+    (void)xs16;
+    const vb_block_q4_k *w = (const vb_block_q4_k *)wrow;
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[VB_TILE_ROWS], macc[VB_TILE_ROWS];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) acc[r] = macc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t sc[8], m[8];
+        vb_q4k_unpack(w[b].scales, sc, m);
+        __m256 dsc = _mm256_mul_ps(_mm256_set1_ps(f16_scalar(w[b].d)),
+                                   _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc))));
+        __m256 dm = _mm256_mul_ps(_mm256_set1_ps(f16_scalar(w[b].dmin)),
+                                  _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)m))));
+        __m256i wv[8];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * k));
+            wv[2 * k] = _mm256_and_si256(raw, low4);
+            wv[2 * k + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m256i s[8];
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                s[k] = x8dot_us(wv[k], _mm256_loadu_si256((const __m256i *)(xq[r] + 256 * b + 32 * k)));
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(reduce8(s)),
+                                     _mm256_mul_ps(dsc, _mm256_loadu_ps(xd[r] + 8 * b)), acc[r]);
+            macc[r] = _mm256_fmadd_ps(dm, _mm256_loadu_ps(xs[r] + 8 * b), macc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) out[r] = hsum256(acc[r]) - hsum256(macc[r]);
+}
+
+/* Q6_K: per super-block, 16 sub-blocks of 16 with int8 scales; value d * sc * (q - 32) with
+ * q 0..63. The unsigned q go into the dot; a 32-element group spans two sub-blocks, so its
+ * int32 lanes 0..3 (first sub-block) and 4..7 (second) are multiplied by [s0 x4, s1 x4]
+ * before the 8 groups are reduced. The -32 becomes -32 d * sum_k sc_k * dsum16_k. */
+static VB_ALWAYS_INLINE void tile_q6_k(VB_TILE_ARGS) {
+    (void)xs;
+    const vb_block_q6_k *w = (const vb_block_q6_k *)wrow;
+    const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
+    /* lane i of group k takes scale 2 (k mod 4) + i / 4 of its half */
+    const __m256i scale_idx = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    __m256 acc[VB_TILE_ROWS], corr[VB_TILE_ROWS];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) acc[r] = corr[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256 d = _mm256_set1_ps(f16_scalar(w[b].d));
+        __m256i sc_a = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)w[b].scales));
+        __m256i sc_b = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w[b].scales + 8)));
+        __m256 dsc_a = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc_a));
+        __m256 dsc_b = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc_b));
+        __m256i wv[8], scv[8];
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
+            wv[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(ql0, low4),
+                                            _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45));
+            wv[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(ql1, low4),
+                                            _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45));
+            wv[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                                            _mm256_and_si256(qh, bits45));
+            wv[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
+        }
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
+            __m256i idx = _mm256_add_epi32(scale_idx, _mm256_set1_epi32(2 * (k & 3)));
+            scv[k] = _mm256_permutevar8x32_epi32(k < 4 ? sc_a : sc_b, idx);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            __m256i s[8];
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                s[k] = _mm256_mullo_epi32(
+                    x8dot_us(wv[k], _mm256_loadu_si256((const __m256i *)(xq[r] + 256 * b + 32 * k))),
+                    scv[k]);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(reduce8(s)),
+                                     _mm256_mul_ps(d, _mm256_loadu_ps(xd[r] + 8 * b)), acc[r]);
+            const float *s16 = xs16[r] + 16 * b;
+            corr[r] = _mm256_fmadd_ps(dsc_a, _mm256_loadu_ps(s16), corr[r]);
+            corr[r] = _mm256_fmadd_ps(dsc_b, _mm256_loadu_ps(s16 + 8), corr[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) out[r] = hsum256(acc[r]) - 32.0f * hsum256(corr[r]);
+}
+
+/* --------------------------------------------------------------- float weight tiles */
+/* out[wr * R + r] = dot(W row wr, X row r) for WR = 1 or 2 W rows (w[0], w[1]) and R X rows
+ * xf[r] of n elements (any n): a register block of WR x R accumulators (x U independent
+ * chains when WR * R is small), so each X vector loaded serves WR W rows and each W vector
+ * R X rows. FV_* are the vector width's operations; LOAD_M (masked, 512-bit) or a scalar
+ * loop (256-bit) takes the tail. */
+
+#define VB_FTILE_ARGS const uint8_t *const *w, int64_t n, const float *const *xf, int WR, int R, float *out
+
+#if VB_FLOAT_512
+#define FV __m512
+#define FV_N 16
+#define FV_ZERO() _mm512_setzero_ps()
+#define FV_LOADX(p) _mm512_loadu_ps(p)
+#define FV_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define FV_HSUM(v) _mm512_reduce_add_ps(v)
+#define FV_ADD(a, b) _mm512_add_ps(a, b)
+#define VB_LOAD_F32(w, i) _mm512_loadu_ps((const float *)(w) + (i))
+#define VB_LOAD_F16(w, i) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)(w) + (i))))
+#define VB_LOAD_BF16(w, i)                                                                    \
+    _mm512_castsi512_ps(_mm512_slli_epi32(                                                    \
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)(w) + (i)))), 16))
+#define VB_LOADM_F32(w, i, m) _mm512_maskz_loadu_ps(m, (const float *)(w) + (i))
+#define VB_LOADM_F16(w, i, m) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)(w) + (i)))
+#define VB_LOADM_BF16(w, i, m)                                                                \
+    _mm512_castsi512_ps(_mm512_slli_epi32(                                                    \
+        _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)(w) + (i))), 16))
+#else
+#define FV __m256
+#define FV_N 8
+#define FV_ZERO() _mm256_setzero_ps()
+#define FV_LOADX(p) _mm256_loadu_ps(p)
+#define FV_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define FV_HSUM(v) hsum256(v)
+#define FV_ADD(a, b) _mm256_add_ps(a, b)
+#define VB_LOAD_F32(w, i) _mm256_loadu_ps((const float *)(w) + (i))
+#define VB_LOAD_F16(w, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)(w) + (i))))
+#define VB_LOAD_BF16(w, i)                                                                    \
+    _mm256_castsi256_ps(_mm256_slli_epi32(                                                    \
+        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)(w) + (i)))), 16))
+#endif
+#define VB_SCALAR_F32(w, j) (((const float *)(w))[j])
+#define VB_SCALAR_F16(w, j) f16_scalar(((const uint16_t *)(w))[j])
+#define VB_SCALAR_BF16(w, j) vb_bf16_to_f32(((const uint16_t *)(w))[j])
+
+#if VB_FLOAT_512
+#define VB_FTILE_TAIL(LOAD, LOADM, SCALAR)                                                    \
+    for (; i < n; i += FV_N) {                                                                \
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);     \
+        FV wv[2];                                                                             \
+        _Pragma("GCC unroll 2") for (int q = 0; q < WR; q++) wv[q] = LOADM(w[q], i, m);       \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                 \
+            FV xv = _mm512_maskz_loadu_ps(m, xf[r] + i);                                      \
+            _Pragma("GCC unroll 2") for (int q = 0; q < WR; q++) acc[q][r][0] =               \
+                FV_FMA(wv[q], xv, acc[q][r][0]);                                              \
+        }                                                                                     \
+    }
+#else
+#define VB_FTILE_TAIL(LOAD, LOADM, SCALAR)                                                    \
+    for (; i < n; i++)                                                                        \
+        _Pragma("GCC unroll 2") for (int q = 0; q < WR; q++)                                  \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) tail[q][r] +=                 \
+                SCALAR(w[q], i) * xf[r][i];
+#endif
+
+#define VB_DEFINE_FTILE(name, LOAD, LOADM, SCALAR)                                            \
+    static VB_ALWAYS_INLINE void name(VB_FTILE_ARGS) {                                        \
+        /* independent accumulation chains per (W row, X row): about 8 in flight */          \
+        const int U = WR * R <= 2 ? 4 : WR * R <= 4 ? 2 : 1;                                  \
+        FV acc[2][VB_TILE_ROWS][4];                                                           \
+        float tail[2][VB_TILE_ROWS];                                                          \
+        _Pragma("GCC unroll 2") for (int q = 0; q < WR; q++)                                  \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                             \
+            acc[q][r][0] = acc[q][r][1] = acc[q][r][2] = acc[q][r][3] = FV_ZERO();            \
+            tail[q][r] = 0.0f;                                                                \
+        }                                                                                     \
+        int64_t i = 0;                                                                        \
+        for (; i + FV_N * U <= n; i += FV_N * U) {                                            \
+            _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) {                             \
+                FV wv[2];                                                                     \
+                _Pragma("GCC unroll 2") for (int q = 0; q < WR; q++) wv[q] =                  \
+                    LOAD(w[q], i + FV_N * u);                                                 \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                         \
+                    FV xv = FV_LOADX(xf[r] + i + FV_N * u);                                   \
+                    _Pragma("GCC unroll 2") for (int q = 0; q < WR; q++) acc[q][r][u] =       \
+                        FV_FMA(wv[q], xv, acc[q][r][u]);                                      \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+        for (; i + FV_N <= n; i += FV_N) {                                                    \
+            FV wv[2];                                                                         \
+            _Pragma("GCC unroll 2") for (int q = 0; q < WR; q++) wv[q] = LOAD(w[q], i);       \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                             \
+                FV xv = FV_LOADX(xf[r] + i);                                                  \
+                _Pragma("GCC unroll 2") for (int q = 0; q < WR; q++) acc[q][r][0] =           \
+                    FV_FMA(wv[q], xv, acc[q][r][0]);                                          \
+            }                                                                                 \
+        }                                                                                     \
+        VB_FTILE_TAIL(LOAD, LOADM, SCALAR)                                                    \
+        _Pragma("GCC unroll 2") for (int q = 0; q < WR; q++)                                  \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[q * R + r] =              \
+            FV_HSUM(FV_ADD(FV_ADD(acc[q][r][0], acc[q][r][1]),                                \
+                           FV_ADD(acc[q][r][2], acc[q][r][3]))) + tail[q][r];                 \
+    }
+
+VB_DEFINE_FTILE(tile_f32, VB_LOAD_F32, VB_LOADM_F32, VB_SCALAR_F32)
+VB_DEFINE_FTILE(tile_f16, VB_LOAD_F16, VB_LOADM_F16, VB_SCALAR_F16)
+VB_DEFINE_FTILE(tile_bf16, VB_LOAD_BF16, VB_LOADM_BF16, VB_SCALAR_BF16)
+
+/* --------------------------------------------------------------- row loops */
+
+/* For X rows in chunks of VB_CHUNK_ROWS, W rows o0..o1-1, X rows in tiles of up to 4: calls
+ * TILE with a constant R so each R gets its own fully unrolled, register-resident copy. */
+#define VB_DEFINE_QROWS(name, TILE, BLOCK_ELEMS)                                              \
+    static void name(const vb_mm_args *a, int64_t o0, int64_t o1) {                           \
+        const vb_x8 *x8 = &a->x8;                                                             \
+        int64_t nb = a->n_in / (BLOCK_ELEMS);                                                 \
+        for (int64_t c0 = 0; c0 < a->n_rows; c0 += VB_CHUNK_ROWS) {                           \
+            int64_t c1 = c0 + VB_CHUNK_ROWS < a->n_rows ? c0 + VB_CHUNK_ROWS : a->n_rows;     \
+            for (int64_t o = o0; o < o1; o++) {                                               \
+                const uint8_t *wrow = a->W + o * a->row_bytes;                                \
+                for (int64_t t = c0; t < c1; t += VB_TILE_ROWS) {                             \
+                    int R = c1 - t < VB_TILE_ROWS ? (int)(c1 - t) : VB_TILE_ROWS;             \
+                    const int8_t *xq[VB_TILE_ROWS];                                           \
+                    const float *xd[VB_TILE_ROWS], *xs[VB_TILE_ROWS], *xs16[VB_TILE_ROWS];    \
+                    for (int r = 0; r < VB_TILE_ROWS; r++) {                                  \
+                        int64_t rr = t + (r < R ? r : 0);                                     \
+                        xq[r] = x8->q + rr * x8->n_in;                                        \
+                        xd[r] = x8->d + rr * x8->nb;                                          \
+                        xs[r] = x8->dsum + rr * x8->nb;                                       \
+                        xs16[r] = x8->dsum16 + rr * 2 * x8->nb;                               \
+                    }                                                                         \
+                    float out[VB_TILE_ROWS];                                                  \
+                    switch (R) {                                                              \
+                    case 1: TILE(wrow, nb, xq, xd, xs, xs16, 1, out); break;                        \
+                    case 2: TILE(wrow, nb, xq, xd, xs, xs16, 2, out); break;                        \
+                    case 3: TILE(wrow, nb, xq, xd, xs, xs16, 3, out); break;                        \
+                    default: TILE(wrow, nb, xq, xd, xs, xs16, 4, out); break;                       \
+                    }                                                                         \
+                    for (int r = 0; r < R; r++) a->Y[(t + r) * a->n_out + o] = out[r];        \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+/* Float weights: W rows in pairs (the last one alone if the count is odd), X rows in tiles
+ * of up to 4, each (WR, R) its own unrolled copy of TILE. */
+#define VB_DEFINE_FROWS(name, TILE)                                                           \
+    static void name(const vb_mm_args *a, int64_t o0, int64_t o1) {                           \
+        for (int64_t c0 = 0; c0 < a->n_rows; c0 += VB_CHUNK_ROWS) {                           \
+            int64_t c1 = c0 + VB_CHUNK_ROWS < a->n_rows ? c0 + VB_CHUNK_ROWS : a->n_rows;     \
+            for (int64_t o = o0; o < o1; o += 2) {                                            \
+                int WR = o + 1 < o1 ? 2 : 1;                                                  \
+                const uint8_t *w[2] = {a->W + o * a->row_bytes,                               \
+                                       a->W + (o + WR - 1) * a->row_bytes};                   \
+                for (int64_t t = c0; t < c1; t += VB_TILE_ROWS) {                             \
+                    int R = c1 - t < VB_TILE_ROWS ? (int)(c1 - t) : VB_TILE_ROWS;             \
+                    const float *xf[VB_TILE_ROWS];                                            \
+                    for (int r = 0; r < VB_TILE_ROWS; r++)                                    \
+                        xf[r] = a->X + (t + (r < R ? r : 0)) * a->n_in;                       \
+                    float out[2 * VB_TILE_ROWS];                                              \
+                    switch (WR * 8 + R) {                                                     \
+                    case 9: TILE(w, a->n_in, xf, 1, 1, out); break;                           \
+                    case 10: TILE(w, a->n_in, xf, 1, 2, out); break;                          \
+                    case 11: TILE(w, a->n_in, xf, 1, 3, out); break;                          \
+                    case 12: TILE(w, a->n_in, xf, 1, 4, out); break;                          \
+                    case 17: TILE(w, a->n_in, xf, 2, 1, out); break;                          \
+                    case 18: TILE(w, a->n_in, xf, 2, 2, out); break;                          \
+                    case 19: TILE(w, a->n_in, xf, 2, 3, out); break;                          \
+                    default: TILE(w, a->n_in, xf, 2, 4, out); break;                          \
+                    }                                                                         \
+                    for (int q = 0; q < WR; q++)                                              \
+                        for (int r = 0; r < R; r++) a->Y[(t + r) * a->n_out + o + q] = out[q * R + r]; \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+VB_DEFINE_QROWS(rows_q8_0, tile_q8_0, VB_QK8_0)
+VB_DEFINE_QROWS(rows_q4_0, tile_q4_0, VB_QK4_0)
+VB_DEFINE_QROWS(rows_q4_k, tile_q4_k, VB_QK_K)
+VB_DEFINE_QROWS(rows_q6_k, tile_q6_k, VB_QK_K)
+VB_DEFINE_FROWS(rows_f32, tile_f32)
+VB_DEFINE_FROWS(rows_f16, tile_f16)
+VB_DEFINE_FROWS(rows_bf16, tile_bf16)
+
+void VB_SIMD(vb_mm_rows)(const vb_mm_args *a, int64_t o0, int64_t o1) {
+    switch (a->type) {
+    case VB_TYPE_Q8_0: rows_q8_0(a, o0, o1); break;
+    case VB_TYPE_Q4_0: rows_q4_0(a, o0, o1); break;
+    case VB_TYPE_Q4_K: rows_q4_k(a, o0, o1); break;
+    case VB_TYPE_Q6_K: rows_q6_k(a, o0, o1); break;
+    case VB_TYPE_F32: rows_f32(a, o0, o1); break;
+    case VB_TYPE_F16: rows_f16(a, o0, o1); break;
+    case VB_TYPE_BF16: rows_bf16(a, o0, o1); break;
+    default: break;
+    }
+}

@@ -1,0 +1,25 @@
+/* llamacpp_backend.h - extras of the llama.cpp backend (`-b llamacpp`) beyond the vb_backend_ops
+ * table: llama.cpp's own tokenizer (an independent reference for vibee's) and a description of
+ * the linked llama.cpp build. Declared always; defined only when the library is built with
+ * VB_HAVE_LLAMACPP (see src/backends/llamacpp/llamacpp.mk and scripts/build_llamacpp.sh). */
+#ifndef VB_LLAMACPP_BACKEND_H
+#define VB_LLAMACPP_BACKEND_H
+
+#include <stdbool.h>
+
+#include "vibee.h"
+
+/* Tokenize UTF-8 `text` with llama.cpp's vocabulary of the GGUF file at gguf_path (loaded
+ * vocab-only and kept for the next call with the same path; special-token strings in the text
+ * are NOT parsed). add_special: let llama.cpp add BOS/EOS as the model asks.
+ * Writes at most max ids to out; returns the total number of tokens (may exceed max: call again
+ * with a larger buffer) or a negative vb_status (VB_ERR_ARG, VB_ERR_IO when the file cannot be
+ * loaded). Thread-safe (serialised by a mutex). */
+int vb_llamacpp_tokenize(const char *gguf_path, const char *text, bool add_special, vb_token *out,
+                         int max);
+
+/* Static one-line description of the linked llama.cpp, e.g.
+ * "llama.cpp b10256 (6c8dcaa) from npm llama.rn@0.12.9, -march=znver3, openmp". */
+const char *vb_llamacpp_build_info(void);
+
+#endif

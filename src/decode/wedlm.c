@@ -1,0 +1,315 @@
+/* wedlm.c - WeDLM streaming parallel decoding (DESIGN §4) over the forward primitive.
+ *
+ * State: the committed prefix (c rows in the KV) and a window slot[0..n) of logical positions
+ * c..c+n-1, each a filled (not yet committed) token or a mask. One step:
+ *   1. refill: the nlead filled slots at the front will be committed by this forward; top the
+ *      window up with masks to W + nlead slots (fewer near n_predict or the batch limit);
+ *   2. reorder physically: filled slots ascending, then masks ascending, each at pos c + j;
+ *   3. one forward of the n window rows on top of the cache, logits on the mask rows (and on row
+ *      nlead-1, the AR row of the last committed token, for the d0-AR variant / adaptive mode);
+ *   4. commit slot[0..nlead): their rows are physically rows 0..nlead-1 of the batch, after the
+ *      committed prefix, so each saw exactly its logical prefix: the KV rows are exact and kept;
+ *      every other row is scratch and truncated (vb_kv_truncate to c + nlead);
+ *   5. select among the remaining masks by entropy + lambda * distance < tau (wedlm_select),
+ *      sample the chosen ones (the mask token banned from the sample, not from the entropy).
+ * Filled tokens are never revised. A slot filled in step s is committed in the first later step
+ * in which it belongs to the leading filled run; it is re-run in every step until then (its row
+ * in earlier steps saw masks or later-filled slots in front of it, so those rows are scratch).
+ *
+ * Backends without physical causality (llama.cpp masks by position): only a run of masks from
+ * the first one may be filled (prefix_only), so the window is always [filled...][masks...] and
+ * physical order equals logical order; every step then commits >= 1 token.
+ *
+ * window = 0 (adaptive): W is chosen from the measured cost(K) and the observed tokens per step;
+ * when a 1-slot window is best, the rest is decoded autoregressively from the last AR row. */
+#include "decode/wedlm.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decode/cost_model.h"
+#include "decode/decode_internal.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Pure step logic
+ * --------------------------------------------------------------------------------------------- */
+
+int32_t vb_wedlm_leading_filled(const vb_token *slot, int32_t n) {
+    int32_t k = 0;
+    while (k < n && slot[k] != VB_WEDLM_MASK) k++;
+    return k;
+}
+
+int32_t vb_wedlm_order(const vb_token *slot, int32_t n, int32_t *order) {
+    int32_t n_filled = 0;
+    for (int32_t j = 0; j < n; j++)
+        if (slot[j] != VB_WEDLM_MASK) order[n_filled++] = j;
+    int32_t i = n_filled;
+    for (int32_t j = 0; j < n; j++)
+        if (slot[j] == VB_WEDLM_MASK) order[i++] = j;
+    return n_filled;
+}
+
+double vb_wedlm_entropy(const float *logits, int32_t n) {
+    double max = -INFINITY;
+    for (int32_t i = 0; i < n; i++) {
+        if (isnan(logits[i])) return NAN;
+        if (logits[i] > max) max = logits[i];
+    }
+    if (n <= 0 || isinf(max)) return NAN; /* all -inf, or a +inf logit */
+    /* H = log(sum e^d) - sum(e^d * d) / sum(e^d), d = x - max; -inf entries have p = 0 */
+    double sum = 0.0, sum_d = 0.0;
+    for (int32_t i = 0; i < n; i++) {
+        if (logits[i] == -INFINITY) continue;
+        double d = (double)logits[i] - max;
+        double e = exp(d);
+        sum += e;
+        sum_d += e * d;
+    }
+    double h = log(sum) - sum_d / sum;
+    return h > 0.0 ? h : 0.0; /* rounding can give -1e-17 for a one-hot row */
+}
+
+int32_t vb_wedlm_select(const vb_wedlm_rule *rule, const int32_t *mask_j, const double *entropy,
+                        int32_t n_mask, int8_t *chosen, double *score) {
+    if (n_mask <= 0) return 0;
+    int32_t n_chosen = 0, best = 0;
+    double best_score = INFINITY;
+    bool run_open = true; /* prefix_only: still inside the run of qualifying masks from k = 0 */
+    for (int32_t k = 0; k < n_mask; k++) {
+        double s = entropy[k] + (double)rule->lambda * (double)(mask_j[k] - mask_j[0]);
+        if (isnan(s)) s = INFINITY;
+        if (score) score[k] = s;
+        bool ok = s < (double)rule->tau;
+        if (rule->prefix_only) {
+            run_open = run_open && ok && mask_j[k] == mask_j[0] + k;
+            ok = run_open;
+        }
+        chosen[k] = ok;
+        n_chosen += ok;
+        if (s < best_score) {
+            best_score = s;
+            best = k;
+        }
+    }
+    if (n_chosen == 0) {
+        int32_t pick = (rule->leftmost_fallback || rule->prefix_only) ? 0 : best;
+        chosen[pick] = 1;
+        n_chosen = 1;
+    }
+    return n_chosen;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The decoder
+ * --------------------------------------------------------------------------------------------- */
+
+#define ADAPT_EVERY 8       /* steps between re-choosing W in adaptive mode */
+#define ADAPT_MAX_WINDOW 16
+
+typedef struct wedlm_buffers {
+    vb_token *slot;   /* [cap] window: token or VB_WEDLM_MASK, logical order */
+    int32_t *order;   /* [cap] batch row -> slot index */
+    int32_t *mask_j;  /* [cap] window index (after the commit) of each mask row */
+    double *entropy;  /* [cap] */
+    int8_t *chosen;   /* [cap] */
+} wedlm_buffers;
+
+static void buffers_free(wedlm_buffers *b) {
+    free(b->slot);
+    free(b->order);
+    free(b->mask_j);
+    free(b->entropy);
+    free(b->chosen);
+}
+
+static int buffers_alloc(wedlm_buffers *b, int32_t cap) {
+    memset(b, 0, sizeof *b);
+    b->slot = malloc(sizeof(vb_token) * (size_t)cap);
+    b->order = malloc(sizeof(int32_t) * (size_t)cap);
+    b->mask_j = malloc(sizeof(int32_t) * (size_t)cap);
+    b->entropy = malloc(sizeof(double) * (size_t)cap);
+    b->chosen = malloc((size_t)cap);
+    if (!b->slot || !b->order || !b->mask_j || !b->entropy || !b->chosen) {
+        buffers_free(b);
+        return VB_ERR_NOMEM;
+    }
+    return VB_OK;
+}
+
+/* Tokens per step at window w if each slot after the first fills with probability a. */
+static double window_expected_tokens(double a, int32_t w) { return vb_cost_expected_tokens(a, w - 1); }
+
+/* The a for which window_expected_tokens(a, w) equals the observed tokens per step. */
+static double fill_rate_from_observed(double tokens_per_step, int32_t w) {
+    double lo = 0.0, hi = 0.99;
+    for (int it = 0; it < 40; it++) {
+        double mid = 0.5 * (lo + hi);
+        if (window_expected_tokens(mid, w) < tokens_per_step) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Window 1..w_max maximising expected tokens / cost(rows of a step = W + tokens committed). */
+static int32_t best_window(const vb_cost_table *t, double a, int32_t w_max) {
+    int32_t best_w = 1;
+    double best_rate = 1.0 / vb_cost_seconds(t, 1); /* plain AR */
+    for (int32_t w = 2; w <= w_max; w++) {
+        double e = window_expected_tokens(a, w);
+        double rate = e / vb_cost_seconds(t, w + (int32_t)lround(e));
+        if (rate > best_rate * 1.02) {
+            best_rate = rate;
+            best_w = w;
+        }
+    }
+    return best_w;
+}
+
+int vb_decode_wedlm(vb_decode_run *run) {
+    const vb_generate_params *p = run->params;
+    vb_token mask = p->mask_token >= 0 ? p->mask_token : run->info->mask;
+    int32_t max_rows = run->batch->capacity;
+    if (max_rows < 2) {
+        vb_decode_note(run, "WeDLM needs batches of >= 2 rows (backend max_batch %d): decoded AR",
+                       (int)max_rows);
+        return vb_decode_ar(run);
+    }
+    vb_wedlm_rule rule = {p->tau, p->lambda, p->wedlm_leftmost_fallback, false};
+    if (!run->caps.physical_causality) {
+        rule.prefix_only = true;
+        vb_decode_note(run, "backend masks by position: WeDLM fills only masks in logical order "
+                            "(no reordering), leftmost fallback");
+    }
+
+    bool adaptive = p->window == 0;
+    int32_t W = adaptive ? 2 : p->window;
+    vb_cost_table costs;
+    memset(&costs, 0, sizeof costs);
+    if (adaptive) {
+        int rc = vb_cost_measure(run->ctx, run->seq, run->hist[run->n_hist - 1],
+                                 2 * ADAPT_MAX_WINDOW + 1, &costs);
+        if (rc < 0) return rc;
+        W = best_window(&costs, 0.5, ADAPT_MAX_WINDOW);
+        if (W < 2) W = 2; /* let the first steps measure the fill rate */
+    }
+    if (W > max_rows / 2) W = max_rows / 2;
+    bool keep_ar_row = p->wedlm_d0_ar || adaptive;
+    run->stats->window_used = W;
+
+    wedlm_buffers b;
+    int32_t cap = 2 * (W > ADAPT_MAX_WINDOW ? W : ADAPT_MAX_WINDOW) + 1;
+    if (buffers_alloc(&b, cap) != VB_OK) return VB_ERR_NOMEM;
+
+    int rc = VB_OK;
+    int32_t c = vb_kv_seq_len(run->ctx, run->seq);
+    int32_t n = run->limit - run->n_out < W ? run->limit - run->n_out : W;
+    for (int32_t j = 0; j < n; j++) b.slot[j] = VB_WEDLM_MASK;
+    int64_t adapt_steps = 0, adapt_tokens = 0;
+
+    while (!run->done) {
+        /* 1. refill */
+        int32_t nlead = vb_wedlm_leading_filled(b.slot, n);
+        int32_t remaining = run->limit - run->n_out;
+        int32_t target = W + nlead;
+        if (target > remaining) target = remaining;
+        if (target > max_rows) target = max_rows;
+        while (n < target) b.slot[n++] = VB_WEDLM_MASK;
+
+        /* 2-3. reorder and forward; on a full KV, halve the window and retry */
+        int32_t n_filled;
+        for (;;) {
+            n_filled = vb_wedlm_order(b.slot, n, b.order);
+            vb_batch_clear(run->batch);
+            for (int32_t i = 0; i < n; i++) {
+                int32_t j = b.order[i];
+                bool is_mask = b.slot[j] == VB_WEDLM_MASK;
+                bool want = is_mask || (keep_ar_row && i == nlead - 1);
+                vb_batch_add(run->batch, is_mask ? mask : b.slot[j], c + j, run->seq, want);
+            }
+            rc = vb_decode_forward(run);
+            if (rc != VB_KV_FULL || n <= 1) break;
+            n = (n + 1) / 2;
+            W = n;
+            run->stats->window_used = W;
+            nlead = vb_wedlm_leading_filled(b.slot, n);
+        }
+        if (rc != VB_OK) break;
+        if (keep_ar_row && nlead > 0 && (rc = vb_decode_keep_logits(run, nlead - 1)) != VB_OK)
+            break;
+
+        /* 4. commit the leading filled run */
+        int32_t n_commit = 0;
+        while (n_commit < nlead) {
+            bool go_on = vb_decode_commit(run, b.slot[n_commit]);
+            n_commit++;
+            if (!go_on) break;
+        }
+        vb_decode_record_step(run, n_commit);
+        if (run->stats->n_forward_decode++ > 0) { /* the first forward cannot commit: not counted */
+            adapt_steps++;
+            adapt_tokens += n_commit;
+        }
+        if (run->done) {
+            vb_kv_truncate(run->ctx, run->seq, c + n_commit);
+            break;
+        }
+
+        /* 5. select among the masks (window indices after the commit) and sample */
+        int32_t n_mask = n - n_filled;
+        for (int32_t k = 0; k < n_mask; k++) {
+            int32_t row = n_filled + k;
+            b.mask_j[k] = b.order[row] - nlead;
+            const float *lg = (p->wedlm_d0_ar && b.mask_j[k] == 0) ? run->last_logits
+                                                                   : vb_get_logits(run->ctx, row);
+            if (!lg) {
+                rc = VB_ERR_BACKEND;
+                vb_decode_note(run, "backend returned no logits for mask row %d", (int)row);
+                goto out;
+            }
+            b.entropy[k] = vb_wedlm_entropy(lg, run->n_vocab);
+        }
+        vb_wedlm_select(&rule, b.mask_j, b.entropy, n_mask, b.chosen, NULL);
+        for (int32_t k = 0; k < n_mask; k++) {
+            if (!b.chosen[k]) continue;
+            int32_t row = n_filled + k;
+            const float *lg = (p->wedlm_d0_ar && b.mask_j[k] == 0) ? run->last_logits
+                                                                   : vb_get_logits(run->ctx, row);
+            vb_token t = vb_decode_sample(run, lg, mask);
+            if (t < 0) {
+                rc = VB_ERR_BACKEND;
+                vb_decode_note(run, "sampler failed (%d)", (int)t);
+                goto out;
+            }
+            b.slot[nlead + b.mask_j[k]] = t;
+        }
+
+        /* scratch rows out; the window slides by the committed run */
+        vb_kv_truncate(run->ctx, run->seq, c + nlead);
+        memmove(b.slot, b.slot + nlead, sizeof(vb_token) * (size_t)(n - nlead));
+        n -= nlead;
+        c += nlead;
+
+        /* adaptive: re-choose W from the observed tokens per step; W = 1 means AR is best */
+        if (adaptive && adapt_steps >= ADAPT_EVERY) {
+            double tps = (double)adapt_tokens / (double)adapt_steps;
+            double a = fill_rate_from_observed(tps, W);
+            int32_t w_new = best_window(&costs, a, ADAPT_MAX_WINDOW);
+            if (w_new > max_rows / 2) w_new = max_rows / 2;
+            adapt_steps = adapt_tokens = 0;
+            if (w_new <= 1) {
+                vb_decode_note(run, "adaptive window: AR is faster here (%.2f tokens/step at W=%d)",
+                               tps, (int)W);
+                run->stats->window_used = 1;
+                rc = vb_decode_ar(run);
+                goto out;
+            }
+            W = w_new;
+            run->stats->window_used = W;
+        }
+    }
+out:
+    buffers_free(&b);
+    return rc;
+}

@@ -1,0 +1,644 @@
+/* sched.c - the continuous-batching scheduler of include/vibee_sched.h: a request table, a FCFS
+ * waiting queue, sequence slots (free / running / cached prefix), chunked prefill under a
+ * per-step row budget, KV block accounting through vb_context_stats, preemption by recompute,
+ * prefix sharing by vb_kv_fork + vb_kv_truncate to whole blocks, and AR sampling per request.
+ *
+ * Invariant of a running request r (slot r->seq): its KV sequence holds rows
+ * toks[0 .. n_cached) at positions 0 .. n_cached-1, and n_cached < n_tok (the rows still to
+ * forward are toks[n_cached .. n_tok)); n_tok - n_cached == 1 is "decoding", more is
+ * "prefilling". A cached slot holds rows toks[0 .. n) of a finished request, n a multiple of
+ * the block size, so no block is ever shared partially filled. */
+#include "sched/sched_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+vb_sched_params vb_sched_default_params(void) {
+    vb_sched_params p;
+    memset(&p, 0, sizeof p);
+    p.max_waiting = 256;
+    p.max_requests = 1024;
+    p.prefix_sharing = true;
+    p.prefix_cache = true;
+    return p;
+}
+
+vb_request_params vb_request_default_params(void) {
+    vb_request_params p;
+    memset(&p, 0, sizeof p);
+    p.n_predict = 128;
+    p.sampler = vb_sampler_default_params();
+    p.stop_at_eos = true;
+    return p;
+}
+
+const char *vb_finish_reason_str(int reason) {
+    switch (reason) {
+    case VB_FINISH_LENGTH: return "length";
+    case VB_FINISH_EOS: return "stop";
+    case VB_FINISH_CANCELLED: return "cancelled";
+    case VB_FINISH_KV: return "kv_full";
+    case VB_FINISH_ERROR: return "error";
+    default: return "";
+    }
+}
+
+static int sched_err(vb_sched *s, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int sched_err(vb_sched *s, int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof s->err, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+const char *vb_sched_error(const vb_sched *s) { return s ? s->err : "scheduler is NULL"; }
+
+/* ---- block accounting ---- */
+
+static int32_t blocks_of(const vb_sched *s, int32_t rows) {
+    return (rows + s->block_size - 1) / s->block_size;
+}
+
+/* Blocks that appending n rows to a sequence of len rows takes (no partially filled block is
+   ever shared, see the top comment). */
+static int32_t blocks_for(const vb_sched *s, int32_t len, int32_t n) {
+    return blocks_of(s, len + n) - blocks_of(s, len);
+}
+
+static int32_t free_blocks(const vb_sched *s) {
+    if (!s->paged) return 1 << 30; /* no pool to account: rely on VB_KV_FULL */
+    vb_stats st = vb_context_stats(s->ctx);
+    return st.kv.blocks_total - st.kv.blocks_used;
+}
+
+/* Rows a sequence of len rows can grow by with `avail` free blocks. */
+static int32_t rows_that_fit(const vb_sched *s, int32_t len, int32_t avail) {
+    if (!s->paged) return 1 << 30;
+    return (blocks_of(s, len) + avail) * s->block_size - len;
+}
+
+/* ---- init / free ---- */
+
+int vb_sched_init(vb_context *ctx, const vb_sched_params *params, vb_sched **out, char *err,
+                  size_t err_len) {
+    char msg[256] = "";
+    if (out) *out = NULL;
+    vb_sched_params p = params ? *params : vb_sched_default_params();
+    if (!ctx || !out) {
+        snprintf(msg, sizeof msg, "vb_sched_init: context or out is NULL");
+    } else if (p.n_seq < 0 || p.token_budget < 0 || p.max_waiting < 1 || p.max_requests < 1) {
+        snprintf(msg, sizeof msg, "vb_sched_init: parameter out of range (n_seq %d, token_budget %d, "
+                 "max_waiting %d, max_requests %d)", p.n_seq, p.token_budget, p.max_waiting, p.max_requests);
+    }
+    if (msg[0]) {
+        if (err && err_len) snprintf(err, err_len, "%s", msg);
+        return VB_ERR_ARG;
+    }
+    /* the context's number of sequence ids: the first id vb_kv_seq_len rejects */
+    int32_t n_seq_ctx = 0;
+    while (n_seq_ctx < 4096 && vb_kv_seq_len(ctx, n_seq_ctx) >= 0) n_seq_ctx++;
+    vb_backend_caps caps = vb_context_caps(ctx);
+    if (p.n_seq == 0 || p.n_seq > n_seq_ctx) p.n_seq = n_seq_ctx;
+    if (p.n_seq > caps.max_batch) p.n_seq = caps.max_batch;
+    if (p.token_budget == 0) p.token_budget = caps.max_batch < 256 ? caps.max_batch : 256;
+    if (p.token_budget > caps.max_batch) p.token_budget = caps.max_batch;
+    if (p.token_budget < p.n_seq) p.token_budget = p.n_seq;
+    if (!caps.kv_fork) p.prefix_sharing = p.prefix_cache = false;
+    if (!p.prefix_sharing) p.prefix_cache = false;
+    for (int32_t q = 0; q < p.n_seq; q++)
+        if (vb_kv_seq_len(ctx, q) != 0) {
+            if (err && err_len) snprintf(err, err_len, "vb_sched_init: sequence %d of the context is not empty", q);
+            return VB_ERR_STATE;
+        }
+    if (p.n_seq < 1) {
+        if (err && err_len) snprintf(err, err_len, "vb_sched_init: the context has no sequence slots");
+        return VB_ERR_ARG;
+    }
+    vb_sched *s = calloc(1, sizeof *s);
+    if (!s) goto nomem;
+    s->ctx = ctx;
+    s->p = p;
+    const vb_model_info *info = vb_model_get_info(vb_context_model(ctx));
+    s->n_vocab = info->n_vocab;
+    s->eos = info->eos;
+    s->n_ctx_train = info->n_ctx_train;
+    vb_stats st = vb_context_stats(ctx);
+    s->paged = st.kv.blocks_total > 0 && st.kv.block_size > 0;
+    s->block_size = s->paged ? st.kv.block_size : 16;
+    s->slots = calloc((size_t)p.n_seq, sizeof *s->slots);
+    s->reqs = calloc((size_t)p.max_requests, sizeof *s->reqs);
+    s->waiting = calloc((size_t)p.max_waiting + (size_t)p.n_seq, sizeof *s->waiting);
+    s->running = calloc((size_t)p.n_seq, sizeof *s->running);
+    s->batch = vb_batch_init(p.token_budget);
+    if (!s->slots || !s->reqs || !s->waiting || !s->running || !s->batch) {
+        vb_sched_free(s);
+        goto nomem;
+    }
+    s->next_id = 1;
+    *out = s;
+    return VB_OK;
+nomem:
+    if (err && err_len) snprintf(err, err_len, "vb_sched_init: out of memory");
+    return VB_ERR_NOMEM;
+}
+
+static void req_free(sched_req *r) {
+    if (!r) return;
+    vb_sampler_free(r->sampler);
+    free(r->toks);
+    free(r);
+}
+
+static void slot_clear(vb_sched *s, int32_t q) {
+    seq_slot *sl = &s->slots[q];
+    vb_kv_free_seq(s->ctx, q);
+    free(sl->toks);
+    memset(sl, 0, sizeof *sl);
+}
+
+void vb_sched_free(vb_sched *s) {
+    if (!s) return;
+    if (s->slots)
+        for (int32_t q = 0; q < s->p.n_seq; q++) slot_clear(s, q);
+    if (s->reqs)
+        for (int32_t i = 0; i < s->n_reqs; i++) req_free(s->reqs[i]);
+    free(s->slots);
+    free(s->reqs);
+    free(s->waiting);
+    free(s->running);
+    vb_batch_free(s->batch);
+    free(s);
+}
+
+/* ---- requests ---- */
+
+static sched_req *find_req(const vb_sched *s, vb_request_id id) {
+    for (int32_t i = 0; i < s->n_reqs; i++)
+        if (s->reqs[i]->id == id) return s->reqs[i];
+    return NULL;
+}
+
+int vb_sched_submit(vb_sched *s, const vb_token *prompt, int32_t n_prompt,
+                    const vb_request_params *params, vb_request_id *id) {
+    if (!s) return VB_ERR_ARG;
+    vb_request_params rp = params ? *params : vb_request_default_params();
+    if (!prompt || n_prompt < 1 || !id)
+        return sched_err(s, VB_ERR_ARG, "vb_sched_submit: empty prompt (give at least one token, e.g. BOS)");
+    if (rp.n_predict < 1)
+        return sched_err(s, VB_ERR_ARG, "vb_sched_submit: n_predict %d < 1", rp.n_predict);
+    for (int32_t i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= s->n_vocab)
+            return sched_err(s, VB_ERR_ARG, "vb_sched_submit: prompt token %d at %d out of range [0, %d)",
+                             prompt[i], i, s->n_vocab);
+    if (s->paged) {
+        vb_stats st = vb_context_stats(s->ctx);
+        int64_t capacity = (int64_t)st.kv.blocks_total * st.kv.block_size;
+        if (n_prompt >= capacity)
+            return sched_err(s, VB_ERR_ARG, "vb_sched_submit: prompt of %d tokens does not fit the KV pool "
+                             "(%lld rows): raise the context size", n_prompt, (long long)capacity);
+    }
+    if (s->n_ctx_train > 0 && n_prompt >= s->n_ctx_train)
+        return sched_err(s, VB_ERR_ARG, "vb_sched_submit: prompt of %d tokens reaches the model's context "
+                         "length %d", n_prompt, s->n_ctx_train);
+    if (s->n_waiting >= s->p.max_waiting)
+        return sched_err(s, VB_ERR_STATE, "vb_sched_submit: waiting queue full (%d requests)", s->n_waiting);
+    if (s->n_reqs >= s->p.max_requests)
+        return sched_err(s, VB_ERR_STATE, "vb_sched_submit: request table full (%d requests held; "
+                         "release finished ones)", s->n_reqs);
+    sched_req *r = calloc(1, sizeof *r);
+    if (!r) return sched_err(s, VB_ERR_NOMEM, "vb_sched_submit: out of memory");
+    int64_t cap = (int64_t)n_prompt + rp.n_predict;
+    if (s->n_ctx_train > 0 && cap > s->n_ctx_train) cap = s->n_ctx_train;
+    r->cap = (int32_t)(cap > 0x7fffffff ? 0x7fffffff : cap);
+    r->toks = malloc((size_t)r->cap * sizeof *r->toks);
+    r->sampler = vb_sampler_init(&rp.sampler);
+    if (!r->toks || !r->sampler) {
+        bool bad = r->toks && !r->sampler;
+        req_free(r);
+        if (bad)
+            return sched_err(s, VB_ERR_ARG, "vb_sched_submit: invalid sampling parameters (temp >= 0, "
+                             "0 < top_p <= 1, 0 <= min_p < 1, repeat_penalty > 0)");
+        return sched_err(s, VB_ERR_NOMEM, "vb_sched_submit: out of memory");
+    }
+    memcpy(r->toks, prompt, (size_t)n_prompt * sizeof *prompt);
+    r->n_prompt = r->n_tok = n_prompt;
+    r->stop_at_eos = rp.stop_at_eos;
+    r->seq = -1;
+    r->state = REQ_WAITING;
+    r->id = s->next_id++;
+    s->reqs[s->n_reqs++] = r;
+    s->waiting[s->n_waiting++] = r;
+    s->n_submitted++;
+    *id = r->id;
+    return VB_OK;
+}
+
+static void remove_ptr(sched_req **arr, int32_t *n, const sched_req *r) {
+    for (int32_t i = 0; i < *n; i++)
+        if (arr[i] == r) {
+            memmove(arr + i, arr + i + 1, (size_t)(*n - i - 1) * sizeof *arr);
+            (*n)--;
+            return;
+        }
+}
+
+static int32_t lcp(const vb_token *a, int32_t na, const vb_token *b, int32_t nb) {
+    int32_t n = na < nb ? na : nb, i = 0;
+    while (i < n && a[i] == b[i]) i++;
+    return i;
+}
+
+/* Keep the whole blocks of a finished request's sequence as a cached prefix, or free it. */
+static void retire_seq(vb_sched *s, sched_req *r) {
+    int32_t q = r->seq;
+    if (q < 0) return;
+    seq_slot *sl = &s->slots[q];
+    int32_t rows = r->n_cached / s->block_size * s->block_size;
+    bool keep = s->p.prefix_cache && r->finish != VB_FINISH_ERROR && rows >= s->block_size;
+    for (int32_t k = 0; keep && k < s->p.n_seq; k++) /* an existing cached slot covers it */
+        if (k != q && s->slots[k].kind == SLOT_CACHED && s->slots[k].n >= rows &&
+            lcp(s->slots[k].toks, s->slots[k].n, r->toks, rows) >= rows)
+            keep = false;
+    vb_token *copy = keep ? malloc((size_t)rows * sizeof *copy) : NULL;
+    if (copy && vb_kv_truncate(s->ctx, q, rows) == VB_OK) {
+        memcpy(copy, r->toks, (size_t)rows * sizeof *copy);
+        sl->kind = SLOT_CACHED;
+        sl->req = NULL;
+        sl->toks = copy;
+        sl->n = rows;
+        sl->lru = ++s->clock;
+    } else {
+        free(copy);
+        slot_clear(s, q);
+    }
+    r->seq = -1;
+    r->n_cached = 0;
+}
+
+static void finish_req(vb_sched *s, sched_req *r, int reason) {
+    if (r->state == REQ_RUNNING) {
+        remove_ptr(s->running, &s->n_running, r);
+        r->finish = reason;
+        retire_seq(s, r);
+    } else if (r->state == REQ_WAITING) {
+        remove_ptr(s->waiting, &s->n_waiting, r);
+    }
+    r->state = REQ_FINISHED;
+    r->finish = reason;
+    if (reason == VB_FINISH_LENGTH || reason == VB_FINISH_EOS) s->n_completed++;
+    else if (reason == VB_FINISH_CANCELLED) s->n_cancelled++;
+    else s->n_failed++;
+}
+
+int vb_sched_cancel(vb_sched *s, vb_request_id id) {
+    if (!s) return VB_ERR_ARG;
+    sched_req *r = find_req(s, id);
+    if (!r) return sched_err(s, VB_ERR_ARG, "vb_sched_cancel: unknown request %lld", (long long)id);
+    if (r->state != REQ_FINISHED) finish_req(s, r, VB_FINISH_CANCELLED);
+    return VB_OK;
+}
+
+int vb_sched_release(vb_sched *s, vb_request_id id) {
+    if (!s) return VB_ERR_ARG;
+    sched_req *r = find_req(s, id);
+    if (!r) return sched_err(s, VB_ERR_ARG, "vb_sched_release: unknown request %lld", (long long)id);
+    if (r->state != REQ_FINISHED) finish_req(s, r, VB_FINISH_CANCELLED);
+    remove_ptr(s->reqs, &s->n_reqs, r);
+    req_free(r);
+    return VB_OK;
+}
+
+int32_t vb_sched_poll(vb_sched *s, vb_request_id id, vb_token *out, int32_t max_out, int *finish) {
+    if (!s) return VB_ERR_ARG;
+    sched_req *r = find_req(s, id);
+    if (!r || max_out < 0 || (max_out > 0 && !out))
+        return sched_err(s, VB_ERR_ARG, "vb_sched_poll: unknown request %lld or bad buffer", (long long)id);
+    int32_t avail = r->n_tok - r->n_prompt - r->n_polled;
+    int32_t n = avail < max_out ? avail : max_out;
+    if (n > 0) memcpy(out, r->toks + r->n_prompt + r->n_polled, (size_t)n * sizeof *out);
+    r->n_polled += n;
+    if (finish) *finish = r->finish;
+    return n;
+}
+
+const vb_token *vb_sched_tokens(const vb_sched *s, vb_request_id id, int32_t *n) {
+    if (!s) return NULL;
+    sched_req *r = find_req(s, id);
+    if (!r) return NULL;
+    if (n) *n = r->n_tok - r->n_prompt;
+    return r->toks + r->n_prompt;
+}
+
+bool vb_sched_idle(const vb_sched *s) { return !s || (s->n_running == 0 && s->n_waiting == 0); }
+
+void vb_sched_clear_cache(vb_sched *s) {
+    if (!s) return;
+    for (int32_t q = 0; q < s->p.n_seq; q++)
+        if (s->slots[q].kind == SLOT_CACHED) slot_clear(s, q);
+}
+
+/* ---- scheduling decisions ---- */
+
+/* Free the least recently used cached slot other than `keep`; false if there is none. */
+static bool evict_cached(vb_sched *s, int32_t keep) {
+    int32_t best = -1;
+    for (int32_t q = 0; q < s->p.n_seq; q++)
+        if (q != keep && s->slots[q].kind == SLOT_CACHED && (best < 0 || s->slots[q].lru < s->slots[best].lru))
+            best = q;
+    if (best < 0) return false;
+    slot_clear(s, best);
+    return true;
+}
+
+/* Preempt the most recently admitted running request: free its blocks, requeue it at the head
+   of the waiting queue; it re-prefills prompt + generated tokens when admitted again. */
+static void preempt_newest(vb_sched *s) {
+    sched_req *r = s->running[s->n_running - 1];
+    s->n_running--;
+    slot_clear(s, r->seq);
+    r->seq = -1;
+    r->n_cached = 0;
+    r->state = REQ_WAITING;
+    memmove(s->waiting + 1, s->waiting, (size_t)s->n_waiting * sizeof *s->waiting);
+    s->waiting[0] = r;
+    s->n_waiting++;
+    s->n_preemptions++;
+}
+
+/* Best prefix source for tokens toks[0..n): a running or cached slot sharing the most whole
+   blocks, at most n-1 rows (one row must be forwarded for logits). Returns the slot or -1 and
+   the shared rows in *shared. */
+static int32_t find_prefix(const vb_sched *s, const vb_token *toks, int32_t n, int32_t *shared) {
+    int32_t best = -1, best_rows = 0;
+    if (!s->p.prefix_sharing) return -1;
+    for (int32_t q = 0; q < s->p.n_seq; q++) {
+        const seq_slot *sl = &s->slots[q];
+        const vb_token *src;
+        int32_t src_rows;
+        if (sl->kind == SLOT_RUNNING) {
+            src = sl->req->toks;
+            src_rows = sl->req->n_cached;
+        } else if (sl->kind == SLOT_CACHED) {
+            src = sl->toks;
+            src_rows = sl->n;
+        } else {
+            continue;
+        }
+        int32_t common = lcp(src, src_rows, toks, n - 1);
+        int32_t rows = common / s->block_size * s->block_size;
+        if (rows > best_rows) {
+            best_rows = rows;
+            best = q;
+        }
+    }
+    *shared = best_rows;
+    return best;
+}
+
+static int32_t free_slot(const vb_sched *s) {
+    for (int32_t q = 0; q < s->p.n_seq; q++)
+        if (s->slots[q].kind == SLOT_FREE) return q;
+    return -1;
+}
+
+/* Append rows toks[n_cached .. n_cached+n) of r to the batch; the last row asks for logits when
+   it completes the request's pending rows. */
+static void add_rows(vb_sched *s, sched_req *r, int32_t n) {
+    r->batch_first = s->batch->n;
+    r->batch_n = n;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t row = r->n_cached + i;
+        vb_batch_add(s->batch, r->toks[row], row, r->seq, row == r->n_tok - 1);
+    }
+}
+
+/* Try to admit the head of the waiting queue with at most budget rows this step and `avail`
+   free blocks. Returns rows added (0: it waits; -1: it can never run and was finished). */
+static int32_t admit_head(vb_sched *s, int32_t budget, int32_t *avail) {
+    sched_req *r = s->waiting[0];
+    int32_t q = free_slot(s);
+    if (q < 0 && evict_cached(s, -1)) {
+        q = free_slot(s);
+        *avail = free_blocks(s) - (s->reserved);
+    }
+    if (q < 0) return 0;
+    int32_t shared = 0;
+    int32_t src = find_prefix(s, r->toks, r->n_tok, &shared);
+    /* blocks for the whole pending prefill (plus its first decode token) */
+    int32_t need = blocks_for(s, shared, r->n_tok - shared + 1);
+    while (s->paged && need > *avail && evict_cached(s, src)) {
+        *avail = free_blocks(s) - s->reserved;
+        src = find_prefix(s, r->toks, r->n_tok, &shared); /* an evicted source may be gone */
+        need = blocks_for(s, shared, r->n_tok - shared + 1);
+    }
+    if (s->paged && need > *avail) {
+        int32_t cached = 0;
+        for (int32_t k = 0; k < s->p.n_seq; k++) cached += s->slots[k].kind == SLOT_CACHED;
+        if (s->n_running == 0 && cached == 0 && s->batch->n == 0 && need > free_blocks(s)) {
+            finish_req(s, r, VB_FINISH_KV); /* alone with an empty pool it still does not fit */
+            return -1;
+        }
+        return 0;
+    }
+    if (src >= 0 && shared >= s->block_size) {
+        if (vb_kv_fork(s->ctx, src, q) != VB_OK || vb_kv_truncate(s->ctx, q, shared) != VB_OK) {
+            vb_kv_free_seq(s->ctx, q);
+            shared = 0;
+        } else {
+            s->n_prefix_hits++;
+            s->n_prefix_tokens += shared;
+            if (s->slots[src].kind == SLOT_CACHED) s->slots[src].lru = ++s->clock;
+        }
+    } else {
+        shared = 0;
+    }
+    memmove(s->waiting, s->waiting + 1, (size_t)(s->n_waiting - 1) * sizeof *s->waiting);
+    s->n_waiting--;
+    r->state = REQ_RUNNING;
+    r->seq = q;
+    r->n_cached = shared;
+    s->slots[q].kind = SLOT_RUNNING;
+    s->slots[q].req = r;
+    s->running[s->n_running++] = r;
+    int32_t n = r->n_tok - r->n_cached;
+    if (n > budget) n = budget;
+    int32_t fit = rows_that_fit(s, r->n_cached, *avail);
+    if (n > fit) n = fit;
+    if (n > 0) {
+        add_rows(s, r, n);
+        *avail -= blocks_for(s, r->n_cached, n);
+    }
+    return n;
+}
+
+/* Sample the next token of r from the logits of batch row `row`; finish it when done. */
+static void sample_next(vb_sched *s, sched_req *r, int32_t row) {
+    const float *logits = vb_get_logits(s->ctx, row);
+    vb_token t = logits ? vb_sampler_sample(r->sampler, logits, s->n_vocab, r->toks, r->n_tok, -1) : -1;
+    if (t < 0) {
+        sched_err(s, VB_ERR_BACKEND, "request %lld: no logits or sampler failure", (long long)r->id);
+        finish_req(s, r, VB_FINISH_ERROR);
+        return;
+    }
+    r->toks[r->n_tok++] = t;
+    s->n_generated++;
+    if (r->stop_at_eos && s->eos >= 0 && t == s->eos) finish_req(s, r, VB_FINISH_EOS);
+    else if (r->n_tok >= r->cap) finish_req(s, r, VB_FINISH_LENGTH);
+}
+
+int vb_sched_step(vb_sched *s) {
+    if (!s) return VB_ERR_ARG;
+    if (vb_sched_idle(s)) return VB_OK;
+    double t0 = vb_time_now();
+    vb_batch_clear(s->batch);
+    for (int32_t i = 0; i < s->n_running; i++) s->running[i]->batch_n = 0;
+    s->reserved = 0;
+    int32_t avail = free_blocks(s);
+
+    /* 1. every decoding request gets its row; make room by evicting cached prefixes, then by
+          preempting the newest requests */
+    for (;;) {
+        int32_t need = 0;
+        for (int32_t i = 0; i < s->n_running; i++) {
+            sched_req *r = s->running[i];
+            if (r->n_tok - r->n_cached == 1) need += blocks_for(s, r->n_cached, 1);
+        }
+        if (need <= avail) break;
+        if (evict_cached(s, -1)) {
+        } else if (s->n_running > 1) {
+            preempt_newest(s);
+        } else {
+            finish_req(s, s->running[0], VB_FINISH_KV);
+        }
+        avail = free_blocks(s);
+    }
+    int32_t budget = s->p.token_budget;
+    for (int32_t i = 0; i < s->n_running; i++) {
+        sched_req *r = s->running[i];
+        if (r->n_tok - r->n_cached != 1) continue;
+        add_rows(s, r, 1);
+        avail -= blocks_for(s, r->n_cached, 1);
+        budget--;
+    }
+    int32_t n_decode = s->batch->n;
+    /* 2. chunks of running prefills, oldest first */
+    for (int32_t i = 0; i < s->n_running && budget > 0; i++) {
+        sched_req *r = s->running[i];
+        int32_t n = r->n_tok - r->n_cached;
+        if (n <= 1) continue;
+        if (n > budget) n = budget;
+        int32_t fit = rows_that_fit(s, r->n_cached, avail);
+        if (n > fit) n = fit;
+        if (n <= 0) continue;
+        add_rows(s, r, n);
+        avail -= blocks_for(s, r->n_cached, n);
+        budget -= n;
+    }
+    /* 3. admit waiting requests in order while rows, slots and blocks last */
+    s->reserved = (s->paged ? free_blocks(s) : 0) - avail; /* blocks this step already plans */
+    while (budget > 0 && s->n_waiting > 0) {
+        int32_t n = admit_head(s, budget, &avail);
+        if (n == 0) break;
+        if (n > 0) budget -= n;
+        s->reserved = (s->paged ? free_blocks(s) : 0) - avail;
+    }
+    /* 4. nothing could move although requests run: free room for the oldest */
+    if (s->batch->n == 0) {
+        if (s->n_running > 1) preempt_newest(s);
+        else if (s->n_running == 1) finish_req(s, s->running[0], VB_FINISH_KV);
+        s->step_seconds += vb_time_now() - t0;
+        return VB_OK;
+    }
+
+    int rc = vb_forward(s->ctx, s->batch);
+    if (rc == VB_KV_FULL) { /* accounting disagreed with the backend: nothing changed */
+        if (s->n_running > 1) preempt_newest(s);
+        else if (s->n_running == 1) finish_req(s, s->running[0], VB_FINISH_KV);
+        s->step_seconds += vb_time_now() - t0;
+        return VB_OK;
+    }
+    if (rc != VB_OK) {
+        sched_err(s, rc, "vb_sched_step: forward of %d rows failed: %s", s->batch->n,
+                  vb_context_error(s->ctx));
+        for (int32_t i = s->n_running - 1; i >= 0; i--) {
+            sched_req *r = s->running[i];
+            if (r->batch_n > 0) finish_req(s, r, VB_FINISH_ERROR);
+        }
+        s->step_seconds += vb_time_now() - t0;
+        return rc;
+    }
+    s->n_steps++;
+    s->n_rows += s->batch->n;
+    s->n_decode_rows += n_decode;
+    s->n_prefill_rows += s->batch->n - n_decode;
+    if (s->batch->n > s->max_batch_rows) s->max_batch_rows = s->batch->n;
+    /* 5. commit rows, sample where a request's rows are all cached (iterate over a copy: finishing
+          removes from the running list) */
+    int32_t n_run = s->n_running;
+    sched_req *stepped[n_run > 0 ? n_run : 1];
+    memcpy(stepped, s->running, (size_t)n_run * sizeof *stepped);
+    for (int32_t i = 0; i < n_run; i++) {
+        sched_req *r = stepped[i];
+        if (r->batch_n == 0) continue;
+        r->n_cached += r->batch_n;
+        if (r->n_cached == r->n_tok) sample_next(s, r, r->batch_first + r->batch_n - 1);
+        r->batch_n = 0;
+    }
+    double dt = vb_time_now() - t0;
+    s->step_seconds += dt;
+    if (n_decode == s->batch->n) {
+        s->decode_seconds += dt;
+        s->decode_tokens += n_decode;
+    }
+    return VB_OK;
+}
+
+vb_sched_stats vb_sched_get_stats(const vb_sched *s) {
+    vb_sched_stats o;
+    memset(&o, 0, sizeof o);
+    if (!s) return o;
+    o.n_running = s->n_running;
+    o.n_waiting = s->n_waiting;
+    for (int32_t i = 0; i < s->n_reqs; i++) o.n_finished += s->reqs[i]->state == REQ_FINISHED;
+    o.n_submitted = s->n_submitted;
+    o.n_completed = s->n_completed;
+    o.n_cancelled = s->n_cancelled;
+    o.n_failed = s->n_failed;
+    o.n_preemptions = s->n_preemptions;
+    o.n_prefix_hits = s->n_prefix_hits;
+    o.n_prefix_tokens = s->n_prefix_tokens;
+    o.n_steps = s->n_steps;
+    o.n_rows = s->n_rows;
+    o.n_prefill_rows = s->n_prefill_rows;
+    o.n_decode_rows = s->n_decode_rows;
+    o.n_generated = s->n_generated;
+    o.step_seconds = s->step_seconds;
+    o.tokens_per_second = s->step_seconds > 0 ? (double)s->n_generated / s->step_seconds : 0.0;
+    o.max_batch_rows = s->max_batch_rows;
+    o.decode_seconds = s->decode_seconds;
+    o.decode_tokens = s->decode_tokens;
+    o.decode_tokens_per_second = s->decode_seconds > 0 ? (double)s->decode_tokens / s->decode_seconds : 0.0;
+    vb_stats st = vb_context_stats(s->ctx);
+    o.kv_block_size = st.kv.block_size;
+    o.kv_blocks_total = st.kv.blocks_total;
+    o.kv_blocks_used = st.kv.blocks_used;
+    o.kv_blocks_free = st.kv.blocks_total - st.kv.blocks_used;
+    o.kv_waste = st.kv.waste;
+    int64_t live = 0, stray = 0;
+    for (int32_t q = 0; q < s->p.n_seq; q++) {
+        int32_t len = vb_kv_seq_len(s->ctx, q);
+        if (len < 0) len = 0;
+        if (s->slots[q].kind == SLOT_CACHED) {
+            o.n_cached_seqs++;
+            o.kv_blocks_cached += blocks_of(s, len);
+        }
+        if (s->slots[q].kind == SLOT_FREE) stray += blocks_of(s, len);
+        else live += blocks_of(s, len);
+    }
+    int64_t leaked = (int64_t)st.kv.blocks_used - live - stray;
+    o.kv_blocks_leaked = (int32_t)((leaked > 0 ? leaked : 0) + stray);
+    return o;
+}

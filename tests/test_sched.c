@@ -1,0 +1,351 @@
+/* test_sched.c - the continuous-batching scheduler (include/vibee_sched.h) on the deterministic
+ * sim backend: every request must get exactly the tokens vb_generate's AR decoder gives it when
+ * run alone in a fresh context, whatever the batching, chunking, preemption or prefix sharing;
+ * the KV pool must be empty again at the end (no leaked blocks). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "test.h"
+#include "vibee.h"
+#include "vibee_sched.h"
+
+#define MAXP 64
+#define MAXN 64
+
+typedef struct case_req {
+    vb_token prompt[MAXP];
+    int32_t n_prompt;
+    int32_t n_predict;
+    vb_sampler_params sp;
+    vb_token ref[MAXN];
+    int32_t n_ref;
+    vb_request_id id;
+} case_req;
+
+static vb_model *sim_model(void) {
+    vb_model *m = NULL;
+    vb_sim_params sp = vb_sim_default_params();
+    sp.peak = 4.0f; /* flat enough that sampling reads the noise, which sees every visible row */
+    char err[256];
+    if (vb_model_load_sim(&sp, &m, err, sizeof err) != VB_OK) return NULL;
+    return m;
+}
+
+static vb_context *sim_ctx(vb_model *m, int32_t n_ctx, int32_t n_seq) {
+    vb_context_params cp = vb_context_default_params();
+    cp.backend = "sim";
+    cp.n_ctx = n_ctx;
+    cp.n_seq_max = n_seq;
+    vb_context *c = NULL;
+    char err[256];
+    if (vb_context_init(m, &cp, &c, err, sizeof err) != VB_OK) return NULL;
+    return c;
+}
+
+/* The reference: vb_generate (AR) alone in a fresh context, EOS not stopping. */
+static int reference(vb_model *m, case_req *q) {
+    vb_context *c = sim_ctx(m, 1024, 1);
+    if (!c) return -1;
+    vb_generate_params gp = vb_generate_default_params();
+    gp.decoder = VB_DECODER_AR;
+    gp.n_predict = q->n_predict;
+    gp.sampler = q->sp;
+    gp.stop_at_eos = false;
+    vb_generate_stats st;
+    int rc = vb_generate(c, q->prompt, q->n_prompt, &gp, q->ref, MAXN, &q->n_ref, &st);
+    vb_context_free(c);
+    return rc;
+}
+
+static uint64_t rng_next(uint64_t *x) {
+    *x += 0x9e3779b97f4a7c15ULL;
+    uint64_t z = *x;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Requests with prompts of `common` shared tokens then random ones. */
+static void make_cases(case_req *q, int n, int common, uint64_t seed) {
+    uint64_t x = seed;
+    vb_token shared[MAXP];
+    for (int i = 0; i < MAXP; i++) shared[i] = 32 + (vb_token)(rng_next(&x) % 95);
+    for (int k = 0; k < n; k++) {
+        memset(&q[k], 0, sizeof q[k]);
+        q[k].n_prompt = common + 1 + (int32_t)(rng_next(&x) % (uint64_t)(MAXP - common - 1));
+        for (int i = 0; i < q[k].n_prompt; i++)
+            q[k].prompt[i] = i < common ? shared[i] : 32 + (vb_token)(rng_next(&x) % 95);
+        q[k].n_predict = 8 + (int32_t)(rng_next(&x) % (MAXN - 8));
+        q[k].sp = vb_sampler_default_params();
+        if (k % 2) { /* sampled: these tokens depend on every KV row the request sees */
+            q[k].sp.temp = 1.2f;
+            q[k].sp.seed = seed + (uint64_t)k;
+        }
+    }
+}
+
+/* Run all requests through a scheduler (submitting `first` at once and one more per step), poll
+   them as a client would, compare with the references. Returns 0 or the failing request + 1. */
+static int run_and_compare(vb_sched *s, case_req *q, int n, int first, char *why, size_t why_len) {
+    vb_token got[MAXN][MAXN];
+    int32_t n_got[MAXN] = {0};
+    int finish[MAXN] = {0};
+    int submitted = 0;
+    for (int guard = 0; guard < 100000; guard++) {
+        int want = guard == 0 ? first : submitted + 1;
+        while (submitted < n && submitted < want) {
+            vb_request_params rp = vb_request_default_params();
+            rp.n_predict = q[submitted].n_predict;
+            rp.sampler = q[submitted].sp;
+            rp.stop_at_eos = false;
+            int rc = vb_sched_submit(s, q[submitted].prompt, q[submitted].n_prompt, &rp, &q[submitted].id);
+            if (rc != VB_OK) {
+                snprintf(why, why_len, "submit %d: %s", submitted, vb_sched_error(s));
+                return submitted + 1;
+            }
+            submitted++;
+        }
+        int rc = vb_sched_step(s);
+        if (rc != VB_OK) {
+            snprintf(why, why_len, "step: %s", vb_sched_error(s));
+            return 1;
+        }
+        for (int k = 0; k < submitted; k++) {
+            if (finish[k]) continue;
+            int32_t got_now = vb_sched_poll(s, q[k].id, got[k] + n_got[k], MAXN - n_got[k], &finish[k]);
+            if (got_now < 0) {
+                snprintf(why, why_len, "poll %d failed", k);
+                return k + 1;
+            }
+            n_got[k] += got_now;
+        }
+        if (submitted == n && vb_sched_idle(s)) break;
+    }
+    for (int k = 0; k < n; k++) {
+        int32_t more = vb_sched_poll(s, q[k].id, got[k] + n_got[k], MAXN - n_got[k], &finish[k]);
+        if (more > 0) n_got[k] += more;
+        if (finish[k] != VB_FINISH_LENGTH || n_got[k] != q[k].n_ref ||
+            memcmp(got[k], q[k].ref, (size_t)n_got[k] * sizeof(vb_token)) != 0) {
+            int32_t at = 0;
+            while (at < n_got[k] && at < q[k].n_ref && got[k][at] == q[k].ref[at]) at++;
+            snprintf(why, why_len, "request %d: finish %s, %d tokens vs %d alone, first difference at %d",
+                     k, vb_finish_reason_str(finish[k]), n_got[k], q[k].n_ref, at);
+            return k + 1;
+        }
+        vb_sched_release(s, q[k].id);
+    }
+    return 0;
+}
+
+TEST(sched_concurrent_equals_alone) {
+    vb_model *m = sim_model();
+    CHECK(m);
+    case_req q[12];
+    make_cases(q, 12, 0, 7);
+    for (int k = 0; k < 12; k++) {
+        if (k % 4 == 3) q[k].sp.top_k = 20;
+        CHECK_EQ_INT(reference(m, &q[k]), VB_OK);
+    }
+    vb_context *c = sim_ctx(m, 4096, 8);
+    CHECK(c);
+    vb_sched_params sp = vb_sched_default_params();
+    sp.token_budget = 24; /* forces chunked prefill next to decode rows */
+    sp.prefix_sharing = false;
+    vb_sched *s = NULL;
+    char err[256];
+    CHECK_EQ_INT(vb_sched_init(c, &sp, &s, err, sizeof err), VB_OK);
+    char why[256] = "";
+    int bad = run_and_compare(s, q, 12, 5, why, sizeof why);
+    vb_sched_stats st = vb_sched_get_stats(s);
+    vb_sched_free(s);
+    vb_stats cs = vb_context_stats(c);
+    vb_context_free(c);
+    vb_model_free(m);
+    CHECKF(bad == 0, "%s", why);
+    CHECKF(st.max_batch_rows > 1 && st.max_batch_rows <= 24, "max batch rows %d", st.max_batch_rows);
+    CHECKF(st.n_steps < st.n_generated, "batching: %lld steps for %lld tokens", (long long)st.n_steps,
+           (long long)st.n_generated);
+    CHECK_EQ_INT(st.n_completed, 12);
+    CHECK_EQ_INT(st.kv_blocks_leaked, 0);
+    CHECK_EQ_INT(cs.kv.blocks_used, 0);
+}
+
+TEST(sched_preemption_tiny_pool) {
+    vb_model *m = sim_model();
+    CHECK(m);
+    case_req q[8];
+    make_cases(q, 8, 0, 99);
+    for (int k = 0; k < 8; k++) CHECK_EQ_INT(reference(m, &q[k]), VB_OK);
+    /* sim pool: n_ctx/16 + n_seq blocks = 8 + 4 = 12 blocks = 192 rows for 4 sequences of up to
+       127 rows each */
+    vb_context *c = sim_ctx(m, 128, 4);
+    CHECK(c);
+    vb_sched_params sp = vb_sched_default_params();
+    sp.token_budget = 16;
+    vb_sched *s = NULL;
+    CHECK_EQ_INT(vb_sched_init(c, &sp, &s, NULL, 0), VB_OK);
+    char why[256] = "";
+    int bad = run_and_compare(s, q, 8, 8, why, sizeof why);
+    vb_sched_stats st = vb_sched_get_stats(s);
+    vb_sched_clear_cache(s);
+    vb_sched_stats st2 = vb_sched_get_stats(s);
+    vb_sched_free(s);
+    vb_context_free(c);
+    vb_model_free(m);
+    CHECKF(bad == 0, "%s", why);
+    CHECKF(st.n_preemptions > 0, "the tiny pool caused no preemption (%lld)", (long long)st.n_preemptions);
+    CHECK_EQ_INT(st.kv_blocks_leaked, 0);
+    CHECK_EQ_INT(st2.kv_blocks_used, 0);
+    CHECK_EQ_INT(st2.n_running + st2.n_waiting, 0);
+}
+
+TEST(sched_prefix_sharing) {
+    vb_model *m = sim_model();
+    CHECK(m);
+    case_req q[10];
+    make_cases(q, 10, 40, 1234); /* 40 shared tokens = 2 whole blocks + 8 */
+    for (int k = 0; k < 10; k++) CHECK_EQ_INT(reference(m, &q[k]), VB_OK);
+    int64_t prefill_rows[2], hits[2];
+    for (int sharing = 0; sharing < 2; sharing++) {
+        vb_context *c = sim_ctx(m, 4096, 6);
+        CHECK(c);
+        vb_sched_params sp = vb_sched_default_params();
+        sp.prefix_sharing = sharing;
+        sp.token_budget = 32;
+        vb_sched *s = NULL;
+        CHECK_EQ_INT(vb_sched_init(c, &sp, &s, NULL, 0), VB_OK);
+        char why[256] = "";
+        int bad = run_and_compare(s, q, 10, 1, why, sizeof why); /* one first, then one per step */
+        vb_sched_stats st = vb_sched_get_stats(s);
+        vb_sched_clear_cache(s);
+        vb_sched_stats st2 = vb_sched_get_stats(s);
+        vb_sched_free(s);
+        vb_context_free(c);
+        CHECKF(bad == 0, "sharing %d: %s", sharing, why);
+        CHECK_EQ_INT(st.kv_blocks_leaked, 0);
+        CHECK_EQ_INT(st2.kv_blocks_used, 0);
+        prefill_rows[sharing] = st.n_prefill_rows;
+        hits[sharing] = st.n_prefix_hits;
+    }
+    vb_model_free(m);
+    CHECK_EQ_INT(hits[0], 0);
+    CHECKF(hits[1] >= 9, "prefix hits %lld", (long long)hits[1]);
+    CHECKF(prefill_rows[1] + 9 * 32 <= prefill_rows[0], "prefill rows with sharing %lld, without %lld",
+           (long long)prefill_rows[1], (long long)prefill_rows[0]);
+}
+
+TEST(sched_prefix_cache_after_finish) {
+    vb_model *m = sim_model();
+    CHECK(m);
+    case_req q[2];
+    make_cases(q, 2, 48, 77);
+    for (int k = 0; k < 2; k++) CHECK_EQ_INT(reference(m, &q[k]), VB_OK);
+    vb_context *c = sim_ctx(m, 1024, 2);
+    CHECK(c);
+    vb_sched *s = NULL;
+    CHECK_EQ_INT(vb_sched_init(c, NULL, &s, NULL, 0), VB_OK);
+    char why[256] = "";
+    int bad = run_and_compare(s, q, 1, 1, why, sizeof why);
+    vb_sched_stats st1 = vb_sched_get_stats(s);
+    if (!bad) bad = run_and_compare(s, q + 1, 1, 1, why, sizeof why);
+    vb_sched_stats st2 = vb_sched_get_stats(s);
+    vb_sched_free(s);
+    vb_context_free(c);
+    vb_model_free(m);
+    CHECKF(bad == 0, "%s", why);
+    CHECK_EQ_INT(st1.n_cached_seqs, 1);
+    CHECK_EQ_INT(st2.n_prefix_hits, 1);
+    CHECK(st2.n_prefix_tokens >= 48);
+}
+
+TEST(sched_cancel_frees_blocks) {
+    vb_model *m = sim_model();
+    CHECK(m);
+    vb_context *c = sim_ctx(m, 1024, 2);
+    CHECK(c);
+    vb_sched_params sp = vb_sched_default_params();
+    sp.prefix_cache = false;
+    vb_sched *s = NULL;
+    CHECK_EQ_INT(vb_sched_init(c, &sp, &s, NULL, 0), VB_OK);
+    vb_token prompt[40];
+    for (int i = 0; i < 40; i++) prompt[i] = 'a' + i % 26;
+    vb_request_params rp = vb_request_default_params();
+    rp.n_predict = 1000;
+    rp.stop_at_eos = false;
+    vb_request_id id[3];
+    for (int k = 0; k < 3; k++) {
+        prompt[0] = 'A' + k;
+        CHECK_EQ_INT(vb_sched_submit(s, prompt, 40, &rp, &id[k]), VB_OK);
+    }
+    for (int i = 0; i < 10; i++) CHECK_EQ_INT(vb_sched_step(s), VB_OK);
+    vb_sched_stats st = vb_sched_get_stats(s);
+    CHECK_EQ_INT(st.n_running, 2);
+    CHECK_EQ_INT(st.n_waiting, 1);
+    int32_t used_before = st.kv_blocks_used;
+    CHECK_EQ_INT(vb_sched_cancel(s, id[0]), VB_OK); /* running */
+    CHECK_EQ_INT(vb_sched_cancel(s, id[2]), VB_OK); /* waiting */
+    st = vb_sched_get_stats(s);
+    CHECKF(st.kv_blocks_used < used_before, "blocks %d -> %d", used_before, st.kv_blocks_used);
+    CHECK_EQ_INT(st.n_running, 1);
+    CHECK_EQ_INT(st.n_waiting, 0);
+    int fin = 0;
+    vb_token buf[64];
+    CHECK(vb_sched_poll(s, id[0], buf, 64, &fin) >= 0);
+    CHECK_EQ_INT(fin, VB_FINISH_CANCELLED);
+    CHECK_EQ_INT(vb_sched_release(s, id[1]), VB_OK); /* release cancels a running one */
+    st = vb_sched_get_stats(s);
+    CHECK_EQ_INT(st.kv_blocks_used, 0);
+    CHECK_EQ_INT(st.kv_blocks_leaked, 0);
+    CHECK(vb_sched_idle(s));
+    CHECK_EQ_INT(vb_sched_cancel(s, 999), VB_ERR_ARG);
+    vb_sched_free(s);
+    vb_context_free(c);
+    vb_model_free(m);
+}
+
+TEST(sched_bad_requests) {
+    vb_model *m = sim_model();
+    CHECK(m);
+    vb_context *c = sim_ctx(m, 64, 2);
+    CHECK(c);
+    vb_sched_params sp = vb_sched_default_params();
+    sp.max_waiting = 2;
+    vb_sched *s = NULL;
+    CHECK_EQ_INT(vb_sched_init(c, &sp, &s, NULL, 0), VB_OK);
+    vb_token ok[2] = {'h', 'i'}, bad[2] = {'h', 9999};
+    vb_request_id id;
+    vb_request_params rp = vb_request_default_params();
+    CHECK_EQ_INT(vb_sched_submit(s, ok, 0, &rp, &id), VB_ERR_ARG);
+    CHECK_EQ_INT(vb_sched_submit(s, bad, 2, &rp, &id), VB_ERR_ARG);
+    rp.n_predict = 0;
+    CHECK_EQ_INT(vb_sched_submit(s, ok, 2, &rp, &id), VB_ERR_ARG);
+    rp = vb_request_default_params();
+    rp.sampler.top_p = 2.0f;
+    CHECK_EQ_INT(vb_sched_submit(s, ok, 2, &rp, &id), VB_ERR_ARG);
+    rp = vb_request_default_params();
+    vb_token big[200];
+    for (int i = 0; i < 200; i++) big[i] = 'x';
+    CHECK_EQ_INT(vb_sched_submit(s, big, 200, &rp, &id), VB_ERR_ARG); /* > pool of 96 rows */
+    CHECK_EQ_INT(vb_sched_submit(s, ok, 2, &rp, &id), VB_OK);
+    CHECK_EQ_INT(vb_sched_submit(s, ok, 2, &rp, &id), VB_OK);
+    CHECK_EQ_INT(vb_sched_submit(s, ok, 2, &rp, &id), VB_ERR_STATE); /* queue bound */
+    CHECK(strstr(vb_sched_error(s), "queue full") != NULL);
+    /* a request that outgrows the pool alone finishes with kv_full, keeping its tokens */
+    rp.n_predict = 500;
+    rp.stop_at_eos = false;
+    vb_sched_free(s);
+    CHECK_EQ_INT(vb_sched_init(c, &sp, &s, NULL, 0), VB_OK);
+    CHECK_EQ_INT(vb_sched_submit(s, ok, 2, &rp, &id), VB_OK);
+    for (int i = 0; i < 1000 && !vb_sched_idle(s); i++) CHECK_EQ_INT(vb_sched_step(s), VB_OK);
+    int fin = 0;
+    int32_t n = 0;
+    vb_sched_poll(s, id, NULL, 0, &fin);
+    vb_sched_tokens(s, id, &n);
+    CHECK_EQ_INT(fin, VB_FINISH_KV);
+    CHECKF(n >= 90 && n < 500, "generated %d before the pool ran out", n);
+    vb_sched_clear_cache(s);
+    CHECK_EQ_INT(vb_sched_get_stats(s).kv_blocks_used, 0);
+    vb_sched_free(s);
+    vb_context_free(c);
+    vb_model_free(m);
+}

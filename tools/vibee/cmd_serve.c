@@ -1,0 +1,122 @@
+/* cmd_serve.c - `vibee serve`: an OpenAI-compatible HTTP server (POST /v1/completions,
+ * POST /v1/chat/completions with or without streaming, GET /v1/models, /health, /metrics) over
+ * the continuous-batching scheduler. One engine thread owns the model (http_engine.c); HTTP runs
+ * on libmicrohttpd (http_server.c) and JSON on jansson (http_api.c). Built only with
+ * -DVB_HAVE_SERVE and -lmicrohttpd -ljansson; without them the command explains how to get it. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#ifdef VB_HAVE_SERVE
+#include "http_engine.h"
+#include "http_server.h"
+#endif
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: vibee serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N]\n"
+            "                   [-c CTX] [-b BACKEND] [-t THREADS] [--kv-type f32|f16]\n"
+            "                   [--max-body BYTES] [--max-tokens N] [--timeout SECONDS]\n"
+            "                   [--max-queue N] [--max-connections N]\n"
+            "  Routes: POST /v1/completions, POST /v1/chat/completions (\"stream\": true gives\n"
+            "  server-sent events ending with data: [DONE]), GET /v1/models, /health, /metrics.\n"
+            "  --port 0 picks a free port; the address is printed on stdout as\n"
+            "  'vibee serve: listening on http://HOST:PORT'. --parallel N: sequences decoded\n"
+            "  together (default 8). Limits (defaults): --max-body 1048576, --max-tokens 4096,\n"
+            "  --timeout 600, --max-queue 64, --max-connections 128. Chat template: ChatML when\n"
+            "  the vocabulary has <|im_start|>, else 'role: content' lines (header\n"
+            "  X-Vibee-Chat-Template says which). temperature defaults to 1 as in OpenAI's API.\n");
+}
+
+#ifdef VB_HAVE_SERVE
+static volatile sig_atomic_t g_stop = 0;
+static void on_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+#endif
+
+int cmd_serve(int argc, char **argv) {
+    cli_model_opts mo;
+    cli_model_opts_init(&mo);
+    mo.n_seq_max = 8;
+#ifdef VB_HAVE_SERVE
+    srv_config cfg = {"127.0.0.1", 8080, 1 << 20, 4096, 256, 600.0, 128, 60};
+    long max_queue = 64;
+#endif
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int r = cli_parse_model_opt(&mo, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage();
+            return 0;
+        }
+#ifdef VB_HAVE_SERVE
+        const char *v;
+        long x;
+#define NEED_INT(lo, hi)                                                                           \
+    if (!(v = cli_value(argc, argv, &i)) || !cli_parse_int(v, lo, hi, &x)) {                       \
+        fprintf(stderr, "vibee serve: %s expects an integer in [%ld, %ld]\n", a, (long)(lo), (long)(hi)); \
+        return 2;                                                                                  \
+    }
+        if (!strcmp(a, "--host")) { if (!(cfg.host = cli_value(argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--port")) { NEED_INT(0, 65535); cfg.port = (int)x; }
+        else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) { NEED_INT(1, 4096); mo.n_seq_max = (int)x; }
+        else if (!strcmp(a, "--max-body")) { NEED_INT(64, 1L << 30); cfg.max_body = (size_t)x; }
+        else if (!strcmp(a, "--max-tokens")) { NEED_INT(1, 1 << 24); cfg.max_tokens = (int32_t)x; }
+        else if (!strcmp(a, "--timeout")) { NEED_INT(1, 86400); cfg.timeout_s = (double)x; }
+        else if (!strcmp(a, "--max-queue")) { NEED_INT(1, 65536); max_queue = x; }
+        else if (!strcmp(a, "--max-connections")) { NEED_INT(1, 10000); cfg.max_connections = (unsigned)x; }
+        else {
+            fprintf(stderr, "vibee serve: unknown option '%s' (see vibee serve --help)\n", a);
+            return 2;
+        }
+#undef NEED_INT
+#endif
+    }
+#ifndef VB_HAVE_SERVE
+    fprintf(stderr, "vibee serve: this vibee was built without the HTTP server. Install\n"
+                    "  apt-get install -y libmicrohttpd-dev libjansson-dev\n"
+                    "and build with CFLAGS=-DVB_HAVE_SERVE LDLIBS='-lmicrohttpd -ljansson' make\n");
+    return 3;
+#else
+    if (cfg.default_tokens > cfg.max_tokens) cfg.default_tokens = cfg.max_tokens;
+    vb_model *model = NULL;
+    vb_context *ctx = NULL;
+    if (cli_open(&mo, &model, &ctx)) return 1;
+    static srv_engine engine;
+    static srv_server server;
+    char err[512];
+    if (srv_engine_start(&engine, model, ctx, (int32_t)max_queue, err, sizeof err) != VB_OK) {
+        fprintf(stderr, "vibee serve: %s\n", err);
+        srv_engine_stop(&engine);
+        return 1;
+    }
+    server.model_name = engine.info->name;
+    signal(SIGPIPE, SIG_IGN);
+    if (srv_server_start(&server, &engine, &cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "vibee serve: %s\n", err);
+        srv_engine_stop(&engine);
+        return 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    printf("vibee serve: listening on http://%s:%u (model %s, backend %s, parallel %d, chat template %s)\n",
+           cfg.host, (unsigned)server.port, engine.info->name, vb_context_backend_name(ctx), mo.n_seq_max,
+           server.chat_template);
+    fflush(stdout);
+    while (!g_stop) sleep(1); /* a signal ends the sleep early */
+    fprintf(stderr, "vibee serve: shutting down\n");
+    srv_server_stop(&server);
+    srv_engine_stop(&engine);
+    return 0;
+#endif
+}

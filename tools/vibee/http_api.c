@@ -1,0 +1,267 @@
+/* http_api.c - OpenAI-compatible request parsing and response formatting with jansson (see
+ * http_api.h). Chat template: ChatML ("<|im_start|>role\ncontent<|im_end|>\n" ... then
+ * "<|im_start|>assistant\n") when the vocabulary has <|im_start|>, else plain "role: content\n"
+ * lines then "assistant:". Accepted and ignored: model, user, frequency_penalty,
+ * presence_penalty, logprobs=false, stream_options. Extensions: top_k, min_p, repeat_penalty,
+ * ignore_eos. */
+#ifdef VB_HAVE_SERVE
+
+#include "http_api.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- a growable string ---- */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->cap ? b->cap * 2 : 256) + n;
+        char *t = realloc(b->p, cap);
+        if (!t) {
+            b->oom = true;
+            return;
+        }
+        b->p = t;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
+
+/* A JSON string from bytes that may hold invalid UTF-8 (replaced by U+FFFD). */
+static json_t *json_text(const char *s, size_t n) {
+    sbuf b = {0};
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t k = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        bool ok = k > 0 && i + k <= n && !(k == 2 && c < 0xc2);
+        for (size_t j = 1; ok && j < k; j++) ok = ((unsigned char)s[i + j] & 0xc0) == 0x80;
+        if (ok) {
+            sb_add(&b, s + i, k);
+            i += k;
+        } else {
+            sb_str(&b, "\xef\xbf\xbd");
+            i++;
+        }
+    }
+    json_t *j = json_stringn(b.p ? b.p : "", b.len);
+    free(b.p);
+    return j;
+}
+
+/* ---- parsing ---- */
+
+#define FAIL(p, ...)                                                                              \
+    do {                                                                                          \
+        snprintf(err, err_len, __VA_ARGS__);                                                      \
+        *param = (p);                                                                             \
+        goto fail;                                                                                \
+    } while (0)
+
+/* Text of a message content: a string, null, or an array of {"type":"text","text":...} parts. */
+static bool content_text(json_t *c, sbuf *out) {
+    if (!c || json_is_null(c)) return true;
+    if (json_is_string(c)) {
+        sb_add(out, json_string_value(c), json_string_length(c));
+        return true;
+    }
+    if (!json_is_array(c)) return false;
+    size_t i;
+    json_t *part;
+    json_array_foreach(c, i, part) {
+        json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
+        if (!json_is_string(type) || strcmp(json_string_value(type), "text") != 0 || !json_is_string(text))
+            return false;
+        sb_add(out, json_string_value(text), json_string_length(text));
+    }
+    return true;
+}
+
+int api_parse_request(const char *body, size_t len, bool chat, const api_limits *lim, srv_job *job,
+                      bool *stream, char *err, size_t err_len, const char **param) {
+    json_error_t jerr;
+    *param = NULL;
+    *stream = false;
+    sbuf prompt = {0};
+    json_t *root = json_loadb(body, len, 0, &jerr);
+    if (!root) {
+        snprintf(err, err_len, "request body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                 jerr.line, jerr.column);
+        return 400;
+    }
+    if (!json_is_object(root)) FAIL(NULL, "request body must be a JSON object");
+    json_t *v;
+    /* prompt / messages */
+    if (!chat) {
+        v = json_object_get(root, "prompt");
+        if (json_is_array(v) && json_array_size(v) == 1 && json_is_string(json_array_get(v, 0)))
+            v = json_array_get(v, 0);
+        if (!v) FAIL("prompt", "'prompt' is required");
+        if (!json_is_string(v)) FAIL("prompt", "'prompt' must be a string (or an array of one string)");
+        sb_add(&prompt, json_string_value(v), json_string_length(v));
+    } else {
+        v = json_object_get(root, "messages");
+        if (!v) FAIL("messages", "'messages' is required");
+        if (!json_is_array(v) || json_array_size(v) == 0) FAIL("messages", "'messages' must be a non-empty array");
+        size_t i;
+        json_t *m;
+        json_array_foreach(v, i, m) {
+            json_t *role = json_object_get(m, "role");
+            if (!json_is_object(m) || !json_is_string(role))
+                FAIL("messages", "messages[%zu] must be an object with a string 'role'", i);
+            const char *r = json_string_value(role);
+            if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "developer") &&
+                strcmp(r, "tool"))
+                FAIL("messages", "messages[%zu].role '%.40s' is not system, developer, user, assistant or tool", i, r);
+            sb_str(&prompt, lim->chatml ? "<|im_start|>" : "");
+            sb_str(&prompt, r);
+            sb_str(&prompt, lim->chatml ? "\n" : ": ");
+            if (!content_text(json_object_get(m, "content"), &prompt))
+                FAIL("messages", "messages[%zu].content must be a string or an array of text parts", i);
+            sb_str(&prompt, lim->chatml ? "<|im_end|>\n" : "\n");
+        }
+        sb_str(&prompt, lim->chatml ? "<|im_start|>assistant\n" : "assistant:");
+    }
+    if (prompt.oom) FAIL(NULL, "out of memory");
+    /* limits and sampling */
+    json_int_t max_tokens = chat ? lim->default_tokens : 16;
+    v = json_object_get(root, chat && json_object_get(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens");
+    if (v && !json_is_null(v)) {
+        if (!json_is_integer(v)) FAIL("max_tokens", "'max_tokens' must be an integer");
+        max_tokens = json_integer_value(v);
+        if (max_tokens < 1 || max_tokens > lim->max_tokens)
+            FAIL("max_tokens", "'max_tokens' must be in [1, %d] (this server's limit)", lim->max_tokens);
+    }
+    job->params.n_predict = (int32_t)max_tokens;
+    job->params.sampler.temp = 1.0f; /* OpenAI's default */
+    job->params.sampler.top_p = 1.0f;
+#define NUMBER(name, field, lo, hi, lo_open)                                                      \
+    v = json_object_get(root, name);                                                              \
+    if (v && !json_is_null(v)) {                                                                  \
+        if (!json_is_number(v)) FAIL(name, "'%s' must be a number", name);                       \
+        double x = json_number_value(v);                                                          \
+        if (!(x >= (lo) && x <= (hi)) || ((lo_open) && x == (lo)))                                \
+            FAIL(name, "'%s' must be in %s%g, %g]", name, (lo_open) ? "(" : "[", (double)(lo), (double)(hi)); \
+        job->params.sampler.field = (float)x;                                                     \
+    }
+    NUMBER("temperature", temp, 0.0, 2.0, false)
+    NUMBER("top_p", top_p, 0.0, 1.0, true)
+    NUMBER("min_p", min_p, 0.0, 0.999, false)
+    NUMBER("repeat_penalty", repeat_penalty, 0.0, 10.0, true)
+#undef NUMBER
+    v = json_object_get(root, "top_k");
+    if (v && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000000)
+            FAIL("top_k", "'top_k' must be a non-negative integer");
+        job->params.sampler.top_k = (int32_t)json_integer_value(v);
+    }
+    v = json_object_get(root, "seed");
+    if (v && !json_is_null(v)) {
+        if (!json_is_integer(v)) FAIL("seed", "'seed' must be an integer");
+        job->params.sampler.seed = (uint64_t)json_integer_value(v);
+    }
+    v = json_object_get(root, "n");
+    if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == 1))
+        FAIL("n", "only 'n': 1 is supported");
+    v = json_object_get(root, "stream");
+    if (v && !json_is_null(v)) {
+        if (!json_is_boolean(v)) FAIL("stream", "'stream' must be a boolean");
+        *stream = json_is_true(v);
+    }
+    v = json_object_get(root, "ignore_eos");
+    if (v && !json_is_null(v)) {
+        if (!json_is_boolean(v)) FAIL("ignore_eos", "'ignore_eos' must be a boolean");
+        job->params.stop_at_eos = !json_is_true(v);
+    }
+    v = json_object_get(root, "model");
+    if (v && !json_is_null(v) && !json_is_string(v)) FAIL("model", "'model' must be a string");
+    v = json_object_get(root, "stop");
+    if (v && !json_is_null(v)) {
+        json_t *one = json_is_string(v) ? v : NULL;
+        size_t n = one ? 1 : json_is_array(v) ? json_array_size(v) : 0;
+        if ((!one && !json_is_array(v)) || n > SRV_MAX_STOP)
+            FAIL("stop", "'stop' must be a string or an array of at most %d strings", SRV_MAX_STOP);
+        for (size_t i = 0; i < n; i++) {
+            json_t *s = one ? one : json_array_get(v, i);
+            if (!json_is_string(s) || json_string_length(s) == 0 || json_string_length(s) > 64)
+                FAIL("stop", "'stop' entries must be strings of 1 to 64 bytes");
+            job->stop[job->n_stop] = strdup(json_string_value(s));
+            if (!job->stop[job->n_stop]) FAIL(NULL, "out of memory");
+            job->n_stop++;
+        }
+    }
+    job->chat = chat;
+    job->prompt = prompt.p ? prompt.p : strdup("");
+    job->prompt_len = prompt.len;
+    json_decref(root);
+    return 0;
+fail:
+    free(prompt.p);
+    json_decref(root);
+    return 400;
+}
+
+/* ---- formatting ---- */
+
+static char *dump(json_t *j) {
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return s;
+}
+
+char *api_error_json(const char *message, const char *type, const char *param) {
+    return dump(json_pack("{s:{s:s, s:s, s:s?, s:n}}", "error", "message", message, "type", type, "param",
+                          param, "code"));
+}
+
+char *api_models_json(const char *model_name, const char *chat_template) {
+    return dump(json_pack("{s:s, s:[{s:s, s:s, s:i, s:s, s:s}]}", "object", "list", "data", "id", model_name,
+                          "object", "model", "created", 0, "owned_by", "vibee", "chat_template", chat_template));
+}
+
+char *api_result_json(bool chat, const char *id, long created, const char *model, const char *text,
+                      size_t text_len, const char *finish, int n_prompt, int n_generated) {
+    json_t *choice = chat ? json_pack("{s:i, s:{s:s, s:o}, s:s}", "index", 0, "message", "role", "assistant",
+                                      "content", json_text(text, text_len), "finish_reason", finish)
+                          : json_pack("{s:o, s:i, s:n, s:s}", "text", json_text(text, text_len), "index", 0,
+                                      "logprobs", "finish_reason", finish);
+    return dump(json_pack("{s:s, s:s, s:I, s:s, s:[o], s:{s:i, s:i, s:i}}", "id", id, "object",
+                          chat ? "chat.completion" : "text_completion", "created", (json_int_t)created, "model",
+                          model, "choices", choice, "usage", "prompt_tokens", n_prompt, "completion_tokens",
+                          n_generated, "total_tokens", n_prompt + n_generated));
+}
+
+char *api_chunk_json(bool chat, const char *id, long created, const char *model, const char *text,
+                     size_t text_len, const char *finish, bool first) {
+    json_t *choice;
+    if (chat) {
+        json_t *delta = json_object();
+        if (first) json_object_set_new(delta, "role", json_string("assistant"));
+        if (text_len || !finish) json_object_set_new(delta, "content", json_text(text, text_len));
+        choice = json_pack("{s:i, s:o, s:s?}", "index", 0, "delta", delta, "finish_reason", finish);
+        if (choice && !finish) json_object_set_new(choice, "finish_reason", json_null());
+    } else {
+        choice = json_pack("{s:o, s:i, s:n, s:s?}", "text", json_text(text, text_len), "index", 0, "logprobs",
+                           "finish_reason", finish);
+        if (choice && !finish) json_object_set_new(choice, "finish_reason", json_null());
+    }
+    return dump(json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", id, "object",
+                          chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)created,
+                          "model", model, "choices", choice));
+}
+
+#else
+typedef int vb_http_api_unused; /* built without the server (see cmd_serve.c) */
+#endif

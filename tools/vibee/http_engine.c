@@ -1,0 +1,345 @@
+/* http_engine.c - the server's engine thread (see http_engine.h): takes jobs from the bounded
+ * queue, tokenizes and submits them to the scheduler, steps it, turns each job's new tokens into
+ * text (stop tokens, stop strings, deadlines, cancellation), and publishes a metrics snapshot. */
+#ifdef VB_HAVE_SERVE
+
+#include "http_engine.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+srv_job *srv_job_new(void) {
+    srv_job *j = calloc(1, sizeof *j);
+    if (!j) return NULL;
+    j->params = vb_request_default_params();
+    j->refs = 1;
+    return j;
+}
+
+static void job_free(srv_job *j) {
+    free(j->prompt);
+    for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
+    free(j->text);
+    free(j);
+}
+
+void srv_job_unref(srv_engine *e, srv_job *j) {
+    if (!j) return;
+    pthread_mutex_lock(&e->mu);
+    bool last = --j->refs == 0;
+    pthread_mutex_unlock(&e->mu);
+    if (last) job_free(j);
+}
+
+/* Engine-side unref with mu already held. */
+static void job_unref_locked(srv_job *j) {
+    if (--j->refs == 0) job_free(j);
+}
+
+static void job_fail(srv_job *j, int status, const char *msg) {
+    j->http_status = status;
+    snprintf(j->error, sizeof j->error, "%s", msg);
+    j->state = SRV_JOB_DONE;
+    j->text_stable = j->text_len;
+}
+
+static void text_append(srv_job *j, const char *s, size_t n) {
+    if (j->text_len + n + 1 > j->text_cap) {
+        size_t cap = (j->text_cap ? j->text_cap * 2 : 256) + n;
+        char *t = realloc(j->text, cap);
+        if (!t) return;
+        j->text = t;
+        j->text_cap = cap;
+    }
+    memcpy(j->text + j->text_len, s, n);
+    j->text_len += n;
+    j->text[j->text_len] = 0;
+}
+
+/* Bytes of text that may be sent now: all when done, else all but a tail that could still
+   become a stop string, never splitting a UTF-8 character. */
+static void update_stable(srv_job *j) {
+    if (j->state == SRV_JOB_DONE || j->stop_max <= 1) {
+        j->text_stable = j->text_len;
+        return;
+    }
+    size_t hold = j->stop_max - 1;
+    size_t s = j->text_len > hold ? j->text_len - hold : 0;
+    while (s > 0 && ((unsigned char)j->text[s] & 0xc0) == 0x80) s--;
+    if (s > j->text_stable) j->text_stable = s;
+}
+
+static void job_finish(srv_engine *e, srv_job *j, const char *finish) {
+    j->finish = finish;
+    j->state = SRV_JOB_DONE;
+    update_stable(j);
+    vb_sched_release(e->sched, j->id);
+    if (j->cancel || j->timed_out) e->metrics.jobs_cancelled++;
+    else e->metrics.jobs_completed++;
+}
+
+/* Tokenize and submit one job (mu not held). */
+static void admit(srv_engine *e, srv_job *j) {
+    char msg[256];
+    int32_t n = vb_tokenize(e->model, j->prompt, j->prompt_len, true, true, NULL, 0);
+    vb_token *toks = n >= 0 ? malloc(((size_t)n + 1) * sizeof *toks) : NULL;
+    if (toks) n = vb_tokenize(e->model, j->prompt, j->prompt_len, true, true, toks, n);
+    int status = 0;
+    if (n < 0 || !toks) {
+        snprintf(msg, sizeof msg, "cannot tokenize the prompt: %s", n < 0 ? vb_status_str(n) : "out of memory");
+        status = n < 0 ? 400 : 500;
+    } else {
+        if (n == 0) {
+            vb_token start = e->info->bos >= 0 ? e->info->bos : e->info->eos;
+            if (start >= 0) toks[n++] = start;
+        }
+        int st = n > 0 ? vb_sched_submit(e->sched, toks, n, &j->params, &j->id) : VB_ERR_ARG;
+        if (st != VB_OK) {
+            snprintf(msg, sizeof msg, "%s", n > 0 ? vb_sched_error(e->sched) : "empty prompt");
+            status = st == VB_ERR_STATE ? 503 : st == VB_ERR_ARG ? 400 : 500;
+        }
+    }
+    free(toks);
+    pthread_mutex_lock(&e->mu);
+    if (status) {
+        job_fail(j, status, msg);
+        job_unref_locked(j);
+    } else {
+        j->n_prompt_tokens = n;
+        j->state = SRV_JOB_RUNNING;
+        for (int i = 0; i < j->n_stop; i++) {
+            size_t l = strlen(j->stop[i]);
+            if (l > j->stop_max) j->stop_max = l;
+        }
+        e->active[e->n_active++] = j;
+        e->metrics.jobs_submitted++;
+    }
+    pthread_cond_broadcast(&e->cond);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Move new tokens of job j into its text; finish it when done (mu held). Returns true when the
+   job left the active list. */
+static bool collect(srv_engine *e, srv_job *j) {
+    double now = vb_time_now();
+    if (j->cancel || now > j->deadline) {
+        if (!j->cancel) j->timed_out = true;
+        vb_sched_cancel(e->sched, j->id);
+        job_finish(e, j, "length");
+        return true;
+    }
+    vb_token toks[64];
+    int finish = 0;
+    int32_t n;
+    while ((n = vb_sched_poll(e->sched, j->id, toks, 64, &finish)) > 0) {
+        for (int32_t k = 0; k < n; k++) {
+            vb_token t = toks[k];
+            j->n_generated++;
+            if (j->chat && e->im_end >= 0 && t == e->im_end) {
+                vb_sched_cancel(e->sched, j->id);
+                job_finish(e, j, "stop");
+                return true;
+            }
+            if (t == e->info->eos && j->params.stop_at_eos) continue; /* EOS has no text */
+            char buf[256];
+            int w = vb_detok_push(e->model, &j->detok, t, buf, sizeof buf);
+            if (w <= 0) continue;
+            size_t old = j->text_len;
+            text_append(j, buf, (size_t)w);
+            for (int s = 0; s < j->n_stop; s++) {
+                size_t from = old >= j->stop_max ? old - j->stop_max + 1 : 0;
+                char *hit = strstr(j->text + from, j->stop[s]);
+                if (hit) {
+                    j->text_len = (size_t)(hit - j->text);
+                    j->text[j->text_len] = 0;
+                    vb_sched_cancel(e->sched, j->id);
+                    job_finish(e, j, "stop");
+                    return true;
+                }
+            }
+        }
+    }
+    if (finish != VB_FINISH_NONE) {
+        if (finish == VB_FINISH_ERROR) {
+            job_fail(j, 500, vb_sched_error(e->sched));
+            vb_sched_release(e->sched, j->id);
+            e->metrics.jobs_cancelled++;
+        } else {
+            job_finish(e, j, finish == VB_FINISH_EOS ? "stop" : "length");
+        }
+        return true;
+    }
+    update_stable(j);
+    return false;
+}
+
+static void collect_all(srv_engine *e) {
+    for (int32_t i = 0; i < e->n_active;) {
+        srv_job *j = e->active[i];
+        if (collect(e, j)) {
+            e->active[i] = e->active[--e->n_active];
+            job_unref_locked(j);
+        } else {
+            i++;
+        }
+    }
+    e->metrics.sched = vb_sched_get_stats(e->sched);
+    e->metrics.queue_len = e->queue_len;
+}
+
+static void *engine_main(void *arg) {
+    srv_engine *e = arg;
+    pthread_mutex_lock(&e->mu);
+    while (!e->stopping) {
+        srv_job *fresh = e->queue_head;
+        e->queue_head = e->queue_tail = NULL;
+        e->queue_len = 0;
+        pthread_mutex_unlock(&e->mu);
+        while (fresh) {
+            srv_job *next = fresh->next;
+            fresh->next = NULL;
+            admit(e, fresh);
+            fresh = next;
+        }
+        pthread_mutex_lock(&e->mu);
+        collect_all(e); /* cancellations and deadlines before the step */
+        bool busy = !vb_sched_idle(e->sched);
+        pthread_mutex_unlock(&e->mu);
+        if (busy) vb_sched_step(e->sched);
+        pthread_mutex_lock(&e->mu);
+        if (busy) collect_all(e);
+        pthread_cond_broadcast(&e->cond);
+        if (!busy && !e->queue_head && !e->stopping) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 200 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&e->cond, &e->mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+int srv_engine_start(srv_engine *e, vb_model *model, vb_context *ctx, int32_t max_queue, char *err,
+                     size_t err_len) {
+    memset(e, 0, sizeof *e);
+    e->model = model;
+    e->ctx = ctx;
+    e->info = vb_model_get_info(model);
+    e->max_queue = max_queue;
+    /* ChatML when the vocabulary has <|im_start|> and <|im_end|> as single special tokens */
+    vb_token t[4];
+    e->im_end = -1;
+    if (vb_tokenize(model, "<|im_start|>", 12, false, true, t, 4) == 1 &&
+        vb_tokenize(model, "<|im_end|>", 10, false, true, t, 4) == 1) {
+        e->chatml = true;
+        e->im_end = t[0];
+    }
+    vb_sched_params sp = vb_sched_default_params();
+    int32_t n_seq = 0;
+    while (n_seq < 4096 && vb_kv_seq_len(ctx, n_seq) >= 0) n_seq++;
+    e->max_active = max_queue + n_seq;
+    sp.max_waiting = e->max_active;
+    sp.max_requests = e->max_active;
+    int st = vb_sched_init(ctx, &sp, &e->sched, err, err_len);
+    if (st != VB_OK) return st;
+    e->active = calloc((size_t)e->max_active, sizeof *e->active);
+    if (!e->active) {
+        snprintf(err, err_len, "out of memory");
+        return VB_ERR_NOMEM;
+    }
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cond, NULL);
+    e->metrics.sched = vb_sched_get_stats(e->sched);
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        snprintf(err, err_len, "cannot start the engine thread: %s", strerror(errno));
+        return VB_ERR_STATE;
+    }
+    e->started = true;
+    return VB_OK;
+}
+
+void srv_engine_stop(srv_engine *e) {
+    if (e->started) {
+        pthread_mutex_lock(&e->mu);
+        e->stopping = true;
+        pthread_cond_broadcast(&e->cond);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->thread, NULL);
+        e->started = false;
+        pthread_mutex_lock(&e->mu);
+        for (srv_job *j = e->queue_head, *next; j; j = next) {
+            next = j->next;
+            job_fail(j, 503, "server shutting down");
+            job_unref_locked(j);
+        }
+        e->queue_head = e->queue_tail = NULL;
+        for (int32_t i = 0; i < e->n_active; i++) {
+            job_fail(e->active[i], 503, "server shutting down");
+            job_unref_locked(e->active[i]);
+        }
+        e->n_active = 0;
+        pthread_cond_broadcast(&e->cond);
+        pthread_mutex_unlock(&e->mu);
+    }
+    vb_sched_free(e->sched);
+    e->sched = NULL;
+    free(e->active);
+    e->active = NULL;
+    vb_context_free(e->ctx);
+    vb_model_free(e->model);
+    e->ctx = NULL;
+    e->model = NULL;
+}
+
+int srv_engine_submit(srv_engine *e, srv_job *j) {
+    pthread_mutex_lock(&e->mu);
+    if (e->stopping || e->queue_len + e->n_active >= e->max_active || e->queue_len >= e->max_queue) {
+        pthread_mutex_unlock(&e->mu);
+        return 503;
+    }
+    j->refs++; /* the engine's reference */
+    j->state = SRV_JOB_QUEUED;
+    j->next = NULL;
+    if (e->queue_tail) e->queue_tail->next = j;
+    else e->queue_head = j;
+    e->queue_tail = j;
+    e->queue_len++;
+    pthread_cond_broadcast(&e->cond);
+    pthread_mutex_unlock(&e->mu);
+    return 0;
+}
+
+void srv_engine_cancel(srv_engine *e, srv_job *j) {
+    pthread_mutex_lock(&e->mu);
+    j->cancel = true;
+    pthread_cond_broadcast(&e->cond);
+    pthread_mutex_unlock(&e->mu);
+}
+
+srv_metrics srv_engine_metrics(srv_engine *e) {
+    pthread_mutex_lock(&e->mu);
+    srv_metrics m = e->metrics;
+    m.queue_len = e->queue_len;
+    pthread_mutex_unlock(&e->mu);
+    return m;
+}
+
+void srv_engine_count_http(srv_engine *e, int status) {
+    pthread_mutex_lock(&e->mu);
+    e->metrics.http_requests++;
+    if (status >= 400 && status < 500) e->metrics.http_errors_4xx++;
+    else if (status >= 500) e->metrics.http_errors_5xx++;
+    pthread_mutex_unlock(&e->mu);
+}
+
+#else
+typedef int vb_http_engine_unused; /* built without the server (see cmd_serve.c) */
+#endif

@@ -1,0 +1,105 @@
+/* http_engine.h - the server's engine: ONE thread owns the model, the context and the scheduler
+ * (include/vibee_sched.h); HTTP threads hand it jobs (prompt text, limits, sampling) through a
+ * bounded queue and read back the generated text. No JSON here: the HTTP layer (http_server.c,
+ * http_api.c) parses requests into srv_job fields and formats the results.
+ *
+ * Locking: one mutex (engine->mu) guards the queue, every job's output fields and the metrics
+ * snapshot; engine->cond is broadcast whenever any job makes progress. */
+#ifndef VB_HTTP_ENGINE_H
+#define VB_HTTP_ENGINE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vibee.h"
+#include "vibee_sched.h"
+
+#define SRV_MAX_STOP 4
+
+enum srv_job_state {
+    SRV_JOB_QUEUED = 0,  /* in the engine's queue */
+    SRV_JOB_RUNNING = 1, /* submitted to the scheduler */
+    SRV_JOB_DONE = 2,    /* finished (see finish / http_status) */
+};
+
+typedef struct srv_job {
+    /* input: set by the HTTP thread before srv_engine_submit, then read-only */
+    char *prompt;               /* UTF-8 prompt text (chat already templated) */
+    size_t prompt_len;
+    vb_request_params params;   /* n_predict = max_tokens, sampler, stop_at_eos */
+    char *stop[SRV_MAX_STOP];   /* stop strings (NULL-terminated list, owned) */
+    int n_stop;
+    bool chat;                  /* stop at the chat template's end-of-turn token too */
+    double deadline;            /* vb_time_now() limit; the job is cancelled past it */
+    /* output: guarded by engine->mu */
+    int state;                  /* enum srv_job_state */
+    int http_status;            /* 0 while fine; 4xx/5xx when the engine rejected or failed it */
+    char error[256];
+    const char *finish;         /* "stop", "length", or NULL */
+    bool timed_out;
+    char *text;                 /* generated text; text_len bytes (NUL-terminated) */
+    size_t text_len, text_cap;
+    size_t text_stable;         /* bytes that can be sent: a held-back tail may still match a stop string */
+    int32_t n_prompt_tokens;
+    int32_t n_generated;
+    bool cancel;                /* set by the HTTP thread: the client went away */
+    int refs;                   /* HTTP side + engine side; freed at 0 */
+    /* engine-private */
+    vb_request_id id;
+    vb_detok detok;
+    size_t stop_max;            /* longest stop string */
+    struct srv_job *next;       /* queue link */
+} srv_job;
+
+typedef struct srv_metrics {
+    int64_t http_requests;      /* requests received (all routes) */
+    int64_t http_errors_4xx;
+    int64_t http_errors_5xx;
+    int64_t jobs_submitted;
+    int64_t jobs_completed;
+    int64_t jobs_cancelled;     /* client gone or timed out */
+    int32_t queue_len;          /* jobs waiting for the engine thread */
+    vb_sched_stats sched;       /* snapshot after the last step */
+} srv_metrics;
+
+typedef struct srv_engine {
+    vb_model *model;
+    vb_context *ctx;
+    vb_sched *sched;
+    const vb_model_info *info;
+    bool chatml;                /* the vocabulary has <|im_start|> / <|im_end|> */
+    vb_token im_end;            /* ChatML end-of-turn token or -1 */
+    int32_t max_queue;          /* bound of the submit queue */
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;        /* progress on any job / new work */
+    bool stopping;
+    srv_job *queue_head, *queue_tail;
+    int32_t queue_len;
+    srv_job **active;           /* [max_active] jobs submitted to the scheduler */
+    int32_t n_active, max_active;
+    srv_metrics metrics;
+} srv_engine;
+
+/* Take ownership of model + ctx, make the scheduler and start the engine thread. */
+int srv_engine_start(srv_engine *e, vb_model *model, vb_context *ctx, int32_t max_queue, char *err,
+                     size_t err_len);
+/* Stop the thread, fail the remaining jobs, free everything. */
+void srv_engine_stop(srv_engine *e);
+
+srv_job *srv_job_new(void);
+/* Drop one reference (the HTTP side calls it once; the engine once); frees at 0. Takes mu. */
+void srv_job_unref(srv_engine *e, srv_job *job);
+/* Queue a job (the engine takes its reference). Returns 0, or 503 when the queue is full or the
+   engine is stopping. */
+int srv_engine_submit(srv_engine *e, srv_job *job);
+/* Ask the engine to cancel a job (client disconnected). Takes mu. */
+void srv_engine_cancel(srv_engine *e, srv_job *job);
+/* Copy of the metrics (takes mu). */
+srv_metrics srv_engine_metrics(srv_engine *e);
+/* Count an HTTP request / error (takes mu). */
+void srv_engine_count_http(srv_engine *e, int status);
+
+#endif
