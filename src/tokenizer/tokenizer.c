@@ -243,11 +243,10 @@ static int32_t match_special(const vb_tokenizer *t, const char *text, size_t len
     return -1;
 }
 
-static int encode_fragment(const vb_tokenizer *t, const char *s, size_t len, bool after_special,
-                           vb_tok_out *o) {
+static int encode_fragment(const vb_tokenizer *t, const char *s, size_t len, vb_tok_out *o) {
     if (len == 0) return VB_OK;
     if (t->model == VB_TOKMODEL_BPE) return vb_bpe_encode(t, s, len, o);
-    return vb_spm_encode(t, s, len, after_special, o);
+    return vb_spm_encode(t, s, len, true, o);
 }
 
 int vb_tokenizer_encode(const vb_tokenizer *t, const char *text, size_t len, bool add_special,
@@ -256,22 +255,22 @@ int vb_tokenizer_encode(const vb_tokenizer *t, const char *text, size_t len, boo
     if (len > (size_t)INT32_MAX / 4) return VB_ERR_ARG; /* keeps every offset in int32 */
     vb_tok_out o = {out, max_tokens, 0};
     if (add_special && t->add_bos && t->bos >= 0) vb_tok_emit(&o, t->bos);
-    bool after_special = true; /* SentencePiece: a space prefix for the first fragment */
+    /* Every plain-text fragment starts the text or follows a special token, so SentencePiece
+     * prefixes each one with U+2581 (as llama.cpp and Hugging Face tokenizers do). */
     size_t start = 0;
     if (parse_special && t->n_special > 0) {
         for (size_t pos = 0; pos < len; pos++) {
             int32_t sp = match_special(t, text, len, pos);
             if (sp < 0) continue;
-            int st = encode_fragment(t, text + start, pos - start, after_special, &o);
+            int st = encode_fragment(t, text + start, pos - start, &o);
             if (st != VB_OK) return st;
             vb_tok_emit(&o, sp);
-            after_special = true;
             pos += t->text_off[sp + 1] - t->text_off[sp];
             start = pos;
             pos--; /* the loop increments */
         }
     }
-    int st = encode_fragment(t, text + start, len - start, after_special, &o);
+    int st = encode_fragment(t, text + start, len - start, &o);
     if (st != VB_OK) return st;
     if (add_special && t->add_eos && t->eos >= 0) vb_tok_emit(&o, t->eos);
     if (o.n > INT32_MAX) return VB_ERR_ARG;
