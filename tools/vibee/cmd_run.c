@@ -22,6 +22,7 @@ static void usage(void) {
 
 typedef struct run_out {
     const vb_model *model;
+    vb_token eos; /* not printed: it ends generation */
     bool stream;
     vb_detok detok;
     char *text;      /* generated text, grown */
@@ -43,6 +44,7 @@ static void text_append(run_out *o, const char *s, size_t n) {
 
 static bool on_token(vb_token tok, void *user) {
     run_out *o = user;
+    if (tok == o->eos) return true;
     char buf[512];
     int n = vb_detok_push(o->model, &o->detok, tok, buf, sizeof buf);
     if (n > 0) {
@@ -191,6 +193,7 @@ int cmd_run(int argc, char **argv) {
     }
     run_out ro = {0};
     ro.model = model;
+    ro.eos = info->eos;
     ro.stream = !json;
     gp.on_token = on_token;
     gp.user = &ro;
