@@ -4,14 +4,19 @@
  * built without -march and still runs on older CPUs. Integer dot products of 8-bit weights
  * and activations use the sign trick: maddubs(|w|, sign(x, w)) then madd with ones. */
 #if defined(__x86_64__)
+#include <immintrin.h>
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
-#include <immintrin.h>
+#endif
 
 #include "kernels_internal.h"
 
 #define VB_SIMD(name) name##_avx2
 #define VB_FLOAT_512 0
+#define VB_Q_512 0
 #define VB_Q8_UNSIGNED 0 /* (w + 128) * x pairs would saturate maddubs' int16 */
 
 static inline __attribute__((always_inline)) __m256i x8dot_prep(__m256i w) { return w; }
@@ -29,7 +34,11 @@ static inline __attribute__((always_inline)) __m256i x8dot_us(__m256i w, __m256i
 
 #include "kernels_simd_template.h"
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #else
 #include "kernels_internal.h"
 /* Never called off x86-64 (the dispatcher only picks this path after a CPU check). */

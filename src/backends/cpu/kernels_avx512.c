@@ -6,14 +6,19 @@
  * block sums (X8 dsum, dsum16). Compiled for the instruction set with a target pragma;
  * entered only after the dispatcher's run-time CPU check. */
 #if defined(__x86_64__)
+#include <immintrin.h>
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
-#include <immintrin.h>
+#endif
 
 #include "kernels_internal.h"
 
 #define VB_SIMD(name) name##_avx512
 #define VB_FLOAT_512 1
+#define VB_Q_512 1
 #define VB_Q8_UNSIGNED 1
 
 /* Signed weights times signed activations: the template's generic form, not taken by the
@@ -33,7 +38,11 @@ static inline __attribute__((always_inline)) __m256i x8dot_us(__m256i w, __m256i
 
 #include "kernels_simd_template.h"
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #else
 #include "kernels_internal.h"
 void vb_x8_quantize_avx512(const vb_mm_args *a, int64_t r0, int64_t r1) { (void)a, (void)r0, (void)r1; }

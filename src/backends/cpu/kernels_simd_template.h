@@ -1,18 +1,20 @@
-/* kernels_simd_template.h - the matrix-product kernels shared by the AVX2 and the AVX-512 path,
- * written once on 256-bit vectors. Included (only) by kernels_avx2.c and kernels_avx512.c,
- * which compile it for their instruction set (#pragma GCC target) after defining:
+/* kernels_simd_template.h - the matrix-product kernels shared by the AVX2 and the AVX-512 path
+ * (quantized weights on 256-bit vectors, float weights on 256- or 512-bit vectors). Included
+ * (only) by kernels_avx2.c and kernels_avx512.c, which compile it for their instruction set
+ * (#pragma GCC target) after defining:
  *   VB_SIMD(name)   the path's suffix for exported names (name##_avx2, name##_avx512);
  *   x8dot_prep(w)   per weight vector, work shared by every activation row (may be w);
- *   x8dot(p, w, x)  eight int32 lanes, lane i = sum over bytes 4i..4i+3 of w * q(x), where w
+ *   x8dot(p, w, x)  eight int32 lanes, lane i = sum over bytes 4i..4i+3 of w * x, where w
  *                   holds 32 signed weight bytes and x 32 signed activation bytes;
  *   x8dot_us(w, x)  the same for unsigned weight bytes w and signed activations x with
  *                   w * |x| pairs that fit in int16 (w <= 127 on AVX2, any w with VNNI);
  *   VB_FLOAT_512    1 to use 512-bit vectors for float weights (F32, F16, BF16);
- * Float weights are tiled 2 W rows x up to 4 X rows per register block.
+ *   VB_Q_512        1 to let 512-bit vpdpbusd take two blocks of unsigned weights at once;
  *   VB_Q8_UNSIGNED  1 if Q8_0 weights go through x8dot_us as w + 128 (then
  *                   sum w x = sum (w + 128) x - 128 sum x, the last term from X8's dsum).
  * Tiling: each W row is read once per group of up to 64 X rows and applied to X rows four at
- * a time (R = 1..4 accumulators), so a K-row product reads W once, not K times. */
+ * a time (R = 1..4 accumulators; float weights also 2 W rows at a time), so a K-row product
+ * reads W from memory once, not K times. */
 
 #define VB_TILE_ROWS 4   /* X rows per register tile */
 #define VB_CHUNK_ROWS 64 /* X rows per pass over the thread's W rows (keeps X8 in L2) */
@@ -96,6 +98,61 @@ static VB_ALWAYS_INLINE __m256i reduce8(const __m256i *v) {
 
 static VB_ALWAYS_INLINE float hsum256i_f(__m256i v) { return hsum256(_mm256_cvtepi32_ps(v)); }
 
+/* The 8 block sums of a group: weight vectors wv[8] (with x8dot_prep results p[8]) against the
+ * 8 activation blocks at x (256 bytes); lane k = integer dot of block k. With lane_scale
+ * (else NULL), each int32 lane of block k is first multiplied by lane_scale[k]'s lane. */
+static VB_ALWAYS_INLINE __m256i group_sums256_scaled(const __m256i *wv, const __m256i *p,
+                                                     const int8_t *x, int unsigned_w,
+                                                     const __m256i *lane_scale) {
+    __m256i s[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(x + 32 * k));
+        s[k] = unsigned_w ? x8dot_us(wv[k], xv) : x8dot(p[k], wv[k], xv);
+        if (lane_scale) s[k] = _mm256_mullo_epi32(s[k], lane_scale[k]);
+    }
+    return reduce8(s);
+}
+#define group_sums256(wv, p, x, us) group_sums256_scaled(wv, p, x, us, NULL)
+
+#if VB_Q_512
+/* 512-bit form for unsigned weights (AVX512-VNNI): wz[j] holds blocks 2j and 2j + 1, so one
+ * vpdpbusd covers two blocks; the four results are reduced with unpacks to block sums. */
+#define VB_WGROUP_DECL(wz, wv)                                                                \
+    __m512i wz[4];                                                                            \
+    _Pragma("GCC unroll 4") for (int j_ = 0; j_ < 4; j_++) wz[j_] =                           \
+        _mm512_inserti64x4(_mm512_castsi256_si512(wv[2 * j_]), wv[2 * j_ + 1], 1)
+
+static VB_ALWAYS_INLINE __m256i group_sums512_scaled(const __m512i *wz, const int8_t *x,
+                                                     const __m512i *lane_scale) {
+    __m512i s[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        s[j] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wz[j],
+                                   _mm512_loadu_si512((const void *)(x + 64 * j)));
+        if (lane_scale) s[j] = _mm512_mullo_epi32(s[j], lane_scale[j]);
+    }
+    /* per 128-bit lane: [s0, s1, s2, s3 sums of that lane's 4 int32] */
+    __m512i u01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[0], s[1]), _mm512_unpackhi_epi32(s[0], s[1]));
+    __m512i u23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[2], s[3]), _mm512_unpackhi_epi32(s[2], s[3]));
+    __m512i v = _mm512_add_epi32(_mm512_unpacklo_epi64(u01, u23), _mm512_unpackhi_epi64(u01, u23));
+    /* lanes 0+1 hold block 2j (first half of s[j]), lanes 2+3 block 2j + 1 */
+    v = _mm512_add_epi32(v, _mm512_shuffle_i32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m512i order = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, v));
+}
+#define group_sums512(wz, x) group_sums512_scaled(wz, x, NULL)
+#define VB_GROUP_SUMS(wz, wv, p, x, US) ((US) ? group_sums512(wz, x) : group_sums256(wv, p, x, US))
+/* unsigned weights with per-lane integer scales (Q6_K) */
+#define VB_WSCALE_DECL(sz, sv) VB_WGROUP_DECL(sz, sv)
+#define VB_GROUP_SUMS_SCALED(wz, wv, x, sz, sv) group_sums512_scaled(wz, x, sz)
+#else
+#define VB_WGROUP_DECL(wz, wv) const __m256i *wz = wv
+#define VB_GROUP_SUMS(wz, wv, p, x, US) group_sums256(wv, p, x, US)
+#define VB_WSCALE_DECL(sz, sv) const __m256i *sz = sv
+#define VB_GROUP_SUMS_SCALED(wz, wv, x, sz, sv) group_sums256_scaled(wv, wv, x, 1, sv)
+#endif
+
 /* Q8_0 (34-byte blocks: f16 d, 32 int8) and Q4_0 (18-byte blocks: f16 d, 16 bytes whose low
  * nibbles are elements 0..15 and high nibbles 16..31; value d * (nibble - 8)).
  * Unsigned-weight forms: sum (u) x with u = w + off, then subtract off * dw * dsum. */
@@ -123,16 +180,14 @@ static VB_ALWAYS_INLINE float hsum256i_f(__m256i v) { return hsum256(_mm256_cvte
                 wv[k] = LOAD_W(w[b + k]);                                                     \
                 p[k] = UNSIGNED_W ? wv[k] : x8dot_prep(wv[k]);                                \
             }                                                                                 \
+            VB_WGROUP_DECL(wz, wv);                                                           \
+            (void)wz;                                                                         \
             __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(                                       \
                 (short)w[b].d, (short)w[b + 1].d, (short)w[b + 2].d, (short)w[b + 3].d,       \
                 (short)w[b + 4].d, (short)w[b + 5].d, (short)w[b + 6].d, (short)w[b + 7].d)); \
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                             \
-                __m256i s[8];                                                                 \
-                _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {                         \
-                    __m256i x = _mm256_loadu_si256((const __m256i *)(xq[r] + 32 * (b + k)));  \
-                    s[k] = UNSIGNED_W ? x8dot_us(wv[k], x) : x8dot(p[k], wv[k], x);           \
-                }                                                                             \
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(reduce8(s)),                      \
+                __m256i sums = VB_GROUP_SUMS(wz, wv, p, xq[r] + 32 * b, UNSIGNED_W);          \
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums),                            \
                                          _mm256_mul_ps(dw, _mm256_loadu_ps(xd[r] + b)), acc[r]); \
                 if (OFFSET) corr[r] = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xs[r] + b), corr[r]); \
             }                                                                                 \
@@ -186,13 +241,12 @@ static VB_ALWAYS_INLINE void tile_q4_k(VB_TILE_ARGS) {
             wv[2 * k] = _mm256_and_si256(raw, low4);
             wv[2 * k + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
         }
+        VB_WGROUP_DECL(wz, wv);
+        (void)wz;
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
-            __m256i s[8];
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++)
-                s[k] = x8dot_us(wv[k], _mm256_loadu_si256((const __m256i *)(xq[r] + 256 * b + 32 * k)));
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(reduce8(s)),
+            __m256i sums = VB_GROUP_SUMS(wz, wv, wv, xq[r] + 256 * b, 1);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums),
                                      _mm256_mul_ps(dsc, _mm256_loadu_ps(xd[r] + 8 * b)), acc[r]);
             macc[r] = _mm256_fmadd_ps(dm, _mm256_loadu_ps(xs[r] + 8 * b), macc[r]);
         }
@@ -240,15 +294,13 @@ static VB_ALWAYS_INLINE void tile_q6_k(VB_TILE_ARGS) {
             __m256i idx = _mm256_add_epi32(scale_idx, _mm256_set1_epi32(2 * (k & 3)));
             scv[k] = _mm256_permutevar8x32_epi32(k < 4 ? sc_a : sc_b, idx);
         }
+        VB_WGROUP_DECL(wz, wv);
+        VB_WSCALE_DECL(sz, scv);
+        (void)wz, (void)sz;
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
-            __m256i s[8];
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++)
-                s[k] = _mm256_mullo_epi32(
-                    x8dot_us(wv[k], _mm256_loadu_si256((const __m256i *)(xq[r] + 256 * b + 32 * k))),
-                    scv[k]);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(reduce8(s)),
+            __m256i sums = VB_GROUP_SUMS_SCALED(wz, wv, xq[r] + 256 * b, sz, scv);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums),
                                      _mm256_mul_ps(d, _mm256_loadu_ps(xd[r] + 8 * b)), acc[r]);
             const float *s16 = xs16[r] + 16 * b;
             corr[r] = _mm256_fmadd_ps(dsc_a, _mm256_loadu_ps(s16), corr[r]);
@@ -408,10 +460,11 @@ VB_DEFINE_FTILE(tile_bf16, VB_LOAD_BF16, VB_LOADM_BF16, VB_SCALAR_BF16)
  * of up to 4, each (WR, R) its own unrolled copy of TILE. */
 #define VB_DEFINE_FROWS(name, TILE)                                                           \
     static void name(const vb_mm_args *a, int64_t o0, int64_t o1) {                           \
+        int pair = a->n_rows > 1; /* one X row: nothing to share, one W stream is faster */  \
         for (int64_t c0 = 0; c0 < a->n_rows; c0 += VB_CHUNK_ROWS) {                           \
             int64_t c1 = c0 + VB_CHUNK_ROWS < a->n_rows ? c0 + VB_CHUNK_ROWS : a->n_rows;     \
-            for (int64_t o = o0; o < o1; o += 2) {                                            \
-                int WR = o + 1 < o1 ? 2 : 1;                                                  \
+            for (int64_t o = o0; o < o1; o += pair ? 2 : 1) {                                 \
+                int WR = pair && o + 1 < o1 ? 2 : 1;                                          \
                 const uint8_t *w[2] = {a->W + o * a->row_bytes,                               \
                                        a->W + (o + WR - 1) * a->row_bytes};                   \
                 for (int64_t t = c0; t < c1; t += VB_TILE_ROWS) {                             \
