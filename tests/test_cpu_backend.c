@@ -42,8 +42,13 @@ typedef struct tensor_store {
     int n;
 } tensor_store;
 
+/* Defects to plant in the next model written (NULL: none). */
+static const char *plant_q5_0_tensor;      /* this tensor is written as Q5_0 (no cpu kernel) */
+static const char *plant_extra_row_tensor; /* this tensor gets one row too many */
+
 static int add_tensor(vb_gguf_writer *w, tensor_store *ts, const char *name, int64_t n_in,
                       int64_t n_out, float center, float spread) {
+    if (plant_extra_row_tensor && strcmp(name, plant_extra_row_tensor) == 0) n_out++;
     const int64_t n = n_in * n_out;
     float *d = malloc((size_t)n * sizeof *d);
     if (!d || ts->n >= 256) {
@@ -53,7 +58,12 @@ static int add_tensor(vb_gguf_writer *w, tensor_store *ts, const char *name, int
     ts->bufs[ts->n++] = d;
     for (int64_t i = 0; i < n; i++) d[i] = center + spread * rng_uniform();
     const int64_t ne[2] = {n_in, n_out};
-    return vb_gguf_writer_add_tensor(w, name, VB_TYPE_F32, n_out > 1 ? 2 : 1, ne, d);
+    uint32_t type = VB_TYPE_F32;
+    if (plant_q5_0_tensor && strcmp(name, plant_q5_0_tensor) == 0) {
+        type = VB_TYPE_Q5_0; /* 22 bytes per 32 elements fit in the f32 buffer; zeros are valid */
+        memset(d, 0, (size_t)n * sizeof *d);
+    }
+    return vb_gguf_writer_add_tensor(w, name, type, n_out > 1 ? 2 : 1, ne, d);
 }
 
 /* Write a random F32 model of spec to path. Returns VB_OK or an error. */
@@ -672,17 +682,49 @@ TEST(cpu_unsupported_arch_and_missing_tensor_errors) {
     vb_model_free(m);
 }
 
+/* Load spec with one planted defect and expect vb_context_init to fail with status, naming
+ * `tensor` and (if not NULL) `detail` in the message. */
+static void expect_init_error(const char *tensor, bool as_q5_0, int status, const char *detail) {
+    char path[256], err[512] = "";
+    snprintf(path, sizeof path, "/tmp/vb_test_cpu_defect_%d.gguf", (int)getpid());
+    plant_q5_0_tensor = as_q5_0 ? tensor : NULL;
+    plant_extra_row_tensor = as_q5_0 ? NULL : tensor;
+    const int wrc = write_tiny_model(&TINY_QWEN3, path, 11);
+    plant_q5_0_tensor = plant_extra_row_tensor = NULL;
+    CHECK_EQ_INT(wrc, VB_OK);
+    vb_model *m = NULL;
+    const int lrc = vb_model_load(path, NULL, &m, err, sizeof err);
+    unlink(path);
+    CHECKF(lrc == VB_OK, "load: %s", err);
+    vb_context *c = NULL;
+    vb_context_params p = vb_context_default_params();
+    const int rc = vb_context_init(m, &p, &c, err, sizeof err);
+    vb_model_free(m);
+    CHECK(c == NULL);
+    CHECKF(rc == status, "status %d, expected %d (%s)", rc, status, err);
+    CHECKF(strstr(err, tensor) != NULL, "message does not name %s: %s", tensor, err);
+    if (detail) CHECKF(strstr(err, detail) != NULL, "message does not say %s: %s", detail, err);
+}
+
+TEST(cpu_unsupported_type_and_bad_shape_errors) {
+    expect_init_error("blk.1.attn_k.weight", true, VB_ERR_UNSUPPORTED, "q5_0");
+    expect_init_error("blk.0.ffn_down.weight", false, VB_ERR_FORMAT, "shape");
+}
+
 /* The portable and the AVX2 paths (attention inner products, f16 K/V conversion, matmul) give
  * the same logits, with an F32 and an F16 cache. */
 static void cpu_portable_and_simd_paths_agree_body(vb_model *m_) {
-    const int32_t V = 64;
+    const int32_t V = vb_model_get_info(m_)->n_vocab;
     enum { N = 18 };
     vb_pos pos[N];
     vb_seq seq[N] = {0};
     for (int i = 0; i < N; i++) pos[i] = i;
-    for (int kv_type = VB_KV_F32; kv_type <= VB_KV_F16; kv_type++) {
-        float simd[N * 64], portable[N * 64];
-        for (int pass = 0; pass < 2; pass++) {
+    float *simd = malloc((size_t)N * V * sizeof(float));
+    float *portable = malloc((size_t)N * V * sizeof(float));
+    double diff[2] = {0, 0};
+    int rf = simd && portable ? VB_OK : VB_ERR_NOMEM;
+    for (int kv_type = VB_KV_F32; rf == VB_OK && kv_type <= VB_KV_F16; kv_type++) {
+        for (int pass = 0; rf == VB_OK && pass < 2; pass++) {
             vb_kernels_force_level(pass == 0 ? -1 : VB_KLEVEL_PORTABLE);
             vb_context_params p = vb_context_default_params();
             p.n_ctx = 64;
@@ -691,21 +733,47 @@ static void cpu_portable_and_simd_paths_agree_body(vb_model *m_) {
             p.kv_type = kv_type;
             vb_context *c = NULL;
             char err[512];
-            const int rc = vb_context_init(m_, &p, &c, err, sizeof err);
-            const int rf = rc == VB_OK ? run_rows(c, N, PROMPT, pos, seq, pass ? portable : simd)
-                                       : rc;
+            rf = vb_context_init(m_, &p, &c, err, sizeof err);
+            if (rf == VB_OK) rf = run_rows(c, N, PROMPT, pos, seq, pass ? portable : simd);
             vb_context_free(c);
             vb_kernels_force_level(-1);
-            CHECK_EQ_INT(rf, VB_OK);
         }
-        /* with an F16 cache, a last-bit difference of a K/V value between the two matmul paths
-           can flip its f16 rounding (2^-11 relative): a looser bound */
-        const double tol = kv_type == VB_KV_F32 ? 1e-5 : 2e-4;
-        const double d = max_rel_diff(portable, simd, (size_t)N * V);
-        CHECKF(d <= tol, "kv type %d: portable vs simd paths differ by %g", kv_type, d);
+        if (rf == VB_OK) diff[kv_type] = max_rel_diff(portable, simd, (size_t)N * V);
     }
+    free(simd);
+    free(portable);
+    CHECK_EQ_INT(rf, VB_OK);
+    CHECKF(diff[VB_KV_F32] <= 1e-5, "f32 KV: portable vs simd paths differ by %g", diff[0]);
+    /* with an F16 cache, a last-bit difference of a K/V value between the two matmul paths can
+       flip its f16 rounding (2^-11 relative): a looser bound */
+    CHECKF(diff[VB_KV_F16] <= 2e-4, "f16 KV: portable vs simd paths differ by %g", diff[1]);
 }
 
 TEST(cpu_portable_and_simd_paths_agree) {
     with_tiny(&TINY_QWEN3, cpu_portable_and_simd_paths_agree_body);
+    /* head_dim 64: the wide register-blocked paths */
+    vb_model *m = load_shipped();
+    CHECK(m != NULL);
+    cpu_portable_and_simd_paths_agree_body(m);
+    vb_model_free(m);
+}
+
+/* Every weight type's batched (matrix-matrix) kernel path against its one-row path, through
+ * whole models: the fixture models of scripts/fixtures/models.sh. */
+TEST(cpu_fixture_models_k_rows_equal_single_rows) {
+    static const char *names[] = {"gpt2-q8_0",     "llama-bf16", "llama-q4_0", "llama-q4_k",
+                                  "llama-f16-mqa", "qwen2-q6_k", "qwen3-q8_0", "qwen3-f16-long"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char path[1024], err[512] = "";
+        snprintf(path, sizeof path, "%s/models/%s.gguf", vbt_fixture_dir(), names[i]);
+        vb_model *m = NULL;
+        CHECKF(vb_model_load(path, NULL, &m, err, sizeof err) == VB_OK,
+               "missing fixture (run `make fixtures`): %s", err);
+        check_k_rows_equal_single(m, 2, 1e-4);
+        vb_model_free(m);
+        if (vbt_failed_now()) {
+            fprintf(stderr, "    (model %s)\n", names[i]);
+            return;
+        }
+    }
 }

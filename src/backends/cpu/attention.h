@@ -32,8 +32,9 @@ typedef struct vb_attn_args {
 } vb_attn_args;
 
 /* Floats of scratch one thread needs for sequences of up to max_kv rows, with `group` query
- * heads per KV head (n_head / n_head_kv). */
-int64_t vb_attention_scratch_floats(int32_t max_kv, int32_t head_dim, int32_t group);
+ * heads per KV head (n_head / n_head_kv) and cache blocks of block_size rows. */
+int64_t vb_attention_scratch_floats(int32_t max_kv, int32_t head_dim, int32_t group,
+                                    int32_t block_size);
 
 /* Run the attention of all rows and heads; tp may be NULL (single thread). */
 void vb_attention(vb_threadpool *tp, const vb_attn_args *args);

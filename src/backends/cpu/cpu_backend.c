@@ -5,6 +5,7 @@
  * directly (attention.c), and only rows that want logits get the final norm and output matmul.
  * KV operations delegate to the paged cache (src/kv). */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -120,11 +121,17 @@ static int cpu_init(const vb_model *model, const vb_context_params *params, void
                        params->kv_type);
     }
 
+    const int64_t n_blocks = ((int64_t)n_ctx + block_size - 1) / block_size + s->n_seq_max;
+    if (n_blocks * block_size > INT32_MAX) {
+        cpu_free(s);
+        return vb_errf(err, VB_ERR_ARG, "cpu backend: n_ctx %d with %d sequences is too large",
+                       n_ctx, s->n_seq_max);
+    }
     vb_kv_config cfg = {
         .n_layer = w->n_layer,
         .kv_dim = w->kv_dim,
         .block_size = block_size,
-        .n_blocks = (n_ctx + block_size - 1) / block_size + s->n_seq_max,
+        .n_blocks = (int32_t)n_blocks,
         .n_seq_max = s->n_seq_max,
         .kv_type = s->kv_type,
     };
@@ -132,9 +139,8 @@ static int cpu_init(const vb_model *model, const vb_context_params *params, void
     if (rc != VB_OK) {
         cpu_free(s);
         return vb_errf(err, rc,
-                       "cpu backend: cannot create the KV cache (%d blocks of %d "
-                       "rows x %d layers "
-                       "x %d floats): %s",
+                       "cpu backend: cannot create the KV cache (%d blocks of %d rows x %d "
+                       "layers x %d values): %s; try a smaller n_ctx or kv_type f16",
                        cfg.n_blocks, block_size, cfg.n_layer, cfg.kv_dim, vb_status_str(rc));
     }
     s->max_seq_rows = cfg.n_blocks * block_size;
@@ -155,8 +161,8 @@ static int cpu_init(const vb_model *model, const vb_context_params *params, void
     s->attn = alloc_floats(B * w->n_q);
     s->ffn_a = alloc_floats(B * w->n_ff);
     s->ffn_b = alloc_floats(B * w->n_ff);
-    s->attn_stride =
-        vb_attention_scratch_floats(s->max_seq_rows, w->head_dim, w->n_head / w->n_head_kv);
+    s->attn_stride = vb_attention_scratch_floats(s->max_seq_rows, w->head_dim,
+                                                 w->n_head / w->n_head_kv, block_size);
     s->attn_scratch = alloc_floats(s->attn_stride * s->n_threads);
     s->kv_row = malloc((size_t)B * sizeof *s->kv_row);
     s->n_kv = malloc((size_t)B * sizeof *s->n_kv);
@@ -414,9 +420,8 @@ static int cpu_forward(void *state, const vb_batch *batch, float *logits) {
                 vb_kvc_truncate(s->kv, s->seq_order[b], s->seq_old_len[s->seq_order[b]]);
             if (rc == VB_KV_FULL) {
                 vb_errf(s->err, VB_KV_FULL,
-                        "cpu backend: KV cache full (sequence %d needs %d more blocks, "
-                        "%d free)",
-                        q, vb_kvc_blocks_needed(s->kv, q, m), vb_kvc_blocks_free(s->kv));
+                        "cpu backend: KV cache full (sequence %d needs %d more blocks, %d free)", q,
+                        vb_kvc_blocks_needed(s->kv, q, m), vb_kvc_blocks_free(s->kv));
                 return VB_KV_FULL;
             }
             return vb_errf(s->err, rc, "cpu backend: KV append failed: %s", vb_status_str(rc));
