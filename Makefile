@@ -101,7 +101,7 @@ format:
 install: all
 	install -d $(PREFIX)/lib $(PREFIX)/include $(PREFIX)/bin $(PREFIX)/lib/pkgconfig
 	install -m 644 $(BUILD)/libvibee.a $(BUILD)/libvibee.so $(PREFIX)/lib/
-	install -m 644 include/vibee.h $(PREFIX)/include/
+	install -m 644 include/vibee.h include/vibee_sched.h $(PREFIX)/include/
 	install -m 755 $(BUILD)/vibee $(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' -e 's|@LIBS@|$(LDLIBS)|' vibee.pc.in > $(PREFIX)/lib/pkgconfig/vibee.pc
 

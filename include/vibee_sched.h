@@ -13,7 +13,12 @@
  *   - Prefix sharing: a request whose prompt shares whole KV blocks (block_size tokens) with a
  *     running or cached sequence forks that sequence (vb_kv_fork, copy-on-write) and truncates
  *     the fork to the shared whole-block prefix instead of recomputing it.
- *   - Decoding is autoregressive per request (one sampler per request; greedy by default).
+ *   - Decoding is autoregressive per request (one sampler per request; greedy by default), or,
+ *     with draft_max > 0, draft-and-verify: each decoding request forwards its pending token plus
+ *     up to draft_max tokens proposed by n-gram lookup; row i is sampled exactly as AR would
+ *     sample it (same logits, same history, same random stream), a draft is kept while it equals
+ *     the sampled token, the rejected rows are truncated. The output is identical to AR's, seeded
+ *     sampling included, whenever the backend's rows are exact.
  *
  * Ownership and threads: a vb_sched borrows the context (which must outlive it) and owns the
  * sequences 0..n_seq-1 of that context while it lives; do not use those sequences directly. A
@@ -43,6 +48,9 @@ typedef struct vb_sched_params {
     bool prefix_cache;       /* keep the whole blocks of finished requests in free sequence slots
                                 for later prefix hits; evicted (LRU) when slots or blocks are
                                 needed (default true) */
+    int32_t draft_max;       /* lossless draft-and-verify for decoding requests: up to this many
+                                tokens drafted per step by n-gram lookup in the request's own
+                                prompt + output, verified in the same forward (0 = off, default) */
 } vb_sched_params;
 
 vb_sched_params vb_sched_default_params(void);
@@ -126,6 +134,8 @@ typedef struct vb_sched_stats {
     int64_t n_prefill_rows;     /* rows of prompts (and recomputed tokens) */
     int64_t n_decode_rows;      /* one-row-per-request decode rows */
     int64_t n_generated;        /* tokens sampled */
+    int64_t n_draft_rows;       /* drafted tokens forwarded (draft_max > 0) */
+    int64_t n_draft_accepted;   /* drafted tokens that equalled the sampled token */
     double step_seconds;        /* wall time inside vb_sched_step */
     double tokens_per_second;   /* n_generated / step_seconds (0 before any step) */
     double decode_seconds;      /* wall time of steps that carried decode rows only */

@@ -4,6 +4,7 @@
  * the KV pool must be empty again at the end (no leaked blocks). */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "test.h"
 #include "vibee.h"
@@ -205,17 +206,17 @@ TEST(sched_prefix_sharing) {
     case_req q[10];
     make_cases(q, 10, 40, 1234); /* 40 shared tokens = 2 whole blocks + 8 */
     for (int k = 0; k < 10; k++) CHECK_EQ_INT(reference(m, &q[k]), VB_OK);
-    int64_t prefill_rows[2], hits[2];
-    for (int sharing = 0; sharing < 2; sharing++) {
+    int64_t prefill_rows[3], hits[3];
+    for (int sharing = 0; sharing < 3; sharing++) { /* off; on with one arrival per step; on, all at once */
         vb_context *c = sim_ctx(m, 4096, 6);
         CHECK(c);
         vb_sched_params sp = vb_sched_default_params();
-        sp.prefix_sharing = sharing;
+        sp.prefix_sharing = sharing > 0;
         sp.token_budget = 32;
         vb_sched *s = NULL;
         CHECK_EQ_INT(vb_sched_init(c, &sp, &s, NULL, 0), VB_OK);
         char why[256] = "";
-        int bad = run_and_compare(s, q, 10, 1, why, sizeof why); /* one first, then one per step */
+        int bad = run_and_compare(s, q, 10, sharing == 2 ? 10 : 1, why, sizeof why);
         vb_sched_stats st = vb_sched_get_stats(s);
         vb_sched_clear_cache(s);
         vb_sched_stats st2 = vb_sched_get_stats(s);
@@ -230,8 +231,10 @@ TEST(sched_prefix_sharing) {
     vb_model_free(m);
     CHECK_EQ_INT(hits[0], 0);
     CHECKF(hits[1] >= 9, "prefix hits %lld", (long long)hits[1]);
-    CHECKF(prefill_rows[1] + 9 * 32 <= prefill_rows[0], "prefill rows with sharing %lld, without %lld",
-           (long long)prefill_rows[1], (long long)prefill_rows[0]);
+    CHECKF(hits[2] >= 9, "prefix hits when all arrive together %lld", (long long)hits[2]);
+    for (int k = 1; k < 3; k++)
+        CHECKF(prefill_rows[k] + 9 * 32 <= prefill_rows[0], "prefill rows with sharing %lld, without %lld",
+               (long long)prefill_rows[k], (long long)prefill_rows[0]);
 }
 
 TEST(sched_prefix_cache_after_finish) {
@@ -348,4 +351,118 @@ TEST(sched_bad_requests) {
     vb_sched_free(s);
     vb_context_free(c);
     vb_model_free(m);
+}
+
+TEST(sched_draft_verify_exact) {
+    vb_model *m = sim_model();
+    CHECK(m);
+    /* prompts whose continuation repeats earlier text (so n-gram drafts get accepted): T + T[0..2]
+       where T is the model's own greedy text, whose next token is T[2] again */
+    case_req q[8];
+    make_cases(q, 8, 0, 4242);
+    for (int k = 0; k < 8; k++) {
+        q[k].n_predict = 24 + 3 * k;
+        q[k].sp = vb_sampler_default_params();
+        CHECK_EQ_INT(reference(m, &q[k]), VB_OK);
+        int32_t len = q[k].n_ref < MAXP - 2 ? q[k].n_ref : MAXP - 2;
+        memcpy(q[k].prompt, q[k].ref, (size_t)len * sizeof(vb_token));
+        q[k].prompt[len] = q[k].ref[0];
+        q[k].prompt[len + 1] = q[k].ref[1];
+        q[k].n_prompt = len + 2;
+        q[k].n_predict = 40;
+        if (k % 2) { /* sampled: the random stream must be consumed exactly as AR consumes it */
+            q[k].sp.temp = k == 7 ? 1.5f : 0.3f;
+            q[k].sp.seed = 900 + (uint64_t)k;
+        }
+        CHECK_EQ_INT(reference(m, &q[k]), VB_OK);
+    }
+    for (int pool = 0; pool < 2; pool++) {
+        vb_context *c = sim_ctx(m, pool ? 96 : 4096, 4);
+        CHECK(c);
+        vb_sched_params sp = vb_sched_default_params();
+        sp.token_budget = 16;
+        sp.draft_max = 6;
+        vb_sched *s = NULL;
+        CHECK_EQ_INT(vb_sched_init(c, &sp, &s, NULL, 0), VB_OK);
+        char why[256] = "";
+        int bad = run_and_compare(s, q, 8, 8, why, sizeof why);
+        vb_sched_stats st = vb_sched_get_stats(s);
+        vb_sched_clear_cache(s);
+        vb_sched_stats st2 = vb_sched_get_stats(s);
+        vb_sched_free(s);
+        vb_context_free(c);
+        CHECKF(bad == 0, "pool %d: %s", pool, why);
+        CHECKF(st.n_draft_accepted * 3 > st.n_generated, "pool %d: %lld drafts accepted of %lld forwarded for %lld tokens",
+               pool, (long long)st.n_draft_accepted, (long long)st.n_draft_rows, (long long)st.n_generated);
+        CHECKF(st.n_steps * 2 < st.n_generated, "pool %d: %lld steps for %lld tokens", pool, (long long)st.n_steps,
+               (long long)st.n_generated);
+        if (pool) CHECKF(st.n_preemptions > 0, "the small pool caused no preemption");
+        CHECK_EQ_INT(st.kv_blocks_leaked, 0);
+        CHECK_EQ_INT(st2.kv_blocks_used, 0);
+    }
+    vb_model_free(m);
+}
+
+/* ---- `vibee batch` ($VIBEE) against `vibee run` (vb_generate, no scheduler) ---- */
+
+static int run_capture(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = 0, got;
+    while (n + 1 < cap && (got = fread(out + n, 1, cap - 1 - n, p)) > 0) n += got;
+    out[n] = 0;
+    int st = pclose(p);
+    return st;
+}
+
+/* The JSON string literal after `key` (escaped as written) copied into out; false if absent. */
+static bool json_literal(const char *js, const char *key, char *out, size_t cap) {
+    const char *p = strstr(js, key);
+    if (!p) return false;
+    p = strchr(p + strlen(key), '"');
+    if (!p) return false;
+    size_t n = 0;
+    for (p++; *p && *p != '"' && n + 2 < cap; p++) {
+        if (*p == '\\') out[n++] = *p++;
+        out[n++] = *p;
+    }
+    out[n] = 0;
+    return *p == '"';
+}
+
+TEST(batch_cli_matches_run) {
+    const char *vibee = getenv("VIBEE");
+    if (!vibee || !*vibee) vibee = "build/vibee";
+    const char *prompts[] = {"hello world", "The same prefix, the same prefix, the same prefix: one",
+                             "The same prefix, the same prefix, the same prefix: two", "x", "another line"};
+    const int n = 5;
+    char path[] = "/tmp/vb_batch_prompts_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    CHECK(f);
+    for (int k = 0; k < n; k++) fprintf(f, "%s\n%s", prompts[k], k == 1 ? "\n" : ""); /* an empty line is skipped */
+    fclose(f);
+    static char out[1 << 16], one[1 << 14];
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' batch -m sim -f %s -n 40 --parallel 3 --token-budget 8 --draft-max 3 --json 2>/dev/null", vibee, path);
+    int st = run_capture(cmd, out, sizeof out);
+    unlink(path);
+    CHECKF(st == 0, "vibee batch failed (%d): %.300s", st, out);
+    CHECKF(strstr(out, "\"kv_blocks_leaked\": 0"), "stats: %.300s", strstr(out, "\"stats\"") ? strstr(out, "\"stats\"") : out);
+    const char *at = out;
+    for (int k = 0; k < n; k++) {
+        char key[32], got[4096], want[4096];
+        snprintf(key, sizeof key, "{\"index\": %d,", k);
+        at = strstr(at, key);
+        CHECKF(at, "no completion %d in %.300s", k, out);
+        CHECK(json_literal(at, "\"text\":", got, sizeof got));
+        snprintf(cmd, sizeof cmd, "'%s' run -m sim -p '%s' -n 40 --json 2>/dev/null", vibee, prompts[k]);
+        CHECK_EQ_INT(run_capture(cmd, one, sizeof one), 0);
+        CHECK(json_literal(one, "\"text\":", want, sizeof want));
+        CHECKF(strcmp(got, want) == 0, "prompt %d: batch \"%s\" vs run \"%s\"", k, got, want);
+    }
+    snprintf(cmd, sizeof cmd, "'%s' batch -m sim 2>&1", vibee);
+    st = run_capture(cmd, out, sizeof out);
+    CHECKF(st != 0 && strstr(out, "-f FILE"), "no -f: status %d, %.200s", st, out);
 }

@@ -1,7 +1,9 @@
 /* sched.c - the continuous-batching scheduler of include/vibee_sched.h: a request table, a FCFS
  * waiting queue, sequence slots (free / running / cached prefix), chunked prefill under a
  * per-step row budget, KV block accounting through vb_context_stats, preemption by recompute,
- * prefix sharing by vb_kv_fork + vb_kv_truncate to whole blocks, and AR sampling per request.
+ * prefix sharing by vb_kv_fork + vb_kv_truncate to whole blocks, AR sampling per request, and
+ * optional lossless draft-and-verify (n-gram drafts forwarded after the pending token, verified
+ * row by row with the request's own sampler, rejected rows truncated).
  *
  * Invariant of a running request r (slot r->seq): its KV sequence holds rows
  * toks[0 .. n_cached) at positions 0 .. n_cached-1, and n_cached < n_tok (the rows still to
@@ -89,9 +91,11 @@ int vb_sched_init(vb_context *ctx, const vb_sched_params *params, vb_sched **out
     vb_sched_params p = params ? *params : vb_sched_default_params();
     if (!ctx || !out) {
         snprintf(msg, sizeof msg, "vb_sched_init: context or out is NULL");
-    } else if (p.n_seq < 0 || p.token_budget < 0 || p.max_waiting < 1 || p.max_requests < 1) {
+    } else if (p.n_seq < 0 || p.token_budget < 0 || p.max_waiting < 1 || p.max_requests < 1 || p.draft_max < 0 ||
+               p.draft_max > 64) {
         snprintf(msg, sizeof msg, "vb_sched_init: parameter out of range (n_seq %d, token_budget %d, "
-                 "max_waiting %d, max_requests %d)", p.n_seq, p.token_budget, p.max_waiting, p.max_requests);
+                 "max_waiting %d, max_requests %d, draft_max %d in [0, 64])", p.n_seq, p.token_budget,
+                 p.max_waiting, p.max_requests, p.draft_max);
     }
     if (msg[0]) {
         if (err && err_len) snprintf(err, err_len, "%s", msg);
@@ -404,14 +408,14 @@ static int32_t free_slot(const vb_sched *s) {
     return -1;
 }
 
-/* Append rows toks[n_cached .. n_cached+n) of r to the batch; the last row asks for logits when
-   it completes the request's pending rows. */
+/* Append rows toks[n_cached .. n_cached+n) of r to the batch; the row of the last pending token
+   asks for logits, and so do the drafted rows after it. */
 static void add_rows(vb_sched *s, sched_req *r, int32_t n) {
     r->batch_first = s->batch->n;
     r->batch_n = n;
     for (int32_t i = 0; i < n; i++) {
         int32_t row = r->n_cached + i;
-        vb_batch_add(s->batch, r->toks[row], row, r->seq, row == r->n_tok - 1);
+        vb_batch_add(s->batch, r->toks[row], row, r->seq, row >= r->n_tok - 1); /* drafts too */
     }
 }
 
@@ -427,6 +431,14 @@ static int32_t admit_head(vb_sched *s, int32_t budget, int32_t *avail) {
     if (q < 0) return 0;
     int32_t shared = 0;
     int32_t src = find_prefix(s, r->toks, r->n_tok, &shared);
+    /* a running request still prefilling a longer common prefix: wait for its blocks rather than
+       computing the same rows twice */
+    for (int32_t i = 0; s->p.prefix_sharing && i < s->n_running; i++) {
+        const sched_req *o = s->running[i];
+        if (o->n_tok - o->n_cached <= 1) continue;
+        int32_t common = lcp(o->toks, o->n_tok, r->toks, r->n_tok - 1) / s->block_size * s->block_size;
+        if (common > shared && common > o->n_cached / s->block_size * s->block_size) return 0;
+    }
     /* blocks for the whole pending prefill (plus its first decode token) */
     int32_t need = blocks_for(s, shared, r->n_tok - shared + 1);
     while (s->paged && need > *avail && evict_cached(s, src)) {
@@ -474,19 +486,82 @@ static int32_t admit_head(vb_sched *s, int32_t budget, int32_t *avail) {
     return n;
 }
 
-/* Sample the next token of r from the logits of batch row `row`; finish it when done. */
-static void sample_next(vb_sched *s, sched_req *r, int32_t row) {
+/* Sample a token for r from the logits of batch row `row` (history: every token of r so far). */
+static vb_token sample_row(vb_sched *s, sched_req *r, int32_t row) {
     const float *logits = vb_get_logits(s->ctx, row);
     vb_token t = logits ? vb_sampler_sample(r->sampler, logits, s->n_vocab, r->toks, r->n_tok, -1) : -1;
+    if (t < 0) sched_err(s, VB_ERR_BACKEND, "request %lld: no logits or sampler failure", (long long)r->id);
+    return t;
+}
+
+/* Commit token t to r (it may already sit at toks[n_tok] as an accepted draft); returns the
+   finish reason it causes (VB_FINISH_NONE to go on). */
+static int commit_token(vb_sched *s, sched_req *r, vb_token t) {
+    r->toks[r->n_tok++] = t;
+    s->n_generated++;
+    if (r->stop_at_eos && s->eos >= 0 && t == s->eos) return VB_FINISH_EOS;
+    if (r->n_tok >= r->cap) return VB_FINISH_LENGTH;
+    return VB_FINISH_NONE;
+}
+
+/* Sample the next token of r from the logits of batch row `row`; finish it when done. */
+static void sample_next(vb_sched *s, sched_req *r, int32_t row) {
+    vb_token t = sample_row(s, r, row);
     if (t < 0) {
-        sched_err(s, VB_ERR_BACKEND, "request %lld: no logits or sampler failure", (long long)r->id);
         finish_req(s, r, VB_FINISH_ERROR);
         return;
     }
-    r->toks[r->n_tok++] = t;
-    s->n_generated++;
-    if (r->stop_at_eos && s->eos >= 0 && t == s->eos) finish_req(s, r, VB_FINISH_EOS);
-    else if (r->n_tok >= r->cap) finish_req(s, r, VB_FINISH_LENGTH);
+    int fin = commit_token(s, r, t);
+    if (fin) finish_req(s, r, fin);
+}
+
+/* Verify the k drafts of r forwarded after its pending token (rows batch_first ..): row i is
+   sampled as AR would; keep drafts while they equal the sampled token, commit the first token
+   that differs (or the one after the last draft), truncate the KV rows of rejected drafts. */
+static void verify_drafts(vb_sched *s, sched_req *r) {
+    int32_t base = r->n_cached - r->batch_n; /* KV rows before this step */
+    int32_t k = r->n_draft, accepted = 0, fin = VB_FINISH_NONE;
+    r->n_draft = 0;
+    s->n_draft_rows += k;
+    for (int32_t i = 0; i <= k; i++) {
+        vb_token t = sample_row(s, r, r->batch_first + i);
+        if (t < 0) {
+            fin = VB_FINISH_ERROR;
+            break;
+        }
+        bool is_draft = i < k && t == r->toks[r->n_tok]; /* the draft for this position */
+        fin = commit_token(s, r, t);
+        if (!is_draft) break;
+        accepted++;
+        if (fin) break;
+    }
+    s->n_draft_accepted += accepted;
+    int32_t kept = base + 1 + accepted; /* the pending token and the accepted drafts */
+    if (kept < r->n_cached) {
+        vb_kv_truncate(s->ctx, r->seq, kept);
+        r->n_cached = kept;
+    }
+    if (fin) finish_req(s, r, fin);
+}
+
+/* Up to k_max drafts for r by n-gram lookup: the most recent earlier occurrence of the last n
+   tokens (n = 3, then 2) proposes the tokens that followed it; written to toks[n_tok ..). */
+static int32_t draft_tokens(sched_req *r, int32_t k_max) {
+    if (k_max > r->cap - r->n_tok) k_max = r->cap - r->n_tok;
+    for (int32_t n = 3; n >= 2 && k_max > 0; n--) {
+        if (r->n_tok <= n) continue;
+        const vb_token *tail = r->toks + r->n_tok - n;
+        for (int32_t j = r->n_tok - n - 1; j >= 0; j--) {
+            if (memcmp(r->toks + j, tail, (size_t)n * sizeof *tail) != 0) continue;
+            int32_t k = 0;
+            while (k < k_max && j + n + k < r->n_tok) {
+                r->toks[r->n_tok + k] = r->toks[j + n + k];
+                k++;
+            }
+            return k;
+        }
+    }
+    return 0;
 }
 
 int vb_sched_step(vb_sched *s) {
@@ -515,13 +590,30 @@ int vb_sched_step(vb_sched *s) {
         }
         avail = free_blocks(s);
     }
-    int32_t budget = s->p.token_budget;
+    int32_t budget = s->p.token_budget, n_decoding = 0;
     for (int32_t i = 0; i < s->n_running; i++) {
         sched_req *r = s->running[i];
         if (r->n_tok - r->n_cached != 1) continue;
-        add_rows(s, r, 1);
         avail -= blocks_for(s, r->n_cached, 1);
-        budget--;
+        n_decoding++;
+    }
+    for (int32_t i = 0; i < s->n_running; i++) {
+        sched_req *r = s->running[i];
+        if (r->n_tok - r->n_cached != 1) continue;
+        int32_t k = 0;
+        int32_t spare = budget - n_decoding; /* rows beyond one per decoding request */
+        if (s->p.draft_max > 0 && spare > 0) {
+            int32_t k_max = s->p.draft_max < spare ? s->p.draft_max : spare;
+            /* drafts only in blocks left after every decoding request's own row */
+            int32_t fit = rows_that_fit(s, r->n_cached + 1, avail);
+            if (k_max > fit) k_max = fit;
+            if (k_max > 0) k = draft_tokens(r, k_max);
+            avail -= blocks_for(s, r->n_cached, 1 + k) - blocks_for(s, r->n_cached, 1);
+        }
+        r->n_draft = k;
+        add_rows(s, r, 1 + k);
+        budget -= 1 + k;
+        n_decoding--;
     }
     int32_t n_decode = s->batch->n;
     /* 2. chunks of running prefills, oldest first */
@@ -577,6 +669,7 @@ int vb_sched_step(vb_sched *s) {
     if (s->batch->n > s->max_batch_rows) s->max_batch_rows = s->batch->n;
     /* 5. commit rows, sample where a request's rows are all cached (iterate over a copy: finishing
           removes from the running list) */
+    int64_t generated_before = s->n_generated;
     int32_t n_run = s->n_running;
     sched_req *stepped[n_run > 0 ? n_run : 1];
     memcpy(stepped, s->running, (size_t)n_run * sizeof *stepped);
@@ -584,14 +677,15 @@ int vb_sched_step(vb_sched *s) {
         sched_req *r = stepped[i];
         if (r->batch_n == 0) continue;
         r->n_cached += r->batch_n;
-        if (r->n_cached == r->n_tok) sample_next(s, r, r->batch_first + r->batch_n - 1);
+        if (r->n_draft > 0) verify_drafts(s, r);
+        else if (r->n_cached == r->n_tok) sample_next(s, r, r->batch_first + r->batch_n - 1);
         r->batch_n = 0;
     }
     double dt = vb_time_now() - t0;
     s->step_seconds += dt;
     if (n_decode == s->batch->n) {
         s->decode_seconds += dt;
-        s->decode_tokens += n_decode;
+        s->decode_tokens += s->n_generated - generated_before;
     }
     return VB_OK;
 }
@@ -615,6 +709,8 @@ vb_sched_stats vb_sched_get_stats(const vb_sched *s) {
     o.n_prefill_rows = s->n_prefill_rows;
     o.n_decode_rows = s->n_decode_rows;
     o.n_generated = s->n_generated;
+    o.n_draft_rows = s->n_draft_rows;
+    o.n_draft_accepted = s->n_draft_accepted;
     o.step_seconds = s->step_seconds;
     o.tokens_per_second = s->step_seconds > 0 ? (double)s->n_generated / s->step_seconds : 0.0;
     o.max_batch_rows = s->max_batch_rows;

@@ -23,6 +23,7 @@ typedef struct sched_req {
     int32_t n_polled;       /* generated tokens handed out by vb_sched_poll */
     int32_t batch_first;    /* this step's rows: batch rows batch_first .. +batch_n */
     int32_t batch_n;
+    int32_t n_draft;        /* drafted tokens in this step's rows (stored at toks[n_tok ..)) */
 } sched_req;
 
 enum slot_kind { SLOT_FREE = 0, SLOT_RUNNING = 1, SLOT_CACHED = 2 };
@@ -57,7 +58,7 @@ struct vb_sched {
     /* counters */
     int64_t n_submitted, n_completed, n_cancelled, n_failed, n_preemptions;
     int64_t n_prefix_hits, n_prefix_tokens, n_steps, n_rows, n_prefill_rows, n_decode_rows;
-    int64_t n_generated;
+    int64_t n_generated, n_draft_rows, n_draft_accepted;
     int32_t max_batch_rows;
     double step_seconds;
     double decode_seconds;

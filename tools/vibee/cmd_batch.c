@@ -13,12 +13,14 @@ static void usage(void) {
             "usage: vibee batch [-m MODEL] -f PROMPTS.txt [-n N] [--parallel P] [--json]\n"
             "                   [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
             "                   [--seed S] [--ignore-eos] [--token-budget B] [--no-prefix-sharing]\n"
+            "                   [--draft-max K]\n"
             "                   [-b BACKEND] [-t THREADS] [-c CTX] [--kv-type f32|f16] [--block-size B]\n"
             "  PROMPTS.txt: one prompt per line (empty lines are skipped).\n"
             "  -n N: tokens to generate per prompt (default 64). --parallel P: sequences decoded\n"
             "  together (default 4). -c CTX: KV capacity in tokens over all sequences. Requests\n"
             "  sharing whole 16-token prompt blocks share their KV (disable: --no-prefix-sharing).\n"
-            "  With --seed S, prompt i samples with seed S+i.\n");
+            "  With --seed S, prompt i samples with seed S+i. --draft-max K: lossless draft-and-verify\n"
+            "  (up to K tokens per step drafted by n-gram lookup, same output as plain AR).\n");
 }
 
 typedef struct batch_item {
@@ -120,6 +122,7 @@ int cmd_batch(int argc, char **argv) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { NEED_INT(1, 1 << 24); rp.n_predict = (int)x; }
         else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) { NEED_INT(1, 4096); mo.n_seq_max = (int)x; }
         else if (!strcmp(a, "--token-budget")) { NEED_INT(1, 65536); sp.token_budget = (int)x; }
+        else if (!strcmp(a, "--draft-max")) { NEED_INT(0, 64); sp.draft_max = (int)x; }
         else if (!strcmp(a, "--seed")) { NEED_INT(0, 0x7fffffffL); rp.sampler.seed = (uint64_t)x; seeded = true; }
         else if (!strcmp(a, "--top-k")) { NEED_INT(0, 1 << 24); rp.sampler.top_k = (int)x; }
         else if (!strcmp(a, "--repeat-last-n")) { NEED_INT(0, 1 << 24); rp.sampler.repeat_last_n = (int)x; }
@@ -211,6 +214,9 @@ int cmd_batch(int argc, char **argv) {
     double t0 = vb_time_now();
     int next = 0, done_count = 0;
     uint64_t seed0 = rp.sampler.seed;
+    double waste_sum = 0.0;
+    int64_t waste_steps = 0;
+    int32_t blocks_peak = 0;
     while (done_count < n) {
         while (next < n) { /* keep the queue fed; submit fails softly when it is full */
             vb_request_params r = rp;
@@ -225,6 +231,12 @@ int cmd_batch(int argc, char **argv) {
         }
         int st = vb_sched_step(sched);
         if (st != VB_OK) fprintf(stderr, "vibee batch: %s\n", vb_sched_error(sched));
+        vb_sched_stats now = vb_sched_get_stats(sched);
+        if (now.n_running > 0) { /* KV use while requests run */
+            waste_sum += now.kv_waste;
+            waste_steps++;
+            if (now.kv_blocks_used > blocks_peak) blocks_peak = now.kv_blocks_used;
+        }
         for (int k = 0; k < next; k++) {
             batch_item *it = &items[k];
             if (!it->submitted) continue;
@@ -258,11 +270,14 @@ int cmd_batch(int argc, char **argv) {
                "\"decode_rows\": %lld, \"generated\": %lld, \"tokens_per_second\": %.3f, "
                "\"decode_tokens_per_second\": %.3f, \"preemptions\": %lld, \"prefix_hits\": %lld, "
                "\"prefix_tokens\": %lld, \"max_batch_rows\": %d, \"kv_blocks_total\": %d, "
-               "\"kv_blocks_leaked\": %d}}\n",
+               "\"kv_blocks_peak\": %d, \"kv_waste_mean\": %.4f, \"kv_blocks_leaked\": %d, "
+               "\"step_seconds\": %.4f, \"forward_seconds\": %.4f, \"draft_rows\": %lld, \"draft_accepted\": %lld}}\n",
                wall, (long long)st.n_steps, (long long)st.n_rows, (long long)st.n_prefill_rows,
                (long long)st.n_decode_rows, (long long)st.n_generated, st.tokens_per_second,
                st.decode_tokens_per_second, (long long)st.n_preemptions, (long long)st.n_prefix_hits,
-               (long long)st.n_prefix_tokens, st.max_batch_rows, st.kv_blocks_total, st.kv_blocks_leaked);
+               (long long)st.n_prefix_tokens, st.max_batch_rows, st.kv_blocks_total, blocks_peak,
+               waste_steps ? waste_sum / (double)waste_steps : 0.0, st.kv_blocks_leaked, st.step_seconds,
+               vb_context_stats(ctx).forward_seconds, (long long)st.n_draft_rows, (long long)st.n_draft_accepted);
     } else {
         for (int k = 0; k < n; k++) {
             batch_item *it = &items[k];

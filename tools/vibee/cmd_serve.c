@@ -1,14 +1,15 @@
 /* cmd_serve.c - `vibee serve`: an OpenAI-compatible HTTP server (POST /v1/completions,
  * POST /v1/chat/completions with or without streaming, GET /v1/models, /health, /metrics) over
  * the continuous-batching scheduler. One engine thread owns the model (http_engine.c); HTTP runs
- * on libmicrohttpd (http_server.c) and JSON on jansson (http_api.c). Built only with
- * -DVB_HAVE_SERVE and -lmicrohttpd -ljansson; without them the command explains how to get it. */
+ * on libmicrohttpd (http_server.c) and JSON on jansson (http_api.c). Built when their headers
+ * are installed (http_config.h); otherwise the command explains how to get it. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "http_config.h"
 
 #ifdef VB_HAVE_SERVE
 #include "http_engine.h"
@@ -20,15 +21,18 @@ static void usage(void) {
             "usage: vibee serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N]\n"
             "                   [-c CTX] [-b BACKEND] [-t THREADS] [--kv-type f32|f16]\n"
             "                   [--max-body BYTES] [--max-tokens N] [--timeout SECONDS]\n"
-            "                   [--max-queue N] [--max-connections N]\n"
+            "                   [--max-queue N] [--max-connections N] [--idle-timeout SECONDS]\n"
+            "                   [--draft-max K]\n"
             "  Routes: POST /v1/completions, POST /v1/chat/completions (\"stream\": true gives\n"
             "  server-sent events ending with data: [DONE]), GET /v1/models, /health, /metrics.\n"
             "  --port 0 picks a free port; the address is printed on stdout as\n"
             "  'vibee serve: listening on http://HOST:PORT'. --parallel N: sequences decoded\n"
             "  together (default 8). Limits (defaults): --max-body 1048576, --max-tokens 4096,\n"
-            "  --timeout 600, --max-queue 64, --max-connections 128. Chat template: ChatML when\n"
+            "  --timeout 600, --max-queue 64, --max-connections 128, --idle-timeout 60 (a connection\n"
+            "  silent that long while sending its request is closed). Chat template: ChatML when\n"
             "  the vocabulary has <|im_start|>, else 'role: content' lines (header\n"
-            "  X-Vibee-Chat-Template says which). temperature defaults to 1 as in OpenAI's API.\n");
+            "  X-Vibee-Chat-Template says which). temperature defaults to 1 as in OpenAI's API.\n"
+            "  --draft-max K: lossless draft-and-verify decoding (n-gram drafts, same output).\n");
 }
 
 #ifdef VB_HAVE_SERVE
@@ -45,7 +49,7 @@ int cmd_serve(int argc, char **argv) {
     mo.n_seq_max = 8;
 #ifdef VB_HAVE_SERVE
     srv_config cfg = {"127.0.0.1", 8080, 1 << 20, 4096, 256, 600.0, 128, 60};
-    long max_queue = 64;
+    long max_queue = 64, draft_max = 0;
 #endif
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -72,6 +76,8 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--timeout")) { NEED_INT(1, 86400); cfg.timeout_s = (double)x; }
         else if (!strcmp(a, "--max-queue")) { NEED_INT(1, 65536); max_queue = x; }
         else if (!strcmp(a, "--max-connections")) { NEED_INT(1, 10000); cfg.max_connections = (unsigned)x; }
+        else if (!strcmp(a, "--draft-max")) { NEED_INT(0, 64); draft_max = x; }
+        else if (!strcmp(a, "--idle-timeout")) { NEED_INT(1, 86400); cfg.idle_timeout_s = (unsigned)x; }
         else {
             fprintf(stderr, "vibee serve: unknown option '%s' (see vibee serve --help)\n", a);
             return 2;
@@ -82,7 +88,7 @@ int cmd_serve(int argc, char **argv) {
 #ifndef VB_HAVE_SERVE
     fprintf(stderr, "vibee serve: this vibee was built without the HTTP server. Install\n"
                     "  apt-get install -y libmicrohttpd-dev libjansson-dev\n"
-                    "and build with CFLAGS=-DVB_HAVE_SERVE LDLIBS='-lmicrohttpd -ljansson' make\n");
+                    "and rebuild (the Makefile links -lmicrohttpd -ljansson)\n");
     return 3;
 #else
     if (cfg.default_tokens > cfg.max_tokens) cfg.default_tokens = cfg.max_tokens;
@@ -92,7 +98,7 @@ int cmd_serve(int argc, char **argv) {
     static srv_engine engine;
     static srv_server server;
     char err[512];
-    if (srv_engine_start(&engine, model, ctx, (int32_t)max_queue, err, sizeof err) != VB_OK) {
+    if (srv_engine_start(&engine, model, ctx, (int32_t)max_queue, (int32_t)draft_max, err, sizeof err) != VB_OK) {
         fprintf(stderr, "vibee serve: %s\n", err);
         srv_engine_stop(&engine);
         return 1;

@@ -4,6 +4,7 @@
  * lines then "assistant:". Accepted and ignored: model, user, frequency_penalty,
  * presence_penalty, logprobs=false, stream_options. Extensions: top_k, min_p, repeat_penalty,
  * ignore_eos. */
+#include "http_config.h"
 #ifdef VB_HAVE_SERVE
 
 #include "http_api.h"

@@ -1,6 +1,7 @@
 /* http_engine.c - the server's engine thread (see http_engine.h): takes jobs from the bounded
  * queue, tokenizes and submits them to the scheduler, steps it, turns each job's new tokens into
  * text (stop tokens, stop strings, deadlines, cancellation), and publishes a metrics snapshot. */
+#include "http_config.h"
 #ifdef VB_HAVE_SERVE
 
 #include "http_engine.h"
@@ -227,8 +228,8 @@ static void *engine_main(void *arg) {
     return NULL;
 }
 
-int srv_engine_start(srv_engine *e, vb_model *model, vb_context *ctx, int32_t max_queue, char *err,
-                     size_t err_len) {
+int srv_engine_start(srv_engine *e, vb_model *model, vb_context *ctx, int32_t max_queue, int32_t draft_max,
+                     char *err, size_t err_len) {
     memset(e, 0, sizeof *e);
     e->model = model;
     e->ctx = ctx;
@@ -243,6 +244,7 @@ int srv_engine_start(srv_engine *e, vb_model *model, vb_context *ctx, int32_t ma
         e->im_end = t[0];
     }
     vb_sched_params sp = vb_sched_default_params();
+    sp.draft_max = draft_max;
     int32_t n_seq = 0;
     while (n_seq < 4096 && vb_kv_seq_len(ctx, n_seq) >= 0) n_seq++;
     e->max_active = max_queue + n_seq;

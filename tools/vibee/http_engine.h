@@ -83,9 +83,10 @@ typedef struct srv_engine {
     srv_metrics metrics;
 } srv_engine;
 
-/* Take ownership of model + ctx, make the scheduler and start the engine thread. */
-int srv_engine_start(srv_engine *e, vb_model *model, vb_context *ctx, int32_t max_queue, char *err,
-                     size_t err_len);
+/* Take ownership of model + ctx, make the scheduler (draft_max: see vb_sched_params) and start
+   the engine thread. */
+int srv_engine_start(srv_engine *e, vb_model *model, vb_context *ctx, int32_t max_queue, int32_t draft_max,
+                     char *err, size_t err_len);
 /* Stop the thread, fail the remaining jobs, free everything. */
 void srv_engine_stop(srv_engine *e);
 

@@ -2,6 +2,7 @@
  * bodies under a size limit, routes /v1/completions, /v1/chat/completions, /v1/models, /health and
  * /metrics, waits for jobs of the engine thread (non-streaming) or streams them as server-sent
  * events, and cancels a job whose client has gone (socket closed) so its KV blocks are freed. */
+#include "http_config.h"
 #ifdef VB_HAVE_SERVE
 
 #include "http_server.h"
@@ -118,14 +119,14 @@ static enum MHD_Result send_metrics(srv_server *s, struct MHD_Connection *c) {
              "vibee_preemptions_total %lld\nvibee_prefix_hits_total %lld\nvibee_prefix_tokens_total %lld\n"
              "vibee_kv_block_size %d\nvibee_kv_blocks_total %d\nvibee_kv_blocks_used %d\nvibee_kv_blocks_free %d\n"
              "vibee_kv_blocks_cached %d\nvibee_kv_cached_prefix_seqs %d\nvibee_kv_blocks_leaked %d\n"
-             "vibee_kv_waste %.4f\n",
+             "vibee_kv_waste %.4f\nvibee_draft_rows_total %lld\nvibee_draft_accepted_total %lld\n",
              (long long)m.http_requests, (long long)m.http_errors_4xx, (long long)m.http_errors_5xx,
              (long long)m.jobs_submitted, (long long)m.jobs_completed, (long long)m.jobs_cancelled, t->n_running,
              t->n_waiting, m.queue_len, (long long)t->n_generated, t->tokens_per_second,
              t->decode_tokens_per_second, (long long)t->n_steps, t->max_batch_rows, (long long)t->n_preemptions,
              (long long)t->n_prefix_hits, (long long)t->n_prefix_tokens, t->kv_block_size, t->kv_blocks_total,
              t->kv_blocks_used, t->kv_blocks_free, t->kv_blocks_cached, t->n_cached_seqs, t->kv_blocks_leaked,
-             t->kv_waste);
+             t->kv_waste, (long long)t->n_draft_rows, (long long)t->n_draft_accepted);
     return send_body(s, c, 200, buf, "text/plain; version=0.0.4");
 }
 
@@ -369,7 +370,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (url[1] == 'm') return send_metrics(s, c);
         return send_body(s, c, 200, api_models_json(s->model_name, s->chat_template), "application/json");
     }
-    char msg[160];
+    char msg[320];
     snprintf(msg, sizeof msg, "unknown route %.64s %.64s (routes: POST /v1/completions, POST "
              "/v1/chat/completions, GET /v1/models, /health, /metrics)", method, url);
     return send_error(s, c, 404, msg, NULL);
