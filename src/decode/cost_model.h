@@ -12,7 +12,7 @@
 
 #define VB_COST_MAX_POINTS 8
 
-typedef struct vb_cost_table {
+typedef struct vb_cost_table { /* also forward-declared as struct vb_cost_table */
     int32_t n;                          /* measured points */
     int32_t rows[VB_COST_MAX_POINTS];   /* K = 1, 2, 4, 8, ... */
     double seconds[VB_COST_MAX_POINTS]; /* wall seconds of one K-row forward (median of a few) */

@@ -1,7 +1,7 @@
 /* decode_internal.h - what the decoders (ar.c, wedlm.c, verify.c) share with the dispatcher
  * (generate.c): one generation run (context, parameters, sampler, output and history buffers,
- * statistics), the timed forward wrapper, the commit rule (stop at n_predict / EOS / callback)
- * and an optional observer that sees every batch (tests record the batches through it).
+ * statistics), the forward wrapper, the commit rule (stop at n_predict / EOS / callback) and
+ * test hooks (an observer that sees every batch, overrides of the caps and the cost table).
  * Decoders talk to the backend only through the public API (vb_forward, vb_get_logits,
  * vb_kv_truncate, vb_kv_seq_len). */
 #ifndef VB_DECODE_INTERNAL_H
@@ -21,6 +21,8 @@ typedef struct vb_decode_hooks {
     void *observer_user;
     const vb_backend_caps *caps_override; /* optional: decode as if the backend had these caps
                                              (e.g. physical_causality false on sim) */
+    const struct vb_cost_table *cost_override; /* optional: use this cost(K) table instead of
+                                                  measuring one (adaptive modes) */
 } vb_decode_hooks;
 
 typedef struct vb_decode_run {
@@ -50,9 +52,10 @@ typedef struct vb_decode_run {
 
     vb_decode_observer_fn observer; /* optional (tests) */
     void *observer_user;
+    const struct vb_cost_table *cost_override; /* optional (tests) */
 } vb_decode_run;
 
-/* Timed forward of run->batch: counts rows/forwards in the stats, calls the observer. */
+/* Forward of run->batch: counts forwards/rows in the stats, calls the observer first. */
 int vb_decode_forward(vb_decode_run *run);
 
 /* Append a committed token to out/hist, call on_token, apply the stop rules. Returns false
@@ -72,7 +75,7 @@ int vb_decode_keep_logits(vb_decode_run *run, int32_t row);
  * holds the prompt and every committed token when vb_generate returns. */
 int vb_decode_flush(vb_decode_run *run, vb_token token);
 
-/* Set the stats note (printf-style, truncated to fit). */
+/* Append to the stats note (printf-style, "; "-separated, truncated to fit). */
 void vb_decode_note(vb_decode_run *run, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The decoders. Entered after the prefill: the sequence holds the prompt and run->last_logits

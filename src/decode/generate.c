@@ -1,7 +1,12 @@
 /* generate.c - vb_generate: checks the request, prefills the prompt (chunks of at most
  * caps.max_batch rows, logits only for the last row), hands over to the chosen decoder (ar.c,
  * wedlm.c, verify.c) and fills vb_generate_stats. Also the helpers every decoder shares: the
- * timed forward, the commit rule (n_predict / EOS / callback) and sampling with the history. */
+ * forward wrapper, the commit rule (n_predict / EOS / callback) and sampling with the history.
+ *
+ * Conventions of every decoder: a committed EOS is written to out (and counted) as the last
+ * token; the sequence holds the prompt and every committed token on return (except after
+ * VB_KV_FULL, where the last committed token may be missing from the KV); messages for failed
+ * requests go to stats->note, since the public API has no setter for the context's error. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,9 +40,16 @@ vb_generate_params vb_generate_default_params(void) {
  * --------------------------------------------------------------------------------------------- */
 
 void vb_decode_note(vb_decode_run *run, const char *fmt, ...) {
+    char *note = run->stats->note;
+    size_t used = strlen(note);
+    if (used > 0 && used + 2 < sizeof run->stats->note) { /* notes accumulate: "a; b" */
+        memcpy(note + used, "; ", 3);
+        used += 2;
+    }
+    if (used + 1 >= sizeof run->stats->note) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(run->stats->note, sizeof run->stats->note, fmt, ap);
+    vsnprintf(note + used, sizeof run->stats->note - used, fmt, ap);
     va_end(ap);
 }
 
@@ -202,6 +214,7 @@ int vb_generate_hooked(vb_context *ctx, const vb_token *prompt, int32_t n_prompt
         run.observer = hooks->observer;
         run.observer_user = hooks->observer_user;
         if (hooks->caps_override) run.caps = *hooks->caps_override;
+        run.cost_override = hooks->cost_override;
     }
     st->n_prompt = n_prompt;
 

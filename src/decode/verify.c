@@ -15,9 +15,17 @@
  *
  * Drafts: n-gram prompt lookup over prompt + generated text (the most recent earlier
  * occurrence of the last n tokens, n = NGRAM_MAX down to ngram_min, proposes what followed it).
- * draft_max = 0: the draft length is chosen per step from the measured cost(K) and the observed
- * acceptance rate; a rate too low for drafting to pay gives k = 0, i.e. plain AR steps, with a
- * 1-token probe now and then to notice when drafting starts paying. */
+ * draft_max = 0: the draft length is chosen per step from cost(K) (measured, then corrected by
+ * the timings of this run's own forwards) and the observed acceptance rate; a rate too low for
+ * drafting to pay gives k = 0, i.e. plain AR steps; now and then a step drafts one token more
+ * than the best choice, to notice when drafting (or drafting more) starts paying.
+ *
+ * WeDLM-window drafts (draft_max = 0 and the model has a mask token): when prompt lookup finds
+ * nothing, the forward also carries m = k + 1 MASK rows after the drafts, at the positions after
+ * the bonus token's. If every draft is accepted, those mask rows (which saw the context up to
+ * the last draft) propose the next step's drafts (argmax, mask excluded) for the positions after
+ * the bonus: the WeDLM window used as a drafter, still verified exactly. Their acceptance rate is
+ * tracked apart, and the cost of the extra mask rows is counted when choosing k. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,8 +34,52 @@
 
 #define NGRAM_MAX 3
 #define ADAPT_MAX_DRAFT 16
-#define PROBE_EVERY 16     /* adaptive mode at k = 0: a 1-token draft every this many steps */
+#define PROBE_EVERY 8      /* adaptive mode: one draft more than the best every this many steps */
 #define ACCEPT_DECAY 0.95  /* forgetting factor of the acceptance statistics */
+#define TRACKED_ROWS (2 * ADAPT_MAX_DRAFT + 3)
+#define COST_EMA 0.2       /* weight of a new timing in the observed cost of a row count */
+
+/* cost(rows) for the adaptive choice: the measured table, replaced row count by row count by
+ * the forwards this run has timed (the load on the machine during decoding is what counts). */
+typedef struct verify_costs {
+    vb_cost_table table;
+    double observed[TRACKED_ROWS]; /* EMA of forward seconds by row count */
+    int32_t n_observed[TRACKED_ROWS];
+} verify_costs;
+
+static double verify_cost(const verify_costs *vc, int32_t rows) {
+    if (rows < TRACKED_ROWS && vc->n_observed[rows] >= 3) return vc->observed[rows];
+    return vb_cost_seconds(&vc->table, rows);
+}
+
+static void verify_cost_observe(verify_costs *vc, int32_t rows, double seconds) {
+    if (rows >= TRACKED_ROWS) return;
+    if (vc->n_observed[rows] == 0) {
+        vc->observed[rows] = seconds;
+    } else {
+        double cur = vc->observed[rows];
+        if (seconds > 3.0 * cur) seconds = 3.0 * cur; /* a descheduled thread, not the cost */
+        vc->observed[rows] = (1.0 - COST_EMA) * cur + COST_EMA * seconds;
+    }
+    vc->n_observed[rows]++;
+}
+
+/* Draft length k in [0, k_max] maximising expected tokens per second when a step with k drafts
+ * forwards base_rows + rows_per_draft * k rows (k = 0: a plain AR step of one row). */
+static int32_t verify_best_k(const verify_costs *vc, double accept_rate, int32_t k_max,
+                             int32_t base_rows, int32_t rows_per_draft) {
+    int32_t best_k = 0;
+    double best_rate = 1.0 / verify_cost(vc, 1);
+    for (int32_t k = 1; k <= k_max && base_rows + rows_per_draft * k < TRACKED_ROWS; k++) {
+        double rate = vb_cost_expected_tokens(accept_rate, k) /
+                      verify_cost(vc, base_rows + rows_per_draft * k);
+        if (rate > best_rate * 1.02) { /* prefer the shorter draft unless clearly better */
+            best_rate = rate;
+            best_k = k;
+        }
+    }
+    return best_k;
+}
 
 int32_t vb_verify_ngram_draft(const vb_token *hist, int32_t n_hist, int32_t n_min, int32_t n_max,
                               int32_t k_max, vb_token *draft) {
@@ -58,17 +110,34 @@ int vb_decode_verify(vb_decode_run *run) {
     int32_t n_min = p->ngram_min > 0 ? p->ngram_min : 1;
     if (n_min > NGRAM_MAX) n_min = NGRAM_MAX;
 
-    vb_cost_table costs;
+    verify_costs costs;
     memset(&costs, 0, sizeof costs);
-    if (adaptive && k_cap > 0) {
-        int rc = vb_cost_measure(run->ctx, run->seq, run->hist[run->n_hist - 1], k_cap + 1, &costs);
+    if (adaptive && k_cap > 0 && run->cost_override) {
+        costs.table = *run->cost_override;
+    } else if (adaptive && k_cap > 0) {
+        int rc = vb_cost_measure(run->ctx, run->seq, run->hist[run->n_hist - 1], 2 * k_cap + 2,
+                                 &costs.table);
         if (rc < 0) return rc;
         if (rc == VB_KV_FULL) k_cap = 0;
     }
+    bool learn_costs = adaptive && !run->cost_override;
+    if (p->sampler.temp > 0.0f)
+        vb_decode_note(run, "temperature > 0: speculative sampling (AR's distribution, not its "
+                            "random stream)");
+    vb_token mask = p->mask_token >= 0 ? p->mask_token : run->info->mask;
+    bool use_masks = adaptive && k_cap > 0 && mask >= 0 && mask < run->n_vocab &&
+                     2 * k_cap + 2 <= max_rows;
     vb_token *draft = malloc(sizeof(vb_token) * (size_t)(k_cap > 0 ? k_cap : 1));
-    if (!draft) return VB_ERR_NOMEM;
+    vb_token *mask_draft = malloc(sizeof(vb_token) * (size_t)(k_cap > 0 ? k_cap : 1));
+    if (!draft || !mask_draft) {
+        free(draft);
+        free(mask_draft);
+        return VB_ERR_NOMEM;
+    }
+    int32_t n_mask_draft = 0; /* drafts proposed by the previous forward's mask rows */
 
-    double accepted_sum = 0.0, rejected_sum = 0.0; /* decayed counts of drafted tokens */
+    /* decayed counts of drafted tokens accepted / steps with a rejection, per draft source */
+    double accepted_sum = 0.0, rejected_sum = 0.0, mask_accepted = 0.0, mask_rejected = 0.0;
     int64_t steps = 0;
     int rc = VB_OK;
 
@@ -76,6 +145,7 @@ int vb_decode_verify(vb_decode_run *run) {
     vb_token pending = vb_decode_sample(run, run->last_logits, -1);
     if (pending < 0) {
         free(draft);
+        free(mask_draft);
         vb_decode_note(run, "sampler failed (%d)", (int)pending);
         return VB_ERR_BACKEND;
     }
@@ -89,24 +159,49 @@ int vb_decode_verify(vb_decode_run *run) {
         int32_t k = k_cap;
         if (adaptive && k_cap > 0) {
             double a = (accepted_sum + 1.0) / (accepted_sum + rejected_sum + 2.0);
-            k = vb_cost_best_draft(&costs, a, k_cap);
-            if (k == 0 && steps % PROBE_EVERY == PROBE_EVERY - 1) k = 1;
+            k = verify_best_k(&costs, a, k_cap, 1, 1);
+            /* explore one draft longer now and then, so its cost gets observed too */
+            if (steps % PROBE_EVERY == PROBE_EVERY - 1 && k < k_cap) k++;
         }
         if (k > remaining - 1) k = remaining - 1; /* the bonus token is always one more */
         int32_t nd = k > 0 ? vb_verify_ngram_draft(run->hist, run->n_hist, n_min, NGRAM_MAX, k,
                                                    draft)
                            : 0;
+        bool from_masks = false;
+        int32_t n_masks = 0;
+        if (nd == 0 && use_masks) {
+            /* window drafts: rows per step = 1 + k drafts + k + 1 masks */
+            double a = (mask_accepted + 0.6) / (mask_accepted + mask_rejected + 2.0);
+            int32_t km = verify_best_k(&costs, a, k_cap, 2, 2);
+            if (km > remaining - 1) km = remaining - 1;
+            /* drafts carried from the last forward's masks (at least one, so that a probe's
+               masks are measured), and new masks when window drafting pays or to probe */
+            int32_t use = km > 0 ? km : 1;
+            nd = n_mask_draft < use ? n_mask_draft : use;
+            if (nd > remaining - 1) nd = remaining - 1;
+            memcpy(draft, mask_draft, sizeof(vb_token) * (size_t)(nd > 0 ? nd : 0));
+            from_masks = true;
+            if (km == 0 && steps % PROBE_EVERY == PROBE_EVERY - 1 && remaining > 2) km = 1;
+            n_masks = km > 0 ? km + 1 : 0;
+        }
+        n_mask_draft = 0;
         if (nd > run->stats->window_used) run->stats->window_used = nd;
 
-        /* forward [pending, drafts]; a full KV retries without drafts */
+        /* forward [pending, drafts, masks]; a full KV retries without drafts and masks */
         int32_t L = vb_kv_seq_len(run->ctx, run->seq);
         for (;;) {
             vb_batch_clear(run->batch);
             vb_batch_add(run->batch, pending, L, run->seq, true);
-            for (int32_t i = 0; i < nd; i++) vb_batch_add(run->batch, draft[i], L + 1 + i, run->seq, true);
+            for (int32_t i = 0; i < nd; i++)
+                vb_batch_add(run->batch, draft[i], L + 1 + i, run->seq, true);
+            for (int32_t i = 0; i < n_masks; i++)
+                vb_batch_add(run->batch, mask, L + 1 + nd + i, run->seq, true);
+            double t0 = learn_costs ? vb_time_now() : 0.0;
             rc = vb_decode_forward(run);
-            if (rc != VB_KV_FULL || nd == 0) break;
-            nd = 0;
+            if (rc == VB_OK && learn_costs)
+                verify_cost_observe(&costs, run->batch->n, vb_time_now() - t0);
+            if (rc != VB_KV_FULL || nd + n_masks == 0) break;
+            nd = n_masks = 0;
         }
         if (rc != VB_OK) break; /* VB_KV_FULL: pending stays committed, not cached */
         steps++;
@@ -139,13 +234,32 @@ int vb_decode_verify(vb_decode_run *run) {
             if (!go_on) break; /* an accepted draft ended generation: it is in the KV */
         }
         vb_decode_record_step(run, n_commit);
-        accepted_sum = accepted_sum * ACCEPT_DECAY + n_accepted;
-        rejected_sum = rejected_sum * ACCEPT_DECAY + (n_accepted < nd ? 1.0 : 0.0);
+        if (from_masks) {
+            if (nd > 0) {
+                mask_accepted = mask_accepted * ACCEPT_DECAY + n_accepted;
+                mask_rejected = mask_rejected * ACCEPT_DECAY + (n_accepted < nd ? 1.0 : 0.0);
+            }
+        } else {
+            accepted_sum = accepted_sum * ACCEPT_DECAY + n_accepted;
+            rejected_sum = rejected_sum * ACCEPT_DECAY + (n_accepted < nd ? 1.0 : 0.0);
+        }
+        /* all drafts accepted: mask rows 2.. (positions after the bonus) draft the next step */
+        if (n_masks > 1 && n_accepted == nd && !run->done) {
+            for (int32_t i = 1; i < n_masks; i++) {
+                const float *lg = vb_get_logits(run->ctx, 1 + nd + i);
+                if (!lg) break;
+                vb_token best = -1;
+                for (int32_t v = 0; v < run->n_vocab; v++)
+                    if (v != mask && (best < 0 || lg[v] > lg[best])) best = v;
+                mask_draft[n_mask_draft++] = best;
+            }
+        }
         /* rows kept: pending + accepted drafts (the bonus is not in the KV yet) */
         vb_kv_truncate(run->ctx, run->seq, L + 1 + n_accepted);
     }
     if (rc == VB_OK && !pending_in_kv) rc = vb_decode_flush(run, pending);
 out:
     free(draft);
+    free(mask_draft);
     return rc;
 }

@@ -105,7 +105,8 @@ int32_t vb_wedlm_select(const vb_wedlm_rule *rule, const int32_t *mask_j, const 
  * The decoder
  * --------------------------------------------------------------------------------------------- */
 
-#define ADAPT_EVERY 8       /* steps between re-choosing W in adaptive mode */
+#define ADAPT_FIRST 4       /* adaptive mode: steps before the first choice of W from data */
+#define ADAPT_EVERY 8       /* steps between later choices */
 #define ADAPT_MAX_WINDOW 16
 
 typedef struct wedlm_buffers {
@@ -139,7 +140,9 @@ static int buffers_alloc(wedlm_buffers *b, int32_t cap) {
 }
 
 /* Tokens per step at window w if each slot after the first fills with probability a. */
-static double window_expected_tokens(double a, int32_t w) { return vb_cost_expected_tokens(a, w - 1); }
+static double window_expected_tokens(double a, int32_t w) {
+    return vb_cost_expected_tokens(a, w - 1);
+}
 
 /* The a for which window_expected_tokens(a, w) equals the observed tokens per step. */
 static double fill_rate_from_observed(double tokens_per_step, int32_t w) {
@@ -179,8 +182,7 @@ int vb_decode_wedlm(vb_decode_run *run) {
     vb_wedlm_rule rule = {p->tau, p->lambda, p->wedlm_leftmost_fallback, false};
     if (!run->caps.physical_causality) {
         rule.prefix_only = true;
-        vb_decode_note(run, "backend masks by position: WeDLM fills only masks in logical order "
-                            "(no reordering), leftmost fallback");
+        vb_decode_note(run, "backend masks by position: no reordering, leftmost masks only");
     }
 
     bool adaptive = p->window == 0;
@@ -188,11 +190,18 @@ int vb_decode_wedlm(vb_decode_run *run) {
     vb_cost_table costs;
     memset(&costs, 0, sizeof costs);
     if (adaptive) {
-        int rc = vb_cost_measure(run->ctx, run->seq, run->hist[run->n_hist - 1],
-                                 2 * ADAPT_MAX_WINDOW + 1, &costs);
+        int rc = VB_OK;
+        if (run->cost_override) costs = *run->cost_override;
+        else rc = vb_cost_measure(run->ctx, run->seq, run->hist[run->n_hist - 1],
+                                  2 * ADAPT_MAX_WINDOW + 1, &costs);
         if (rc < 0) return rc;
+        /* a prior fill rate of 0.5; if even that cannot beat AR on this machine, decode AR */
         W = best_window(&costs, 0.5, ADAPT_MAX_WINDOW);
-        if (W < 2) W = 2; /* let the first steps measure the fill rate */
+        if (W < 2) {
+            vb_decode_note(run, "adaptive: AR is faster (measured cost of K-row forwards)");
+            run->stats->window_used = 1;
+            return vb_decode_ar(run);
+        }
     }
     if (W > max_rows / 2) W = max_rows / 2;
     bool keep_ar_row = p->wedlm_d0_ar || adaptive;
@@ -206,7 +215,7 @@ int vb_decode_wedlm(vb_decode_run *run) {
     int32_t c = vb_kv_seq_len(run->ctx, run->seq);
     int32_t n = run->limit - run->n_out < W ? run->limit - run->n_out : W;
     for (int32_t j = 0; j < n; j++) b.slot[j] = VB_WEDLM_MASK;
-    int64_t adapt_steps = 0, adapt_tokens = 0;
+    int64_t step = 0, adapt_steps = 0, adapt_tokens = 0, adapt_after = ADAPT_FIRST;
 
     while (!run->done) {
         /* 1. refill */
@@ -247,7 +256,7 @@ int vb_decode_wedlm(vb_decode_run *run) {
             if (!go_on) break;
         }
         vb_decode_record_step(run, n_commit);
-        if (run->stats->n_forward_decode++ > 0) { /* the first forward cannot commit: not counted */
+        if (step++ > 0) { /* the first forward cannot commit anything: not counted */
             adapt_steps++;
             adapt_tokens += n_commit;
         }
@@ -292,15 +301,16 @@ int vb_decode_wedlm(vb_decode_run *run) {
         c += nlead;
 
         /* adaptive: re-choose W from the observed tokens per step; W = 1 means AR is best */
-        if (adaptive && adapt_steps >= ADAPT_EVERY) {
+        if (adaptive && adapt_steps >= adapt_after) {
             double tps = (double)adapt_tokens / (double)adapt_steps;
             double a = fill_rate_from_observed(tps, W);
             int32_t w_new = best_window(&costs, a, ADAPT_MAX_WINDOW);
             if (w_new > max_rows / 2) w_new = max_rows / 2;
             adapt_steps = adapt_tokens = 0;
+            adapt_after = ADAPT_EVERY;
             if (w_new <= 1) {
-                vb_decode_note(run, "adaptive window: AR is faster here (%.2f tokens/step at W=%d)",
-                               tps, (int)W);
+                vb_decode_note(run, "adaptive: AR is faster (%.2f tokens/step at W=%d)", tps,
+                               (int)W);
                 run->stats->window_used = 1;
                 rc = vb_decode_ar(run);
                 goto out;

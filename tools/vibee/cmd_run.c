@@ -207,7 +207,8 @@ int cmd_run(int argc, char **argv) {
     int32_t n_out = 0;
     int st = vb_generate(ctx, ptoks, n_prompt, &gp, out, gp.n_predict, &n_out, &gs);
     if (st < 0) {
-        fprintf(stderr, "\nvibee run: generation failed: %s: %s\n", vb_status_str(st), vb_context_error(ctx));
+        fprintf(stderr, "\nvibee run: generation failed: %s: %s%s%s\n", vb_status_str(st), vb_context_error(ctx),
+                vb_context_error(ctx)[0] && gs.note[0] ? "; " : "", gs.note);
         free(ro.text);
         goto done;
     }
