@@ -149,7 +149,8 @@ typedef struct vb_context vb_context;
 enum vb_kv_type { VB_KV_F32 = 0, VB_KV_F16 = 1 };
 
 typedef struct vb_context_params {
-    const char *backend;  /* "cpu" (default), "sim", "llamacpp", "onnx", "cuda" */
+    const char *backend;  /* "cpu", "sim", "llamacpp", "onnx", "cuda"; NULL = by model format
+                             (sim model: "sim", ONNX model: "onnx", GGUF: "cpu") */
     int32_t n_threads;    /* 0 = number of physical cores */
     int32_t n_ctx;        /* KV capacity in tokens over all sequences (0 = model's trained
                              context, at most 4096) */

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PKGS="build-essential pkg-config libpcre2-dev libmicrohttpd-dev libjansson-dev python3 python3-numpy python3-regex clang libclang-rt-14-dev"
+APT_PKGS="build-essential pkg-config libpcre2-dev libmicrohttpd-dev libjansson-dev python3 python3-numpy python3-regex python3-onnx clang libclang-rt-14-dev"
 missing=""
 for p in $APT_PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
@@ -24,6 +24,10 @@ if [ -f tests/js/package.json ] && grep -q '"[@a-z]' <(sed -n '/"dependencies"/,
     (cd tests/js && npm install --no-audit --no-fund --loglevel=error)
     touch tests/js/node_modules
   fi
+fi
+
+if [ "${VB_SKIP_ONNX:-0}" != 1 ]; then
+  bash scripts/install_onnxruntime.sh
 fi
 
 if [ -f scripts/build_llamacpp.sh ] && [ "${VB_SKIP_LLAMACPP:-0}" != 1 ]; then

@@ -27,7 +27,7 @@ struct vb_context {
 
 vb_context_params vb_context_default_params(void) {
     vb_context_params p = {0};
-    p.backend = "cpu";
+    p.backend = NULL;
     p.n_threads = 0;
     p.n_ctx = 0;
     p.n_seq_max = 16;
@@ -48,7 +48,8 @@ int vb_context_init(vb_model *model, const vb_context_params *params, vb_context
     *out = NULL;
     if (!model) return set_err(err, err_len, VB_ERR_ARG, "vb_context_init: model is NULL");
     vb_context_params p = params ? *params : vb_context_default_params();
-    if (!p.backend || !*p.backend) p.backend = model->format == VB_FORMAT_SIM ? "sim" : "cpu";
+    if (!p.backend || !*p.backend)
+        p.backend = model->format == VB_FORMAT_SIM ? "sim" : model->format == VB_FORMAT_ONNX ? "onnx" : "cpu";
     char msg[VB_ERR_LEN];
     if (p.n_seq_max < 1 || p.n_seq_max > 4096 || p.n_batch_max < 1 || p.n_batch_max > 65536 ||
         p.block_size < 1 || p.block_size > 4096 || p.n_ctx < 0 || p.n_threads < 0 ||

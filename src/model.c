@@ -6,9 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "backend.h"
 #include "types.h"
+#ifdef VB_HAVE_ONNX
+#include "backends/onnx/onnx_backend.h"
+#endif
 
 extern const unsigned char vb_embedded_model_data[];
 extern const unsigned char vb_embedded_model_end[];
@@ -234,6 +238,52 @@ int vb_model_load_from_memory(const void *data, size_t size, const char *name,
     return VB_OK;
 }
 
+/* An ONNX decoder: a .onnx file or a directory holding model.onnx. */
+static bool is_onnx_path(const char *path) {
+    size_t n = strlen(path);
+    struct stat st;
+    if (n > 5 && strcmp(path + n - 5, ".onnx") == 0) return true;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return false;
+    char f[1100];
+    snprintf(f, sizeof f, "%s/model.onnx", path);
+    return stat(f, &st) == 0;
+}
+
+/* ONNX model: hyper-parameters and tokenizer from the --vocab GGUF when given (the same weights'
+ * GGUF or any GGUF of the vocabulary), else the graph's shapes only (token ids in and out). */
+static int load_onnx(const char *path, const vb_model_params *p, vb_model **out, char *err, size_t err_len) {
+    vb_model *m = NULL;
+    int st;
+    if (p->vocab_path) {
+        vb_model_params gp = *p;
+        gp.vocab_path = NULL;
+        st = vb_model_load(p->vocab_path, &gp, &m, err, err_len);
+        if (st != VB_OK) return st;
+    } else {
+#ifdef VB_HAVE_ONNX
+        m = calloc(1, sizeof *m);
+        if (!m) return VB_ERR_NOMEM;
+        st = vb_onnx_probe(path, &m->info, err, err_len);
+        if (st != VB_OK) {
+            free(m);
+            return st;
+        }
+        m->info.bos = m->info.eos = m->info.mask = -1;
+        m->info.has_tokenizer = false;
+        const char *base = strrchr(path, '/');
+        snprintf(m->info.name, sizeof m->info.name, "%s", base ? base + 1 : path);
+#else
+        return fail(err, err_len, VB_ERR_UNSUPPORTED,
+                    "%s: ONNX models need the onnx backend, which this build lacks (run "
+                    "scripts/install_onnxruntime.sh and rebuild)%s", path, "");
+#endif
+    }
+    m->format = VB_FORMAT_ONNX;
+    snprintf(m->path, sizeof m->path, "%s", path);
+    *out = m;
+    return VB_OK;
+}
+
 int vb_model_load(const char *path, const vb_model_params *params, vb_model **out, char *err,
                   size_t err_len) {
     if (!out) return VB_ERR_ARG;
@@ -241,6 +291,7 @@ int vb_model_load(const char *path, const vb_model_params *params, vb_model **ou
     if (!path) return fail(err, err_len, VB_ERR_ARG, "model path is NULL%s%s", "", "");
     if (strcmp(path, "sim") == 0) return vb_model_load_sim(NULL, out, err, err_len);
     vb_model_params p = params ? *params : vb_model_default_params();
+    if (is_onnx_path(path)) return load_onnx(path, &p, out, err, err_len);
     vb_model *m = calloc(1, sizeof *m);
     if (!m) return VB_ERR_NOMEM;
     m->format = VB_FORMAT_GGUF;

@@ -100,6 +100,10 @@ int cli_parse_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
         if (!(o->backend_options = cli_value(argc, argv, i))) return -1;
         return 1;
     }
+    if (strcmp(a, "--ep") == 0) {
+        if (!(o->ep = cli_value(argc, argv, i))) return -1;
+        return 1;
+    }
     if (strcmp(a, "--kv-type") == 0) {
         const char *v = cli_value(argc, argv, i);
         if (v && strcmp(v, "f32") == 0) o->kv_type = VB_KV_F32;
@@ -141,17 +145,24 @@ int cli_open(const cli_model_opts *o, vb_model **model, vb_context **ctx) {
         return 1;
     }
     vb_context_params cp = vb_context_default_params();
-    cp.backend = o->backend ? o->backend : (o->model && strcmp(o->model, "sim") == 0 ? "sim" : "cpu");
+    cp.backend = o->backend; /* NULL: chosen by the model's format */
+    char opts[1024];
+    if (o->ep) { /* --ep X is backend option ep=X */
+        snprintf(opts, sizeof opts, "%s%sep=%s", o->backend_options ? o->backend_options : "",
+                 o->backend_options ? "," : "", o->ep);
+        cp.backend_options = opts;
+    } else {
+        cp.backend_options = o->backend_options;
+    }
     cp.n_threads = o->threads;
     cp.n_ctx = o->n_ctx;
     cp.kv_type = o->kv_type;
     cp.block_size = o->block_size;
     cp.n_seq_max = o->n_seq_max;
     cp.n_batch_max = o->n_batch_max;
-    cp.backend_options = o->backend_options;
     st = vb_context_init(*model, &cp, ctx, err, sizeof err);
     if (st != VB_OK) {
-        fprintf(stderr, "vibee: cannot start backend %s: %s\n", cp.backend, err);
+        fprintf(stderr, "vibee: cannot start backend %s: %s\n", cp.backend ? cp.backend : "(default)", err);
         vb_model_free(*model);
         *model = NULL;
         return 1;

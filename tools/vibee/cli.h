@@ -14,6 +14,7 @@ typedef struct cli_model_opts {
     const char *backend;   /* -b */
     const char *vocab;     /* --vocab */
     const char *backend_options; /* --backend-options */
+    const char *ep;        /* --ep: ONNX Runtime execution provider (cpu, cuda, tensorrt) */
     int threads;           /* -t */
     int n_ctx;             /* -c */
     int kv_type;           /* --kv-type */
@@ -43,5 +44,6 @@ int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_score(int argc, char **argv);
 
 #endif

@@ -13,11 +13,14 @@ static void usage(void) {
             "                 [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
             "                 [--repeat-last-n N] [--seed S] [--ignore-eos]\n"
             "                 [--window W] [--tau T] [--lambda L] [--mask-token ID] [--draft-max K]\n"
+            "                 [--wedlm-official]\n"
             "                 [--kv-type f32|f16] [--block-size B] [--vocab FILE.gguf]\n"
+            "                 [--backend-options k=v,...] [--ep cpu|cuda|tensorrt]  (onnx backend)\n"
             "  MODEL: a GGUF file, or 'sim' (the deterministic simulated model); default: the\n"
             "         embedded wedlm-py-6m model. BACKEND: cpu (default), sim, llamacpp, onnx, cuda.\n"
             "  WeDLM defaults: --window 16 --tau 0.4 --lambda 0.02; --window 0 / --draft-max 0 choose\n"
-            "  from the measured cost of K-token forwards.\n");
+            "  from the measured cost of K-token forwards. --wedlm-official: the paper's selection rule\n"
+            "  only (no d0-AR fill of the leftmost mask, no leftmost fallback when no mask is under tau).\n");
 }
 
 typedef struct run_out {
@@ -105,6 +108,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--prompt-tokens")) { if (!(prompt_tokens = cli_value(argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--ignore-eos")) gp.stop_at_eos = false;
+        else if (!strcmp(a, "--wedlm-official")) gp.wedlm_d0_ar = gp.wedlm_leftmost_fallback = false;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { NEED_INT(0, 1 << 24); gp.n_predict = (int)x; }
         else if (!strcmp(a, "--seed")) { NEED_INT(0, 0x7fffffffL); gp.sampler.seed = (uint64_t)x; }
         else if (!strcmp(a, "--top-k")) { NEED_INT(0, 1 << 24); gp.sampler.top_k = (int)x; }
