@@ -51,6 +51,11 @@ extern const vb_backend_ops vb_backend_onnx;
 extern const vb_backend_ops vb_backend_cuda;
 #endif
 
+/* Per-context storage for the decoders (their measured cost(K) table): owned by the context,
+ * freed with free_fn when replaced or when the context is freed. */
+void *vb_context_decoder_cache(const vb_context *ctx);
+void vb_context_set_decoder_cache(vb_context *ctx, void *cache, void (*free_fn)(void *));
+
 /* printf-style message into a VB_ERR_LEN buffer; returns status (for `return vb_errf(...)`). */
 int vb_errf(char *err, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -23,7 +23,18 @@ struct vb_context {
     int32_t *logit_index; /* [max_batch] batch row -> logits row, -1 if none */
     int32_t n_last;       /* rows of the last forward */
     vb_stats stats;
+    void *decoder_cache;                  /* owned: the decoders' measured cost(K) table */
+    void (*decoder_cache_free)(void *);
 };
+
+void *vb_context_decoder_cache(const vb_context *c) { return c ? c->decoder_cache : NULL; }
+
+void vb_context_set_decoder_cache(vb_context *c, void *cache, void (*free_fn)(void *)) {
+    if (!c) return;
+    if (c->decoder_cache && c->decoder_cache_free) c->decoder_cache_free(c->decoder_cache);
+    c->decoder_cache = cache;
+    c->decoder_cache_free = free_fn;
+}
 
 vb_context_params vb_context_default_params(void) {
     vb_context_params p = {0};
@@ -100,6 +111,7 @@ int vb_context_init(vb_model *model, const vb_context_params *params, vb_context
 void vb_context_free(vb_context *c) {
     if (!c) return;
     if (c->state) c->ops->free(c->state);
+    vb_context_set_decoder_cache(c, NULL, NULL);
     free(c->logits);
     free(c->logit_index);
     free(c);

@@ -1,63 +1,37 @@
 /* cost_model.c - measure cost(K) of K-row forwards with scratch rows (truncated afterwards),
- * cache the table per (context, model, backend), and pick draft lengths from it. */
+ * keep the table in the context, and pick draft lengths from it. */
 #include "decode/cost_model.h"
 
-#include <pthread.h>
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#define CACHE_SLOTS 8
+#include "backend.h"
+
 #define MEASURE_REPS 5 /* the median is kept: on a loaded machine it is what decoding meets */
 #define SLOW_FORWARD_SECONDS 0.25 /* a forward this slow is measured once, and larger K skipped */
 
+/* The table measured on a context is kept in the context itself (freed with it). */
 typedef struct cost_cache_entry {
-    const vb_context *ctx;
-    const vb_model *model;
-    char backend[32];
     int32_t max_rows;
     vb_cost_table table;
 } cost_cache_entry;
 
-static cost_cache_entry cost_cache[CACHE_SLOTS];
-static int cost_cache_next;
-static pthread_mutex_t cost_cache_lock = PTHREAD_MUTEX_INITIALIZER;
-
 static bool cache_lookup(const vb_context *ctx, int32_t max_rows, vb_cost_table *out) {
-    const char *backend = vb_context_backend_name(ctx);
-    bool found = false;
-    pthread_mutex_lock(&cost_cache_lock);
-    for (int i = 0; i < CACHE_SLOTS; i++) {
-        cost_cache_entry *e = &cost_cache[i];
-        if (e->ctx == ctx && e->model == vb_context_model(ctx) && e->max_rows >= max_rows &&
-            backend && strncmp(e->backend, backend, sizeof e->backend) == 0) {
-            *out = e->table;
-            found = true;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&cost_cache_lock);
-    return found;
+    const cost_cache_entry *e = vb_context_decoder_cache(ctx);
+    if (!e || e->max_rows < max_rows) return false;
+    *out = e->table;
+    return true;
 }
 
-static void cache_store(const vb_context *ctx, int32_t max_rows, const vb_cost_table *t) {
-    const char *backend = vb_context_backend_name(ctx);
-    pthread_mutex_lock(&cost_cache_lock);
-    cost_cache_entry *e = &cost_cache[cost_cache_next];
-    cost_cache_next = (cost_cache_next + 1) % CACHE_SLOTS;
-    e->ctx = ctx;
-    e->model = vb_context_model(ctx);
-    snprintf(e->backend, sizeof e->backend, "%s", backend ? backend : "");
+static void cache_store(vb_context *ctx, int32_t max_rows, const vb_cost_table *t) {
+    cost_cache_entry *e = malloc(sizeof *e);
+    if (!e) return; /* only a missed cache */
     e->max_rows = max_rows;
     e->table = *t;
-    pthread_mutex_unlock(&cost_cache_lock);
+    vb_context_set_decoder_cache(ctx, e, free);
 }
 
-void vb_cost_forget(const vb_context *ctx) {
-    pthread_mutex_lock(&cost_cache_lock);
-    for (int i = 0; i < CACHE_SLOTS; i++)
-        if (cost_cache[i].ctx == ctx) memset(&cost_cache[i], 0, sizeof cost_cache[i]);
-    pthread_mutex_unlock(&cost_cache_lock);
-}
+void vb_cost_forget(vb_context *ctx) { vb_context_set_decoder_cache(ctx, NULL, NULL); }
 
 /* One scratch forward of k rows after the sequence's rows; seconds or < 0 on failure (*rc). */
 static double time_forward(vb_context *ctx, vb_batch *batch, vb_seq seq, vb_token filler,

@@ -36,8 +36,7 @@ double vb_cost_expected_tokens(double a, int32_t k);
 /* Draft length k in [0, k_max] maximising expected_tokens(a, k) / cost(k + 1). */
 int32_t vb_cost_best_draft(const vb_cost_table *t, double accept_rate, int32_t k_max);
 
-/* Forget cached tables of this context (call before freeing it if addresses may be reused;
- * optional: a stale entry only gives a worse choice, never a wrong output). */
-void vb_cost_forget(const vb_context *ctx);
+/* Forget the table cached in this context (the next measure times the forwards again). */
+void vb_cost_forget(vb_context *ctx);
 
 #endif
