@@ -19,7 +19,7 @@
 #
 # Idempotent: does nothing when the cache already holds a build with the same key.
 # Usage: bash scripts/build_llamacpp.sh [--force]
-#   env: VB_CACHE, JOBS (default 2), CC, CXX,
+#   env: VB_CACHE, JOBS (default 2), CC, CXX, VB_LLAMA_OPENMP=0 (ggml's thread pool, not OpenMP),
 #        LLAMA_RN_TGZ=path/to/llama.rn-0.12.9.tgz to build offline from a tarball made by
 #        `npm pack llama.rn@0.12.9` (its sha256 is checked either way)
 set -euo pipefail
@@ -52,8 +52,10 @@ CPU_FLAGS=$(native_flags)
 [ -n "$CPU_FLAGS" ] || die "could not resolve -march=native with $CC (is it GCC or clang?)"
 
 # OpenMP is llama.cpp's default threading (GGML_OPENMP=ON); use it when the compiler has it.
+# VB_LLAMA_OPENMP=0 builds with ggml's own thread pool instead.
 OPENMP_FLAGS=""
-if printf 'int main(void){return 0;}\n' | "$CC" -fopenmp -x c - -o /dev/null 2>/dev/null; then
+if [ "${VB_LLAMA_OPENMP:-1}" != 0 ] &&
+   printf 'int main(void){return 0;}\n' | "$CC" -fopenmp -x c - -o /dev/null 2>/dev/null; then
     OPENMP_FLAGS="-fopenmp"
 fi
 

@@ -10,8 +10,11 @@
  *   and greedy tokens identical for F32/F16/BF16 weights, except at near ties (reference top-2
  *   margin below twice the bound times max|logit|), which may flip either way;
  * - tokenizer ids identical (vb_tokenize vs vb_llamacpp_tokenize) on a varied text set;
- * - batches llama.cpp would refuse or abort on are refused with a status, KV unchanged;
- * - KV ops: truncate + re-decode and fork reproduce the logits; memory models are unsupported.
+ * - batches llama.cpp would refuse or abort on are refused with a status, KV unchanged (also
+ *   GPT-2 positions past its table); unknown backend options are refused;
+ * - KV ops: truncate + re-decode, fork and a two-sequence batch reproduce the logits; a full
+ *   cache is the soft VB_KV_FULL; memory models are unsupported;
+ * - the decoders over this backend: AR gives llama.cpp's ids, draft-and-verify equals AR, WeDLM runs.
  *
  * Bounds (cpu vs llamacpp), err as above. Both engines compute ggml's rounding scheme: F32 weights
  * in f32, F16/BF16 weights with activations rounded to f16/bf16, quantized weights with activations
@@ -334,7 +337,8 @@ static int lc_check_fixture(const char *path, const char *name, void *user) {
         snprintf(run->msg, sizeof run->msg, "%s: load: %s", name, err);
         return -1;
     }
-    const vb_model_info *info = vb_model_get_info(m);
+    const vb_model_info info_copy = *vb_model_get_info(m); /* outlives the model */
+    const vb_model_info *info = &info_copy;
     double bound = lc_bound(info->weight_type, info->arch);
     if (bound <= 0) {
         snprintf(run->msg, sizeof run->msg, "%s: no bound for weight type %s", name, info->weight_type);
@@ -501,6 +505,13 @@ TEST(llamacpp_rejects_bad_positions) {
     CHECK_EQ_INT(st_new, VB_OK);
     CHECK_EQ_INT(len0, 5);
     CHECK_EQ_INT(len1, 2);
+
+    CHECKF(vb_model_load(LC_SHIPPED_MODEL, NULL, &m, err, sizeof err) == VB_OK, "load: %s", err);
+    c = lc_context_opts(m, "llamacpp", 64, VB_KV_F32, "flash_attn=off,bogus=1", err, sizeof err);
+    vb_context_free(c);
+    vb_model_free(m);
+    CHECK(c == NULL);
+    CHECKF(strstr(err, "bogus") != NULL, "message does not name the option: %s", err);
 }
 
 /* A GPT-2 fixture: positions past the learned table are refused, not read out of bounds. */
