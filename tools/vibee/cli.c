@@ -200,3 +200,36 @@ void cli_json_string(FILE *f, const char *s, size_t len) {
     }
     fputc('"', f);
 }
+
+int cli_parse_sampler_opt(vb_sampler_params *sp, int argc, char **argv, int *i) {
+    static const struct { const char *flag; int is_int; long lo, hi; } opts[] = {
+        {"--seed", 1, 0, 0x7fffffffL},     {"--top-k", 1, 0, 1 << 24}, {"--repeat-last-n", 1, 0, 1 << 24},
+        {"--temp", 0, 0, 0},                {"--top-p", 0, 0, 0},       {"--min-p", 0, 0, 0},
+        {"--repeat-penalty", 0, 0, 0},
+    };
+    const char *a = argv[*i];
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+        if (strcmp(a, opts[k].flag) != 0) continue;
+        const char *v = cli_value(argc, argv, i);
+        long x = 0;
+        float f = 0;
+        if (!v || (opts[k].is_int ? !cli_parse_int(v, opts[k].lo, opts[k].hi, &x) : !cli_parse_float(v, &f))) {
+            if (opts[k].is_int)
+                fprintf(stderr, "vibee: %s expects an integer in [%ld, %ld]\n", a, opts[k].lo, opts[k].hi);
+            else
+                fprintf(stderr, "vibee: %s expects a number\n", a);
+            return -1;
+        }
+        switch (k) {
+        case 0: sp->seed = (uint64_t)x; break;
+        case 1: sp->top_k = (int32_t)x; break;
+        case 2: sp->repeat_last_n = (int32_t)x; break;
+        case 3: sp->temp = f; break;
+        case 4: sp->top_p = f; break;
+        case 5: sp->min_p = f; break;
+        default: sp->repeat_penalty = f; break;
+        }
+        return 1;
+    }
+    return 0;
+}

@@ -99,19 +99,15 @@ int cmd_batch(int argc, char **argv) {
     bool seeded = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
+        if (!strcmp(a, "--seed")) seeded = true;
         int r = cli_parse_model_opt(&mo, argc, argv, &i);
+        if (r == 0) r = cli_parse_sampler_opt(&rp.sampler, argc, argv, &i);
         if (r < 0) return 2;
         if (r > 0) continue;
         long x;
-        float f;
 #define NEED_INT(lo, hi)                                                                           \
     if (!(v = cli_value(argc, argv, &i)) || !cli_parse_int(v, lo, hi, &x)) {                       \
         fprintf(stderr, "vibee batch: %s expects an integer in [%ld, %ld]\n", a, (long)(lo), (long)(hi)); \
-        return 2;                                                                                  \
-    }
-#define NEED_FLOAT()                                                                               \
-    if (!(v = cli_value(argc, argv, &i)) || !cli_parse_float(v, &f)) {                             \
-        fprintf(stderr, "vibee batch: %s expects a number\n", a);                                  \
         return 2;                                                                                  \
     }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
@@ -123,19 +119,11 @@ int cmd_batch(int argc, char **argv) {
         else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) { NEED_INT(1, 4096); mo.n_seq_max = (int)x; }
         else if (!strcmp(a, "--token-budget")) { NEED_INT(1, 65536); sp.token_budget = (int)x; }
         else if (!strcmp(a, "--draft-max")) { NEED_INT(0, 64); sp.draft_max = (int)x; }
-        else if (!strcmp(a, "--seed")) { NEED_INT(0, 0x7fffffffL); rp.sampler.seed = (uint64_t)x; seeded = true; }
-        else if (!strcmp(a, "--top-k")) { NEED_INT(0, 1 << 24); rp.sampler.top_k = (int)x; }
-        else if (!strcmp(a, "--repeat-last-n")) { NEED_INT(0, 1 << 24); rp.sampler.repeat_last_n = (int)x; }
-        else if (!strcmp(a, "--temp")) { NEED_FLOAT(); rp.sampler.temp = f; }
-        else if (!strcmp(a, "--top-p")) { NEED_FLOAT(); rp.sampler.top_p = f; }
-        else if (!strcmp(a, "--min-p")) { NEED_FLOAT(); rp.sampler.min_p = f; }
-        else if (!strcmp(a, "--repeat-penalty")) { NEED_FLOAT(); rp.sampler.repeat_penalty = f; }
         else {
             fprintf(stderr, "vibee batch: unknown option '%s' (see vibee batch --help)\n", a);
             return 2;
         }
 #undef NEED_INT
-#undef NEED_FLOAT
     }
     if (!file) {
         fprintf(stderr, "vibee batch: give a prompt file with -f FILE (one prompt per line)\n");

@@ -88,6 +88,7 @@ int cmd_run(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         int r = cli_parse_model_opt(&mo, argc, argv, &i);
+        if (r == 0) r = cli_parse_sampler_opt(&gp.sampler, argc, argv, &i);
         if (r < 0) return 2;
         if (r > 0) continue;
         long x;
@@ -110,16 +111,9 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--ignore-eos")) gp.stop_at_eos = false;
         else if (!strcmp(a, "--wedlm-official")) gp.wedlm_d0_ar = gp.wedlm_leftmost_fallback = false;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { NEED_INT(0, 1 << 24); gp.n_predict = (int)x; }
-        else if (!strcmp(a, "--seed")) { NEED_INT(0, 0x7fffffffL); gp.sampler.seed = (uint64_t)x; }
-        else if (!strcmp(a, "--top-k")) { NEED_INT(0, 1 << 24); gp.sampler.top_k = (int)x; }
-        else if (!strcmp(a, "--repeat-last-n")) { NEED_INT(0, 1 << 24); gp.sampler.repeat_last_n = (int)x; }
         else if (!strcmp(a, "--window")) { NEED_INT(0, 256); gp.window = (int)x; }
         else if (!strcmp(a, "--draft-max")) { NEED_INT(0, 256); gp.draft_max = (int)x; }
         else if (!strcmp(a, "--mask-token")) { NEED_INT(0, 1 << 24); gp.mask_token = (int)x; }
-        else if (!strcmp(a, "--temp")) { NEED_FLOAT(); gp.sampler.temp = f; }
-        else if (!strcmp(a, "--top-p")) { NEED_FLOAT(); gp.sampler.top_p = f; }
-        else if (!strcmp(a, "--min-p")) { NEED_FLOAT(); gp.sampler.min_p = f; }
-        else if (!strcmp(a, "--repeat-penalty")) { NEED_FLOAT(); gp.sampler.repeat_penalty = f; }
         else if (!strcmp(a, "--tau")) { NEED_FLOAT(); gp.tau = f; }
         else if (!strcmp(a, "--lambda")) { NEED_FLOAT(); gp.lambda = f; }
         else if (!strcmp(a, "--decoder")) {
