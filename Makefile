@@ -17,7 +17,16 @@ CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -fPIC -pthread -D_GNU_SOURCE $(SAN)
             -Iinclude -Isrc
 LDFLAGS  += $(SAN) -pthread
 LDLIBS   += -lm -lpcre2-8
-CLI_LIBS ?= -lmicrohttpd -ljansson   # the HTTP server of `vibee serve`
+# `vibee serve` needs libmicrohttpd + jansson; without their headers the CLI is built without it.
+HAVE_SERVE := $(shell printf '\043include <microhttpd.h>\n\043include <jansson.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo 1)
+ifeq ($(HAVE_SERVE),1)
+CLI_LIBS ?= -lmicrohttpd -ljansson
+$(info serve: found libmicrohttpd + jansson)
+else
+CLI_LIBS ?=
+CFLAGS += -DVB_NO_SERVE
+$(info serve: skipped (apt-get install libmicrohttpd-dev libjansson-dev))
+endif
 
 # Core library sources: everything under src/ except the optional backends.
 CORE_SRCS := $(shell find src -name '*.c' -not -path 'src/backends/llamacpp/*' \

@@ -242,9 +242,11 @@ TEST(cuda_fixture_models_match_numpy_reference) {
         snprintf(stem, sizeof stem, "%.*s", (int)(l - 5), de->d_name);
         double worst = 0.0;
         char msg[600] = "";
-        /* default (own GEMV for <= 8 rows, graphs) and cuBLAS-only without graphs */
+        /* default (own GEMV for <= 2 rows, graphs, PDL), cuBLAS only without graphs or PDL,
+           own GEMV up to 8 rows */
         int r = check_fixture(dir, stem, NULL, &worst, msg, sizeof msg);
-        if (r == 1) r = check_fixture(dir, stem, "gemv=0,graph=0", &worst, msg, sizeof msg);
+        if (r == 1) r = check_fixture(dir, stem, "gemv=0,graph=0,pdl=0", &worst, msg, sizeof msg);
+        if (r == 1) r = check_fixture(dir, stem, "gemv_rows=8,pdl=0", &worst, msg, sizeof msg);
         if (r == 1) n_ok++, printf("cuda: %-16s max rel error %.2e\n", stem, worst);
         if (r == 0) {
             n_fail++;
@@ -343,7 +345,7 @@ static void k_rows_vs_single(const char *options, double *worst_out, int *ok_out
 
 TEST(cuda_k_rows_equal_single_rows) {
     if (!cuda_ready()) return;
-    const char *variants[4] = {NULL, "graph=0,gemv=0", "gemv=0", "pdl=1"};
+    const char *variants[4] = {NULL, "graph=0,gemv=0,pdl=0", "gemv=0", "gemv_rows=8,pdl=0"};
     for (int v = 0; v < 4; v++) {
         double worst = 1.0;
         int ok = 0;
@@ -361,7 +363,7 @@ TEST(cuda_graph_replay_and_gemv_match_plain) {
     vb_model *m = load_shipped();
     CHECK(m != NULL);
     const int nv = vb_model_get_info(m)->n_vocab, n = 40;
-    const char *opts[4] = {"graph=0,gemv=0", "graph=1,gemv=0", "graph=1,gemv=1",
+    const char *opts[4] = {"graph=0,gemv=0,pdl=0", "graph=1,gemv=0,pdl=0", "graph=1,gemv=1,pdl=0",
                            "graph=1,gemv=1,pdl=1"};
     float *out[4] = {0};
     int tok[64], pos[64], ok = 1;

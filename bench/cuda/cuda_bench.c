@@ -5,7 +5,8 @@
  *      forwards with logits) as a fraction of that bandwidth (weights read per token / time);
  *   3. the cost of a K-row forward on top of a context, K = 1, 2, 4, 8, 16, 32, with logits for
  *      every row (what verify / WeDLM need) and for the last row only.
- * Prints a markdown report on stdout. Usage: cuda_bench MODEL.gguf [N_DECODE]
+ *   4. with --decoders: AR / WeDLM / verify through vb_generate on cuda and cpu.
+ * Prints a markdown report on stdout. Usage: cuda_bench MODEL.gguf [N_DECODE] [JSON_OUT]
  * Build: cc -Iinclude -Isrc -I$CUDA/include bench/cuda/cuda_bench.c BUILD/libvibee.a (libs). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,11 +71,13 @@ static vb_token bench_token(int i, int n_vocab) {
     return (vb_token)((1103515245u * (unsigned)(i + 7) + 12345u) % (unsigned)n_vocab);
 }
 
-/* One forward of k rows at positions start.. on seq 0, logits for all rows or the last. */
-static int forward_rows(vb_context *c, vb_batch *b, int start, int k, int n_vocab, bool all) {
+/* One forward of k rows at positions start.. on seq 0, logits for all rows (all = 1), the last
+ * row (0) or none (-1). */
+static int forward_rows(vb_context *c, vb_batch *b, int start, int k, int n_vocab, int all) {
     vb_batch_clear(b);
     for (int i = 0; i < k; i++)
-        vb_batch_add(b, bench_token(start + i, n_vocab), start + i, 0, all || i == k - 1);
+        vb_batch_add(b, bench_token(start + i, n_vocab), start + i, 0,
+                     all == 1 || (all == 0 && i == k - 1));
     return vb_forward(c, b);
 }
 
@@ -103,7 +106,7 @@ static int run_variant(vb_model *m, const char *opts, int n_decode, double bw_re
     for (int rep = 0; rep < 2; rep++) {
         vb_kv_free_seq(c, 0);
         t0 = vb_time_now();
-        if (forward_rows(c, b, 0, n_prompt, nv, false) != VB_OK) goto fail;
+        if (forward_rows(c, b, 0, n_prompt, nv, 0) != VB_OK) goto fail;
         t_prefill = vb_time_now() - t0;
     }
     /* decode: single rows with logits; first 8 are warm-up */
@@ -111,7 +114,7 @@ static int run_variant(vb_model *m, const char *opts, int n_decode, double bw_re
     int pos = n_prompt;
     for (int i = 0; i < n_decode + 8; i++, pos++) {
         t0 = vb_time_now();
-        if (forward_rows(c, b, pos, 1, nv, true) != VB_OK) {
+        if (forward_rows(c, b, pos, 1, nv, 1) != VB_OK) {
             free(dt);
             goto fail;
         }
@@ -153,7 +156,21 @@ static int run_variant(vb_model *m, const char *opts, int n_decode, double bw_re
         fprintf(json, "%s{\"k\":%d,\"ms_all_logits\":%.4f,\"ms_last_logits\":%.4f}",
                 ki ? "," : "", k, ma * 1e3, ml * 1e3);
     }
-    fprintf(json, "]}\n");
+    fprintf(json, "]");
+    {   /* K = 1 without logits: the output head and the logits download left out */
+        double tn[20];
+        for (int rep = 0; rep < 23; rep++) {
+            t0 = vb_time_now();
+            if (forward_rows(c, b, pos, 1, nv, -1) != VB_OK) goto fail;
+            double t = vb_time_now() - t0;
+            vb_kv_truncate(c, 0, pos);
+            if (rep >= 3) tn[rep - 3] = t;
+        }
+        double mn = median(tn, 20);
+        printf("  K= 1 without logits: %7.3f ms\n", mn * 1e3);
+        fprintf(json, ",\"ms_k1_no_logits\":%.4f", mn * 1e3);
+    }
+    fprintf(json, "}\n");
     printf("\n");
     vb_batch_free(b);
     vb_context_free(c);
@@ -165,11 +182,68 @@ fail:
     return 1;
 }
 
+/* AR, WeDLM and verify decoding of the same prompt on backends cuda and cpu (library API, so it
+ * works where the CLI does not build): decode tokens/s, tokens per forward, and whether the
+ * output equals the backend's AR output and cuda's AR equals cpu's. */
+static int run_decoders(const char *path) {
+    vb_model *m = NULL;
+    char err[512];
+    vb_model_params mp = vb_model_default_params();
+    if (vb_model_load(path, &mp, &m, err, sizeof err) != VB_OK) {
+        fprintf(stderr, "cuda_bench: %s\n", err);
+        return 1;
+    }
+    const char *text = "import os\nimport sys\n\ndef main(";
+    vb_token prompt[64], out[2][3][256];
+    int n_prompt = vb_tokenize(m, text, strlen(text), true, false, prompt, 64), n_out[2][3] = {{0}};
+    const char *backends[2] = {"cuda", "cpu"}, *decs[3] = {"ar", "wedlm", "verify"};
+    printf("decoders on %s, prompt %d tokens, 200 new tokens, greedy:\n\n", path, n_prompt);
+    printf("| backend | decoder | decode tok/s | tokens/forward | generated | same as AR |\n");
+    printf("|---|---|---|---|---|---|\n");
+    for (int bi = 0; bi < 2; bi++) {
+        for (int d = 0; d < 3; d++) {
+            vb_context_params cp = vb_context_default_params();
+            cp.backend = backends[bi];
+            cp.n_ctx = 512;
+            cp.n_threads = 8;
+            vb_context *c = NULL;
+            if (vb_context_init(m, &cp, &c, err, sizeof err) != VB_OK) {
+                printf("| %s | %s | failed: %s | | | |\n", backends[bi], decs[d], err);
+                continue;
+            }
+            vb_generate_params gp = vb_generate_default_params();
+            gp.decoder = d == 0 ? VB_DECODER_AR : d == 1 ? VB_DECODER_WEDLM : VB_DECODER_VERIFY;
+            gp.n_predict = 200;
+            gp.stop_at_eos = false;
+            vb_generate_stats gs;
+            memset(&gs, 0, sizeof gs);
+            int st = vb_generate(c, prompt, n_prompt, &gp, out[bi][d], 256, &n_out[bi][d], &gs);
+            int same = n_out[bi][d] == n_out[bi][0] &&
+                       !memcmp(out[bi][d], out[bi][0], (size_t)n_out[bi][d] * sizeof(vb_token));
+            if (st < 0)
+                printf("| %s | %s | failed: %s | | | |\n", backends[bi], decs[d], vb_context_error(c));
+            else
+                printf("| %s | %s | %.1f | %.2f | %d | %s |\n", backends[bi], decs[d],
+                       gs.decode_seconds > 0 ? gs.n_generated / gs.decode_seconds : 0.0,
+                       gs.tokens_per_forward, gs.n_generated, same ? "yes" : "no");
+            vb_context_free(c);
+        }
+    }
+    int equal = n_out[0][0] == n_out[1][0] &&
+                !memcmp(out[0][0], out[1][0], (size_t)n_out[0][0] * sizeof(vb_token));
+    printf("\ncuda AR output equals cpu AR output: %s (%d tokens)\n", equal ? "yes" : "no",
+           n_out[0][0]);
+    vb_model_free(m);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: cuda_bench MODEL.gguf [N_DECODE] [JSON_OUT]\n");
+        fprintf(stderr, "usage: cuda_bench MODEL.gguf [N_DECODE] [JSON_OUT]\n"
+                        "       cuda_bench --decoders MODEL.gguf\n");
         return 2;
     }
+    if (!strcmp(argv[1], "--decoders")) return argc > 2 ? run_decoders(argv[2]) : 2;
     int n_decode = argc > 2 ? atoi(argv[2]) : 128;
     if (n_decode < 8) n_decode = 8;
     FILE *json = fopen(argc > 3 ? argv[3] : "/dev/null", "w");
@@ -198,10 +272,10 @@ int main(int argc, char **argv) {
            (long long)in->n_params, in->weight_bytes / 1e6);
     printf("| variant          | tok/s   | ms/tok  | prefill  | of BW  | load    |\n");
     printf("|------------------|---------|---------|----------|--------|---------|\n");
-    const char *variants[] = {"graph=1,gemv=1", "graph=1,gemv=0", "graph=0,gemv=0",
-                              "graph=1,gemv=1,pdl=1"};
+    const char *variants[] = {"graph=1,gemv=1,pdl=1", "gemv_rows=8,pdl=1", "gemv=0,pdl=1",
+                              "graph=1,gemv=1,pdl=0", "graph=0,gemv=0,pdl=0"};
     int rc = 0;
-    for (int v = 0; v < 4; v++) rc |= run_variant(m, variants[v], n_decode, bw_read, json);
+    for (int v = 0; v < 5; v++) rc |= run_variant(m, variants[v], n_decode, bw_read, json);
     vb_model_free(m);
     fclose(json);
     return rc;

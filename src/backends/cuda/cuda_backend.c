@@ -4,11 +4,12 @@
  * (src/kv, kv_dim = 0) keeps the metadata: block tables, positions, ref counts, fork and
  * truncate. A forward appends the batch rows to the metadata, copies a block on the device when
  * the append copied a shared partial block (copy-on-write), uploads the per-row tables once, and
- * runs the layers: cuBLAS GEMMs (f16 in, f32 accumulate), or for up to 8 rows an own GEMV with
- * the RMSNorm / SwiGLU before it fused in (backend option gemv=0 turns it off), and fused
+ * runs the layers: cuBLAS GEMMs (f16 in, f32 accumulate), or for up to gemv_rows rows (default 2)
+ * an own GEMV with the RMSNorm / SwiGLU before it fused in, and fused
  * QKV-post / attention / activation kernels (cuda_kernels.cu). Backend options (also env
  * VB_CUDA_GRAPH / VB_CUDA_GEMV / VB_CUDA_PDL): graph=0|1 (default 1), gemv=0|1 (default 1),
- * pdl=0|1 (programmatic dependent launch, default 0). Forwards of the same shape
+ * gemv_rows=1..8 (default 2), pdl=0|1 (programmatic dependent launch, default 1). Forwards of
+ * the same shape
  * (rows, logit rows) replay a captured CUDA graph. Every CUDA / cuBLAS error becomes
  * VB_ERR_BACKEND with the library's message; the KV is then rolled back (all-or-nothing). */
 #include <stdarg.h>
@@ -39,6 +40,7 @@ typedef struct cuda_state {
     vb_cuda_weights w;
     int32_t n_batch_max, block_size, n_blocks, n_seq_max, tables_cap;
     bool use_graph, use_gemv, use_pdl;
+    int32_t gemv_rows; /* most rows that take the own GEMV (measured faster than cuBLAS) */
     cudaStream_t stream;
     cublasHandle_t blas;
     void *blas_workspace;
@@ -111,7 +113,7 @@ static vb_cuda_rows rows_desc(cuda_state *s) {
  * few rows (when enabled), else cuBLAS. */
 static int gemm(cuda_state *s, const vb_half_bits *W, int32_t n_in, int32_t n_out,
                 const vb_half_bits *X, int32_t K, float *Y, bool accumulate) {
-    if (s->use_gemv && vb_cuda_gemv_fits(K, n_in)) {
+    if (s->use_gemv && K <= s->gemv_rows && vb_cuda_gemv_fits(K, n_in)) {
         vb_cuda_gemv_in in = {.mode = VB_CUDA_IN_F16, .x16 = X};
         CU(s, vb_cuda_gemv(kstream(s), W, n_in, n_out, &in, K, Y, accumulate));
         return VB_OK;
@@ -130,7 +132,7 @@ static int norm_gemm(cuda_state *s, const float *norm_w, const float *norm_b,
                      const int32_t *gather, const vb_half_bits *W, int32_t n_out, int32_t K,
                      float *Y) {
     const vb_cuda_weights *w = &s->w;
-    if (s->use_gemv && !w->layernorm && vb_cuda_gemv_fits(K, w->n_embd)) {
+    if (s->use_gemv && K <= s->gemv_rows && !w->layernorm && vb_cuda_gemv_fits(K, w->n_embd)) {
         vb_cuda_gemv_in in = {.mode = VB_CUDA_IN_RMSNORM, .x32 = s->x, .gather = gather,
                               .norm_w = norm_w, .eps = w->norm_eps};
         CU(s, vb_cuda_gemv(kstream(s), W, w->n_embd, n_out, &in, K, Y, 0));
@@ -175,7 +177,7 @@ static int enqueue_forward(cuda_state *s, int32_t K, int32_t n_logits) {
             if ((rc = gemm(s, L->w_down, F, E, s->act, K, s->x, true)) != VB_OK) return rc;
         } else {
             if ((rc = norm_gemm(s, L->ffn_norm, NULL, NULL, L->w_gu, 2 * F, K, s->gu))) return rc;
-            if (s->use_gemv && vb_cuda_gemv_fits(K, F)) { /* SwiGLU fused into the GEMV */
+            if (s->use_gemv && K <= s->gemv_rows && vb_cuda_gemv_fits(K, F)) { /* SwiGLU fused into the GEMV */
                 vb_cuda_gemv_in in = {.mode = VB_CUDA_IN_SWIGLU, .x32 = s->gu};
                 CU(s, vb_cuda_gemv(st, L->w_down, F, E, &in, K, s->x, 1));
             } else {
@@ -257,6 +259,14 @@ static bool option_on(const char *opts, const char *key, bool dflt) {
     return dflt;
 }
 
+static int option_int(const char *opts, const char *key, int dflt) {
+    if (!opts) return dflt;
+    size_t n = strlen(key);
+    for (const char *p = opts; (p = strstr(p, key)) != NULL; p += n)
+        if ((p == opts || p[-1] == ',') && p[n] == '=') return atoi(p + n + 1);
+    return dflt;
+}
+
 static int dmalloc(cuda_state *s, void **p, size_t bytes, const char *what) {
     cudaError_t e = cudaMalloc(p, bytes ? bytes : 16);
     if (e != cudaSuccess) {
@@ -299,7 +309,10 @@ static int cuda_init(const vb_model *model, const vb_context_params *params, voi
     s->use_gemv = option_on(params->backend_options, "gemv", true);
     if (getenv("VB_CUDA_GRAPH")) s->use_graph = atoi(getenv("VB_CUDA_GRAPH")) != 0;
     if (getenv("VB_CUDA_GEMV")) s->use_gemv = atoi(getenv("VB_CUDA_GEMV")) != 0;
-    s->use_pdl = option_on(params->backend_options, "pdl", false);
+    s->use_pdl = option_on(params->backend_options, "pdl", true);
+    /* H200, Qwen3-0.6B shape: the own GEMV beats cuBLAS at 1-2 rows, loses from 4 rows on */
+    s->gemv_rows = option_int(params->backend_options, "gemv_rows", 2);
+    if (s->gemv_rows < 1 || s->gemv_rows > VB_CUDA_GEMV_MAX_ROWS) s->gemv_rows = 2;
     if (getenv("VB_CUDA_PDL")) s->use_pdl = atoi(getenv("VB_CUDA_PDL")) != 0;
 
     vb_kv_config kc = {.n_layer = w->n_layer, .kv_dim = 0, .block_size = s->block_size,
