@@ -254,7 +254,7 @@ static void check_matmul_type(uint32_t type, double bound_quant) {
     const int64_t *n_ins = tr->block_elems == 256 ? n_ins_k : tr->block_elems == 32 ? n_ins_small : n_ins_float;
     int n_n_in = tr->block_elems == 256 ? 2 : tr->block_elems == 32 ? 4 : 3;
     const int64_t n_outs[] = {1, 3, 17, 259};
-    const int64_t n_rowss[] = {1, 2, 3, 7, 16, 33};
+    const int64_t n_rowss[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33}; /* every lane-group size D */
     bool is_float = type == VB_TYPE_F32 || type == VB_TYPE_F16 || type == VB_TYPE_BF16;
     vb_threadpool *tp = vb_threadpool_create(2);
     CHECK(tp != NULL);
@@ -309,7 +309,7 @@ TEST(kernels_matmul_q6_k) { check_matmul_type(VB_TYPE_Q6_K, 4e-2); }
 /* More X rows than one pass of the kernels takes (64): the chunking over X rows, the parallel
  * quantization of X, and every path. */
 TEST(kernels_matmul_many_rows) {
-    const uint32_t types[] = {VB_TYPE_Q8_0, VB_TYPE_Q4_K, VB_TYPE_F16};
+    const uint32_t types[] = {VB_TYPE_Q8_0, VB_TYPE_Q4_0, VB_TYPE_Q4_K, VB_TYPE_F16};
     int64_t n_in = 512, n_out = 37, n_rows = 130;
     vb_threadpool *tp = vb_threadpool_create(2);
     CHECK(tp != NULL);
@@ -447,4 +447,51 @@ TEST(kernels_membw_probe) {
     double gbs = vb_membw_measure(tp, (size_t)16 << 20, 2);
     vb_threadpool_free(tp);
     CHECKF(gbs > 0.1 && gbs < 10000, "%g GB/s", gbs);
+}
+
+/* Q8_0 / Q4_0 / Q4_K / Q6_K: a K-row product gives every row exactly (bit for bit) what a one-row product
+ * gives, on every path, for row counts that take each kernel (per-row tiles, lane groups of
+ * every width, several lane groups) and block counts with and without a partial group of 8
+ * (a batched verify must see the logits of one-row decoding; kernels_internal.h). */
+TEST(kernels_matmul_k_rows_bit_identical_to_one_row) {
+    const uint32_t types[] = {VB_TYPE_Q8_0, VB_TYPE_Q4_0, VB_TYPE_Q4_K, VB_TYPE_Q6_K};
+    const int64_t n_ins[] = {32, 288, 512, 800, 2592}, n_ins_k[] = {256, 512, 768, 3072, 1024};
+    const int64_t ks[] = {2, 3, 4, 5, 8, 9, 16, 17, 33, 70};
+    const int64_t n_out = 21;
+    vb_threadpool *tp = vb_threadpool_create(2);
+    CHECK(tp != NULL);
+    int bad = 0;
+    for (int level = 0; level <= vb_kernels_max_level() && !bad; level++) {
+        vb_kernels_force_level(level);
+        for (size_t t = 0; t < sizeof types / sizeof types[0] && !bad; t++)
+            for (size_t a = 0; a < sizeof n_ins / sizeof n_ins[0] && !bad; a++) {
+                int64_t n_in = vb_type_get(types[t])->block_elems == 256 ? n_ins_k[a] : n_ins[a];
+                int64_t rb = vb_type_row_bytes(types[t], n_in);
+                float *wf = malloc((size_t)n_in * sizeof(float));
+                uint8_t *W = malloc((size_t)(rb * n_out));
+                float *X = malloc((size_t)(70 * n_in) * sizeof(float));
+                float *Y = malloc((size_t)(70 * n_out) * sizeof(float)), Y1[21];
+                for (int64_t o = 0; o < n_out; o++) {
+                    for (int64_t i = 0; i < n_in; i++) wf[i] = rng_normal();
+                    vb_quantize_row(types[t], wf, W + o * rb, n_in);
+                }
+                for (int64_t i = 0; i < 70 * n_in; i++) X[i] = rng_normal() * (1 + (i % 3));
+                for (size_t k = 0; k < sizeof ks / sizeof ks[0] && !bad; k++) {
+                    vb_matmul(ks[k] >= 16 ? tp : NULL, types[t], W, n_in, n_out, X, ks[k], Y);
+                    for (int64_t r = 0; r < ks[k] && !bad; r++) {
+                        vb_matmul(NULL, types[t], W, n_in, n_out, X + r * n_in, 1, Y1);
+                        if (memcmp(Y + r * n_out, Y1, sizeof Y1) != 0) {
+                            fprintf(stderr, "    %s level %s n_in %lld K %lld row %lld differs from one row\n",
+                                    vb_type_get(types[t])->name, vb_kernels_level_name(level),
+                                    (long long)n_in, (long long)ks[k], (long long)r);
+                            bad = 1;
+                        }
+                    }
+                }
+                free(wf), free(W), free(X), free(Y);
+            }
+    }
+    vb_kernels_force_level(-1);
+    vb_threadpool_free(tp);
+    CHECK(!bad);
 }

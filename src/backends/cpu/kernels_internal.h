@@ -21,6 +21,22 @@ typedef struct vb_x8 {
     int64_t nb;     /* n_in / 32 */
 } vb_x8;
 
+/* The same activations regrouped for the lane kernels of the AVX-512 path (Q8_0, Q4_0, Q4_K,
+ * Q6_K with several X rows): X rows in groups of G = 16 / D; per group and 32-block, S = 8 / D
+ * vectors of 64 bytes in which 32-bit lane l holds dword s * D + l % D of the block of row
+ * l / D. A W block broadcast D dwords at a time then meets every row of the group in one
+ * vpdpbusd whose int32 lanes each belong to a single (X row, block): the per-block scales
+ * are applied lane-wise with no horizontal sums (D > 1: the D lanes of a row are added
+ * first). Rows past n_rows are zero. */
+typedef struct vb_x8_lanes {
+    int8_t *q;     /* [n_groups][nb][S][64] */
+    float *d;      /* [n_groups][nb][16] lane l: block scale of row l / D */
+    float *s;      /* [n_groups][nb][16] lane l: x8 dsum of row l / D (offsets, minimums) */
+    float *s16;    /* [n_groups][2 nb][16] lane l: x8 dsum16 of row l / D (Q6_K offsets) */
+    int D;         /* 1, 2 or 4 dwords per lane and step */
+    int64_t n_groups;
+} vb_x8_lanes;
+
 /* One product Y[n_rows][n_out] = X[n_rows][n_in] * W^T. */
 typedef struct vb_mm_args {
     uint32_t type;
@@ -31,7 +47,23 @@ typedef struct vb_mm_args {
     int64_t n_rows;
     float *Y;  /* [n_rows][n_out] */
     vb_x8 x8;  /* quantized X, for quantized W types (x8.q == NULL otherwise) */
+    vb_x8_lanes xl; /* x8 regrouped for the lane kernels (xl.q == NULL: not used) */
 } vb_mm_args;
+
+/* X rows from which the AVX-512 path multiplies Q8_0 / Q4_0 (resp. Q4_K / Q6_K) weights with
+ * the lane kernels (below it, the per-row tile kernels); the D to use for n_rows rows.
+ * The lane kernels add, per output, exactly the products the per-row tile adds, in the same
+ * order (fused where it fuses, its horizontal sums reproduced lane by lane), so a product of
+ * K rows gives each row bit for bit what a one-row product gives: a batched verify or
+ * WeDLM window sees the logits of one-row decoding (tests: kernels_matmul_k_rows_bit_
+ * identical_to_one_row, cpu_fixture_models_k_rows_equal_single_rows). */
+#define VB_LANES_MIN_ROWS 3
+#define VB_LANES_MIN_ROWS_K 5 /* Q4_K, Q6_K (their lane kernels assume D <= 2) */
+static inline int vb_lanes_d(int64_t n_rows) { /* 4, 2 or 1 (the kernels handle D <= 4) */
+    return n_rows <= 4 ? 4 : n_rows <= 8 ? 2 : 1;
+}
+/* Fill a->xl (buffers allocated by the caller) from a->x8 for all rows. */
+void vb_x8_to_lanes(vb_mm_args *a);
 
 /* True if `type` is one of the quantized types whose products use 8-bit activations. */
 static inline int vb_type_uses_x8(uint32_t type) {

@@ -159,6 +159,36 @@ static void *scratch_get(size_t bytes) {
     return scratch_buf;
 }
 
+/* --------------------------------------------------------------- lane layout of X8 */
+
+void vb_x8_to_lanes(vb_mm_args *a) {
+    const vb_x8 *x8 = &a->x8;
+    vb_x8_lanes *xl = &a->xl;
+    const int D = xl->D, G = 16 / D, S = 8 / D;
+    const int64_t nb = x8->nb;
+    for (int64_t g = 0; g < xl->n_groups; g++)
+        for (int64_t b = 0; b < nb; b++) {
+            int8_t *q = xl->q + (g * nb + b) * 64 * S; /* [S][16 lanes][4] */
+            float *d = xl->d + (g * nb + b) * 16;      /* [16] */
+            float *sl = xl->s + (g * nb + b) * 16;     /* [16] */
+            float *s16 = xl->s16 + (g * nb + b) * 32;  /* [2][16] */
+            for (int l = 0; l < 16; l++) {
+                int64_t row = g * G + l / D;
+                if (row >= a->n_rows) {
+                    for (int st = 0; st < S; st++) memset(q + 64 * st + 4 * l, 0, 4);
+                    d[l] = sl[l] = s16[l] = s16[16 + l] = 0.0f;
+                    continue;
+                }
+                const int8_t *src = x8->q + row * x8->n_in + 32 * b; /* [32] */
+                for (int st = 0; st < S; st++) memcpy(q + 64 * st + 4 * l, src + 4 * (st * D + l % D), 4);
+                d[l] = x8->d[row * nb + b];
+                sl[l] = x8->dsum[row * nb + b];
+                s16[l] = x8->dsum16[row * 2 * nb + 2 * b];
+                s16[16 + l] = x8->dsum16[row * 2 * nb + 2 * b + 1];
+            }
+        }
+}
+
 /* --------------------------------------------------------------- threaded product */
 
 typedef struct {
@@ -210,7 +240,17 @@ void vb_matmul(vb_threadpool *tp, uint32_t type, const void *W, int64_t n_in, in
         int64_t nb = n_in / 32;
         size_t q_bytes = ((size_t)(n_rows * n_in) + 63) / 64 * 64;
         size_t f_bytes = (size_t)(n_rows * nb) * sizeof(float);
-        uint8_t *buf = scratch_get(q_bytes + 4 * f_bytes); /* q, d, dsum, dsum16 (2 f_bytes) */
+        /* the lane layout (AVX-512, Q8_0 / Q4_0 / Q4_K / Q6_K, several rows): groups of 16 / D rows */
+        int use_lanes = level == VB_KLEVEL_AVX512 &&
+                        (((type == VB_TYPE_Q8_0 || type == VB_TYPE_Q4_0) && n_rows >= VB_LANES_MIN_ROWS) ||
+                         ((type == VB_TYPE_Q4_K || type == VB_TYPE_Q6_K) && n_rows >= VB_LANES_MIN_ROWS_K));
+        int lanes_d = vb_lanes_d(n_rows);
+        int64_t n_groups = (n_rows + 16 / lanes_d - 1) / (16 / lanes_d);
+        size_t lq_bytes = use_lanes ? (size_t)(n_groups * nb) * 512 / (size_t)lanes_d : 0;
+        size_t lf_bytes = use_lanes ? (size_t)(n_groups * nb) * 16 * sizeof(float) : 0;
+        /* q, d, dsum, dsum16 (2 f_bytes), lane q, lane d, lane s, lane s16 (2 lf_bytes) */
+        size_t lane_at = (q_bytes + 4 * f_bytes + 63) / 64 * 64; /* 64-byte loads: aligned */
+        uint8_t *buf = scratch_get(lane_at + lq_bytes + 4 * lf_bytes);
         if (!buf) { /* no memory for the activations: the portable path needs none of it */
             task.level = VB_KLEVEL_PORTABLE;
             vb_threadpool_run(tp, mm_task_fn, &task);
@@ -221,6 +261,14 @@ void vb_matmul(vb_threadpool *tp, uint32_t type, const void *W, int64_t n_in, in
                        .dsum16 = (float *)(buf + q_bytes + 2 * f_bytes), .n_in = n_in, .nb = nb};
         if (tp && n_rows >= 8) vb_threadpool_run(tp, x8_task_fn, &task);
         else x8_quantize(&a, level, 0, n_rows);
+        if (use_lanes) {
+            uint8_t *lbuf = buf + lane_at;
+            a.xl = (vb_x8_lanes){.q = (int8_t *)lbuf, .d = (float *)(lbuf + lq_bytes),
+                                 .s = (float *)(lbuf + lq_bytes + lf_bytes),
+                                 .s16 = (float *)(lbuf + lq_bytes + 2 * lf_bytes), .D = lanes_d,
+                                 .n_groups = n_groups};
+            vb_x8_to_lanes(&a);
+        }
     }
     vb_threadpool_run(tp, mm_task_fn, &task);
 }
