@@ -26,7 +26,7 @@ void vb_matmul_ref(uint32_t type, const void *W, int64_t n_in, int64_t n_out, co
                    int64_t n_rows, float *Y);
 /* Optimized, multithreaded over tp (may be NULL). Same result up to rounding (and, for
  * quantized W, up to the quantization of X to 8 bits where the kernel does that).
- * Thread-safe across calling threads (each keeps its own scratch for the quantized X, about
+ * Thread-safe across calling threads (each keeps its own scratch for the quantized X,
  * about 3 * n_rows * n_in bytes, reused by later calls); one tp serves one caller at a time. */
 void vb_matmul(vb_threadpool *tp, uint32_t type, const void *W, int64_t n_in, int64_t n_out,
                const float *X, int64_t n_rows, float *Y);
