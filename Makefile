@@ -19,6 +19,12 @@ CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -fPIC -pthread -D_GNU_SOURCE $(SAN)
             -Iinclude -Isrc
 LDFLAGS  += $(SAN) -pthread
 LDLIBS   += -lm -lpcre2-8
+# jansson (optional) lets the library read Hugging Face tokenizer.json files.
+HAVE_JANSSON := $(shell printf '\043include <jansson.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo 1)
+ifeq ($(HAVE_JANSSON),1)
+CFLAGS += -DVB_HAVE_JANSSON
+LDLIBS += -ljansson
+endif
 # `vibee serve` needs libmicrohttpd + jansson; without their headers the CLI is built without it.
 HAVE_SERVE := $(shell printf '\043include <microhttpd.h>\n\043include <jansson.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo 1)
 ifeq ($(HAVE_SERVE),1)

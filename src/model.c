@@ -270,8 +270,34 @@ static int load_onnx(const char *path, const vb_model_params *p, vb_model **out,
         }
         m->info.bos = m->info.eos = m->info.mask = -1;
         m->info.has_tokenizer = false;
+        if (!m->info.weight_type[0]) snprintf(m->info.weight_type, sizeof m->info.weight_type, "onnx");
         const char *base = strrchr(path, '/');
         snprintf(m->info.name, sizeof m->info.name, "%s", base ? base + 1 : path);
+        /* a tokenizer.json beside the graph (Hugging Face export layout) */
+        char tj[1100];
+        size_t pl = strlen(path);
+        if (pl > 5 && strcmp(path + pl - 5, ".onnx") == 0)
+            snprintf(tj, sizeof tj, "%.*stokenizer.json", base ? (int)(base - path + 1) : 0, path);
+        else
+            snprintf(tj, sizeof tj, "%s/tokenizer.json", path);
+        struct stat tst;
+        if (stat(tj, &tst) == 0) {
+            char msg[VB_ERR_LEN] = "";
+            st = vb_tokenizer_from_hf_json(tj, &m->tok, msg, sizeof msg);
+            if (st == VB_OK && vb_tokenizer_n_vocab(m->tok) > m->info.n_vocab) {
+                st = VB_ERR_FORMAT;
+                snprintf(msg, sizeof msg, "the tokenizer has more tokens than the model's vocabulary");
+            }
+            if (st != VB_OK) {
+                vb_model_free(m);
+                return fail(err, err_len, st, "%s: %s", tj, msg);
+            }
+            m->info.has_tokenizer = true;
+            m->info.bos = vb_tokenizer_bos(m->tok);
+            m->info.eos = vb_tokenizer_eos(m->tok);
+            m->info.mask = vb_tokenizer_mask(m->tok);
+            m->info.add_bos = vb_tokenizer_add_bos(m->tok);
+        }
 #else
         return fail(err, err_len, VB_ERR_UNSUPPORTED,
                     "%s: ONNX models need the onnx backend, which this build lacks (run "

@@ -18,6 +18,12 @@ typedef struct vb_tokenizer vb_tokenizer;
  * tokenizer copies what it needs: the vb_gguf may be closed afterwards. */
 int vb_tokenizer_from_gguf(const vb_gguf *g, vb_tokenizer **out, char *err, size_t err_len);
 void vb_tokenizer_free(vb_tokenizer *t);
+/* Build from a Hugging Face tokenizer.json holding a byte-level BPE model (GPT-2, Qwen2/2.5/3,
+ * Llama 3); BOS/EOS from tokenizer_config.json in the same directory when present. Returns
+ * VB_OK (err then holds remarks, e.g. "normalizer NFC is not applied", or ""), VB_ERR_IO,
+ * VB_ERR_FORMAT (malformed JSON; err names the JSON path), VB_ERR_UNSUPPORTED (other model
+ * types, unknown pre-tokenizer), VB_ERR_NOMEM. Implemented in tokenizer_hf.c. */
+int vb_tokenizer_from_hf_json(const char *path, vb_tokenizer **out, char *err, size_t err_len);
 
 int32_t vb_tokenizer_n_vocab(const vb_tokenizer *t);
 vb_token vb_tokenizer_bos(const vb_tokenizer *t);  /* -1 if none */
