@@ -14,6 +14,7 @@ static void usage(void) {
             "  quantize  rewrite a GGUF model with Q8_0 / Q4_0 / F16 weights\n"
             "  batch     run a file of prompts with continuous batching\n"
             "  serve     OpenAI-compatible HTTP server (completions, chat, streaming)\n"
+            "  score     mean NLL (nats/token) of given continuation tokens after a prompt\n"
             "\nWith no -m, commands use the embedded model wedlm-py-6m-f16.\n",
             VIBEE_VERSION);
 }
@@ -34,6 +35,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 1, argv + 1);
     if (!strcmp(cmd, "batch")) return cmd_batch(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "score")) return cmd_score(argc - 1, argv + 1);
     fprintf(stderr, "vibee: unknown command '%s'\n\n", cmd);
     usage();
     return 2;
