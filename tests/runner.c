@@ -1,6 +1,7 @@
 /* runner.c - runs the registered tests (see test.h) and prints "N passed, N failed". */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "test.h"
@@ -30,6 +31,24 @@ int vbt_failed_now(void) { return current_failed; }
 const char *vbt_fixture_dir(void) {
     const char *d = getenv("VB_FIXTURES");
     return d && *d ? d : "build/fixtures";
+}
+
+const char *vbt_vibee_bin(void) {
+    const char *v = getenv("VIBEE");
+    return v && *v ? v : "build/vibee";
+}
+
+int vbt_run_cmd(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = 0, got;
+    while (n + 1 < cap && (got = fread(out + n, 1, cap - 1 - n, p)) > 0) n += got;
+    out[n] = 0;
+    char sink[4096];
+    while (fread(sink, 1, sizeof sink, p) > 0) {
+    }
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static double now_s(void) {

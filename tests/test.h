@@ -16,6 +16,11 @@ typedef void (*vbt_fn)(void);
 void vbt_register(const char *name, vbt_fn fn, const char *file);
 void vbt_fail(const char *file, int line, const char *msg);
 int vbt_failed_now(void); /* nonzero if the running test has failed */
+/* The vibee CLI under test: $VIBEE or build/vibee. */
+const char *vbt_vibee_bin(void);
+/* Run a shell command, capture its stdout (up to cap-1 bytes, NUL-terminated; the rest is read
+ * and dropped); returns the exit status, or -1 if it could not run or did not exit normally. */
+int vbt_run_cmd(const char *cmd, char *out, size_t cap);
 /* Directory of generated fixtures (models, reference logits): $VB_FIXTURES or build/fixtures. */
 const char *vbt_fixture_dir(void);
 

@@ -405,16 +405,6 @@ TEST(sched_draft_verify_exact) {
 
 /* ---- `vibee batch` ($VIBEE) against `vibee run` (vb_generate, no scheduler) ---- */
 
-static int run_capture(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = 0, got;
-    while (n + 1 < cap && (got = fread(out + n, 1, cap - 1 - n, p)) > 0) n += got;
-    out[n] = 0;
-    int st = pclose(p);
-    return st;
-}
-
 /* The JSON string literal after `key` (escaped as written) copied into out; false if absent. */
 static bool json_literal(const char *js, const char *key, char *out, size_t cap) {
     const char *p = strstr(js, key);
@@ -431,8 +421,7 @@ static bool json_literal(const char *js, const char *key, char *out, size_t cap)
 }
 
 TEST(batch_cli_matches_run) {
-    const char *vibee = getenv("VIBEE");
-    if (!vibee || !*vibee) vibee = "build/vibee";
+    const char *vibee = vbt_vibee_bin();
     const char *prompts[] = {"hello world", "The same prefix, the same prefix, the same prefix: one",
                              "The same prefix, the same prefix, the same prefix: two", "x", "another line"};
     const int n = 5;
@@ -446,7 +435,7 @@ TEST(batch_cli_matches_run) {
     static char out[1 << 16], one[1 << 14];
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "'%s' batch -m sim -f %s -n 40 --parallel 3 --token-budget 8 --draft-max 3 --json 2>/dev/null", vibee, path);
-    int st = run_capture(cmd, out, sizeof out);
+    int st = vbt_run_cmd(cmd, out, sizeof out);
     unlink(path);
     CHECKF(st == 0, "vibee batch failed (%d): %.300s", st, out);
     CHECKF(strstr(out, "\"kv_blocks_leaked\": 0"), "stats: %.300s", strstr(out, "\"stats\"") ? strstr(out, "\"stats\"") : out);
@@ -458,11 +447,11 @@ TEST(batch_cli_matches_run) {
         CHECKF(at, "no completion %d in %.300s", k, out);
         CHECK(json_literal(at, "\"text\":", got, sizeof got));
         snprintf(cmd, sizeof cmd, "'%s' run -m sim -p '%s' -n 40 --json 2>/dev/null", vibee, prompts[k]);
-        CHECK_EQ_INT(run_capture(cmd, one, sizeof one), 0);
+        CHECK_EQ_INT(vbt_run_cmd(cmd, one, sizeof one), 0);
         CHECK(json_literal(one, "\"text\":", want, sizeof want));
         CHECKF(strcmp(got, want) == 0, "prompt %d: batch \"%s\" vs run \"%s\"", k, got, want);
     }
     snprintf(cmd, sizeof cmd, "'%s' batch -m sim 2>&1", vibee);
-    st = run_capture(cmd, out, sizeof out);
+    st = vbt_run_cmd(cmd, out, sizeof out);
     CHECKF(st != 0 && strstr(out, "-f FILE"), "no -f: status %d, %.200s", st, out);
 }

@@ -17,21 +17,6 @@
 #define SCORE_MAX_CASES 8
 #define SCORE_MAX_TOKENS 256
 
-static const char *score_vibee(void) {
-    const char *v = getenv("VIBEE");
-    return v && *v ? v : "build/vibee";
-}
-
-/* Run a shell command, capture stdout (up to cap-1 bytes); returns the exit status or -1. */
-static int score_run(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* Numbers of the array "key":[...] in one JSON line (key with a real opening quote); count or -1. */
 static int score_json_numbers(const char *js, const char *key, double *vals, int max) {
     char pat[64];
@@ -146,8 +131,8 @@ TEST(score_matches_numpy_reference) {
     CHECKF(nc > 0, "%s", msg);
     /* --json-in: the fixture file itself (its extra keys are ignored) */
     static char out[1 << 16], cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s score -m '%s' -t 1 --json-in '%s' 2>/dev/null", score_vibee(), cases[0].model, path);
-    CHECK_EQ_INT(score_run(cmd, out, sizeof out), 0);
+    snprintf(cmd, sizeof cmd, "%s score -m '%s' -t 1 --json-in '%s' 2>/dev/null", vbt_vibee_bin(), cases[0].model, path);
+    CHECK_EQ_INT(vbt_run_cmd(cmd, out, sizeof out), 0);
     char *line = out;
     for (int k = 0; k < nc; k++) {
         char *nl = strchr(line, '\n');
@@ -161,24 +146,24 @@ TEST(score_matches_numpy_reference) {
         char pl[2048], tl[2048];
         score_list(pl, sizeof pl, cases[k].prompt, cases[k].n_prompt);
         score_list(tl, sizeof tl, cases[k].tokens, cases[k].n);
-        snprintf(cmd, sizeof cmd, "%s score -m '%s' -t 1 --prompt-tokens %s --tokens %s 2>/dev/null", score_vibee(),
+        snprintf(cmd, sizeof cmd, "%s score -m '%s' -t 1 --prompt-tokens %s --tokens %s 2>/dev/null", vbt_vibee_bin(),
                  cases[k].model, pl, tl);
-        CHECK_EQ_INT(score_run(cmd, out, sizeof out), 0);
+        CHECK_EQ_INT(vbt_run_cmd(cmd, out, sizeof out), 0);
         CHECKF(score_compare(&cases[k], out, msg, sizeof msg), "--tokens: %s", msg);
     }
 }
 
 TEST(score_rejects_bad_input) {
     char cmd[1024], out[4096];
-    snprintf(cmd, sizeof cmd, "%s score -m sim --prompt-tokens 1,2 --tokens 3,99999 2>/dev/null", score_vibee());
-    CHECK(score_run(cmd, out, sizeof out) != 0);
-    snprintf(cmd, sizeof cmd, "%s score -m sim --prompt-tokens 1,2 2>/dev/null", score_vibee());
-    CHECK_EQ_INT(score_run(cmd, out, sizeof out), 2);
-    snprintf(cmd, sizeof cmd, "%s score -m sim --json-in /nonexistent/score.jsonl 2>/dev/null", score_vibee());
-    CHECK(score_run(cmd, out, sizeof out) != 0);
+    snprintf(cmd, sizeof cmd, "%s score -m sim --prompt-tokens 1,2 --tokens 3,99999 2>/dev/null", vbt_vibee_bin());
+    CHECK(vbt_run_cmd(cmd, out, sizeof out) != 0);
+    snprintf(cmd, sizeof cmd, "%s score -m sim --prompt-tokens 1,2 2>/dev/null", vbt_vibee_bin());
+    CHECK_EQ_INT(vbt_run_cmd(cmd, out, sizeof out), 2);
+    snprintf(cmd, sizeof cmd, "%s score -m sim --json-in /nonexistent/score.jsonl 2>/dev/null", vbt_vibee_bin());
+    CHECK(vbt_run_cmd(cmd, out, sizeof out) != 0);
     /* scoring works on any model (the sim model here): a finite, non-negative mean NLL */
-    snprintf(cmd, sizeof cmd, "%s score -m sim --prompt-tokens 104,101 --tokens 108,108,111 2>/dev/null", score_vibee());
-    CHECK_EQ_INT(score_run(cmd, out, sizeof out), 0);
+    snprintf(cmd, sizeof cmd, "%s score -m sim --prompt-tokens 104,101 --tokens 108,108,111 2>/dev/null", vbt_vibee_bin());
+    CHECK_EQ_INT(vbt_run_cmd(cmd, out, sizeof out), 0);
     double mean = score_json_number(out, "nll_mean");
     CHECKF(mean == mean && mean >= 0, "sim NLL %f: %s", mean, out);
 }

@@ -15,30 +15,11 @@
 #include "test.h"
 #include "vibee.h"
 
-static const char *vibee_bin(void) {
-    const char *v = getenv("VIBEE");
-    return v && *v ? v : "build/vibee";
-}
-
-/* Run a shell command, capture stdout+stderr (up to cap-1 bytes); returns the exit status. */
-static int run_cmd(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = 0, got;
-    while (n + 1 < cap && (got = fread(out + n, 1, cap - 1 - n, p)) > 0) n += got;
-    out[n] = 0;
-    char sink[4096];
-    while (fread(sink, 1, sizeof sink, p) > 0) {
-    }
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static const char *missing_tools(void) {
     static char why[256];
     char out[256];
     why[0] = 0;
-    if (run_cmd("command -v node >/dev/null && command -v curl >/dev/null && echo yes", out, sizeof out) != 0 ||
+    if (vbt_run_cmd("command -v node >/dev/null && command -v curl >/dev/null && echo yes", out, sizeof out) != 0 ||
         !strstr(out, "yes"))
         snprintf(why, sizeof why, "node or curl not found (scripts/install_deps.sh installs them)");
     else if (access("tests/js/node_modules/openai/package.json", R_OK) != 0)
@@ -50,8 +31,8 @@ static const char *missing_tools(void) {
 /* Run one of the node scripts; it prints ok/FAIL lines and "all passed". */
 static void run_node(const char *script, char *out, size_t cap, int *rc) {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "timeout 120 node tests/server/%s '%s' 2>&1", script, vibee_bin());
-    *rc = run_cmd(cmd, out, cap);
+    snprintf(cmd, sizeof cmd, "timeout 120 node tests/server/%s '%s' 2>&1", script, vbt_vibee_bin());
+    *rc = vbt_run_cmd(cmd, out, cap);
 }
 
 TEST(server_openai_client) {
@@ -86,9 +67,9 @@ static int server_start(server_proc *s, const char *args) {
     snprintf(s->dir, sizeof s->dir, "/tmp/vb_test_server_XXXXXX");
     if (!mkdtemp(s->dir)) return -1;
     char cmd[1024], out[64];
-    snprintf(cmd, sizeof cmd, "'%s' serve %s --host 127.0.0.1 --port 0 >%s/out 2>&1 & echo $!", vibee_bin(), args,
+    snprintf(cmd, sizeof cmd, "'%s' serve %s --host 127.0.0.1 --port 0 >%s/out 2>&1 & echo $!", vbt_vibee_bin(), args,
              s->dir);
-    if (run_cmd(cmd, out, sizeof out) != 0) return -1;
+    if (vbt_run_cmd(cmd, out, sizeof out) != 0) return -1;
     s->pid = atoi(out);
     for (int i = 0; i < 100 && s->pid > 0; i++) { /* up to 10 s */
         char path[256], line[512];
@@ -121,7 +102,7 @@ static int server_stop(server_proc *s) {
     if (!gone) kill(s->pid, SIGKILL);
     char cmd[256], out[16];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->dir);
-    run_cmd(cmd, out, sizeof out);
+    vbt_run_cmd(cmd, out, sizeof out);
     return gone ? 0 : -1;
 }
 
@@ -137,7 +118,7 @@ static void curl(const server_proc *s, const char *method, const char *path, con
     if (!out) return;
     snprintf(cmd, sizeof cmd, "curl -s -m 20 -X %s %s -w '\\n%%{http_code}' http://127.0.0.1:%d%s", method,
              data_arg ? data_arg : "", s->port, path);
-    run_cmd(cmd, out, out_cap);
+    vbt_run_cmd(cmd, out, out_cap);
     char *nl = strrchr(out, '\n');
     *status = nl ? atoi(nl + 1) : 0;
     if (nl) *nl = 0;
@@ -148,7 +129,7 @@ static void curl(const server_proc *s, const char *method, const char *path, con
 
 TEST(server_curl_errors_and_metrics) {
     char out[256];
-    CHECKF(run_cmd("command -v curl >/dev/null && echo yes", out, sizeof out) == 0 && strstr(out, "yes"),
+    CHECKF(vbt_run_cmd("command -v curl >/dev/null && echo yes", out, sizeof out) == 0 && strstr(out, "yes"),
            "curl not found (scripts/install_deps.sh)");
     server_proc s = {0};
     int started = server_start(&s, "-m sim --max-body 4096 --max-tokens 64");
@@ -188,7 +169,7 @@ TEST(server_curl_errors_and_metrics) {
     if (bad < 0) {
         snprintf(cmd, sizeof cmd, "head -c 20000 /dev/zero | tr '\\0' 'a' | curl -s -m 20 -o /dev/null -w '%%{http_code}' "
                  "--data-binary @- http://127.0.0.1:%d/v1/completions", s.port);
-        run_cmd(cmd, out, sizeof out);
+        vbt_run_cmd(cmd, out, sizeof out);
         big_status = atoi(out);
     }
     int m_status = 0;
@@ -210,7 +191,7 @@ TEST(server_curl_errors_and_metrics) {
    and its blocks are freed. The embedded model on the cpu backend is slow enough to time out. */
 TEST(server_timeout) {
     char out[256];
-    CHECKF(run_cmd("command -v curl >/dev/null && echo yes", out, sizeof out) == 0 && strstr(out, "yes"),
+    CHECKF(vbt_run_cmd("command -v curl >/dev/null && echo yes", out, sizeof out) == 0 && strstr(out, "yes"),
            "curl not found (scripts/install_deps.sh)");
     server_proc s = {0};
     int started = server_start(&s, "--timeout 1 -t 1 --parallel 2");
