@@ -159,6 +159,12 @@ typedef struct vb_context_params {
     int32_t block_size;   /* KV block size in tokens (default 16) */
     int32_t kv_type;      /* enum vb_kv_type (default VB_KV_F32) */
     const char *backend_options; /* backend-specific "key=value,..." (NULL = none) */
+    const char *cost_cache_path; /* text file that keeps the decoders' measured cost of K-row
+                                    forwards across processes, keyed by model, backend, threads
+                                    and build (NULL = keep it in the context only). A missing,
+                                    unreadable or malformed file is ignored; writes replace the
+                                    file atomically (write + rename). The CLI passes
+                                    $VIBEE_COST_CACHE or ~/.cache/vibee/cost-tables.tsv */
 } vb_context_params;
 
 vb_context_params vb_context_default_params(void);
@@ -300,6 +306,12 @@ typedef struct vb_generate_params {
                                      last committed token (default true) */
     bool wedlm_leftmost_fallback; /* no mask under tau: fill the leftmost mask instead of the best
                                      score, so every step commits >= 1 token (default true) */
+    bool wedlm_exact;             /* check every filled slot against the AR row of the token
+                                     before it when that row is forwarded (the next step), as
+                                     draft-and-verify does: commit only tokens that row would
+                                     have sampled, replace the first that is not and re-mask
+                                     the slots after it. Greedy output then equals AR greedy for
+                                     any tau (default false) */
 } vb_generate_params;
 
 vb_generate_params vb_generate_default_params(void);

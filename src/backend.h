@@ -55,6 +55,9 @@ extern const vb_backend_ops vb_backend_cuda;
  * freed with free_fn when replaced or when the context is freed. */
 void *vb_context_decoder_cache(const vb_context *ctx);
 void vb_context_set_decoder_cache(vb_context *ctx, void *cache, void (*free_fn)(void *));
+/* The context's parameters as resolved at init (backend = its name; backend_options NULL;
+ * cost_cache_path an owned copy or NULL). */
+const vb_context_params *vb_context_params_get(const vb_context *ctx);
 
 /* printf-style message into a VB_ERR_LEN buffer; returns status (for `return vb_errf(...)`). */
 int vb_errf(char *err, int status, const char *fmt, ...)

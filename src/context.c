@@ -29,6 +29,8 @@ struct vb_context {
 
 void *vb_context_decoder_cache(const vb_context *c) { return c ? c->decoder_cache : NULL; }
 
+const vb_context_params *vb_context_params_get(const vb_context *c) { return c ? &c->params : NULL; }
+
 void vb_context_set_decoder_cache(vb_context *c, void *cache, void (*free_fn)(void *)) {
     if (!c) return;
     if (c->decoder_cache && c->decoder_cache_free) c->decoder_cache_free(c->decoder_cache);
@@ -90,10 +92,17 @@ int vb_context_init(vb_model *model, const vb_context_params *params, vb_context
     c->params = p;
     c->params.backend = ops->name; /* static storage */
     c->params.backend_options = NULL;
+    c->params.cost_cache_path = NULL;
+    if (p.cost_cache_path && *p.cost_cache_path &&
+        !(c->params.cost_cache_path = strdup(p.cost_cache_path))) {
+        free(c);
+        return set_err(err, err_len, VB_ERR_NOMEM, "out of memory");
+    }
     int st = ops->init(model, &p, &c->state, c->err);
     if (st != VB_OK) {
         if (!c->err[0]) snprintf(c->err, sizeof c->err, "backend %s: %s", ops->name, vb_status_str(st));
         set_err(err, err_len, st, c->err);
+        free((char *)c->params.cost_cache_path);
         free(c);
         return st;
     }
@@ -112,6 +121,7 @@ void vb_context_free(vb_context *c) {
     if (!c) return;
     if (c->state) c->ops->free(c->state);
     vb_context_set_decoder_cache(c, NULL, NULL);
+    free((char *)c->params.cost_cache_path);
     free(c->logits);
     free(c->logit_index);
     free(c);

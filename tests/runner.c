@@ -59,6 +59,9 @@ static double now_s(void) {
 
 int main(int argc, char **argv) {
     const char *filter = argc > 1 ? argv[1] : NULL;
+    /* hermetic: CLI runs started by tests keep measured costs out of the user's cache
+       (tests that need a cost cache pass --cost-cache FILE) */
+    setenv("VIBEE_COST_CACHE", "off", 0);
     int passed = 0, failed = 0;
     for (int i = 0; i < n_tests; i++) {
         if (filter && !strstr(tests[i].name, filter) && !strstr(tests[i].file, filter)) continue;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "test.h"
 
@@ -97,4 +98,41 @@ TEST(cli_errors_exit_nonzero_with_message) {
     snprintf(cmd, sizeof cmd, "%s run -m /nonexistent.gguf 2>&1", vbt_vibee_bin());
     vbt_run_cmd(cmd, out, sizeof out);
     CHECK(strstr(out, "/nonexistent.gguf") != NULL);
+}
+
+/* --cost-cache FILE: an adaptive decoder stores its measured cost(K) there; `off` writes none;
+ * --wedlm-exact gives AR's tokens. */
+TEST(cli_cost_cache_and_exact) {
+    char path[128], cmd[1024], out[16384], ar[16384];
+    snprintf(path, sizeof path, "/tmp/vibee-cli-cost-%ld.tsv", (long)getpid());
+    remove(path);
+    snprintf(cmd, sizeof cmd,
+             "%s run -m sim -p 'import os' -n 40 --decoder verify --draft-max 0 --cost-cache %s "
+             "--json 2>/dev/null", vbt_vibee_bin(), path);
+    CHECK_EQ_INT(vbt_run_cmd(cmd, out, sizeof out), 0);
+    FILE *f = fopen(path, "rb");
+    CHECKF(f != NULL, "no cost cache file %s", path);
+    char line[1024] = "";
+    if (f) {
+        if (!fgets(line, sizeof line, f)) line[0] = 0;
+        fclose(f);
+    }
+    CHECKF(strstr(line, "backend=sim") && strstr(line, "\t1:"), "cost cache line: %s", line);
+    remove(path);
+    snprintf(cmd, sizeof cmd,
+             "%s run -m sim -p 'import os' -n 40 --decoder verify --draft-max 0 "
+             "--cost-cache off --json 2>/dev/null", vbt_vibee_bin());
+    CHECK_EQ_INT(vbt_run_cmd(cmd, out, sizeof out), 0);
+    CHECK(fopen(path, "rb") == NULL);
+    snprintf(cmd, sizeof cmd, "%s run -m sim -p 'import os' -n 48 --json 2>/dev/null",
+             vbt_vibee_bin());
+    CHECK_EQ_INT(vbt_run_cmd(cmd, ar, sizeof ar), 0);
+    snprintf(cmd, sizeof cmd,
+             "%s run -m sim -p 'import os' -n 48 --decoder wedlm --wedlm-exact --tau 50 --json "
+             "2>/dev/null", vbt_vibee_bin());
+    CHECK_EQ_INT(vbt_run_cmd(cmd, out, sizeof out), 0);
+    int ta[64], tw[64];
+    CHECK_EQ_INT(json_int_array(ar, "tokens", ta, 64), 48);
+    CHECK_EQ_INT(json_int_array(out, "tokens", tw, 64), 48);
+    CHECK(memcmp(ta, tw, sizeof(int) * 48) == 0);
 }

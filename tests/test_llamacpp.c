@@ -671,17 +671,24 @@ TEST(llamacpp_decoders) {
     vb_context *c = lc_context(m, "llamacpp", 256, VB_KV_F32, err, sizeof err);
     if (!c) vb_model_free(m);
     CHECKF(c != NULL, "llamacpp context: %s", err);
-    static const int decoders[] = {VB_DECODER_AR, VB_DECODER_VERIFY, VB_DECODER_WEDLM};
-    vb_token out[3][N_OUT];
-    int32_t n_out[3] = {0};
-    int st[3];
-    char note[3][128];
-    for (int d = 0; d < 3; d++) {
+    /* AR, verify, WeDLM, WeDLM exact at tau 100 (every mask filled, every fill checked) */
+    static const int decoders[] = {VB_DECODER_AR, VB_DECODER_VERIFY, VB_DECODER_WEDLM,
+                                   VB_DECODER_WEDLM};
+    vb_token out[4][N_OUT];
+    int32_t n_out[4] = {0};
+    int st[4];
+    char note[4][128];
+    for (int d = 0; d < 4; d++) {
         vb_generate_params gp = vb_generate_default_params();
         gp.decoder = decoders[d];
         gp.n_predict = N_OUT;
         gp.seq = d;
         gp.stop_at_eos = false;
+        if (d == 3) {
+            gp.wedlm_exact = true;
+            gp.tau = 100.0f;
+            gp.window = 8;
+        }
         vb_generate_stats gs;
         memset(&gs, 0, sizeof gs);
         st[d] = vb_generate(c, prompt, n_prompt, &gp, out[d], N_OUT, &n_out[d], &gs);
@@ -689,12 +696,15 @@ TEST(llamacpp_decoders) {
     }
     vb_context_free(c);
     vb_model_free(m);
-    for (int d = 0; d < 3; d++)
+    for (int d = 0; d < 4; d++)
         CHECKF(st[d] == VB_OK && n_out[d] == N_OUT, "decoder %d: status %d, %d tokens: %s",
                decoders[d], st[d], n_out[d], note[d]);
     for (int i = 0; i < (int)(sizeof want / sizeof want[0]); i++) CHECK_EQ_INT(out[0][i], want[i]);
     for (int i = 0; i < N_OUT; i++)
         CHECKF(out[1][i] == out[0][i], "verify differs from AR at %d: %d vs %d", i, out[1][i], out[0][i]);
+    for (int i = 0; i < N_OUT; i++)
+        CHECKF(out[3][i] == out[0][i], "wedlm exact differs from AR at %d: %d vs %d", i, out[3][i],
+               out[0][i]);
     printf("     wedlm on llamacpp: %s\n", note[2][0] ? note[2] : "(no note)");
 }
 

@@ -1,14 +1,22 @@
 /* cost_model.c - measure cost(K) of K-row forwards with scratch rows (truncated afterwards),
- * keep the table in the context, and pick draft lengths from it. */
+ * keep the table in the context and optionally in a file across processes, correct it online
+ * from the forwards the decoders time, and pick draft lengths from it. */
 #include "decode/cost_model.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 
 #define MEASURE_REPS 5 /* the median is kept: on a loaded machine it is what decoding meets */
 #define SLOW_FORWARD_SECONDS 0.25 /* a forward this slow is measured once, and larger K skipped */
+#define COST_FILE_MAX (1 << 20)   /* bytes of a cost cache file read (the rest is ignored) */
+#define COST_KEY_MAX 512
 
 /* The table measured on a context is kept in the context itself (freed with it). */
 typedef struct cost_cache_entry {
@@ -33,6 +41,155 @@ static void cache_store(vb_context *ctx, int32_t max_rows, const vb_cost_table *
 
 void vb_cost_forget(vb_context *ctx) { vb_context_set_decoder_cache(ctx, NULL, NULL); }
 
+/* ------------------------------------------------------------------------------ file cache */
+
+/* Append s to key[len] at *at, with tab/newline/non-printable bytes replaced by '_'. */
+static void key_put(char *key, size_t len, size_t *at, const char *s) {
+    for (; *s && *at + 1 < len; s++) {
+        unsigned char ch = (unsigned char)*s;
+        key[(*at)++] = (ch < 0x21 || ch > 0x7e) ? '_' : (char)ch;
+    }
+    key[*at] = 0;
+}
+
+void vb_cost_key(const vb_context *ctx, char *key, size_t len) {
+    if (!key || len == 0) return;
+    key[0] = 0;
+    const vb_model *m = vb_context_model(ctx);
+    const vb_model_info *mi = m ? vb_model_get_info(m) : NULL;
+    vb_model_info info;
+    if (mi) info = *mi;
+    else memset(&info, 0, sizeof info);
+    const vb_context_params *cp = vb_context_params_get(ctx);
+    char buf[COST_KEY_MAX];
+    size_t at = 0;
+    /* the build: kernels change between versions/builds, and so does the cost */
+    key_put(key, len, &at, "vibee-" VIBEE_VERSION "-" __DATE__ "-" __TIME__);
+    snprintf(buf, sizeof buf, "|model=");
+    key_put(key, len, &at, buf);
+    key_put(key, len, &at, info.name);
+    snprintf(buf, sizeof buf, "|%s|%s|vocab%d|embd%d|layer%d|ff%d|params%lld|",
+             info.arch, info.weight_type, (int)info.n_vocab, (int)info.n_embd, (int)info.n_layer,
+             (int)info.n_ff, (long long)info.n_params);
+    key_put(key, len, &at, buf);
+    snprintf(buf, sizeof buf, "backend=%s|threads=%d|kv=%d|cpus=%ld",
+             vb_context_backend_name(ctx), cp ? (int)cp->n_threads : -1,
+             cp ? (int)cp->kv_type : -1, sysconf(_SC_NPROCESSORS_ONLN));
+    key_put(key, len, &at, buf);
+}
+
+/* Read at most COST_FILE_MAX bytes of path into a NUL-terminated buffer (NULL: none). */
+static char *read_small_file(const char *path, size_t *n_out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = malloc(COST_FILE_MAX + 1);
+    size_t n = buf ? fread(buf, 1, COST_FILE_MAX, f) : 0;
+    fclose(f);
+    if (!buf) return NULL;
+    buf[n] = 0;
+    *n_out = n;
+    return buf;
+}
+
+/* Parse "K:seconds,K:seconds,..." (the rest of a line) into t; false if malformed. */
+static bool parse_points(const char *s, const char *end, vb_cost_table *t) {
+    memset(t, 0, sizeof *t);
+    while (s < end) {
+        if (t->n >= VB_COST_MAX_POINTS) return false;
+        char *e1, *e2;
+        errno = 0;
+        long k = strtol(s, &e1, 10);
+        if (e1 == s || e1 >= end || *e1 != ':' || errno || k < 1 || k > 65536) return false;
+        double sec = strtod(e1 + 1, &e2);
+        if (e2 == e1 + 1 || e2 > end || !isfinite(sec) || sec <= 0.0 || sec > 3600.0) return false;
+        if (t->n > 0 && k <= t->rows[t->n - 1]) return false;
+        t->rows[t->n] = (int32_t)k;
+        t->seconds[t->n] = sec;
+        t->n++;
+        s = e2;
+        if (s < end && *s == ',') s++;
+        else if (s < end) return false;
+    }
+    return t->n > 0;
+}
+
+int vb_cost_file_load(const char *path, const char *key, vb_cost_table *out) {
+    if (!path || !key || !out) return VB_ERR_ARG;
+    size_t n = 0, klen = strlen(key);
+    char *buf = read_small_file(path, &n);
+    if (!buf) return VB_ERR_IO;
+    int rc = VB_ERR_IO;
+    for (char *line = buf; line < buf + n;) {
+        char *nl = memchr(line, '\n', (size_t)(buf + n - line));
+        char *end = nl ? nl : buf + n;
+        if ((size_t)(end - line) > klen && !memcmp(line, key, klen) && line[klen] == '\t') {
+            vb_cost_table t;
+            if (parse_points(line + klen + 1, end, &t)) {
+                *out = t; /* the last good line of the key wins */
+                rc = VB_OK;
+            }
+        }
+        line = end + 1;
+    }
+    free(buf);
+    return rc;
+}
+
+int vb_cost_file_store(const char *path, const char *key, const vb_cost_table *t) {
+    if (!path || !key || !t || t->n <= 0 || strchr(key, '\n') || strchr(key, '\t'))
+        return VB_ERR_ARG;
+    size_t n = 0, klen = strlen(key);
+    char *old = read_small_file(path, &n); /* NULL: a new file */
+    size_t tlen = strlen(path) + 32;
+    char *tmp = malloc(tlen);
+    if (!tmp) {
+        free(old);
+        return VB_ERR_NOMEM;
+    }
+    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    int rc = f ? VB_OK : VB_ERR_IO;
+    /* keep the other keys' complete lines */
+    for (char *line = old; f && line && line < old + n;) {
+        char *nl = memchr(line, '\n', (size_t)(old + n - line));
+        if (!nl) break; /* a truncated last line is dropped */
+        bool same = (size_t)(nl - line) > klen && !memcmp(line, key, klen) && line[klen] == '\t';
+        if (!same && fwrite(line, 1, (size_t)(nl + 1 - line), f) != (size_t)(nl + 1 - line))
+            rc = VB_ERR_IO;
+        line = nl + 1;
+    }
+    if (f) {
+        fprintf(f, "%s\t", key);
+        for (int32_t i = 0; i < t->n; i++)
+            fprintf(f, "%s%d:%.17g", i ? "," : "", (int)t->rows[i], t->seconds[i]);
+        fputc('\n', f);
+        if (ferror(f)) rc = VB_ERR_IO;
+        if (fclose(f) != 0) rc = VB_ERR_IO;
+        if (rc == VB_OK && rename(tmp, path) != 0) rc = VB_ERR_IO;
+        if (rc != VB_OK) remove(tmp);
+    }
+    free(tmp);
+    free(old);
+    return rc;
+}
+
+/* The table in the context's file, if it has one for this context's key. */
+static bool file_lookup(const vb_context *ctx, vb_cost_table *out) {
+    const vb_context_params *cp = vb_context_params_get(ctx);
+    if (!cp || !cp->cost_cache_path) return false;
+    char key[COST_KEY_MAX];
+    vb_cost_key(ctx, key, sizeof key);
+    return vb_cost_file_load(cp->cost_cache_path, key, out) == VB_OK;
+}
+
+static void file_store(const vb_context *ctx, const vb_cost_table *t) {
+    const vb_context_params *cp = vb_context_params_get(ctx);
+    if (!cp || !cp->cost_cache_path) return;
+    char key[COST_KEY_MAX];
+    vb_cost_key(ctx, key, sizeof key);
+    (void)vb_cost_file_store(cp->cost_cache_path, key, t); /* a failed write: measured again */
+}
+
 /* One scratch forward of k rows after the sequence's rows; seconds or < 0 on failure (*rc). */
 static double time_forward(vb_context *ctx, vb_batch *batch, vb_seq seq, vb_token filler,
                            int32_t k, int *rc) {
@@ -53,6 +210,10 @@ int vb_cost_measure(vb_context *ctx, vb_seq seq, vb_token filler, int32_t max_ro
     if (caps.max_batch > 0 && max_rows > caps.max_batch) max_rows = caps.max_batch;
     if (max_rows < 1) max_rows = 1;
     if (cache_lookup(ctx, max_rows, out)) return VB_OK;
+    if (file_lookup(ctx, out)) {
+        cache_store(ctx, max_rows, out);
+        return VB_OK;
+    }
 
     vb_batch *batch = vb_batch_init(max_rows);
     if (!batch) return VB_ERR_NOMEM;
@@ -82,7 +243,10 @@ int vb_cost_measure(vb_context *ctx, vb_seq seq, vb_token filler, int32_t max_ro
     }
     vb_batch_free(batch);
     if (out->n == 0) return rc == VB_OK ? VB_KV_FULL : rc;
-    if (rc == VB_OK) cache_store(ctx, max_rows, out);
+    if (rc == VB_OK) {
+        cache_store(ctx, max_rows, out);
+        file_store(ctx, out);
+    }
     return VB_OK;
 }
 
@@ -117,4 +281,56 @@ int32_t vb_cost_best_draft(const vb_cost_table *t, double accept_rate, int32_t k
         }
     }
     return best_k;
+}
+
+/* ------------------------------------------------------------------------ online correction */
+
+void vb_cost_online_init(vb_cost_online *o, const vb_cost_table *t) {
+    memset(o, 0, sizeof *o);
+    if (t) o->table = *t;
+}
+
+/* Median of the ring of row count r (n_observed[r] >= 1). */
+static double online_median(const vb_cost_online *o, int32_t r) {
+    int32_t n = o->n_observed[r] < VB_COST_RING ? o->n_observed[r] : VB_COST_RING;
+    double v[VB_COST_RING];
+    memcpy(v, o->ring[r], sizeof(double) * (size_t)n);
+    for (int32_t i = 1; i < n; i++) /* insertion sort, n <= VB_COST_RING */
+        for (int32_t j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double vb_cost_online_seconds(const vb_cost_online *o, int32_t rows) {
+    if (rows >= 0 && rows < VB_COST_TRACKED_ROWS && o->n_observed[rows] >= 3)
+        return online_median(o, rows);
+    return vb_cost_seconds(&o->table, rows);
+}
+
+void vb_cost_online_observe(vb_cost_online *o, int32_t rows, double seconds) {
+    if (rows < 0 || rows >= VB_COST_TRACKED_ROWS || !(seconds > 0.0) || !isfinite(seconds))
+        return;
+    o->ring[rows][o->n_observed[rows] % VB_COST_RING] = seconds;
+    o->n_observed[rows]++;
+}
+
+void vb_cost_online_save(vb_context *ctx, const vb_cost_online *o) {
+    if (o->table.n <= 0) return;
+    vb_cost_table t = o->table;
+    bool changed = false;
+    for (int32_t i = 0; i < t.n; i++) {
+        int32_t r = t.rows[i];
+        if (r < VB_COST_TRACKED_ROWS && o->n_observed[r] >= 5) {
+            t.seconds[i] = online_median(o, r);
+            changed = true;
+        }
+    }
+    if (!changed) return;
+    const cost_cache_entry *e = vb_context_decoder_cache(ctx);
+    int32_t max_rows = e ? e->max_rows : t.rows[t.n - 1];
+    cache_store(ctx, max_rows, &t);
+    file_store(ctx, &t);
 }

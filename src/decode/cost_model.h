@@ -1,11 +1,13 @@
 /* cost_model.h - the measured cost of a K-row forward on a context (DESIGN §4: on a CPU a
  * K-token forward costs more than a 1-token one, on a GPU it is almost free), and the choice of
  * the verify draft length / WeDLM window that maximises expected tokens per second from it.
- * Measurements are scratch forwards on the caller's sequence, truncated afterwards, and are
- * cached per (context, model, backend) for the life of the process. */
+ * Measurements are scratch forwards on the caller's sequence, truncated afterwards; the table
+ * is kept in the context, in an optional file across processes, and corrected online by the
+ * decoders from the forwards they time. */
 #ifndef VB_DECODE_COST_MODEL_H
 #define VB_DECODE_COST_MODEL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vibee.h"
@@ -36,7 +38,46 @@ double vb_cost_expected_tokens(double a, int32_t k);
 /* Draft length k in [0, k_max] maximising expected_tokens(a, k) / cost(k + 1). */
 int32_t vb_cost_best_draft(const vb_cost_table *t, double accept_rate, int32_t k_max);
 
-/* Forget the table cached in this context (the next measure times the forwards again). */
+/* Forget the table cached in this context (the next measure times the forwards again; a
+ * table in the context's cost cache file is still found). */
 void vb_cost_forget(vb_context *ctx);
+
+/* ---- the file cache (vb_context_params.cost_cache_path) ----
+ * One line per key: "<key>\t<K>:<seconds>,<K>:<seconds>,...\n". The key names the build (a
+ * table measured with other kernels is stale), the model (name, arch, shape, weight type,
+ * parameter count), the backend, the thread count, the KV type and the number of online CPUs;
+ * tab, newline and non-printable bytes in names are replaced. */
+
+/* Key of ctx into key[len] (truncated to fit, always terminated). */
+void vb_cost_key(const vb_context *ctx, char *key, size_t len);
+/* Find key in the file at path: VB_OK and *out filled (points ascending in K, seconds > 0),
+ * or VB_ERR_IO (no file / no such key / a malformed line: every such case just means
+ * "measure"). Reads at most 1 MiB. */
+int vb_cost_file_load(const char *path, const char *key, vb_cost_table *out);
+/* Replace (or add) the line of key in the file at path (write to path.tmp.<pid>, rename).
+ * VB_OK or VB_ERR_IO; lines of other keys are kept (lines beyond 1 MiB are dropped). */
+int vb_cost_file_store(const char *path, const char *key, const vb_cost_table *t);
+
+/* ---- online correction ----
+ * The table a decoder starts from, replaced row count by row count by the forwards the run
+ * itself times (the load on the machine during decoding is what counts); at the end of a run
+ * the corrected table goes back into the context's cache (and file), so the next run starts
+ * from what this one saw. */
+#define VB_COST_TRACKED_ROWS 35
+#define VB_COST_RING 9 /* last timings kept per row count; their median is the cost */
+typedef struct vb_cost_online {
+    vb_cost_table table;
+    double ring[VB_COST_TRACKED_ROWS][VB_COST_RING]; /* last forward seconds by row count */
+    int32_t n_observed[VB_COST_TRACKED_ROWS];       /* timings seen (the ring keeps the last) */
+} vb_cost_online;
+
+void vb_cost_online_init(vb_cost_online *o, const vb_cost_table *t);
+double vb_cost_online_seconds(const vb_cost_online *o, int32_t rows);
+void vb_cost_online_observe(vb_cost_online *o, int32_t rows, double seconds);
+/* cost(rows): the median of the run's timings of that row count once there are >= 3 (a
+ * descheduled thread or a cold first forward is one outlier, not the cost), else the table. */
+/* Merge the observations (row counts timed >= 5 times) into the table points and store the
+ * result in the context cache and the cost cache file. */
+void vb_cost_online_save(vb_context *ctx, const vb_cost_online *o);
 
 #endif

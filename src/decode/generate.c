@@ -32,6 +32,7 @@ vb_generate_params vb_generate_default_params(void) {
     p.user = NULL;
     p.wedlm_d0_ar = true;
     p.wedlm_leftmost_fallback = true;
+    p.wedlm_exact = false;
     return p;
 }
 

@@ -36,43 +36,18 @@
 #define ADAPT_MAX_DRAFT 16
 #define PROBE_EVERY 8      /* adaptive mode: one draft more than the best every this many steps */
 #define ACCEPT_DECAY 0.95  /* forgetting factor of the acceptance statistics */
-#define TRACKED_ROWS (2 * ADAPT_MAX_DRAFT + 3)
-#define COST_EMA 0.2       /* weight of a new timing in the observed cost of a row count */
 
-/* cost(rows) for the adaptive choice: the measured table, replaced row count by row count by
- * the forwards this run has timed (the load on the machine during decoding is what counts). */
-typedef struct verify_costs {
-    vb_cost_table table;
-    double observed[TRACKED_ROWS]; /* EMA of forward seconds by row count */
-    int32_t n_observed[TRACKED_ROWS];
-} verify_costs;
-
-static double verify_cost(const verify_costs *vc, int32_t rows) {
-    if (rows < TRACKED_ROWS && vc->n_observed[rows] >= 3) return vc->observed[rows];
-    return vb_cost_seconds(&vc->table, rows);
-}
-
-static void verify_cost_observe(verify_costs *vc, int32_t rows, double seconds) {
-    if (rows >= TRACKED_ROWS) return;
-    if (vc->n_observed[rows] == 0) {
-        vc->observed[rows] = seconds;
-    } else {
-        double cur = vc->observed[rows];
-        if (seconds > 3.0 * cur) seconds = 3.0 * cur; /* a descheduled thread, not the cost */
-        vc->observed[rows] = (1.0 - COST_EMA) * cur + COST_EMA * seconds;
-    }
-    vc->n_observed[rows]++;
-}
-
+/* cost(rows) for the adaptive choice: the measured (or cached) table, corrected by this run's
+ * own timed forwards (vb_cost_online). */
 /* Draft length k in [0, k_max] maximising expected tokens per second when a step with k drafts
  * forwards base_rows + rows_per_draft * k rows (k = 0: a plain AR step of one row). */
-static int32_t verify_best_k(const verify_costs *vc, double accept_rate, int32_t k_max,
+static int32_t verify_best_k(const vb_cost_online *vc, double accept_rate, int32_t k_max,
                              int32_t base_rows, int32_t rows_per_draft) {
     int32_t best_k = 0;
-    double best_rate = 1.0 / verify_cost(vc, 1);
-    for (int32_t k = 1; k <= k_max && base_rows + rows_per_draft * k < TRACKED_ROWS; k++) {
+    double best_rate = 1.0 / vb_cost_online_seconds(vc, 1);
+    for (int32_t k = 1; k <= k_max && base_rows + rows_per_draft * k < VB_COST_TRACKED_ROWS; k++) {
         double rate = vb_cost_expected_tokens(accept_rate, k) /
-                      verify_cost(vc, base_rows + rows_per_draft * k);
+                      vb_cost_online_seconds(vc, base_rows + rows_per_draft * k);
         if (rate > best_rate * 1.02) { /* prefer the shorter draft unless clearly better */
             best_rate = rate;
             best_k = k;
@@ -110,11 +85,9 @@ int vb_decode_verify(vb_decode_run *run) {
     int32_t n_min = p->ngram_min > 0 ? p->ngram_min : 1;
     if (n_min > NGRAM_MAX) n_min = NGRAM_MAX;
 
-    verify_costs costs;
-    memset(&costs, 0, sizeof costs);
-    if (adaptive && k_cap > 0 && run->cost_override) {
-        costs.table = *run->cost_override;
-    } else if (adaptive && k_cap > 0) {
+    vb_cost_online costs;
+    vb_cost_online_init(&costs, run->cost_override);
+    if (adaptive && k_cap > 0 && !run->cost_override) {
         int rc = vb_cost_measure(run->ctx, run->seq, run->hist[run->n_hist - 1], 2 * k_cap + 2,
                                  &costs.table);
         if (rc < 0) return rc;
@@ -199,7 +172,7 @@ int vb_decode_verify(vb_decode_run *run) {
             double t0 = learn_costs ? vb_time_now() : 0.0;
             rc = vb_decode_forward(run);
             if (rc == VB_OK && learn_costs)
-                verify_cost_observe(&costs, run->batch->n, vb_time_now() - t0);
+                vb_cost_online_observe(&costs, run->batch->n, vb_time_now() - t0);
             if (rc != VB_KV_FULL || nd + n_masks == 0) break;
             nd = n_masks = 0;
         }
@@ -259,6 +232,7 @@ int vb_decode_verify(vb_decode_run *run) {
     }
     if (rc == VB_OK && !pending_in_kv) rc = vb_decode_flush(run, pending);
 out:
+    if (learn_costs && rc == VB_OK) vb_cost_online_save(run->ctx, &costs);
     free(draft);
     free(mask_draft);
     return rc;

@@ -12,9 +12,17 @@
  *      every other row is scratch and truncated (vb_kv_truncate to c + nlead);
  *   5. select among the remaining masks by entropy + lambda * distance < tau (wedlm_select),
  *      sample the chosen ones (the mask token banned from the sample, not from the entropy).
- * Filled tokens are never revised. A slot filled in step s is committed in the first later step
+ * Filled tokens are never revised (except in exact mode). A slot filled in step s is committed in the first later step
  * in which it belongs to the leading filled run; it is re-run in every step until then (its row
  * in earlier steps saw masks or later-filled slots in front of it, so those rows are scratch).
+ *
+ * Exact mode (wedlm_exact): a filled slot is a draft. When it is committed, the row of the token
+ * before it (forwarded in the same batch, or last_logits for the first slot) is an exact AR row;
+ * the slot is kept only if sampling that row gives the same token (at temperature 0: the argmax),
+ * as in draft-and-verify. The first slot that fails is replaced by that sample (committed by the
+ * next forward), the slots after it are re-masked and nothing is filled in that step, since every
+ * mask row saw the rejected token. Slots filled from an exact AR row (d0-AR) are not re-checked.
+ * Greedy output is then AR greedy for any tau; tau only trades forward rows for drafts.
  *
  * Backends without physical causality (llama.cpp masks by position): only a run of masks from
  * the first one may be filled (prefix_only), so the window is always [filled...][masks...] and
@@ -115,6 +123,8 @@ typedef struct wedlm_buffers {
     int32_t *mask_j;  /* [cap] window index (after the commit) of each mask row */
     double *entropy;  /* [cap] */
     int8_t *chosen;   /* [cap] */
+    int8_t *checked;  /* [cap] exact mode: the slot was sampled from an exact AR row (d0-AR or a
+                         correction), so it needs no check */
 } wedlm_buffers;
 
 static void buffers_free(wedlm_buffers *b) {
@@ -123,6 +133,7 @@ static void buffers_free(wedlm_buffers *b) {
     free(b->mask_j);
     free(b->entropy);
     free(b->chosen);
+    free(b->checked);
 }
 
 static int buffers_alloc(wedlm_buffers *b, int32_t cap) {
@@ -132,7 +143,8 @@ static int buffers_alloc(wedlm_buffers *b, int32_t cap) {
     b->mask_j = malloc(sizeof(int32_t) * (size_t)cap);
     b->entropy = malloc(sizeof(double) * (size_t)cap);
     b->chosen = malloc((size_t)cap);
-    if (!b->slot || !b->order || !b->mask_j || !b->entropy || !b->chosen) {
+    b->checked = calloc((size_t)cap, 1);
+    if (!b->slot || !b->order || !b->mask_j || !b->entropy || !b->chosen || !b->checked) {
         buffers_free(b);
         return VB_ERR_NOMEM;
     }
@@ -156,12 +168,12 @@ static double fill_rate_from_observed(double tokens_per_step, int32_t w) {
 }
 
 /* Window 1..w_max maximising expected tokens / cost(rows of a step = W + tokens committed). */
-static int32_t best_window(const vb_cost_table *t, double a, int32_t w_max) {
+static int32_t best_window(const vb_cost_online *t, double a, int32_t w_max) {
     int32_t best_w = 1;
-    double best_rate = 1.0 / vb_cost_seconds(t, 1); /* plain AR */
+    double best_rate = 1.0 / vb_cost_online_seconds(t, 1); /* plain AR */
     for (int32_t w = 2; w <= w_max; w++) {
         double e = window_expected_tokens(a, w);
-        double rate = e / vb_cost_seconds(t, w + (int32_t)lround(e));
+        double rate = e / vb_cost_online_seconds(t, w + (int32_t)lround(e));
         if (rate > best_rate * 1.02) {
             best_rate = rate;
             best_w = w;
@@ -187,13 +199,14 @@ int vb_decode_wedlm(vb_decode_run *run) {
 
     bool adaptive = p->window == 0;
     int32_t W = adaptive ? 2 : p->window;
-    vb_cost_table costs;
-    memset(&costs, 0, sizeof costs);
+    vb_cost_online costs; /* adaptive: the measured table, corrected by this run's forwards */
+    vb_cost_online_init(&costs, run->cost_override);
+    bool learn_costs = adaptive && !run->cost_override;
     if (adaptive) {
         int rc = VB_OK;
-        if (run->cost_override) costs = *run->cost_override;
-        else rc = vb_cost_measure(run->ctx, run->seq, run->hist[run->n_hist - 1],
-                                  2 * ADAPT_MAX_WINDOW + 1, &costs);
+        if (!run->cost_override)
+            rc = vb_cost_measure(run->ctx, run->seq, run->hist[run->n_hist - 1],
+                                 2 * ADAPT_MAX_WINDOW + 1, &costs.table);
         if (rc < 0) return rc;
         /* a prior fill rate of 0.5; if even that cannot beat AR on this machine, decode AR */
         W = best_window(&costs, 0.5, ADAPT_MAX_WINDOW);
@@ -204,7 +217,7 @@ int vb_decode_wedlm(vb_decode_run *run) {
         }
     }
     if (W > max_rows / 2) W = max_rows / 2;
-    bool keep_ar_row = p->wedlm_d0_ar || adaptive;
+    bool keep_ar_row = p->wedlm_d0_ar || adaptive || p->wedlm_exact;
     run->stats->window_used = W;
 
     wedlm_buffers b;
@@ -234,10 +247,14 @@ int vb_decode_wedlm(vb_decode_run *run) {
             for (int32_t i = 0; i < n; i++) {
                 int32_t j = b.order[i];
                 bool is_mask = b.slot[j] == VB_WEDLM_MASK;
-                bool want = is_mask || (keep_ar_row && i == nlead - 1);
+                bool want = is_mask || (keep_ar_row && i == nlead - 1) ||
+                            (p->wedlm_exact && i < nlead);
                 vb_batch_add(run->batch, is_mask ? mask : b.slot[j], c + j, run->seq, want);
             }
+            double t0 = learn_costs ? vb_time_now() : 0.0;
             rc = vb_decode_forward(run);
+            if (rc == VB_OK && learn_costs)
+                vb_cost_online_observe(&costs, run->batch->n, vb_time_now() - t0);
             if (rc != VB_KV_FULL || n <= 1) break;
             n = (n + 1) / 2;
             W = n;
@@ -245,16 +262,38 @@ int vb_decode_wedlm(vb_decode_run *run) {
             nlead = vb_wedlm_leading_filled(b.slot, n);
         }
         if (rc != VB_OK) break;
-        if (keep_ar_row && nlead > 0 && (rc = vb_decode_keep_logits(run, nlead - 1)) != VB_OK)
-            break;
 
-        /* 4. commit the leading filled run */
+        /* 4. commit the leading filled run; exact mode: slot j only if the AR row before it
+           (last_logits for j = 0, batch row j - 1 otherwise) samples the same token, and on
+           the first disagreement that sample replaces slot j and every later slot is
+           re-masked (their rows and fills saw the rejected token) */
         int32_t n_commit = 0;
+        bool rejected = false;
         while (n_commit < nlead) {
+            if (p->wedlm_exact && !b.checked[n_commit]) {
+                const float *ar = n_commit == 0 ? run->last_logits
+                                                : vb_get_logits(run->ctx, n_commit - 1);
+                vb_token x = ar ? vb_decode_sample(run, ar, mask) : -1;
+                if (x < 0) {
+                    rc = VB_ERR_BACKEND;
+                    vb_decode_note(run, "no AR row to check slot %d", (int)n_commit);
+                    goto out;
+                }
+                if (x != b.slot[n_commit]) {
+                    b.slot[n_commit] = x;
+                    b.checked[n_commit] = 1;
+                    n = n_commit + 1; /* the refill of the next step adds the masks */
+                    rejected = true;
+                    break;
+                }
+            }
             bool go_on = vb_decode_commit(run, b.slot[n_commit]);
             n_commit++;
             if (!go_on) break;
         }
+        if (keep_ar_row && n_commit > 0 &&
+            (rc = vb_decode_keep_logits(run, n_commit - 1)) != VB_OK)
+            break;
         vb_decode_record_step(run, n_commit);
         if (step++ > 0) { /* the first forward cannot commit anything: not counted */
             adapt_steps++;
@@ -265,8 +304,9 @@ int vb_decode_wedlm(vb_decode_run *run) {
             break;
         }
 
-        /* 5. select among the masks (window indices after the commit) and sample */
-        int32_t n_mask = n - n_filled;
+        /* 5. select among the masks (window indices after the commit) and sample; after a
+           rejection every mask row saw the rejected token: nothing is filled this step */
+        int32_t n_mask = rejected ? 0 : n - n_filled; /* (n itself shrank on a rejection) */
         for (int32_t k = 0; k < n_mask; k++) {
             int32_t row = n_filled + k;
             b.mask_j[k] = b.order[row] - nlead;
@@ -292,13 +332,15 @@ int vb_decode_wedlm(vb_decode_run *run) {
                 goto out;
             }
             b.slot[nlead + b.mask_j[k]] = t;
+            b.checked[nlead + b.mask_j[k]] = p->wedlm_d0_ar && b.mask_j[k] == 0;
         }
 
         /* scratch rows out; the window slides by the committed run */
-        vb_kv_truncate(run->ctx, run->seq, c + nlead);
-        memmove(b.slot, b.slot + nlead, sizeof(vb_token) * (size_t)(n - nlead));
-        n -= nlead;
-        c += nlead;
+        vb_kv_truncate(run->ctx, run->seq, c + n_commit);
+        memmove(b.slot, b.slot + n_commit, sizeof(vb_token) * (size_t)(n - n_commit));
+        memmove(b.checked, b.checked + n_commit, (size_t)(n - n_commit));
+        n -= n_commit;
+        c += n_commit;
 
         /* adaptive: re-choose W from the observed tokens per step; W = 1 means AR is best */
         if (adaptive && adapt_steps >= adapt_after) {
@@ -320,6 +362,7 @@ int vb_decode_wedlm(vb_decode_run *run) {
         }
     }
 out:
+    if (learn_costs && rc == VB_OK) vb_cost_online_save(run->ctx, &costs);
     buffers_free(&b);
     return rc;
 }

@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -104,6 +105,10 @@ int cli_parse_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
         if (!(o->ep = cli_value(argc, argv, i))) return -1;
         return 1;
     }
+    if (strcmp(a, "--cost-cache") == 0) {
+        if (!(o->cost_cache = cli_value(argc, argv, i))) return -1;
+        return 1;
+    }
     if (strcmp(a, "--kv-type") == 0) {
         const char *v = cli_value(argc, argv, i);
         if (v && strcmp(v, "f32") == 0) o->kv_type = VB_KV_F32;
@@ -121,6 +126,30 @@ int cli_parse_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
     INT_OPT("--block-size", block_size, 1, 4096)
     INT_OPT("--batch-size", n_batch_max, 1, 65536)
     return 0;
+}
+
+/* The cost cache file of the decoders' measured K-row forward costs: --cost-cache, else
+ * $VIBEE_COST_CACHE, else $XDG_CACHE_HOME/vibee/cost-tables.tsv or
+ * ~/.cache/vibee/cost-tables.tsv (directories created); "off" or "" disables it. Writes the
+ * path into buf and returns it, or NULL for none. */
+static const char *cost_cache_path(const char *opt, char *buf, size_t len) {
+    const char *v = opt ? opt : getenv("VIBEE_COST_CACHE");
+    if (v) {
+        if (!*v || strcmp(v, "off") == 0) return NULL;
+        snprintf(buf, len, "%s", v);
+        return buf;
+    }
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char dir[768];
+    if (xdg && *xdg) snprintf(dir, sizeof dir, "%s", xdg);
+    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache", home);
+    else return NULL;
+    (void)mkdir(dir, 0755);
+    size_t n = strlen(dir);
+    snprintf(dir + n, sizeof dir - n, "/vibee");
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return NULL;
+    snprintf(buf, len, "%s/cost-tables.tsv", dir);
+    return buf;
 }
 
 int cli_open(const cli_model_opts *o, vb_model **model, vb_context **ctx) {
@@ -160,6 +189,8 @@ int cli_open(const cli_model_opts *o, vb_model **model, vb_context **ctx) {
     cp.block_size = o->block_size;
     cp.n_seq_max = o->n_seq_max;
     cp.n_batch_max = o->n_batch_max;
+    char cost_path[1024];
+    cp.cost_cache_path = cost_cache_path(o->cost_cache, cost_path, sizeof cost_path);
     st = vb_context_init(*model, &cp, ctx, err, sizeof err);
     if (st != VB_OK) {
         fprintf(stderr, "vibee: cannot start backend %s: %s\n", cp.backend ? cp.backend : "(default)", err);

@@ -21,6 +21,7 @@ typedef struct cli_model_opts {
     int block_size;        /* --block-size */
     int n_seq_max;
     int n_batch_max;
+    const char *cost_cache; /* --cost-cache FILE|off (NULL: $VIBEE_COST_CACHE or the default) */
 } cli_model_opts;
 
 void cli_model_opts_init(cli_model_opts *o);

@@ -13,14 +13,19 @@ static void usage(void) {
             "                 [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
             "                 [--repeat-last-n N] [--seed S] [--ignore-eos]\n"
             "                 [--window W] [--tau T] [--lambda L] [--mask-token ID] [--draft-max K]\n"
-            "                 [--wedlm-official]\n"
+            "                 [--wedlm-official] [--wedlm-exact]\n"
             "                 [--kv-type f32|f16] [--block-size B] [--vocab FILE.gguf]\n"
+            "                 [--cost-cache FILE|off]\n"
             "                 [--backend-options k=v,...] [--ep cpu|cuda|tensorrt]  (onnx backend)\n"
             "  MODEL: a GGUF file, or 'sim' (the deterministic simulated model); default: the\n"
             "         embedded wedlm-py-6m model. BACKEND: cpu (default), sim, llamacpp, onnx, cuda.\n"
             "  WeDLM defaults: --window 16 --tau 0.4 --lambda 0.02; --window 0 / --draft-max 0 choose\n"
             "  from the measured cost of K-token forwards. --wedlm-official: the paper's selection rule\n"
-            "  only (no d0-AR fill of the leftmost mask, no leftmost fallback when no mask is under tau).\n");
+            "  only (no d0-AR fill of the leftmost mask, no leftmost fallback when no mask is under tau).\n"
+            "  --wedlm-exact: every filled slot is checked against the AR row before it when it is\n"
+            "  committed (lossless: greedy output equals AR greedy for any --tau).\n"
+            "  The measured cost of K-row forwards (adaptive modes) is kept in --cost-cache FILE\n"
+            "  (default $VIBEE_COST_CACHE or ~/.cache/vibee/cost-tables.tsv; off: none).\n");
 }
 
 typedef struct run_out {
@@ -110,6 +115,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--ignore-eos")) gp.stop_at_eos = false;
         else if (!strcmp(a, "--wedlm-official")) gp.wedlm_d0_ar = gp.wedlm_leftmost_fallback = false;
+        else if (!strcmp(a, "--wedlm-exact")) gp.wedlm_exact = true;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { NEED_INT(0, 1 << 24); gp.n_predict = (int)x; }
         else if (!strcmp(a, "--window")) { NEED_INT(0, 256); gp.window = (int)x; }
         else if (!strcmp(a, "--draft-max")) { NEED_INT(0, 256); gp.draft_max = (int)x; }
