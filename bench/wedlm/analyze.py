@@ -106,7 +106,8 @@ def plot(agg, order, path):
     sets = [s for s in ("code", "lowent") if s in agg]
     fig, axes = plt.subplots(3, len(sets), figsize=(6.2 * len(sets), 12), squeeze=False)
     families = [("wedlm w16 variants", "tab:blue", "o-"), ("wedlm w16 official", "tab:orange", "s-"),
-                ("wedlm w4 variants", "tab:green", "^-"), ("wedlm w4 official", "tab:red", "v-")]
+                ("wedlm w4 variants", "tab:green", "^-"), ("wedlm w4 official", "tab:red", "v-"),
+                ("wedlm w4 exact", "tab:brown", "P-"), ("wedlm w8 exact", "tab:gray", "X-")]
     panels = [("speedup", "agree", "decode speedup vs AR (wall clock)", "prefix agreement with AR greedy"),
               ("speedup", "dnll", "decode speedup vs AR (wall clock)", "NLL - NLL(AR), nats/token"),
               ("tpf", "agree", "tokens per forward (median)", "prefix agreement with AR greedy")]
@@ -207,8 +208,14 @@ def main():
                         "interleaved with AR on the same prompt, in a shuffled order per prompt)\n")
                 f.write(f"- Each run: `{meta['command']}`, model = the embedded wedlm-py-6m-f16 "
                         "(= models/wedlm-py-6m-f16.gguf), backend cpu; configs: `--decoder ar`; "
-                        "`--decoder wedlm --window W --tau T --lambda 0.02 [--wedlm-official]` (W = 0: adaptive); "
+                        "`--decoder wedlm --window W --tau T --lambda 0.02 [--wedlm-official | --wedlm-exact]` "
+                        "(W = 0: adaptive); "
                         "`--decoder verify --draft-max K` (0 = auto)\n")
+                if meta.get("cost_tables_before"):
+                    f.write("- Cost of K-row forwards used by the adaptive modes (cost cache file, measured by "
+                            "an untimed warm-up run before the timed runs; `K:seconds`): before "
+                            f"`{meta['cost_tables_before'].split(chr(9))[-1].strip()}`, after the runs (corrected "
+                            f"online) `{meta.get('cost_tables_after', '').split(chr(9))[-1].strip()}`\n")
             f.write("- NLL: `vibee score --json-in FILE` (AR next-token log-softmax of the produced tokens "
                     "after the prompt, teacher-forced)\n")
             f.write("- Reproduce: `/usr/bin/python3 bench/wedlm/make_prompts.py` (prompt sets), "

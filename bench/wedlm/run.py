@@ -13,9 +13,15 @@ distinct continuation with `vibee score --json-in` (the AR model's mean NLL in n
 writes raw.jsonl.gz (one record per run) and prompts_tokens.jsonl (the prompt tokens). analyze.py
 turns these into results.md and tau_sweep.png.
 
-Configs: ar; wedlm with tau in TAUS x lambda 0.02 x window {16, 4} x {variants (default: d0-AR +
-leftmost fallback), official rule (--wedlm-official)}; wedlm --window 0 (auto) at tau 0.4; verify
-with --draft-max 4, 8, 0 (auto).
+Configs: ar; wedlm with tau in TAUS x lambda 0.02 for window 16 and 4 with the variants (default:
+d0-AR + leftmost fallback) and window 16 with the official rule (--wedlm-official); wedlm
+--wedlm-exact (lossless) for window 4 and 8, tau in EXACT_TAUS; wedlm --window 0 (auto) at tau 0.4
+and exact at tau 100; verify with --draft-max 2, 4, 8, 0 (auto).
+
+The adaptive modes read the measured cost of K-row forwards from a cost cache file
+(VIBEE_COST_CACHE = OUT/.cost-tables.tsv, emptied at the start); before the timed runs, one
+untimed warm-up generation per adaptive config measures it, as a user's first run would. The
+table used is recorded in raw.jsonl.gz's meta.
 
 Usage: /usr/bin/python3 bench/wedlm/run.py [--vibee build-wedlm/vibee] [--limit N] [--budget-s S]
                                            [--out DIR] [--n 128] [--sets code,lowent]
@@ -31,22 +37,30 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TAUS = (0.2, 0.4, 0.7, 1.0, 1.5, 2.0, 3.0)
+EXACT_TAUS = (0.4, 1.0, 2.0, 3.0, 100.0)
 
 
 def configs():
     out = [("ar", ["--decoder", "ar"])]
-    for window in (16, 4):
-        for official in (False, True):
-            for tau in TAUS:
-                name = f"wedlm w{window} {'official' if official else 'variants'} tau={tau}"
-                args = ["--decoder", "wedlm", "--window", str(window), "--tau", str(tau), "--lambda", "0.02"]
-                if official:
-                    args.append("--wedlm-official")
-                out.append((name, args))
+    for window, official in ((16, False), (4, False), (16, True)):
+        for tau in TAUS:
+            name = f"wedlm w{window} {'official' if official else 'variants'} tau={tau}"
+            args = ["--decoder", "wedlm", "--window", str(window), "--tau", str(tau), "--lambda", "0.02"]
+            if official:
+                args.append("--wedlm-official")
+            out.append((name, args))
+    # exact mode: every filled slot checked against the AR row before it (lossless at any tau)
+    for window in (4, 8):
+        for tau in EXACT_TAUS:
+            out.append((f"wedlm w{window} exact tau={tau}",
+                        ["--decoder", "wedlm", "--wedlm-exact", "--window", str(window), "--tau", str(tau),
+                         "--lambda", "0.02"]))
     # the adaptive window (chosen from the measured cost of K-row forwards; may fall back to AR)
     out.append(("wedlm w=auto variants tau=0.4", ["--decoder", "wedlm", "--window", "0", "--tau", "0.4",
                                                    "--lambda", "0.02"]))
-    for k in (4, 8, 0):
+    out.append(("wedlm w=auto exact tau=100", ["--decoder", "wedlm", "--wedlm-exact", "--window", "0",
+                                                "--tau", "100", "--lambda", "0.02"]))
+    for k in (2, 4, 8, 0):
         out.append((f"verify k={'auto' if k == 0 else k}", ["--decoder", "verify", "--draft-max", str(k)]))
     return out
 
@@ -95,6 +109,14 @@ def main():
     meta = {"started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
             "uptime_before": open("/proc/loadavg").read().strip(),
             "command": f"{a.vibee} run --json -n {a.n} -t 1 -p PROMPT <config>", "configs": [c[0] for c in cfgs]}
+    cost_path = os.path.join(a.out, ".cost-tables.tsv")
+    if os.path.exists(cost_path):
+        os.remove(cost_path)
+    os.environ["VIBEE_COST_CACHE"] = cost_path
+    for name, args in cfgs:  # warm-up: measure cost(K) once (untimed), as a first run would
+        if "auto" in name:
+            run_one(a.vibee, "import os\n", args, 32)
+    meta["cost_tables_before"] = open(cost_path).read() if os.path.exists(cost_path) else ""
     for k, (s, i) in enumerate(order):
         if a.budget_s and time.time() - t_start > a.budget_s:
             print(f"budget reached after {k} prompts", file=sys.stderr)
@@ -112,6 +134,7 @@ def main():
         el = time.time() - t_start
         print(f"[{el:6.0f}s] {s} prompt {i} done ({k + 1}/{len(order)})", file=sys.stderr, flush=True)
     meta["run_seconds"] = round(time.time() - t_start, 1)
+    meta["cost_tables_after"] = open(cost_path).read() if os.path.exists(cost_path) else ""
     meta["uptime_after"] = open("/proc/loadavg").read().strip()
     # Score every distinct continuation (and so every AR output) with the AR model.
     uniq = {}
