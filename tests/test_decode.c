@@ -89,6 +89,31 @@ TEST(decode_entropy_values) {
     CHECK(isnan(vb_wedlm_entropy(with_nan, 2)));
     float all_ninf[2] = {-INFINITY, -INFINITY};
     CHECK(isnan(vb_wedlm_entropy(all_ninf, 2)));
+    /* vocabulary-sized rows (the vectorized path): against a double-precision sum, for flat,
+       peaked and very peaked rows, with -inf entries and a tail that is not a whole block */
+    static float row[4099];
+    uint64_t s = 12345;
+    const float scales[4] = {0.1f, 3.0f, 20.0f, 200.0f};
+    for (int si = 0; si < 4; si++)
+        for (int n = 4096; n <= 4099; n += 3) {
+            for (int i = 0; i < n; i++) {
+                s = s * 6364136223846793005ull + 1442695040888963407ull;
+                row[i] = scales[si] * (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
+            }
+            row[7] = -INFINITY;
+            row[n - 1] = -INFINITY;
+            double mx = -INFINITY, sum = 0.0, sum_d = 0.0;
+            for (int i = 0; i < n; i++) mx = row[i] > mx ? row[i] : mx;
+            for (int i = 0; i < n; i++) {
+                if (row[i] == -INFINITY) continue;
+                double e = exp(row[i] - mx);
+                sum += e;
+                sum_d += e * (row[i] - mx);
+            }
+            double want = log(sum) - sum_d / sum, got = vb_wedlm_entropy(row, n);
+            CHECKF(fabs(got - want) < 2e-5 * (1.0 + want), "scale %g n %d: %.9g vs %.9g",
+                   scales[si], n, got, want);
+        }
 }
 
 TEST(decode_select_rule) {

@@ -59,8 +59,49 @@ int32_t vb_wedlm_order(const vb_token *slot, int32_t n, int32_t *order) {
     return n_filled;
 }
 
+/* e^d and d * e^d summed over d[i] = x[i] - max for blocks of ENT_LANES entries, in float lanes
+ * the compiler vectorizes (portable C, no intrinsics): e^d = 2^k * e^r, d = k ln2 + r, |r| <=
+ * ln2 / 2, e^r by its degree-6 Taylor polynomial (relative error ~2e-7); d is clamped at -87
+ * (e^-87 ~ 1.6e-38: -inf logits and the far tail add < 1e-34 to the sums). A vocabulary row
+ * costs ~1 ns per entry instead of ~5 with libm's exp (the entropy of 16 mask rows of 4096
+ * logits was a third of a WeDLM step of the shipped model). */
+#define ENT_LANES 16
+static void entropy_sums_blocks(const float *x, int32_t n_blocks, float max, double *sum,
+                                double *sum_d) {
+    float s[ENT_LANES] = {0}, sd[ENT_LANES] = {0};
+    for (int32_t b = 0; b < n_blocks; b++, x += ENT_LANES) {
+        float d[ENT_LANES], kf[ENT_LANES];
+        int32_t k[ENT_LANES];
+        union {
+            int32_t i;
+            float f;
+        } scale[ENT_LANES];
+        for (int j = 0; j < ENT_LANES; j++) {
+            float v = x[j] - max;
+            d[j] = v > -87.0f ? v : -87.0f;
+        }
+        for (int j = 0; j < ENT_LANES; j++) { /* round to nearest by the 1.5 * 2^23 trick */
+            kf[j] = (d[j] * 1.44269504f + 12582912.0f) - 12582912.0f;
+            k[j] = (int32_t)kf[j];
+        }
+        for (int j = 0; j < ENT_LANES; j++) scale[j].i = (k[j] + 127) * (1 << 23);
+        for (int j = 0; j < ENT_LANES; j++) {
+            float r = d[j] - kf[j] * 0.693145752f - kf[j] * 1.42860677e-6f;
+            float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f +
+                      r * (0.00833333377f + r * 0.00138888892f)))));
+            float e = p * scale[j].f;
+            s[j] += e;
+            sd[j] += e * d[j];
+        }
+    }
+    for (int j = 0; j < ENT_LANES; j++) {
+        *sum += s[j];
+        *sum_d += sd[j];
+    }
+}
+
 double vb_wedlm_entropy(const float *logits, int32_t n) {
-    double max = -INFINITY;
+    float max = -INFINITY;
     for (int32_t i = 0; i < n; i++) {
         if (isnan(logits[i])) return NAN;
         if (logits[i] > max) max = logits[i];
@@ -68,7 +109,9 @@ double vb_wedlm_entropy(const float *logits, int32_t n) {
     if (n <= 0 || isinf(max)) return NAN; /* all -inf, or a +inf logit */
     /* H = log(sum e^d) - sum(e^d * d) / sum(e^d), d = x - max; -inf entries have p = 0 */
     double sum = 0.0, sum_d = 0.0;
-    for (int32_t i = 0; i < n; i++) {
+    int32_t n_blocks = n / ENT_LANES;
+    entropy_sums_blocks(logits, n_blocks, max, &sum, &sum_d);
+    for (int32_t i = n_blocks * ENT_LANES; i < n; i++) { /* the tail, exactly */
         if (logits[i] == -INFINITY) continue;
         double d = (double)logits[i] - max;
         double e = exp(d);
