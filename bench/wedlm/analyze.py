@@ -196,7 +196,8 @@ def main():
         if os.path.exists(rp):
             reading = open(rp).read()
         with open(results, "w") as f:
-            f.write("# WeDLM benchmark (issue 6): wedlm-py-6m on the cpu backend\n\n")
+            backend = meta.get("backend", "cpu") if meta else "cpu"
+            f.write(f"# WeDLM benchmark (issue 6): wedlm-py-6m on the {backend} backend\n\n")
             f.write(reading + ("\n" if reading else ""))
             f.write("## Setup\n\n")
             f.write(f"- Machine: {machine()}\n")
@@ -207,7 +208,7 @@ def main():
                         "(2 vCPUs shared with other jobs: wall-clock numbers are noisy; every config ran "
                         "interleaved with AR on the same prompt, in a shuffled order per prompt)\n")
                 f.write(f"- Each run: `{meta['command']}`, model = the embedded wedlm-py-6m-f16 "
-                        "(= models/wedlm-py-6m-f16.gguf), backend cpu; configs: `--decoder ar`; "
+                        f"(= models/wedlm-py-6m-f16.gguf), backend {meta.get('backend', 'cpu')}; configs: `--decoder ar`; "
                         "`--decoder wedlm --window W --tau T --lambda 0.02 [--wedlm-official | --wedlm-exact]` "
                         "(W = 0: adaptive); "
                         "`--decoder verify --draft-max K` (0 = auto)\n")

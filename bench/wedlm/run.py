@@ -31,6 +31,7 @@ import gzip
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -70,8 +71,8 @@ def load_prompts(name):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def run_one(vibee, prompt, args, n):
-    cmd = [vibee, "run", "--json", "-n", str(n), "-t", "1", "-p", prompt] + args
+def run_one(vibee, prompt, args, n, backend="cpu"):
+    cmd = [vibee, "run", "--json", "-n", str(n), "-t", "1", "-b", backend, "-p", prompt] + args
     t0 = time.time()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     wall = time.time() - t0
@@ -91,6 +92,8 @@ def main():
     ap.add_argument("--n", type=int, default=128)
     ap.add_argument("--sets", default="code,lowent")
     ap.add_argument("--seed", type=int, default=6)
+    ap.add_argument("--backend", default="cpu", help="vibee backend (-b): cpu, llamacpp, onnx, ...")
+    ap.add_argument("--configs", default="", help="regular expression: run only the matching configs (ar always)")
     a = ap.parse_args()
     sets = a.sets.split(",")
     prompts = {s: load_prompts(s)[: a.limit] for s in sets}
@@ -99,7 +102,7 @@ def main():
         for s in sets:
             if i < len(prompts[s]):
                 order.append((s, i))
-    cfgs = configs()
+    cfgs = [c for c in configs() if c[0] == "ar" or not a.configs or re.search(a.configs, c[0])]
     rng = random.Random(a.seed)
     os.makedirs(a.out, exist_ok=True)
     raw_path = os.path.join(a.out, "raw.jsonl.gz")
@@ -108,14 +111,15 @@ def main():
     records, ptoks = [], {}
     meta = {"started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
             "uptime_before": open("/proc/loadavg").read().strip(),
-            "command": f"{a.vibee} run --json -n {a.n} -t 1 -p PROMPT <config>", "configs": [c[0] for c in cfgs]}
+            "command": f"{a.vibee} run --json -n {a.n} -t 1 -b {a.backend} -p PROMPT <config>",
+            "backend": a.backend, "configs": [c[0] for c in cfgs]}
     cost_path = os.path.join(a.out, ".cost-tables.tsv")
     if os.path.exists(cost_path):
         os.remove(cost_path)
     os.environ["VIBEE_COST_CACHE"] = cost_path
     for name, args in cfgs:  # warm-up: measure cost(K) once (untimed), as a first run would
         if "auto" in name:
-            run_one(a.vibee, "import os\n", args, 32)
+            run_one(a.vibee, "import os\n", args, 32, a.backend)
     meta["cost_tables_before"] = open(cost_path).read() if os.path.exists(cost_path) else ""
     for k, (s, i) in enumerate(order):
         if a.budget_s and time.time() - t_start > a.budget_s:
@@ -124,7 +128,7 @@ def main():
         shuffled = cfgs[:]
         rng.shuffle(shuffled)
         for name, args in shuffled:
-            d = run_one(a.vibee, prompts[s][i], args, a.n)
+            d = run_one(a.vibee, prompts[s][i], args, a.n, a.backend)
             ptoks[(s, i)] = d["prompt_tokens"]
             records.append({"set": s, "prompt": i, "config": name, "tokens": d["tokens"],
                             "n_generated": d["n_generated"], "n_forward_decode": d["n_forward_decode"],
