@@ -3,9 +3,10 @@
  * sequence (the rows cached before the batch plus the batch rows of that sequence up to and
  * including itself, already written), reading K and V straight from the cache blocks through
  * the sequence's block table. Grouped-query attention: query head h reads KV head
- * h / (n_head / n_head_kv). Work is split over (row, KV head) pairs on the thread pool, each
- * handling the query heads of its KV head together (or over (row, head) pairs when there are
- * fewer (row, KV head) pairs than threads). */
+ * h / (n_head / n_head_kv). Work is split into tiles (a KV head, consecutive rows of one
+ * sequence, their query heads of that KV head: up to 32 query vectors) so that each K/V row is
+ * read once per tile; portable, AVX2 and AVX-512 paths (see attention.c), bit-identical
+ * results for a row whatever batch it is in. */
 #ifndef VB_CPU_ATTENTION_H
 #define VB_CPU_ATTENTION_H
 
@@ -25,7 +26,8 @@ typedef struct vb_attn_args {
     const int32_t *n_kv; /* [n_rows] cached rows visible to each row (>= 1) */
     int32_t n_head, n_head_kv, head_dim;
     int32_t kv_type;        /* enum vb_kv_type of the cache */
-    bool use_avx2;          /* use the AVX2/FMA/F16C path (the CPU has it; head_dim % 8 == 0) */
+    bool use_avx2;          /* SIMD paths allowed (the CPU has AVX2/FMA/F16C); AVX-512 is used
+                               when also vb_kernels_level() >= VB_KLEVEL_AVX512 */
     float scale;            /* softmax scale, 1/sqrt(head_dim) */
     float *scratch;         /* [n_threads][vb_attention_scratch_floats(...)] */
     int64_t scratch_stride; /* floats per thread in scratch */

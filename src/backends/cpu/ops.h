@@ -10,7 +10,8 @@
 #include <stdint.h>
 
 /* y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w, for each of n_rows rows of n
- * floats. x, y: [n_rows][n] (may alias); w: [n]. */
+ * floats (sum of squares in double; AVX-512 / AVX2 paths by vb_kernels_level()).
+ * x, y: [n_rows][n] (may alias); w: [n]. */
 void vb_op_rmsnorm(const float *x, float *y, const float *w, int64_t n_rows, int64_t n, float eps);
 
 /* y[r] = (x[r] - mean) / sqrt(var + eps) * w + b (biased variance, as
@@ -34,11 +35,37 @@ void vb_op_rope(float *x, int32_t n_heads, int32_t head_dim, int32_t n_rot, int3
 /* x[i] = gelu(x[i]), tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
 void vb_op_gelu_tanh(float *x, int64_t n);
 
-/* gate[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)).  gate, up: [n]. */
+/* gate[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)).  gate, up: [n]. The AVX-512 /
+ * AVX2 paths (by vb_kernels_level()) use the polynomial exp of vb_op_exp. */
 void vb_op_silu_mul(float *gate, const float *up, int64_t n);
 
-/* In-place numerically stable softmax of x[n]. */
+/* In-place numerically stable softmax of x[n] (max subtracted, sum in double), with the
+ * vectorized exp of vb_op_exp at the current kernel level (vb_kernels_level()). */
 void vb_op_softmax(float *x, int64_t n);
+
+/* y[i] = exp(x[i]) for n floats (y may equal x). The AVX-512 and AVX2 paths use a polynomial
+ * exp (Cody-Waite reduction to |r| <= ln2/2, degree-7 polynomial, two-step 2^k scaling so
+ * subnormal results are kept): relative error under 1 ulp (measured 0.93 ulp) for x in
+ * [-87.3, 88.7], subnormal results below -87.3 rounded as the final multiply rounds them, 0 below
+ * -104 and for -inf, +inf above 88.72, NaN stays NaN. The portable path calls libm expf. */
+void vb_op_exp(float *y, const float *x, int64_t n);
+
+/* vb_op_exp / vb_op_softmax at an explicit instruction-set level (enum vb_kernel_level in
+ * kernels.h; capped at what the CPU supports), for tests comparing the paths. */
+void vb_op_exp_level(int level, float *y, const float *x, int64_t n);
+void vb_op_softmax_level(int level, float *x, int64_t n);
+
+/* Softmax numerators for attention, written so that every path of one level gives the same
+ * bits for a query whatever the layout: x[i] = exp(x[i] - max) in place, and the returned
+ * 1 / sum of those, where the sum is exact up to 2^-60 per term and independent of the order
+ * (each term split into two integers of 2^-30 and 2^-60 units, summed as integers).  */
+float vb_op_softmax_num_level(int level, float *x, int64_t n);
+
+/* The same for each column of x [n_rows][n_cols] (one softmax per column, down the rows):
+ * x[r][c] = exp(x[r][c] - max_r x[r][c]), inv_sum[c] = 1 / sum_r; bit-identical to
+ * vb_op_softmax_num_level on each column copied out. Attention uses one column per query and
+ * one row per key; a key a query must not see is -inf (exp 0). n_rows >= 1. */
+void vb_op_softmax_cols_level(int level, float *x, int64_t n_rows, int64_t n_cols, float *inv_sum);
 
 /* x[r][j] += bias[j] for each of n_rows rows of n.  x: [n_rows][n], bias: [n]. */
 void vb_op_add_bias(float *x, const float *bias, int64_t n_rows, int64_t n);
