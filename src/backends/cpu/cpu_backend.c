@@ -199,7 +199,10 @@ static vb_backend_caps cpu_caps(void *state) {
 /* Y[n_rows][m->n_out] = X[n_rows][m->n_in] * m^T (+ bias). */
 static void linear(cpu_state *s, const vb_cpu_mat *m, const float *bias, const float *X,
                    int64_t n_rows, float *Y) {
-    vb_matmul(s->tp, m->type, m->data, m->n_in, m->n_out, X, n_rows, Y);
+    if (m->packed) /* float weights repacked at load (cpu_model.c): bit-identical over n_rows */
+        vb_matmul_packed(s->tp, m->type, m->packed, m->n_in, m->n_out, X, n_rows, Y);
+    else
+        vb_matmul(s->tp, m->type, m->data, m->n_in, m->n_out, X, n_rows, Y);
     if (bias) vb_op_add_bias(Y, bias, n_rows, m->n_out);
 }
 

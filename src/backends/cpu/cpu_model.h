@@ -1,8 +1,9 @@
 /* cpu_model.h - the weights of a transformer as the CPU backend sees them:
  * per-architecture hyper-parameters and per-layer views of the GGUF tensors
- * (llama.cpp tensor names), pointing into the model's mapping (no copies of
- * matrices; only small 1-D vectors stored in F16/BF16 are converted to float
- * once). Architectures: gpt2, llama, qwen2, qwen3. */
+ * (llama.cpp tensor names), pointing into the model's mapping (only small 1-D
+ * vectors stored in F16/BF16 are converted to float once; float matrices of
+ * small models also get a copy repacked for multi-row products, see
+ * vb_cpu_mat.packed and cpu_model.c). Architectures: gpt2, llama, qwen2, qwen3. */
 #ifndef VB_CPU_MODEL_H
 #define VB_CPU_MODEL_H
 
@@ -21,6 +22,10 @@ typedef struct vb_cpu_mat {
     const void *data; /* [n_out][row bytes of n_in], inside the GGUF mapping */
     int64_t n_in;
     int64_t n_out;
+    /* Float weights (F32/F16/BF16) of a model small enough (vb_cpu_model_init's rule): a copy
+     * repacked for multi-row products, [ceil(n_out / 16)][n_in][16] of `type` (kernels.h
+     * vb_pack_weights), owned by the model; NULL: products use `data`. */
+    const void *packed;
 } vb_cpu_mat;
 
 typedef struct vb_cpu_layer {
@@ -61,6 +66,11 @@ typedef struct vb_cpu_model {
 
     float **owned; /* converted 1-D vectors, freed with the model */
     int32_t n_owned, cap_owned;
+    /* The packed copies of the float matrices (vb_cpu_mat.packed) in one anonymous mapping
+     * of packed_map_bytes (NULL: none): RAM beyond the model's own mapping. */
+    void *packed_base;
+    int64_t packed_map_bytes;
+    int64_t packed_bytes; /* bytes of it in use */
 } vb_cpu_model;
 
 /* Build the views for model (a GGUF model). err: VB_ERR_LEN buffer. Returns

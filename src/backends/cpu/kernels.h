@@ -52,4 +52,26 @@ int vb_kernels_level(void);     /* level vb_matmul uses now */
 int vb_kernels_max_level(void); /* best level this CPU supports */
 const char *vb_kernels_level_name(int level); /* "portable", "avx2", "avx512" */
 
+/* Packed float weights (added for K-row forwards of F32 / F16 / BF16 models). W (n_out rows
+ * of n_in elements of `type`, GGUF layout) is repacked once into blocks of VB_PACK_LANES
+ * output rows interleaved per input element, in the same element type:
+ *   packed[b][i][l] = W[b * VB_PACK_LANES + l][i]   (rows past n_out are zero)
+ * so a product needs no horizontal sums: one vector of 16 outputs accumulates
+ * broadcast(X[r][i]) * packed[b][i][0..16) for i = 0..n_in-1, and each W vector loaded serves
+ * several X rows. Every output is one fused multiply-add chain in i order, whatever the row
+ * count, tile or thread split: a K-row product gives each row exactly the bits of a one-row
+ * product (on every level; the portable path uses fmaf and so matches the SIMD paths too). */
+#define VB_PACK_LANES 16
+/* True for the types the packed layout supports (F32, F16, BF16). */
+bool vb_packed_supported(uint32_t type);
+/* Bytes of the packed copy of an [n_out][n_in] matrix of `type` (0 if unsupported). */
+size_t vb_packed_bytes(uint32_t type, int64_t n_in, int64_t n_out);
+/* Repack W (aligned to its element size) into dst (vb_packed_bytes(...) bytes, 64-byte
+ * aligned for speed). VB_OK, VB_ERR_UNSUPPORTED or VB_ERR_ARG. */
+int vb_pack_weights(uint32_t type, const void *W, int64_t n_in, int64_t n_out, void *dst);
+/* Y[n_rows][n_out] = X[n_rows][n_in] * W^T with W packed by vb_pack_weights; multithreaded
+ * over tp (may be NULL), output blocks split across threads. */
+void vb_matmul_packed(vb_threadpool *tp, uint32_t type, const void *packed, int64_t n_in,
+                      int64_t n_out, const float *X, int64_t n_rows, float *Y);
+
 #endif

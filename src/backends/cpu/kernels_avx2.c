@@ -44,4 +44,5 @@ static inline __attribute__((always_inline)) __m256i x8dot_us(__m256i w, __m256i
 /* Never called off x86-64 (the dispatcher only picks this path after a CPU check). */
 void vb_x8_quantize_avx2(const vb_mm_args *a, int64_t r0, int64_t r1) { (void)a, (void)r0, (void)r1; }
 void vb_mm_rows_avx2(const vb_mm_args *a, int64_t o0, int64_t o1) { (void)a, (void)o0, (void)o1; }
+void vb_mm_packed_avx2(const vb_mm_args *a, int64_t b0, int64_t b1) { (void)a, (void)b0, (void)b1; }
 #endif

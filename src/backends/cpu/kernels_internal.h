@@ -78,6 +78,11 @@ void vb_mm_rows_avx2(const vb_mm_args *a, int64_t o0, int64_t o1);
 void vb_x8_quantize_avx512(const vb_mm_args *a, int64_t r0, int64_t r1);
 void vb_mm_rows_avx512(const vb_mm_args *a, int64_t o0, int64_t o1);
 
+/* Per path: the packed float product (vb_matmul_packed) for all X rows and output blocks
+ * [b0, b1) (a->W is the packed matrix; a->row_bytes unused). */
+void vb_mm_packed_avx2(const vb_mm_args *a, int64_t b0, int64_t b1);
+void vb_mm_packed_avx512(const vb_mm_args *a, int64_t b0, int64_t b1);
+
 /* Q4_K packed 6-bit scales and mins of the 8 sub-blocks from the 12 scale bytes: scales 0..3
  * are the low 6 bits of bytes 0..3, mins 0..3 of bytes 4..7; scale / min 4..7 take their low 4
  * bits from the low / high nibble of bytes 8..11 and their top 2 bits from the top 2 bits of

@@ -1,0 +1,116 @@
+/* kernels_packed.c - float weights (F32, F16, BF16) repacked for multi-row products: the
+ * packing itself (blocks of VB_PACK_LANES output rows interleaved per input element, see
+ * kernels.h), the portable product over that layout, and vb_matmul_packed, which splits the
+ * output blocks across the thread pool and dispatches to the AVX-512 / AVX2 / portable path.
+ * Every output is one fused multiply-add chain over i = 0..n_in-1 on every path (the portable
+ * one through fmaf), so the result does not depend on the row count, the tiling, the thread
+ * split or even the instruction-set level. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../../include/vibee.h"
+#include "kernels_internal.h"
+
+bool vb_packed_supported(uint32_t type) {
+    return type == VB_TYPE_F32 || type == VB_TYPE_F16 || type == VB_TYPE_BF16;
+}
+
+static size_t elem_bytes(uint32_t type) { return type == VB_TYPE_F32 ? 4 : 2; }
+
+size_t vb_packed_bytes(uint32_t type, int64_t n_in, int64_t n_out) {
+    if (!vb_packed_supported(type) || n_in <= 0 || n_out <= 0) return 0;
+    int64_t n_blocks = (n_out + VB_PACK_LANES - 1) / VB_PACK_LANES;
+    return (size_t)n_blocks * (size_t)n_in * VB_PACK_LANES * elem_bytes(type);
+}
+
+/* One block: dst[i][l] = row l's element i for l < n_rows_in_block, 0 beyond (ETYPE elements). */
+#define VB_DEFINE_PACK_BLOCK(name, ETYPE)                                                     \
+    static void name(const ETYPE *src, int64_t n_in, int n_rows, ETYPE *dst) {                \
+        for (int64_t i = 0; i < n_in; i++) {                                                  \
+            for (int l = 0; l < n_rows; l++) dst[i * VB_PACK_LANES + l] = src[l * n_in + i];  \
+            for (int l = n_rows; l < VB_PACK_LANES; l++) dst[i * VB_PACK_LANES + l] = 0;      \
+        }                                                                                     \
+    }
+VB_DEFINE_PACK_BLOCK(pack_block_32, uint32_t)
+VB_DEFINE_PACK_BLOCK(pack_block_16, uint16_t)
+
+int vb_pack_weights(uint32_t type, const void *W, int64_t n_in, int64_t n_out, void *dst) {
+    if (!vb_packed_supported(type)) return VB_ERR_UNSUPPORTED;
+    if (!W || !dst || n_in <= 0 || n_out <= 0) return VB_ERR_ARG;
+    const int64_t n_blocks = (n_out + VB_PACK_LANES - 1) / VB_PACK_LANES;
+    const int64_t block_elems = n_in * VB_PACK_LANES;
+    for (int64_t b = 0; b < n_blocks; b++) {
+        int64_t o = b * VB_PACK_LANES;
+        int n_rows = n_out - o < VB_PACK_LANES ? (int)(n_out - o) : VB_PACK_LANES;
+        if (type == VB_TYPE_F32) /* bit patterns: copied as integers */
+            pack_block_32((const uint32_t *)W + o * n_in, n_in, n_rows, (uint32_t *)dst + b * block_elems);
+        else
+            pack_block_16((const uint16_t *)W + o * n_in, n_in, n_rows, (uint16_t *)dst + b * block_elems);
+    }
+    return VB_OK;
+}
+
+/* The packed element at p as a float. */
+static inline float packed_elem(uint32_t type, const uint8_t *p) {
+    if (type == VB_TYPE_F32) {
+        float f;
+        memcpy(&f, p, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return type == VB_TYPE_F16 ? vb_f16_to_f32(h) : vb_bf16_to_f32(h);
+}
+
+/* Portable path: per block and X row, 16 fmaf chains over i (the same operations, in the
+ * same order, as one lane of the SIMD tiles). */
+static void mm_packed_portable(const vb_mm_args *a, int64_t b0, int64_t b1) {
+    const size_t es = elem_bytes(a->type);
+    for (int64_t b = b0; b < b1; b++) {
+        const uint8_t *wb = a->W + (size_t)b * (size_t)a->n_in * VB_PACK_LANES * es; /* [n_in][16] */
+        int64_t n_valid = a->n_out - b * VB_PACK_LANES;
+        if (n_valid > VB_PACK_LANES) n_valid = VB_PACK_LANES;
+        for (int64_t r = 0; r < a->n_rows; r++) {
+            const float *x = a->X + r * a->n_in; /* [n_in] */
+            float acc[VB_PACK_LANES] = {0};
+            for (int64_t i = 0; i < a->n_in; i++) {
+                const uint8_t *wi = wb + (size_t)i * VB_PACK_LANES * es;
+                for (int l = 0; l < VB_PACK_LANES; l++)
+                    acc[l] = fmaf(packed_elem(a->type, wi + (size_t)l * es), x[i], acc[l]);
+            }
+            memcpy(a->Y + r * a->n_out + b * VB_PACK_LANES, acc, (size_t)n_valid * sizeof(float));
+        }
+    }
+}
+
+typedef struct {
+    const vb_mm_args *args;
+    int level;
+} packed_task;
+
+static void packed_task_fn(void *arg, int ith, int nth) {
+    const packed_task *t = arg;
+    const vb_mm_args *a = t->args;
+    int64_t n_blocks = (a->n_out + VB_PACK_LANES - 1) / VB_PACK_LANES;
+    int64_t b0 = n_blocks * ith / nth, b1 = n_blocks * (ith + 1) / nth;
+    if (b0 >= b1) return;
+    if (t->level == VB_KLEVEL_AVX512) vb_mm_packed_avx512(a, b0, b1);
+    else if (t->level == VB_KLEVEL_AVX2) vb_mm_packed_avx2(a, b0, b1);
+    else mm_packed_portable(a, b0, b1);
+}
+
+void vb_matmul_packed(vb_threadpool *tp, uint32_t type, const void *packed, int64_t n_in,
+                      int64_t n_out, const float *X, int64_t n_rows, float *Y) {
+    if (n_rows <= 0 || n_out <= 0) return;
+    if (!vb_packed_supported(type) || !packed || n_in <= 0) {
+        memset(Y, 0, (size_t)(n_rows * n_out) * sizeof(float));
+        return;
+    }
+    vb_mm_args a = {.type = type, .W = packed, .n_in = n_in, .n_out = n_out, .X = X,
+                    .n_rows = n_rows, .Y = Y};
+    packed_task task = {&a, vb_kernels_level()};
+    /* Small products are not worth waking the workers for (as vb_matmul). */
+    if (n_rows * n_out * n_in < 32768) tp = NULL;
+    vb_threadpool_run(tp, packed_task_fn, &task);
+}
