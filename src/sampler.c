@@ -89,6 +89,17 @@ vb_token vb_sampler_sample(vb_sampler *s, const float *logits, int32_t n_vocab,
         if (!w || !ix) return VB_ERR_NOMEM;
         s->cap = n_vocab;
     }
+    if (s->p.temp <= 0.0f && (s->p.repeat_penalty == 1.0f || n_history == 0)) {
+        /* greedy without a penalty: one pass, no copy (NaN counts as -inf, banned skipped) */
+        int32_t best = -1;
+        float best_l = -INFINITY;
+        for (int32_t v = 0; v < n_vocab; v++)
+            if (logits[v] > best_l && v != banned) { /* false for NaN */
+                best_l = logits[v];
+                best = v;
+            }
+        return best >= 0 ? best : 0; /* every logit -inf/NaN: token 0, as the general path */
+    }
     float *w = s->work;
     memcpy(w, logits, (size_t)n_vocab * sizeof *w);
     for (int32_t v = 0; v < n_vocab; v++)

@@ -19,6 +19,29 @@ TEST(sampler_greedy_and_banned) {
     vb_sampler *r = vb_sampler_init(&p);
     CHECK_EQ_INT(vb_sampler_sample(r, l, 5, hist, 1, -1), 3);
     CHECK_EQ_INT(vb_sampler_sample(s, NULL, 5, NULL, 0, -1), VB_ERR_ARG);
+    /* the greedy fast path (no penalty) and the general path (penalty 1 with no history is
+       the fast path; a penalty with history the general one) agree on random rows with ties,
+       NaN and -inf entries, and a banned token */
+    uint64_t seed = 99;
+    float row[300];
+    vb_token none[1] = {299};
+    for (int it = 0; it < 200; it++) {
+        for (int v = 0; v < 300; v++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            int k = (int)(seed >> 58);
+            row[v] = k == 0 ? NAN : k == 1 ? -INFINITY : (float)((seed >> 40) % 50);
+        }
+        vb_token banned = (vb_token)(it % 7 == 0 ? -1 : (it * 37) % 300);
+        float rp = 1.0f;
+        vb_sampler_params q = vb_sampler_default_params();
+        q.repeat_penalty = rp + 1.0f; /* general path, but the history token has logit -inf */
+        row[299] = -INFINITY;
+        vb_sampler *g = vb_sampler_init(&q);
+        vb_token fast = vb_sampler_sample(s, row, 300, NULL, 0, banned);
+        vb_token slow = vb_sampler_sample(g, row, 300, none, 1, banned);
+        CHECKF(fast == slow, "row %d: fast %d vs general %d", it, fast, slow);
+        vb_sampler_free(g);
+    }
     vb_sampler_free(s);
     vb_sampler_free(r);
     p = vb_sampler_default_params();
