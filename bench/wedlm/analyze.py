@@ -207,8 +207,8 @@ def main():
                         f"/proc/loadavg before: `{meta['uptime_before']}`, after: `{meta['uptime_after']}` "
                         "(2 vCPUs shared with other jobs: wall-clock numbers are noisy; every config ran "
                         "interleaved with AR on the same prompt, in a shuffled order per prompt)\n")
-                f.write(f"- Each run: `{meta['command']}`, model = the embedded wedlm-py-6m-f16 "
-                        f"(= models/wedlm-py-6m-f16.gguf), backend {meta.get('backend', 'cpu')}; configs: `--decoder ar`; "
+                f.write(f"- Each run: `{meta['command']}`, model = {meta.get('model', 'embedded')} "
+                        f"(embedded = models/wedlm-py-6m-f16.gguf), backend {meta.get('backend', 'cpu')}; configs: `--decoder ar`; "
                         "`--decoder wedlm --window W --tau T --lambda 0.02 [--wedlm-official | --wedlm-exact]` "
                         "(W = 0: adaptive); "
                         "`--decoder verify --draft-max K` (0 = auto)\n")

@@ -71,8 +71,10 @@ def load_prompts(name):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def run_one(vibee, prompt, args, n, backend="cpu"):
+def run_one(vibee, prompt, args, n, backend="cpu", model=None):
     cmd = [vibee, "run", "--json", "-n", str(n), "-t", "1", "-b", backend, "-p", prompt] + args
+    if model:
+        cmd += ["-m", model]
     t0 = time.time()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     wall = time.time() - t0
@@ -93,6 +95,7 @@ def main():
     ap.add_argument("--sets", default="code,lowent")
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--backend", default="cpu", help="vibee backend (-b): cpu, llamacpp, onnx, ...")
+    ap.add_argument("--model", default=None, help="GGUF file (default: the embedded model; llamacpp needs a file)")
     ap.add_argument("--configs", default="", help="regular expression: run only the matching configs (ar always)")
     a = ap.parse_args()
     sets = a.sets.split(",")
@@ -111,7 +114,8 @@ def main():
     records, ptoks = [], {}
     meta = {"started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
             "uptime_before": open("/proc/loadavg").read().strip(),
-            "command": f"{a.vibee} run --json -n {a.n} -t 1 -b {a.backend} -p PROMPT <config>",
+            "command": f"{a.vibee} run --json -n {a.n} -t 1 -b {a.backend}{' -m ' + a.model if a.model else ''} -p PROMPT <config>",
+            "model": a.model or "embedded",
             "backend": a.backend, "configs": [c[0] for c in cfgs]}
     cost_path = os.path.join(a.out, ".cost-tables.tsv")
     if os.path.exists(cost_path):
@@ -119,7 +123,7 @@ def main():
     os.environ["VIBEE_COST_CACHE"] = cost_path
     for name, args in cfgs:  # warm-up: measure cost(K) once (untimed), as a first run would
         if "auto" in name:
-            run_one(a.vibee, "import os\n", args, 32, a.backend)
+            run_one(a.vibee, "import os\n", args, 32, a.backend, a.model)
     meta["cost_tables_before"] = open(cost_path).read() if os.path.exists(cost_path) else ""
     for k, (s, i) in enumerate(order):
         if a.budget_s and time.time() - t_start > a.budget_s:
@@ -128,7 +132,7 @@ def main():
         shuffled = cfgs[:]
         rng.shuffle(shuffled)
         for name, args in shuffled:
-            d = run_one(a.vibee, prompts[s][i], args, a.n, a.backend)
+            d = run_one(a.vibee, prompts[s][i], args, a.n, a.backend, a.model)
             ptoks[(s, i)] = d["prompt_tokens"]
             records.append({"set": s, "prompt": i, "config": name, "tokens": d["tokens"],
                             "n_generated": d["n_generated"], "n_forward_decode": d["n_forward_decode"],
@@ -150,7 +154,8 @@ def main():
         for s, i, toks in keys:
             f.write(json.dumps({"prompt_tokens": ptoks[(s, i)], "tokens": list(toks)}, separators=(",", ":")) + "\n")
     t0 = time.time()
-    p = subprocess.run([a.vibee, "score", "-t", "1", "--json-in", score_in], capture_output=True, text=True,
+    p = subprocess.run([a.vibee, "score", "-t", "1", "--json-in", score_in] + (["-m", a.model] if a.model else []),
+                       capture_output=True, text=True,
                        timeout=1200)
     if p.returncode != 0:
         raise RuntimeError("vibee score failed: " + p.stderr[-400:])
