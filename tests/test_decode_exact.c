@@ -105,6 +105,31 @@ TEST(decode_wedlm_exact_equals_ar_sim) {
     CHECKF(best_tpf > 2.0, "best %.2f tokens/forward", best_tpf);
 }
 
+/* Exact mode stays AR greedy even when the "mask" token is a token AR itself emits (a wrong
+ * --mask-token): AR-row fills and checks never ban it, only mask-row drafts do. */
+TEST(decode_wedlm_exact_mask_id_emitted_by_ar) {
+    exact_env e;
+    CHECK(exact_open_sim(&e, 2, 8.0f, NULL) == 0);
+    vb_token prompt[16] = {'f', 'o', 'r', ' ', 'x', ' ', 'i', 'n', ' '};
+    vb_generate_params p = vb_generate_default_params();
+    vb_token ar[256], out[256];
+    int32_t n_ar = 0, n_out = 0;
+    vb_generate_stats st;
+    CHECK(exact_gen(e.ctx, prompt, 9, p, 96, NULL, ar, &n_ar, &st) == VB_OK);
+    int count[256] = {0}, best = 0;
+    for (int i = 0; i < n_ar; i++)
+        if (ar[i] >= 0 && ar[i] < 256 && ++count[ar[i]] > count[best]) best = ar[i];
+    CHECKF(count[best] >= 3, "AR output too varied (%d)", count[best]);
+    p.decoder = VB_DECODER_WEDLM;
+    p.wedlm_exact = true;
+    p.mask_token = best;
+    p.tau = 100.0f;
+    p.window = 4;
+    CHECK(exact_gen(e.ctx, prompt, 9, p, 96, NULL, out, &n_out, &st) == VB_OK);
+    CHECKF(n_diff(ar, n_ar, out, n_out) == 0, "mask id %d: differs from AR", best);
+    exact_close(&e);
+}
+
 /* A backend that masks by position (llama.cpp's caps) takes the prefix-only fallback; exact mode
  * must stay lossless there too. */
 TEST(decode_wedlm_exact_position_masked) {

@@ -316,7 +316,8 @@ int vb_decode_wedlm(vb_decode_run *run) {
             if (p->wedlm_exact && !b.checked[n_commit]) {
                 const float *ar = n_commit == 0 ? run->last_logits
                                                 : vb_get_logits(run->ctx, n_commit - 1);
-                vb_token x = ar ? vb_decode_sample(run, ar, mask) : -1;
+                /* as AR samples: nothing banned (a model whose argmax is the mask id gets it) */
+                vb_token x = ar ? vb_decode_sample(run, ar, -1) : -1;
                 if (x < 0) {
                     rc = VB_ERR_BACKEND;
                     vb_decode_note(run, "no AR row to check slot %d", (int)n_commit);
@@ -366,16 +367,18 @@ int vb_decode_wedlm(vb_decode_run *run) {
         for (int32_t k = 0; k < n_mask; k++) {
             if (!b.chosen[k]) continue;
             int32_t row = n_filled + k;
-            const float *lg = (p->wedlm_d0_ar && b.mask_j[k] == 0) ? run->last_logits
-                                                                   : vb_get_logits(run->ctx, row);
-            vb_token t = vb_decode_sample(run, lg, mask);
+            bool from_ar = p->wedlm_d0_ar && b.mask_j[k] == 0;
+            const float *lg = from_ar ? run->last_logits : vb_get_logits(run->ctx, row);
+            /* exact mode: a fill from the AR row is committed unchecked, so it is sampled as AR
+               samples (mask id not banned); a draft from a mask row never is the mask id */
+            vb_token t = vb_decode_sample(run, lg, from_ar && p->wedlm_exact ? -1 : mask);
             if (t < 0) {
                 rc = VB_ERR_BACKEND;
                 vb_decode_note(run, "sampler failed (%d)", (int)t);
                 goto out;
             }
             b.slot[nlead + b.mask_j[k]] = t;
-            b.checked[nlead + b.mask_j[k]] = p->wedlm_d0_ar && b.mask_j[k] == 0;
+            b.checked[nlead + b.mask_j[k]] = from_ar;
         }
 
         /* scratch rows out; the window slides by the committed run */
