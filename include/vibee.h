@@ -297,7 +297,9 @@ typedef struct vb_generate_params {
     float lambda;             /* distance penalty per slot (default 0.02) */
     vb_token mask_token;      /* -1 = from the model */
     /* draft-and-verify */
-    int32_t draft_max;        /* most drafted tokens per verify forward (default 8; 0 = auto) */
+    int32_t draft_max;        /* most drafted tokens per verify forward (default 0 = auto: the
+                                 length maximising expected tokens/s from the measured cost(K)
+                                 and the observed acceptance) */
     int32_t ngram_min;        /* shortest n-gram matched for prompt lookup (default 2) */
     vb_token_callback on_token; /* optional */
     void *user;

@@ -551,6 +551,7 @@ TEST(decode_verify_equals_ar_sim) {
             vb_token prompt[64];
             int32_t n_prompt = text_tokens("import os\nimport os\nimport sys\n", prompt);
             vb_generate_params p = params_for(VB_DECODER_VERIFY, 0);
+            p.draft_max = 8;
             check_same_as_ar(e.ctx, prompt, n_prompt, p, 100, "verify draft 8");
             p.draft_max = 0;
             check_same_as_ar(e.ctx, prompt, n_prompt, p, 100, "verify adaptive");

@@ -26,7 +26,7 @@ vb_generate_params vb_generate_default_params(void) {
     p.tau = 0.4f;
     p.lambda = 0.02f;
     p.mask_token = -1;
-    p.draft_max = 8;
+    p.draft_max = 0;
     p.ngram_min = 2;
     p.on_token = NULL;
     p.user = NULL;

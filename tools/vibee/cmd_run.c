@@ -19,7 +19,7 @@ static void usage(void) {
             "                 [--backend-options k=v,...] [--ep cpu|cuda|tensorrt]  (onnx backend)\n"
             "  MODEL: a GGUF file, or 'sim' (the deterministic simulated model); default: the\n"
             "         embedded wedlm-py-6m model. BACKEND: cpu (default), sim, llamacpp, onnx, cuda.\n"
-            "  WeDLM defaults: --window 16 --tau 0.4 --lambda 0.02; --window 0 / --draft-max 0 choose\n"
+            "  WeDLM defaults: --window 16 --tau 0.4 --lambda 0.02; verify: --draft-max 0. --window 0 / --draft-max 0 choose\n"
             "  from the measured cost of K-token forwards. --wedlm-official: the paper's selection rule\n"
             "  only (no d0-AR fill of the leftmost mask, no leftmost fallback when no mask is under tau).\n"
             "  --wedlm-exact: every filled slot is checked against the AR row before it when it is\n"
