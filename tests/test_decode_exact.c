@@ -399,3 +399,35 @@ TEST(decode_cost_online_median) {
     vb_cost_online_observe(&o, 99, 1.0); /* out of range: ignored */
     CHECK(fabs(vb_cost_online_seconds(&o, 2) - 1.2) < 1e-12);
 }
+
+/* The online correction goes into the context's table when it is within 2x of the measurement,
+ * never into the file, and a wild observation (10x) is ignored. */
+TEST(decode_cost_online_save) {
+    char path[256];
+    tmp_path(path, sizeof path, "cost-save");
+    exact_env a;
+    CHECK(exact_open_sim(&a, 4, 8.0f, path) == 0);
+    vb_batch *batch = vb_batch_init(4);
+    for (int i = 0; i < 4; i++) vb_batch_add(batch, 'a' + i, i, 0, false);
+    CHECK(vb_forward(a.ctx, batch) == VB_OK);
+    vb_batch_free(batch);
+    vb_cost_table measured, t, in_file;
+    CHECK(vb_cost_measure(a.ctx, 0, 'a', 8, &measured) == VB_OK);
+    CHECK(measured.n >= 2 && measured.rows[0] == 1 && measured.rows[1] == 2);
+    vb_cost_online o;
+    vb_cost_online_init(&o, &measured);
+    for (int i = 0; i < 5; i++) {
+        vb_cost_online_observe(&o, 1, 1.5 * measured.seconds[0]);
+        vb_cost_online_observe(&o, 2, 10.0 * measured.seconds[1]);
+    }
+    vb_cost_online_save(a.ctx, &o);
+    CHECK(vb_cost_measure(a.ctx, 0, 'a', 8, &t) == VB_OK); /* from the context */
+    CHECK(fabs(t.seconds[0] - 1.5 * measured.seconds[0]) <= 1e-12 * measured.seconds[0]);
+    CHECK(t.seconds[1] == measured.seconds[1]);
+    char key[512];
+    vb_cost_key(a.ctx, key, sizeof key);
+    CHECK(vb_cost_file_load(path, key, &in_file) == VB_OK);
+    CHECK(fabs(in_file.seconds[0] - measured.seconds[0]) <= 1e-9 * measured.seconds[0]);
+    exact_close(&a);
+    remove(path);
+}

@@ -323,14 +323,17 @@ void vb_cost_online_save(vb_context *ctx, const vb_cost_online *o) {
     bool changed = false;
     for (int32_t i = 0; i < t.n; i++) {
         int32_t r = t.rows[i];
-        if (r < VB_COST_TRACKED_ROWS && o->n_observed[r] >= 5) {
-            t.seconds[i] = online_median(o, r);
+        if (r >= VB_COST_TRACKED_ROWS || o->n_observed[r] < 5) continue;
+        double seen = online_median(o, r);
+        /* within a factor of 2 of the measurement: drift of the machine's load; beyond that the
+           forwards of this run were not like the measured ones (another backend state, a
+           descheduled thread): keep the measurement */
+        if (seen > 0.5 * t.seconds[i] && seen < 2.0 * t.seconds[i]) {
+            t.seconds[i] = seen;
             changed = true;
         }
     }
     if (!changed) return;
     const cost_cache_entry *e = vb_context_decoder_cache(ctx);
-    int32_t max_rows = e ? e->max_rows : t.rows[t.n - 1];
-    cache_store(ctx, max_rows, &t);
-    file_store(ctx, &t);
+    cache_store(ctx, e ? e->max_rows : t.rows[t.n - 1], &t);
 }

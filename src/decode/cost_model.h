@@ -60,9 +60,10 @@ int vb_cost_file_store(const char *path, const char *key, const vb_cost_table *t
 
 /* ---- online correction ----
  * The table a decoder starts from, replaced row count by row count by the forwards the run
- * itself times (the load on the machine during decoding is what counts); at the end of a run
- * the corrected table goes back into the context's cache (and file), so the next run starts
- * from what this one saw. */
+ * itself times (the load on the machine during decoding is what counts). At the end of a run
+ * the row counts timed often enough, and within a factor of 2 of the table, go back into the
+ * context's table (not into the file: one run's forwards can be unlike the measured ones, e.g.
+ * on llama.cpp after many truncations, and a poisoned cost(1) would mislead every later run). */
 #define VB_COST_TRACKED_ROWS 35
 #define VB_COST_RING 9 /* last timings kept per row count; their median is the cost */
 typedef struct vb_cost_online {
@@ -76,8 +77,8 @@ double vb_cost_online_seconds(const vb_cost_online *o, int32_t rows);
 void vb_cost_online_observe(vb_cost_online *o, int32_t rows, double seconds);
 /* cost(rows): the median of the run's timings of that row count once there are >= 3 (a
  * descheduled thread or a cold first forward is one outlier, not the cost), else the table. */
-/* Merge the observations (row counts timed >= 5 times) into the table points and store the
- * result in the context cache and the cost cache file. */
+/* Merge the observations (row counts timed >= 5 times, within 2x of the table) into the
+ * context's table. */
 void vb_cost_online_save(vb_context *ctx, const vb_cost_online *o);
 
 #endif
