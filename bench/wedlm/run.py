@@ -71,8 +71,8 @@ def load_prompts(name):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def run_one(vibee, prompt, args, n, backend="cpu", model=None):
-    cmd = [vibee, "run", "--json", "-n", str(n), "-t", "1", "-b", backend, "-p", prompt] + args
+def run_one(vibee, prompt, args, n, backend="cpu", model=None, extra=()):
+    cmd = [vibee, "run", "--json", "-n", str(n), "-t", "1", "-b", backend, "-p", prompt] + args + list(extra)
     if model:
         cmd += ["-m", model]
     t0 = time.time()
@@ -96,6 +96,8 @@ def main():
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--backend", default="cpu", help="vibee backend (-b): cpu, llamacpp, onnx, ...")
     ap.add_argument("--model", default=None, help="GGUF file (default: the embedded model; llamacpp needs a file)")
+    ap.add_argument("--extra", default="", help="more vibee run options, space-separated (e.g. --vocab FILE.gguf)")
+    ap.add_argument("--score-model", default=None, help="GGUF to score with (default: --model)")
     ap.add_argument("--configs", default="", help="regular expression: run only the matching configs (ar always)")
     a = ap.parse_args()
     sets = a.sets.split(",")
@@ -114,7 +116,7 @@ def main():
     records, ptoks = [], {}
     meta = {"started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
             "uptime_before": open("/proc/loadavg").read().strip(),
-            "command": f"{a.vibee} run --json -n {a.n} -t 1 -b {a.backend}{' -m ' + a.model if a.model else ''} -p PROMPT <config>",
+            "command": f"{a.vibee} run --json -n {a.n} -t 1 -b {a.backend}{' -m ' + a.model if a.model else ''}{' ' + a.extra if a.extra else ''} -p PROMPT <config>",
             "model": a.model or "embedded",
             "backend": a.backend, "configs": [c[0] for c in cfgs]}
     cost_path = os.path.join(a.out, ".cost-tables.tsv")
@@ -123,7 +125,7 @@ def main():
     os.environ["VIBEE_COST_CACHE"] = cost_path
     for name, args in cfgs:  # warm-up: measure cost(K) once (untimed), as a first run would
         if "auto" in name:
-            run_one(a.vibee, "import os\n", args, 32, a.backend, a.model)
+            run_one(a.vibee, "import os\n", args, 32, a.backend, a.model, a.extra.split())
     meta["cost_tables_before"] = open(cost_path).read() if os.path.exists(cost_path) else ""
     for k, (s, i) in enumerate(order):
         if a.budget_s and time.time() - t_start > a.budget_s:
@@ -132,7 +134,7 @@ def main():
         shuffled = cfgs[:]
         rng.shuffle(shuffled)
         for name, args in shuffled:
-            d = run_one(a.vibee, prompts[s][i], args, a.n, a.backend, a.model)
+            d = run_one(a.vibee, prompts[s][i], args, a.n, a.backend, a.model, a.extra.split())
             ptoks[(s, i)] = d["prompt_tokens"]
             records.append({"set": s, "prompt": i, "config": name, "tokens": d["tokens"],
                             "n_generated": d["n_generated"], "n_forward_decode": d["n_forward_decode"],
@@ -154,7 +156,8 @@ def main():
         for s, i, toks in keys:
             f.write(json.dumps({"prompt_tokens": ptoks[(s, i)], "tokens": list(toks)}, separators=(",", ":")) + "\n")
     t0 = time.time()
-    p = subprocess.run([a.vibee, "score", "-t", "1", "--json-in", score_in] + (["-m", a.model] if a.model else []),
+    score_model = a.score_model or a.model
+    p = subprocess.run([a.vibee, "score", "-t", "1", "--json-in", score_in] + (["-m", score_model] if score_model else []),
                        capture_output=True, text=True,
                        timeout=1200)
     if p.returncode != 0:
