@@ -181,15 +181,17 @@ TEST(decode_wedlm_exact_sampling_runs) {
     exact_close(&e);
 }
 
-/* The shipped model on the cpu backend: every mask filled (tau 100), every fill checked. */
-TEST(decode_wedlm_exact_shipped_model) {
+/* The shipped models on the cpu backend (the embedded one and the self-distilled variant in
+ * models/): every mask filled (tau 100), every fill checked, output = the model's AR greedy. */
+static void exact_shipped(const char *file) {
     vb_model *m = NULL;
     char err[256] = "";
     size_t size = 0;
-    const void *data = vb_embedded_model(&size);
+    const void *data = file ? NULL : vb_embedded_model(&size);
     int rc = data ? vb_model_load_from_memory(data, size, "wedlm-py-6m", NULL, &m, err, sizeof err)
-                  : vb_model_load("models/wedlm-py-6m-f16.gguf", NULL, &m, err, sizeof err);
-    CHECKF(rc == VB_OK, "load: %s", err);
+                  : vb_model_load(file ? file : "models/wedlm-py-6m-f16.gguf", NULL, &m, err,
+                                  sizeof err);
+    CHECKF(rc == VB_OK, "load %s: %s", file ? file : "(embedded)", err);
     vb_context_params cp = vb_context_default_params();
     cp.backend = "cpu";
     cp.n_ctx = 512;
@@ -215,13 +217,16 @@ TEST(decode_wedlm_exact_shipped_model) {
             p.tau = taus[k];
             p.window = 8;
             CHECK(exact_gen(ctx, prompt, n_prompt, p, 64, NULL, out, &n_out, &st) == VB_OK);
-            CHECKF(n_diff(ar, n_ar, out, n_out) == 0, "prompt %d tau %.0f: differs from AR", ti,
-                   taus[k]);
+            CHECKF(n_diff(ar, n_ar, out, n_out) == 0, "%s prompt %d tau %.0f: differs from AR",
+                   file ? file : "embedded", ti, taus[k]);
         }
     }
     vb_context_free(ctx);
     vb_model_free(m);
 }
+
+TEST(decode_wedlm_exact_shipped_model) { exact_shipped(NULL); }
+TEST(decode_wedlm_exact_distilled_model) { exact_shipped("models/wedlm-py-6m-sd-f16.gguf"); }
 
 /* ------------------------------------------------------------------------------------------
  * cost cache file and online correction

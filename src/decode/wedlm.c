@@ -282,8 +282,11 @@ int vb_decode_wedlm(vb_decode_run *run) {
         if (target > max_rows) target = max_rows;
         while (n < target) b.slot[n++] = VB_WEDLM_MASK;
 
-        /* 2-3. reorder and forward; on a full KV, halve the window and retry */
+        /* 2-3. reorder and forward; on a full KV, halve the window and retry. Adaptive mode
+           times the whole step (forward, checks, entropies, fills): that is what a step costs
+           against an AR step */
         int32_t n_filled;
+        double step_t0 = learn_costs ? vb_time_now() : 0.0;
         for (;;) {
             n_filled = vb_wedlm_order(b.slot, n, b.order);
             vb_batch_clear(run->batch);
@@ -294,10 +297,7 @@ int vb_decode_wedlm(vb_decode_run *run) {
                             (p->wedlm_exact && i < nlead);
                 vb_batch_add(run->batch, is_mask ? mask : b.slot[j], c + j, run->seq, want);
             }
-            double t0 = learn_costs ? vb_time_now() : 0.0;
             rc = vb_decode_forward(run);
-            if (rc == VB_OK && learn_costs)
-                vb_cost_online_observe(&costs, run->batch->n, vb_time_now() - t0);
             if (rc != VB_KV_FULL || n <= 1) break;
             n = (n + 1) / 2;
             W = n;
@@ -305,6 +305,7 @@ int vb_decode_wedlm(vb_decode_run *run) {
             nlead = vb_wedlm_leading_filled(b.slot, n);
         }
         if (rc != VB_OK) break;
+        int32_t step_rows = run->batch->n;
 
         /* 4. commit the leading filled run; exact mode: slot j only if the AR row before it
            (last_logits for j = 0, batch row j - 1 otherwise) samples the same token, and on
@@ -387,6 +388,7 @@ int vb_decode_wedlm(vb_decode_run *run) {
         memmove(b.checked, b.checked + n_commit, (size_t)(n - n_commit));
         n -= n_commit;
         c += n_commit;
+        if (learn_costs) vb_cost_online_observe(&costs, step_rows, vb_time_now() - step_t0);
 
         /* adaptive: re-choose W from the observed tokens per step; W = 1 means AR is best */
         if (adaptive && adapt_steps >= adapt_after) {
