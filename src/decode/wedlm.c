@@ -272,6 +272,7 @@ int vb_decode_wedlm(vb_decode_run *run) {
     int32_t n = run->limit - run->n_out < W ? run->limit - run->n_out : W;
     for (int32_t j = 0; j < n; j++) b.slot[j] = VB_WEDLM_MASK;
     int64_t step = 0, adapt_steps = 0, adapt_tokens = 0, adapt_after = ADAPT_FIRST;
+    double adapt_seconds = 0.0; /* wall time of the counted steps (adaptive, timed) */
 
     while (!run->done) {
         /* 1. refill */
@@ -340,7 +341,8 @@ int vb_decode_wedlm(vb_decode_run *run) {
             (rc = vb_decode_keep_logits(run, n_commit - 1)) != VB_OK)
             break;
         vb_decode_record_step(run, n_commit);
-        if (step++ > 0) { /* the first forward cannot commit anything: not counted */
+        bool counted = step++ > 0; /* the first forward cannot commit anything: not counted */
+        if (counted) {
             adapt_steps++;
             adapt_tokens += n_commit;
         }
@@ -388,7 +390,11 @@ int vb_decode_wedlm(vb_decode_run *run) {
         memmove(b.checked, b.checked + n_commit, (size_t)(n - n_commit));
         n -= n_commit;
         c += n_commit;
-        if (learn_costs) vb_cost_online_observe(&costs, step_rows, vb_time_now() - step_t0);
+        if (learn_costs) {
+            double dt = vb_time_now() - step_t0;
+            vb_cost_online_observe(&costs, step_rows, dt);
+            if (counted) adapt_seconds += dt;
+        }
 
         /* adaptive: re-choose W from the observed tokens per step; W = 1 means AR is best */
         if (adaptive && adapt_steps >= adapt_after) {
@@ -396,6 +402,15 @@ int vb_decode_wedlm(vb_decode_run *run) {
             double a = fill_rate_from_observed(tps, W);
             int32_t w_new = best_window(&costs, a, ADAPT_MAX_WINDOW);
             if (w_new > max_rows / 2) w_new = max_rows / 2;
+            /* measured, not modelled: if these steps committed tokens more slowly than AR
+               forwards run (5% margin: AR's own per-token work is not in cost(1)), try a
+               smaller window, down to AR */
+            if (learn_costs && adapt_seconds > 0.0 &&
+                (double)adapt_tokens / adapt_seconds <
+                    1.05 / vb_cost_online_seconds(&costs, 1) &&
+                w_new >= W)
+                w_new = W - 1;
+            adapt_seconds = 0.0;
             adapt_steps = adapt_tokens = 0;
             adapt_after = ADAPT_EVERY;
             if (w_new <= 1) {
