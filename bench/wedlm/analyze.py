@@ -215,12 +215,12 @@ def main():
                 if meta.get("cost_tables_before"):
                     f.write("- Cost of K-row forwards used by the adaptive modes (cost cache file, measured by "
                             "an untimed warm-up run before the timed runs; `K:seconds`): before "
-                            f"`{meta['cost_tables_before'].split(chr(9))[-1].strip()}`, after the runs (corrected "
-                            f"online) `{meta.get('cost_tables_after', '').split(chr(9))[-1].strip()}`\n")
+                            f"`{meta['cost_tables_before'].split(chr(9))[-1].strip()}`, after the runs (the "
+                            f"file is not changed by runs) `{meta.get('cost_tables_after', '').split(chr(9))[-1].strip()}`\n")
             f.write("- NLL: `vibee score --json-in FILE` (AR next-token log-softmax of the produced tokens "
                     "after the prompt, teacher-forced)\n")
             f.write("- Reproduce: `/usr/bin/python3 bench/wedlm/make_prompts.py` (prompt sets), "
-                    "`/usr/bin/python3 bench/wedlm/run.py --vibee build/vibee` (about 12-15 min here), "
+                    "`/usr/bin/python3 bench/wedlm/run.py --vibee build/vibee` (about 4-5 min here, 1520 runs; other backends: see the subfolders' Setup), "
                     "`/usr/bin/python3 bench/wedlm/analyze.py bench/wedlm --plot bench/wedlm/tau_sweep.png "
                     "--results bench/wedlm/results.md`\n")
             f.write("- Metrics: tok/fwd = generated tokens / decode forwards (median over prompts; pooled = "
