@@ -56,6 +56,7 @@ ONNX_MISSING_TEST(onnx_run_failure_is_clean)
 ONNX_MISSING_TEST(onnx_graph_without_position_ids)
 ONNX_MISSING_TEST(onnx_present_reuse_invalidated)
 ONNX_MISSING_TEST(onnx_rejects_and_kv_full)
+ONNX_MISSING_TEST(onnx_decoders_equal_ar)
 
 #else
 
@@ -239,6 +240,57 @@ static double ox_pair_forward(ox_pair *p) {
         if (e > worst) worst = e;
     }
     return worst;
+}
+
+/* The lossless decoders on the onnx backend: draft-and-verify (fixed and auto draft length) and
+ * WeDLM in exact mode (every mask filled, a token id of the model used as the mask: these random
+ * models have none) give AR greedy's tokens, on a graph with position_ids (reordering) and on one
+ * without (the position-masked fallback). The prompt repeats so that prompt lookup drafts. */
+static void ox_decoders(const char *gguf, const char *onnx_file) {
+    ox_pair p;
+    if (ox_pair_open(&p, gguf, onnx_file) != 0) {
+        ox_pair_close(&p);
+        CHECKF(0, "%s", p.err);
+        return;
+    }
+    vb_token prompt[2 * OX_PROMPT];
+    for (int i = 0; i < 2 * OX_PROMPT; i++) prompt[i] = ox_prompt[i % OX_PROMPT];
+    vb_token ar[48], out[48];
+    int32_t n_ar = 0, n_out = 0;
+    vb_generate_stats st;
+    vb_generate_params gp = vb_generate_default_params();
+    gp.n_predict = 40;
+    gp.stop_at_eos = false;
+    CHECK(vb_generate(p.ox, prompt, 2 * OX_PROMPT, &gp, ar, 48, &n_ar, &st) == VB_OK);
+    CHECK_EQ_INT(n_ar, 40);
+    for (int variant = 0; variant < 4; variant++) {
+        vb_generate_params q = gp;
+        q.decoder = variant < 3 ? VB_DECODER_VERIFY : VB_DECODER_WEDLM;
+        q.draft_max = variant == 0 ? 4 : variant == 1 ? 8 : 0;
+        if (variant == 3) {
+            q.wedlm_exact = true;
+            q.mask_token = 1;
+            q.tau = 100.0f;
+            q.window = 4;
+        }
+        vb_kv_free_seq(p.ox, 0);
+        int rc = vb_generate(p.ox, prompt, 2 * OX_PROMPT, &q, out, 48, &n_out, &st);
+        CHECKF(rc == VB_OK, "%s variant %d: status %d (%s)", onnx_file, variant, rc,
+               vb_context_error(p.ox));
+        CHECK_EQ_INT(n_out, n_ar);
+        for (int i = 0; i < n_ar && i < n_out; i++)
+            CHECKF(out[i] == ar[i], "%s variant %d: token %d is %d, AR %d", onnx_file, variant, i,
+                   out[i], ar[i]);
+        CHECK_EQ_INT(vb_kv_seq_len(p.ox, 0), 2 * OX_PROMPT + n_out);
+        vb_kv_free_seq(p.ox, 0);
+    }
+    ox_pair_close(&p);
+}
+
+TEST(onnx_decoders_equal_ar) {
+    ox_decoders("qwen3.gguf", "qwen3-f32.onnx");
+    ox_decoders("qwen3.gguf", "qwen3-nopos.onnx");
+    ox_decoders("gpt2.gguf", "gpt2-f32.onnx");
 }
 
 TEST(onnx_physical_order_and_batches) {
