@@ -436,3 +436,38 @@ TEST(decode_cost_online_save) {
     exact_close(&a);
     remove(path);
 }
+
+/* A callback that stops generation in the middle of a committed run (several tokens per step):
+ * VB_OK with exactly the tokens up to the stop, for the variants and exact mode. */
+static bool stop_at_n(vb_token t, void *user) {
+    (void)t;
+    int *left = user;
+    return --*left > 0;
+}
+
+TEST(decode_wedlm_stop_inside_committed_run) {
+    exact_env e;
+    CHECK(exact_open_sim(&e, 6, 30.0f, NULL) == 0);
+    vb_token prompt[8] = {'a', 'b', 'c', 'd', 'e', 'f'}, out[256];
+    int32_t n_out = 0;
+    vb_generate_stats st;
+    int multi = 0; /* runs whose steps committed > 1 token: the case under test happened */
+    for (int exact = 0; exact < 2; exact++)
+        for (int n_stop = 1; n_stop <= 20; n_stop++) {
+            vb_generate_params p = vb_generate_default_params();
+            p.decoder = VB_DECODER_WEDLM;
+            p.wedlm_exact = exact;
+            p.tau = 2.0f;
+            p.window = 8;
+            int left = n_stop;
+            p.on_token = stop_at_n;
+            p.user = &left;
+            int rc = exact_gen(e.ctx, prompt, 6, p, 60, NULL, out, &n_out, &st);
+            CHECKF(rc == VB_OK, "exact %d stop %d: status %d (%s)", exact, n_stop, rc, st.note);
+            CHECK_EQ_INT(n_out, n_stop);
+            CHECK_EQ_INT(vb_kv_seq_len(e.ctx, 0), 6 + n_stop);
+            for (int k = 2; k < VB_HIST_MAX; k++) multi += st.commit_hist[k] > 0;
+        }
+    CHECKF(multi > 0, "no step committed more than one token: the test is void");
+    exact_close(&e);
+}

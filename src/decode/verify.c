@@ -37,10 +37,9 @@
 #define PROBE_EVERY 8      /* adaptive mode: one draft more than the best every this many steps */
 #define ACCEPT_DECAY 0.95  /* forgetting factor of the acceptance statistics */
 
-/* cost(rows) for the adaptive choice: the measured (or cached) table, corrected by this run's
- * own timed forwards (vb_cost_online). */
 /* Draft length k in [0, k_max] maximising expected tokens per second when a step with k drafts
- * forwards base_rows + rows_per_draft * k rows (k = 0: a plain AR step of one row). */
+ * forwards base_rows + rows_per_draft * k rows (k = 0: a plain AR step of one row); cost(rows)
+ * is the measured (or cached) table corrected by this run's own timed forwards. */
 static int32_t verify_best_k(const vb_cost_online *vc, double accept_rate, int32_t k_max,
                              int32_t base_rows, int32_t rows_per_draft) {
     int32_t best_k = 0;

@@ -12,9 +12,10 @@
  *      every other row is scratch and truncated (vb_kv_truncate to c + nlead);
  *   5. select among the remaining masks by entropy + lambda * distance < tau (wedlm_select),
  *      sample the chosen ones (the mask token banned from the sample, not from the entropy).
- * Filled tokens are never revised (except in exact mode). A slot filled in step s is committed in the first later step
- * in which it belongs to the leading filled run; it is re-run in every step until then (its row
- * in earlier steps saw masks or later-filled slots in front of it, so those rows are scratch).
+ * Filled tokens are never revised (except in exact mode). A slot filled in step s is committed
+ * in the first later step in which it belongs to the leading filled run; it is re-run in every
+ * step until then (its row in earlier steps saw masks or later-filled slots in front of it, so
+ * those rows are scratch).
  *
  * Exact mode (wedlm_exact): a filled slot is a draft. When it is committed, the row of the token
  * before it (forwarded in the same batch, or last_logits for the first slot) is an exact AR row;
@@ -337,7 +338,9 @@ int vb_decode_wedlm(vb_decode_run *run) {
             n_commit++;
             if (!go_on) break;
         }
-        if (keep_ar_row && n_commit > 0 &&
+        /* the AR row of the last committed token, for the next step (not needed when
+           generation stopped inside the run: that row may have no logits) */
+        if (keep_ar_row && n_commit > 0 && !run->done &&
             (rc = vb_decode_keep_logits(run, n_commit - 1)) != VB_OK)
             break;
         vb_decode_record_step(run, n_commit);
