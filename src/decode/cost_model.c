@@ -3,7 +3,6 @@
  * from the forwards the decoders time, and pick draft lengths from it. */
 #include "decode/cost_model.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -65,8 +64,7 @@ void vb_cost_key(const vb_context *ctx, char *key, size_t len) {
     size_t at = 0;
     /* the build: kernels change between versions/builds, and so does the cost */
     key_put(key, len, &at, "vibee-" VIBEE_VERSION "-" __DATE__ "-" __TIME__);
-    snprintf(buf, sizeof buf, "|model=");
-    key_put(key, len, &at, buf);
+    key_put(key, len, &at, "|model=");
     key_put(key, len, &at, info.name);
     snprintf(buf, sizeof buf, "|%s|%s|vocab%d|embd%d|layer%d|ff%d|params%lld|",
              info.arch, info.weight_type, (int)info.n_vocab, (int)info.n_embd, (int)info.n_layer,

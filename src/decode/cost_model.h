@@ -60,8 +60,9 @@ int vb_cost_file_store(const char *path, const char *key, const vb_cost_table *t
 
 /* ---- online correction ----
  * The table a decoder starts from, replaced row count by row count by the forwards the run
- * itself times (the load on the machine during decoding is what counts). At the end of a run
- * the row counts timed often enough, and within a factor of 2 of the table, go back into the
+ * itself times (the load on the machine during decoding is what counts). At the end of a
+ * verify run (its timings are forwards; WeDLM times whole steps and keeps them to itself) the
+ * row counts timed often enough, and within a factor of 2 of the table, go back into the
  * context's table (not into the file: one run's forwards can be unlike the measured ones, e.g.
  * on llama.cpp after many truncations, and a poisoned cost(1) would mislead every later run). */
 #define VB_COST_TRACKED_ROWS 35

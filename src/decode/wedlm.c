@@ -427,8 +427,8 @@ int vb_decode_wedlm(vb_decode_run *run) {
             run->stats->window_used = W;
         }
     }
-out:
-    if (learn_costs && rc == VB_OK) vb_cost_online_save(run->ctx, &costs);
+out: /* (the step timings are not saved into the context's table: they are whole steps, not
+        forwards, and verify reads that table as forward costs) */
     buffers_free(&b);
     return rc;
 }
