@@ -455,3 +455,65 @@ TEST(batch_cli_matches_run) {
     st = vbt_run_cmd(cmd, out, sizeof out);
     CHECKF(st != 0 && strstr(out, "-f FILE"), "no -f: status %d, %.200s", st, out);
 }
+
+/* The livelock of issue 18: a finished request's cached prefix is the best prefix source of the
+   head of the queue, but keeping it leaves too few free blocks for the rest of that prompt. The
+   scheduler must drop (or stop sharing) that source instead of waiting for blocks forever. */
+TEST(sched_prefix_source_cannot_block_head) {
+    vb_model *m = sim_model();
+    CHECK(m);
+    case_req q[2];
+    make_cases(q, 2, 48, 91);
+    q[0].n_prompt = 40;
+    q[0].n_predict = 60; /* finishes with 99 KV rows: 6 whole blocks stay cached */
+    q[1].n_prompt = 60;  /* shares 32 rows (2 blocks) with it, needs 2 more blocks */
+    q[1].n_predict = 4;
+    for (int i = 0; i < 40; i++) q[1].prompt[i] = q[0].prompt[i];
+    for (int k = 0; k < 2; k++) CHECK_EQ_INT(reference(m, &q[k]), VB_OK);
+    vb_context *c = sim_ctx(m, 80, 2);
+    CHECK(c);
+    CHECK_EQ_INT(vb_context_stats(c).kv.blocks_total, 7); /* the geometry this test relies on */
+    vb_sched *s = NULL;
+    CHECK_EQ_INT(vb_sched_init(c, NULL, &s, NULL, 0), VB_OK);
+    char why[256] = "";
+    int bad = run_and_compare(s, q, 1, 1, why, sizeof why);
+    vb_sched_stats st1 = vb_sched_get_stats(s);
+    if (!bad) bad = run_and_compare(s, q + 1, 1, 1, why, sizeof why);
+    vb_sched_stats st2 = vb_sched_get_stats(s);
+    vb_sched_free(s);
+    vb_context_free(c);
+    vb_model_free(m);
+    CHECK_EQ_INT(st1.n_cached_seqs, 1);
+    CHECK_EQ_INT(st1.kv_blocks_used, 6);
+    CHECKF(bad == 0, "%s", why);
+    CHECK_EQ_INT(st2.kv_blocks_leaked, 0);
+}
+
+/* A request that the pool cannot hold alone (prompt + generated tokens) finishes as kv_full with
+   the tokens it got, never as "length". */
+TEST(sched_kv_full_is_not_length) {
+    vb_model *m = sim_model();
+    CHECK(m);
+    case_req q[1];
+    make_cases(q, 1, 0, 5);
+    q[0].n_prompt = 20;
+    q[0].n_predict = 64;
+    vb_context *c = sim_ctx(m, 48, 1); /* 3 + 1 blocks: 64 rows */
+    CHECK(c);
+    vb_sched *s = NULL;
+    CHECK_EQ_INT(vb_sched_init(c, NULL, &s, NULL, 0), VB_OK);
+    vb_request_params rp = vb_request_default_params();
+    rp.n_predict = q[0].n_predict;
+    rp.stop_at_eos = false;
+    vb_request_id id;
+    CHECK_EQ_INT(vb_sched_submit(s, q[0].prompt, q[0].n_prompt, &rp, &id), VB_OK);
+    for (int guard = 0; guard < 1000 && !vb_sched_idle(s); guard++) CHECK_EQ_INT(vb_sched_step(s), VB_OK);
+    vb_token got[MAXN];
+    int finish = 0;
+    int32_t n = vb_sched_poll(s, id, got, MAXN, &finish);
+    vb_sched_free(s);
+    vb_context_free(c);
+    vb_model_free(m);
+    CHECK_EQ_INT(finish, VB_FINISH_KV);
+    CHECK(n > 0 && n < 64);
+}

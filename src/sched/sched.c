@@ -446,7 +446,22 @@ static int32_t admit_head(vb_sched *s, int32_t budget, int32_t *avail) {
         src = find_prefix(s, r->toks, r->n_tok, &shared); /* an evicted source may be gone */
         need = blocks_for(s, shared, r->n_tok - shared + 1);
     }
-    if (s->paged && need > *avail) {
+    /* the prefix source itself may be what blocks the head (a cached slot holding many more
+       blocks than are shared): fork the shared prefix and drop the source's tail, or drop the
+       source altogether, rather than wait for blocks nothing will ever free */
+    bool drop_src = false;
+    if (s->paged && need > *avail && src >= 0 && s->slots[src].kind == SLOT_CACHED) {
+        int32_t tail = blocks_of(s, s->slots[src].n) - blocks_of(s, shared);
+        if (shared >= s->block_size && need <= *avail + tail) {
+            drop_src = true;
+        } else {
+            slot_clear(s, src);
+            *avail = free_blocks(s) - s->reserved;
+            src = find_prefix(s, r->toks, r->n_tok, &shared);
+            need = blocks_for(s, shared, r->n_tok - shared + 1);
+        }
+    }
+    if (s->paged && need > *avail && !drop_src) {
         int32_t cached = 0;
         for (int32_t k = 0; k < s->p.n_seq; k++) cached += s->slots[k].kind == SLOT_CACHED;
         if (s->n_running == 0 && cached == 0 && s->batch->n == 0 && need > free_blocks(s)) {
@@ -463,6 +478,10 @@ static int32_t admit_head(vb_sched *s, int32_t budget, int32_t *avail) {
             s->n_prefix_hits++;
             s->n_prefix_tokens += shared;
             if (s->slots[src].kind == SLOT_CACHED) s->slots[src].lru = ++s->clock;
+        }
+        if (drop_src) { /* the fork keeps the shared blocks; the source's tail is freed */
+            slot_clear(s, src);
+            *avail = free_blocks(s) - s->reserved;
         }
     } else {
         shared = 0;

@@ -169,7 +169,8 @@ static bool collect(srv_engine *e, srv_job *j) {
             vb_sched_release(e->sched, j->id);
             e->metrics.jobs_cancelled++;
         } else {
-            job_finish(e, j, finish == VB_FINISH_EOS ? "stop" : "length");
+            /* a request the KV pool could not hold says so ("kv_full"), never "length" */
+            job_finish(e, j, finish == VB_FINISH_EOS ? "stop" : finish == VB_FINISH_KV ? "kv_full" : "length");
         }
         return true;
     }
