@@ -13,12 +13,13 @@
  *   - Prefix sharing: a request whose prompt shares whole KV blocks (block_size tokens) with a
  *     running or cached sequence forks that sequence (vb_kv_fork, copy-on-write) and truncates
  *     the fork to the shared whole-block prefix instead of recomputing it.
- *   - Decoding is autoregressive per request (one sampler per request; greedy by default), or,
- *     with draft_max > 0, draft-and-verify: each decoding request forwards its pending token plus
- *     up to draft_max tokens proposed by n-gram lookup; row i is sampled exactly as AR would
- *     sample it (same logits, same history, same random stream), a draft is kept while it equals
- *     the sampled token, the rejected rows are truncated. The output is identical to AR's, seeded
- *     sampling included, whenever the backend's rows are exact.
+ *   - Each request has its own decoder (vb_request_params.decoding.decoder): autoregressive
+ *     (one sampler per request; greedy by default), WeDLM streaming parallel decoding (its window
+ *     rows ride in the same forward as the other requests' rows), or lossless draft-and-verify
+ *     (the pending token plus n-gram or WeDLM-window drafts; row i is sampled exactly as AR would
+ *     sample it, a draft is kept while it equals the sampled token, rejected rows truncated).
+ *     vb_generate is this engine with one request: a request decodes the same tokens here as
+ *     there, alone or among others.
  *
  * Ownership and threads: a vb_sched borrows the context (which must outlive it) and owns the
  * sequences 0..n_seq-1 of that context while it lives; do not use those sequences directly. A
@@ -48,9 +49,10 @@ typedef struct vb_sched_params {
     bool prefix_cache;       /* keep the whole blocks of finished requests in free sequence slots
                                 for later prefix hits; evicted (LRU) when slots or blocks are
                                 needed (default true) */
-    int32_t draft_max;       /* lossless draft-and-verify for decoding requests: up to this many
+    int32_t draft_max;       /* lossless draft-and-verify for AR requests: up to this many
                                 tokens drafted per step by n-gram lookup in the request's own
-                                prompt + output, verified in the same forward (0 = off, default) */
+                                prompt + output, verified in the same forward (0 = off, default;
+                                the same as submitting them with decoder VB_DECODER_VERIFY) */
 } vb_sched_params;
 
 vb_sched_params vb_sched_default_params(void);
@@ -60,6 +62,10 @@ typedef struct vb_request_params {
     vb_sampler_params sampler;  /* default: greedy */
     bool stop_at_eos;           /* finish when the model's EOS is generated (default true); the
                                    EOS token is returned as the last token */
+    vb_generate_params decoding; /* the decoder and its settings (default AR): decoder, window,
+                                   tau, lambda, mask_token, draft_max, ngram_min and wedlm_* are
+                                   read; n_predict, sampler, stop_at_eos come from the fields
+                                   above; seq and on_token are ignored */
 } vb_request_params;
 
 vb_request_params vb_request_default_params(void);

@@ -135,6 +135,8 @@ vb_backend_caps vb_context_caps(const vb_context *c) {
     return c ? c->caps : none;
 }
 
+int32_t vb_context_n_seq(const vb_context *c) { return c ? c->params.n_seq_max : 0; }
+
 static int ctx_err(vb_context *c, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int ctx_err(vb_context *c, int status, const char *fmt, ...) {

@@ -1,7 +1,9 @@
-/* generate.c - vb_generate: checks the request, prefills the prompt (chunks of at most
- * caps.max_batch rows, logits only for the last row), hands over to the chosen decoder (ar.c,
- * wedlm.c, verify.c) and fills vb_generate_stats. Also the helpers every decoder shares: the
- * forward wrapper, the commit rule (n_predict / EOS / callback) and sampling with the history.
+/* generate.c - vb_generate: checks the request and runs it as the only request of the engine
+ * (src/sched/sched.c, on the caller's sequence, prefill in chunks of caps.max_batch rows with
+ * logits only for the last row, then the chosen decoder's steps: ar.c, wedlm.c, verify.c), and
+ * fills vb_generate_stats. Also the helpers every decoder shares: the decoder table, the row
+ * logits of a request, the commit rule (n_predict / EOS / callback), sampling with the history
+ * and the decoder-settings check the scheduler's submit uses too.
  *
  * Conventions of every decoder: a committed EOS is written to out (and counted) as the last
  * token; the sequence holds the prompt and every committed token on return (except after
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #include "decode/decode_internal.h"
+#include "sched/sched_internal.h"
 
 vb_generate_params vb_generate_default_params(void) {
     vb_generate_params p;
@@ -54,22 +57,24 @@ void vb_decode_note(vb_decode_run *run, const char *fmt, ...) {
     va_end(ap);
 }
 
-int vb_decode_forward(vb_decode_run *run) {
-    if (run->observer)
-        run->observer(run->batch, vb_kv_seq_len(run->ctx, run->seq), run->observer_user);
-    int rc = vb_forward(run->ctx, run->batch);
-    if (rc == VB_OK) {
-        run->stats->n_forward++;
-        if (run->in_decode) run->stats->n_rows_decode += run->batch->n;
+const float *vb_decode_row_logits(vb_decode_run *run, int32_t i) {
+    return vb_get_logits(run->ctx, run->row0 + i);
+}
+
+const vb_decoder_ops *vb_decoder_for(int decoder) {
+    switch (decoder) {
+    case VB_DECODER_AR: return &vb_decoder_ar;
+    case VB_DECODER_WEDLM: return &vb_decoder_wedlm;
+    case VB_DECODER_VERIFY: return &vb_decoder_verify;
+    default: return NULL;
     }
-    return rc;
 }
 
 bool vb_decode_commit(vb_decode_run *run, vb_token token) {
     run->out[run->n_out++] = token;
     run->hist[run->n_hist++] = token;
     bool go_on = true;
-    if (run->params->on_token && !run->params->on_token(token, run->params->user)) go_on = false;
+    if (run->params.on_token && !run->params.on_token(token, run->params.user)) go_on = false;
     if (run->eos >= 0 && token == run->eos) go_on = false;
     if (run->n_out >= run->limit) go_on = false;
     if (!go_on) run->done = true;
@@ -86,50 +91,45 @@ vb_token vb_decode_sample(vb_decode_run *run, const float *logits, vb_token bann
     return vb_sampler_sample(run->sampler, logits, run->n_vocab, run->hist, run->n_hist, banned);
 }
 
-int vb_decode_keep_logits(vb_decode_run *run, int32_t row) {
-    const float *lg = vb_get_logits(run->ctx, row);
+int vb_decode_keep_logits(vb_decode_run *run, int32_t i) {
+    const float *lg = vb_decode_row_logits(run, i);
     if (!lg) {
-        vb_decode_note(run, "backend returned no logits for row %d", (int)row);
+        vb_decode_note(run, "backend returned no logits for row %d", (int)i);
         return VB_ERR_BACKEND;
     }
     memcpy(run->last_logits, lg, sizeof(float) * (size_t)run->n_vocab);
     return VB_OK;
 }
 
-int vb_decode_flush(vb_decode_run *run, vb_token token) {
-    vb_batch_clear(run->batch);
-    vb_batch_add(run->batch, token, vb_kv_seq_len(run->ctx, run->seq), run->seq, false);
-    return vb_decode_forward(run);
-}
-
 /* ---------------------------------------------------------------------------------------------
- * Prefill
+ * vb_generate: the engine (src/sched/sched.c) with one request on params->seq
  * --------------------------------------------------------------------------------------------- */
 
-/* Forward the prompt in chunks; the last row's logits go to run->last_logits (when wanted). */
-static int prefill(vb_decode_run *run, const vb_token *prompt, int32_t n_prompt, bool want_logits) {
-    int32_t chunk = run->batch->capacity;
-    for (int32_t start = 0; start < n_prompt; start += chunk) {
-        int32_t n = n_prompt - start < chunk ? n_prompt - start : chunk;
-        vb_batch_clear(run->batch);
-        for (int32_t i = 0; i < n; i++) {
-            bool last = start + i == n_prompt - 1;
-            vb_batch_add(run->batch, prompt[start + i], start + i, run->seq, last && want_logits);
+int vb_decode_check_params(const vb_model_info *info, const vb_generate_params *p, char *why,
+                           size_t why_len) {
+    if (!vb_decoder_for(p->decoder)) {
+        snprintf(why, why_len, "unknown decoder %d", (int)p->decoder);
+        return VB_ERR_ARG;
+    }
+    if (p->decoder == VB_DECODER_WEDLM) {
+        vb_token mask = p->mask_token >= 0 ? p->mask_token : info->mask;
+        if (mask < 0 || mask >= info->n_vocab) {
+            snprintf(why, why_len,
+                     "WeDLM needs a mask token: the model has none (tokenizer.ggml.mask_token_id); "
+                     "set mask_token or use the ar/verify decoder");
+            return VB_ERR_UNSUPPORTED;
         }
-        int rc = vb_decode_forward(run);
-        if (rc != VB_OK) {
-            /* a partial prefill is useless: leave the sequence empty as on entry */
-            vb_kv_truncate(run->ctx, run->seq, 0);
-            return rc;
+        if (p->window < 0 || !(p->tau == p->tau) || !(p->lambda == p->lambda)) {
+            snprintf(why, why_len, "WeDLM: window < 0 or tau/lambda not a number");
+            return VB_ERR_ARG;
         }
     }
-    if (want_logits) return vb_decode_keep_logits(run, run->batch->n - 1);
+    if (p->decoder == VB_DECODER_VERIFY && (p->draft_max < 0 || p->ngram_min < 0)) {
+        snprintf(why, why_len, "verify: draft_max and ngram_min must be >= 0");
+        return VB_ERR_ARG;
+    }
     return VB_OK;
 }
-
-/* ---------------------------------------------------------------------------------------------
- * vb_generate
- * --------------------------------------------------------------------------------------------- */
 
 static int check_request(vb_context *ctx, const vb_token *prompt, int32_t n_prompt,
                          const vb_generate_params *p, const vb_token *out, int32_t max_out,
@@ -151,10 +151,6 @@ static int check_request(vb_context *ctx, const vb_token *prompt, int32_t n_prom
                      (int)prompt[i], (int)info->n_vocab);
             return VB_ERR_ARG;
         }
-    if (p->decoder < VB_DECODER_AR || p->decoder > VB_DECODER_VERIFY) {
-        snprintf(st->note, sizeof st->note, "unknown decoder %d", (int)p->decoder);
-        return VB_ERR_ARG;
-    }
     int32_t len = vb_kv_seq_len(ctx, p->seq);
     if (len < 0) {
         snprintf(st->note, sizeof st->note, "bad sequence id %d", (int)p->seq);
@@ -166,24 +162,7 @@ static int check_request(vb_context *ctx, const vb_token *prompt, int32_t n_prom
                  (int)p->seq, (int)len);
         return VB_ERR_STATE;
     }
-    if (p->decoder == VB_DECODER_WEDLM) {
-        vb_token mask = p->mask_token >= 0 ? p->mask_token : info->mask;
-        if (mask < 0 || mask >= info->n_vocab) {
-            snprintf(st->note, sizeof st->note,
-                     "WeDLM needs a mask token: the model has none (tokenizer.ggml.mask_token_id); "
-                     "set mask_token or use the ar/verify decoder");
-            return VB_ERR_UNSUPPORTED;
-        }
-        if (p->window < 0 || !(p->tau == p->tau) || !(p->lambda == p->lambda)) {
-            snprintf(st->note, sizeof st->note, "WeDLM: window < 0 or tau/lambda not a number");
-            return VB_ERR_ARG;
-        }
-    }
-    if (p->decoder == VB_DECODER_VERIFY && (p->draft_max < 0 || p->ngram_min < 0)) {
-        snprintf(st->note, sizeof st->note, "verify: draft_max and ngram_min must be >= 0");
-        return VB_ERR_ARG;
-    }
-    return VB_OK;
+    return vb_decode_check_params(info, p, st->note, sizeof st->note);
 }
 
 int vb_generate_hooked(vb_context *ctx, const vb_token *prompt, int32_t n_prompt,
@@ -199,64 +178,40 @@ int vb_generate_hooked(vb_context *ctx, const vb_token *prompt, int32_t n_prompt
     int rc = check_request(ctx, prompt, n_prompt, p, out, max_out, st);
     if (rc != VB_OK) return rc;
 
-    vb_decode_run run;
-    memset(&run, 0, sizeof run);
-    run.ctx = ctx;
-    run.params = p;
-    run.info = vb_model_get_info(vb_context_model(ctx));
-    run.caps = vb_context_caps(ctx);
-    run.stats = st;
-    run.seq = p->seq;
-    run.n_vocab = run.info->n_vocab;
-    run.eos = p->stop_at_eos ? run.info->eos : -1;
-    run.out = out;
-    run.limit = p->n_predict < max_out ? p->n_predict : max_out;
-    if (hooks) {
-        run.observer = hooks->observer;
-        run.observer_user = hooks->observer_user;
-        if (hooks->caps_override) run.caps = *hooks->caps_override;
-        run.cost_override = hooks->cost_override;
+    vb_sched_params sp = vb_sched_default_params();
+    vb_backend_caps caps = hooks && hooks->caps_override ? *hooks->caps_override : vb_context_caps(ctx);
+    sp.n_seq = 1;
+    sp.token_budget = caps.max_batch > 0 ? caps.max_batch : 512; /* prefill chunks of max_batch */
+    sp.prefix_sharing = sp.prefix_cache = false;
+    vb_engine_opts eo = {.seq_base = p->seq, .keep_kv = true, .single = true, .hooks = hooks};
+    vb_sched *s = NULL;
+    char err[256] = "";
+    rc = vb_sched_init_engine(ctx, &sp, &eo, &s, err, sizeof err);
+    if (rc != VB_OK) {
+        snprintf(st->note, sizeof st->note, "%s", err);
+        return rc;
     }
-    st->n_prompt = n_prompt;
-
-    int32_t batch_cap = run.caps.max_batch > 0 ? run.caps.max_batch : 512;
-    run.batch = vb_batch_init(batch_cap);
-    run.hist = malloc(sizeof(vb_token) * ((size_t)n_prompt + (size_t)run.limit + 1));
-    run.last_logits = malloc(sizeof(float) * (size_t)run.n_vocab);
-    run.sampler = vb_sampler_init(&p->sampler);
-    if (!run.batch || !run.hist || !run.last_logits || !run.sampler) {
-        rc = VB_ERR_NOMEM;
-        snprintf(st->note, sizeof st->note, "out of memory (or bad sampler parameters)");
-        goto done;
+    vb_request_id id = 0;
+    rc = vb_sched_submit_gen(s, prompt, n_prompt, p, max_out, &id);
+    if (rc != VB_OK) {
+        snprintf(st->note, sizeof st->note, "%s", vb_sched_error(s));
+        vb_sched_free(s);
+        return rc;
     }
-    memcpy(run.hist, prompt, sizeof(vb_token) * (size_t)n_prompt);
-    run.n_hist = n_prompt;
-
-    double t0 = vb_time_now();
-    rc = prefill(&run, prompt, n_prompt, run.limit > 0);
-    double t1 = vb_time_now();
-    st->prefill_seconds = t1 - t0;
-    int64_t prefill_forwards = st->n_forward;
-    run.in_decode = true;
-    if (rc == VB_OK && run.limit > 0) {
-        switch (p->decoder) {
-        case VB_DECODER_WEDLM: rc = vb_decode_wedlm(&run); break;
-        case VB_DECODER_VERIFY: rc = vb_decode_verify(&run); break;
-        default: rc = vb_decode_ar(&run); break;
-        }
-    }
-    st->decode_seconds = vb_time_now() - t1;
-    st->n_forward_decode = st->n_forward - prefill_forwards;
-
-done:
-    st->n_generated = run.n_out;
+    sched_req *r = vb_sched_find(s, id);
+    while (rc == VB_OK && !vb_sched_idle(s)) rc = vb_sched_step(s);
+    *st = r->stats;
+    st->n_generated = r->run.n_out;
     st->tokens_per_forward =
-        st->n_forward_decode > 0 ? (double)run.n_out / (double)st->n_forward_decode : 0.0;
-    if (n_out) *n_out = run.n_out;
-    vb_sampler_free(run.sampler);
-    free(run.last_logits);
-    free(run.hist);
-    vb_batch_free(run.batch);
+        st->n_forward_decode > 0 ? (double)r->run.n_out / (double)st->n_forward_decode : 0.0;
+    if (r->run.n_out > 0 && out) memcpy(out, r->run.out, sizeof(vb_token) * (size_t)r->run.n_out);
+    if (n_out) *n_out = r->run.n_out;
+    if (r->finish == VB_FINISH_KV) rc = VB_KV_FULL;
+    else if (r->finish == VB_FINISH_ERROR) rc = r->rc != VB_OK ? r->rc : (rc != VB_OK ? rc : VB_ERR_BACKEND);
+    else if (rc == VB_OK && r->finish == VB_FINISH_NONE) rc = VB_ERR_STATE;
+    if (r->finish == VB_FINISH_ERROR && !st->note[0])
+        snprintf(st->note, sizeof st->note, "%s", vb_sched_error(s));
+    vb_sched_free(s);
     return rc;
 }
 

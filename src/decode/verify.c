@@ -75,164 +75,188 @@ int32_t vb_verify_ngram_draft(const vb_token *hist, int32_t n_hist, int32_t n_mi
     return 0;
 }
 
-int vb_decode_verify(vb_decode_run *run) {
-    const vb_generate_params *p = run->params;
-    int32_t max_rows = run->batch->capacity;
-    bool adaptive = p->draft_max == 0;
-    int32_t k_cap = adaptive ? ADAPT_MAX_DRAFT : p->draft_max;
-    if (k_cap > max_rows - 1) k_cap = max_rows - 1;
-    int32_t n_min = p->ngram_min > 0 ? p->ngram_min : 1;
-    if (n_min > NGRAM_MAX) n_min = NGRAM_MAX;
-
+typedef struct verify_state {
+    bool started;
+    bool adaptive, learn_costs, use_masks;
+    int32_t k_cap, n_min;
+    vb_token mask;
     vb_cost_online costs;
-    vb_cost_online_init(&costs, run->cost_override);
-    if (adaptive && k_cap > 0 && !run->cost_override) {
-        int rc = vb_cost_measure(run->ctx, run->seq, run->hist[run->n_hist - 1], 2 * k_cap + 2,
-                                 &costs.table);
+    vb_token *draft;      /* [k_cap] this step's drafts */
+    vb_token *mask_draft; /* [k_cap] drafts proposed by the previous forward's mask rows */
+    int32_t n_mask_draft;
+    /* decayed counts of drafted tokens accepted / steps with a rejection, per draft source */
+    double accepted_sum, rejected_sum, mask_accepted, mask_rejected;
+    int64_t steps;
+    /* this step */
+    int32_t nd, n_masks;
+    bool from_masks;
+} verify_state;
+
+static void verify_release(vb_decode_run *run, bool ok) {
+    verify_state *v = run->state;
+    if (!v) return;
+    if (ok && v->learn_costs) vb_cost_online_save(run->ctx, &v->costs);
+    free(v->draft);
+    free(v->mask_draft);
+    free(v);
+    run->state = NULL;
+}
+
+static int verify_start(vb_decode_run *run) {
+    const vb_generate_params *p = &run->params;
+    verify_state *v = calloc(1, sizeof *v);
+    if (!v) return VB_ERR_NOMEM;
+    run->state = v;
+    int32_t max_rows = run->batch->capacity;
+    v->adaptive = p->draft_max == 0;
+    v->k_cap = v->adaptive ? ADAPT_MAX_DRAFT : p->draft_max;
+    if (v->k_cap > max_rows - 1) v->k_cap = max_rows - 1;
+    v->n_min = p->ngram_min > 0 ? p->ngram_min : 1;
+    if (v->n_min > NGRAM_MAX) v->n_min = NGRAM_MAX;
+    vb_cost_online_init(&v->costs, run->cost_override);
+    if (v->adaptive && v->k_cap > 0 && !run->cost_override) {
+        int rc = vb_cost_measure(run->ctx, run->seq, run->hist[run->n_hist - 1], 2 * v->k_cap + 2,
+                                 &v->costs.table);
         if (rc < 0) return rc;
-        if (rc == VB_KV_FULL) k_cap = 0;
+        if (rc == VB_KV_FULL) v->k_cap = 0;
     }
-    bool learn_costs = adaptive && !run->cost_override;
+    v->learn_costs = v->adaptive && !run->cost_override;
     if (p->sampler.temp > 0.0f)
         vb_decode_note(run, "temperature > 0: speculative sampling (AR's distribution, not its "
                             "random stream)");
-    vb_token mask = p->mask_token >= 0 ? p->mask_token : run->info->mask;
-    bool use_masks = adaptive && k_cap > 0 && mask >= 0 && mask < run->n_vocab &&
-                     2 * k_cap + 2 <= max_rows;
-    vb_token *draft = malloc(sizeof(vb_token) * (size_t)(k_cap > 0 ? k_cap : 1));
-    vb_token *mask_draft = malloc(sizeof(vb_token) * (size_t)(k_cap > 0 ? k_cap : 1));
-    if (!draft || !mask_draft) {
-        free(draft);
-        free(mask_draft);
-        return VB_ERR_NOMEM;
+    v->mask = p->mask_token >= 0 ? p->mask_token : run->info->mask;
+    v->use_masks = v->adaptive && v->k_cap > 0 && v->mask >= 0 && v->mask < run->n_vocab &&
+                   2 * v->k_cap + 2 <= max_rows;
+    v->draft = malloc(sizeof(vb_token) * (size_t)(v->k_cap > 0 ? v->k_cap : 1));
+    v->mask_draft = malloc(sizeof(vb_token) * (size_t)(v->k_cap > 0 ? v->k_cap : 1));
+    if (!v->draft || !v->mask_draft) return VB_ERR_NOMEM;
+    v->started = true;
+    return VB_OK;
+}
+
+/* The first token (and the first after a re-prefill) comes from last_logits. */
+static int verify_resume(vb_decode_run *run) {
+    verify_state *v = run->state;
+    if (!v || !v->started) {
+        int rc = verify_start(run);
+        if (rc != VB_OK) return rc;
+        v = run->state;
     }
-    int32_t n_mask_draft = 0; /* drafts proposed by the previous forward's mask rows */
-
-    /* decayed counts of drafted tokens accepted / steps with a rejection, per draft source */
-    double accepted_sum = 0.0, rejected_sum = 0.0, mask_accepted = 0.0, mask_rejected = 0.0;
-    int64_t steps = 0;
-    int rc = VB_OK;
-
-    /* the first token comes from the prefill logits */
+    v->n_mask_draft = 0;
     vb_token pending = vb_decode_sample(run, run->last_logits, -1);
     if (pending < 0) {
-        free(draft);
-        free(mask_draft);
         vb_decode_note(run, "sampler failed (%d)", (int)pending);
         return VB_ERR_BACKEND;
     }
     vb_decode_record_step(run, 1);
-    bool pending_in_kv = false;
     vb_decode_commit(run, pending);
+    return VB_OK;
+}
 
-    while (!run->done) {
+/* Rows: [pending, drafts, masks]. A retry (full KV) forwards the pending token alone. */
+static int32_t verify_plan(vb_decode_run *run, int32_t max_rows, bool retry) {
+    verify_state *v = run->state;
+    if (retry) {
+        if (v->nd + v->n_masks == 0) return 0;
+        v->nd = v->n_masks = 0;
+    } else {
         /* choose the draft length and draft */
         int32_t remaining = run->limit - run->n_out; /* tokens still to commit (>= 1) */
+        int32_t k_cap = v->k_cap < max_rows - 1 ? v->k_cap : max_rows - 1;
         int32_t k = k_cap;
-        if (adaptive && k_cap > 0) {
-            double a = (accepted_sum + 1.0) / (accepted_sum + rejected_sum + 2.0);
-            k = verify_best_k(&costs, a, k_cap, 1, 1);
+        if (v->adaptive && k_cap > 0) {
+            double a = (v->accepted_sum + 1.0) / (v->accepted_sum + v->rejected_sum + 2.0);
+            k = verify_best_k(&v->costs, a, k_cap, 1, 1);
             /* explore one draft longer now and then, so its cost gets observed too */
-            if (steps % PROBE_EVERY == PROBE_EVERY - 1 && k < k_cap) k++;
+            if (v->steps % PROBE_EVERY == PROBE_EVERY - 1 && k < k_cap) k++;
         }
         if (k > remaining - 1) k = remaining - 1; /* the bonus token is always one more */
-        int32_t nd = k > 0 ? vb_verify_ngram_draft(run->hist, run->n_hist, n_min, NGRAM_MAX, k,
-                                                   draft)
+        int32_t nd = k > 0 ? vb_verify_ngram_draft(run->hist, run->n_hist, v->n_min, NGRAM_MAX, k,
+                                                   v->draft)
                            : 0;
-        bool from_masks = false;
-        int32_t n_masks = 0;
-        if (nd == 0 && use_masks) {
+        v->from_masks = false;
+        v->n_masks = 0;
+        if (nd == 0 && v->use_masks && 2 * k_cap + 2 <= max_rows) {
             /* window drafts: rows per step = 1 + k drafts + k + 1 masks */
-            double a = (mask_accepted + 0.6) / (mask_accepted + mask_rejected + 2.0);
-            int32_t km = verify_best_k(&costs, a, k_cap, 2, 2);
+            double a = (v->mask_accepted + 0.6) / (v->mask_accepted + v->mask_rejected + 2.0);
+            int32_t km = verify_best_k(&v->costs, a, k_cap, 2, 2);
             if (km > remaining - 1) km = remaining - 1;
             /* drafts carried from the last forward's masks (at least one, so that a probe's
                masks are measured), and new masks when window drafting pays or to probe */
             int32_t use = km > 0 ? km : 1;
-            nd = n_mask_draft < use ? n_mask_draft : use;
+            nd = v->n_mask_draft < use ? v->n_mask_draft : use;
             if (nd > remaining - 1) nd = remaining - 1;
-            memcpy(draft, mask_draft, sizeof(vb_token) * (size_t)(nd > 0 ? nd : 0));
-            from_masks = true;
-            if (km == 0 && steps % PROBE_EVERY == PROBE_EVERY - 1 && remaining > 2) km = 1;
-            n_masks = km > 0 ? km + 1 : 0;
+            if (nd < 0) nd = 0;
+            memcpy(v->draft, v->mask_draft, sizeof(vb_token) * (size_t)nd);
+            v->from_masks = true;
+            if (km == 0 && v->steps % PROBE_EVERY == PROBE_EVERY - 1 && remaining > 2) km = 1;
+            v->n_masks = km > 0 ? km + 1 : 0;
         }
-        n_mask_draft = 0;
+        v->n_mask_draft = 0;
+        v->nd = nd;
         if (nd > run->stats->window_used) run->stats->window_used = nd;
-
-        /* forward [pending, drafts, masks]; a full KV retries without drafts and masks */
-        int32_t L = vb_kv_seq_len(run->ctx, run->seq);
-        for (;;) {
-            vb_batch_clear(run->batch);
-            vb_batch_add(run->batch, pending, L, run->seq, true);
-            for (int32_t i = 0; i < nd; i++)
-                vb_batch_add(run->batch, draft[i], L + 1 + i, run->seq, true);
-            for (int32_t i = 0; i < n_masks; i++)
-                vb_batch_add(run->batch, mask, L + 1 + nd + i, run->seq, true);
-            double t0 = learn_costs ? vb_time_now() : 0.0;
-            rc = vb_decode_forward(run);
-            if (rc == VB_OK && learn_costs)
-                vb_cost_online_observe(&costs, run->batch->n, vb_time_now() - t0);
-            if (rc != VB_KV_FULL || nd + n_masks == 0) break;
-            nd = n_masks = 0;
-        }
-        if (rc != VB_OK) break; /* VB_KV_FULL: pending stays committed, not cached */
-        steps++;
-
-        /* walk the rows: accept drafts while the sampled token agrees, then the bonus */
-        int32_t n_accepted = 0, n_commit = 0;
-        pending_in_kv = true;
-        for (int32_t i = 0; i <= nd; i++) {
-            const float *lg = vb_get_logits(run->ctx, i);
-            if (!lg) {
-                rc = VB_ERR_BACKEND;
-                vb_decode_note(run, "backend returned no logits for row %d", (int)i);
-                goto out;
-            }
-            vb_token x = vb_decode_sample(run, lg, -1);
-            if (x < 0) {
-                rc = VB_ERR_BACKEND;
-                vb_decode_note(run, "sampler failed (%d)", (int)x);
-                goto out;
-            }
-            bool agrees = i < nd && x == draft[i];
-            bool go_on = vb_decode_commit(run, x);
-            n_commit++;
-            if (agrees) n_accepted++;
-            if (!agrees) {
-                pending = x;
-                pending_in_kv = false;
-                break;
-            }
-            if (!go_on) break; /* an accepted draft ended generation: it is in the KV */
-        }
-        vb_decode_record_step(run, n_commit);
-        if (from_masks) {
-            if (nd > 0) {
-                mask_accepted = mask_accepted * ACCEPT_DECAY + n_accepted;
-                mask_rejected = mask_rejected * ACCEPT_DECAY + (n_accepted < nd ? 1.0 : 0.0);
-            }
-        } else {
-            accepted_sum = accepted_sum * ACCEPT_DECAY + n_accepted;
-            rejected_sum = rejected_sum * ACCEPT_DECAY + (n_accepted < nd ? 1.0 : 0.0);
-        }
-        /* all drafts accepted: mask rows 2.. (positions after the bonus) draft the next step */
-        if (n_masks > 1 && n_accepted == nd && !run->done) {
-            for (int32_t i = 1; i < n_masks; i++) {
-                const float *lg = vb_get_logits(run->ctx, 1 + nd + i);
-                if (!lg) break;
-                vb_token best = -1;
-                for (int32_t v = 0; v < run->n_vocab; v++)
-                    if (v != mask && (best < 0 || lg[v] > lg[best])) best = v;
-                mask_draft[n_mask_draft++] = best;
-            }
-        }
-        /* rows kept: pending + accepted drafts (the bonus is not in the KV yet) */
-        vb_kv_truncate(run->ctx, run->seq, L + 1 + n_accepted);
     }
-    if (rc == VB_OK && !pending_in_kv) rc = vb_decode_flush(run, pending);
-out:
-    if (learn_costs && rc == VB_OK) vb_cost_online_save(run->ctx, &costs);
-    free(draft);
-    free(mask_draft);
-    return rc;
+    int32_t L = run->kv_len;
+    vb_batch_add(run->batch, run->hist[run->n_hist - 1], L, run->seq, true);
+    for (int32_t i = 0; i < v->nd; i++)
+        vb_batch_add(run->batch, v->draft[i], L + 1 + i, run->seq, true);
+    for (int32_t i = 0; i < v->n_masks; i++)
+        vb_batch_add(run->batch, v->mask, L + 1 + v->nd + i, run->seq, true);
+    return 1 + v->nd + v->n_masks;
 }
+
+/* Walk the rows: accept drafts while the sampled token agrees, then the bonus. */
+static int verify_consume(vb_decode_run *run, int32_t *kv_keep) {
+    verify_state *v = run->state;
+    int32_t nd = v->nd;
+    if (v->learn_costs) vb_cost_online_observe(&v->costs, run->batch_rows, run->forward_seconds);
+    v->steps++;
+    int32_t n_accepted = 0, n_commit = 0;
+    *kv_keep = run->kv_len + 1;
+    for (int32_t i = 0; i <= nd; i++) {
+        const float *lg = vb_decode_row_logits(run, i);
+        if (!lg) {
+            vb_decode_note(run, "backend returned no logits for row %d", (int)i);
+            return VB_ERR_BACKEND;
+        }
+        vb_token x = vb_decode_sample(run, lg, -1);
+        if (x < 0) {
+            vb_decode_note(run, "sampler failed (%d)", (int)x);
+            return VB_ERR_BACKEND;
+        }
+        bool agrees = i < nd && x == v->draft[i];
+        bool go_on = vb_decode_commit(run, x);
+        n_commit++;
+        if (agrees) n_accepted++;
+        if (!agrees || !go_on) break; /* an accepted draft that ended generation is in the KV */
+    }
+    run->n_draft_rows += nd;
+    run->n_draft_accepted += n_accepted;
+    vb_decode_record_step(run, n_commit);
+    if (v->from_masks) {
+        if (nd > 0) {
+            v->mask_accepted = v->mask_accepted * ACCEPT_DECAY + n_accepted;
+            v->mask_rejected = v->mask_rejected * ACCEPT_DECAY + (n_accepted < nd ? 1.0 : 0.0);
+        }
+    } else {
+        v->accepted_sum = v->accepted_sum * ACCEPT_DECAY + n_accepted;
+        v->rejected_sum = v->rejected_sum * ACCEPT_DECAY + (n_accepted < nd ? 1.0 : 0.0);
+    }
+    /* all drafts accepted: mask rows 2.. (positions after the bonus) draft the next step */
+    if (v->n_masks > 1 && n_accepted == nd && !run->done) {
+        for (int32_t i = 1; i < v->n_masks; i++) {
+            const float *lg = vb_decode_row_logits(run, 1 + nd + i);
+            if (!lg) break;
+            vb_token best = -1;
+            for (int32_t t = 0; t < run->n_vocab; t++)
+                if (t != v->mask && (best < 0 || lg[t] > lg[best])) best = t;
+            v->mask_draft[v->n_mask_draft++] = best;
+        }
+    }
+    /* rows kept: pending + accepted drafts (the bonus is not in the KV yet) */
+    *kv_keep = run->kv_len + 1 + n_accepted;
+    return VB_OK;
+}
+
+const vb_decoder_ops vb_decoder_verify = {"verify", verify_resume, verify_plan, verify_consume,
+                                          verify_release};

@@ -226,209 +226,249 @@ static int32_t best_window(const vb_cost_online *t, double a, int32_t w_max) {
     return best_w;
 }
 
-int vb_decode_wedlm(vb_decode_run *run) {
-    const vb_generate_params *p = run->params;
-    vb_token mask = p->mask_token >= 0 ? p->mask_token : run->info->mask;
+typedef struct wedlm_state {
+    wedlm_buffers b;
+    vb_wedlm_rule rule;
+    vb_token mask;
+    bool adaptive, learn_costs, keep_ar_row;
+    int32_t W, max_rows;
+    int32_t n;               /* slots in the window */
+    vb_cost_online costs;    /* adaptive: the measured table, corrected by this run's steps */
+    int64_t step, adapt_steps, adapt_tokens, adapt_after;
+    double adapt_seconds;    /* wall time of the counted steps (adaptive, timed) */
+    /* this step */
+    int32_t nlead, n_filled;
+} wedlm_state;
+
+static void wedlm_release(vb_decode_run *run, bool ok) {
+    (void)ok; /* (whole-step timings are not saved into the context's table: verify reads that
+                 table as forward costs) */
+    wedlm_state *w = run->state;
+    if (!w) return;
+    buffers_free(&w->b);
+    free(w);
+    run->state = NULL;
+}
+
+/* Hand the request over to AR from here on (the KV holds every committed token and
+   last_logits predicts the next position). */
+static int wedlm_switch_to_ar(vb_decode_run *run) {
+    wedlm_release(run, true);
+    run->ops = &vb_decoder_ar;
+    return run->ops->resume(run);
+}
+
+static int wedlm_start(vb_decode_run *run) {
+    const vb_generate_params *p = &run->params;
     int32_t max_rows = run->batch->capacity;
     if (max_rows < 2) {
         vb_decode_note(run, "WeDLM needs batches of >= 2 rows (backend max_batch %d): decoded AR",
                        (int)max_rows);
-        return vb_decode_ar(run);
+        run->ops = &vb_decoder_ar;
+        return run->ops->resume(run);
     }
-    vb_wedlm_rule rule = {p->tau, p->lambda, p->wedlm_leftmost_fallback, false};
+    wedlm_state *w = calloc(1, sizeof *w);
+    if (!w) return VB_ERR_NOMEM;
+    run->state = w;
+    w->max_rows = max_rows;
+    w->mask = p->mask_token >= 0 ? p->mask_token : run->info->mask;
+    w->rule = (vb_wedlm_rule){p->tau, p->lambda, p->wedlm_leftmost_fallback, false};
     if (!run->caps.physical_causality) {
-        rule.prefix_only = true;
+        w->rule.prefix_only = true;
         vb_decode_note(run, "backend masks by position: no reordering, leftmost masks only");
     }
-
-    bool adaptive = p->window == 0;
-    int32_t W = adaptive ? 2 : p->window;
-    vb_cost_online costs; /* adaptive: the measured table, corrected by this run's forwards */
-    vb_cost_online_init(&costs, run->cost_override);
-    bool learn_costs = adaptive && !run->cost_override;
-    if (adaptive) {
+    w->adaptive = p->window == 0;
+    w->W = w->adaptive ? 2 : p->window;
+    vb_cost_online_init(&w->costs, run->cost_override);
+    w->learn_costs = w->adaptive && !run->cost_override;
+    if (w->adaptive) {
         int rc = VB_OK;
         if (!run->cost_override)
             rc = vb_cost_measure(run->ctx, run->seq, run->hist[run->n_hist - 1],
-                                 2 * ADAPT_MAX_WINDOW + 1, &costs.table);
+                                 2 * ADAPT_MAX_WINDOW + 1, &w->costs.table);
         if (rc < 0) return rc;
         /* a prior fill rate of 0.5; if even that cannot beat AR on this machine, decode AR */
-        W = best_window(&costs, 0.5, ADAPT_MAX_WINDOW);
-        if (W < 2) {
+        w->W = best_window(&w->costs, 0.5, ADAPT_MAX_WINDOW);
+        if (w->W < 2) {
             vb_decode_note(run, "adaptive: AR is faster (measured cost of K-row forwards)");
             run->stats->window_used = 1;
-            return vb_decode_ar(run);
+            return wedlm_switch_to_ar(run);
         }
     }
-    if (W > max_rows / 2) W = max_rows / 2;
-    bool keep_ar_row = p->wedlm_d0_ar || adaptive || p->wedlm_exact;
-    run->stats->window_used = W;
+    if (w->W > max_rows / 2) w->W = max_rows / 2;
+    w->keep_ar_row = p->wedlm_d0_ar || w->adaptive || p->wedlm_exact;
+    run->stats->window_used = w->W;
+    int32_t cap = 2 * (w->W > ADAPT_MAX_WINDOW ? w->W : ADAPT_MAX_WINDOW) + 1;
+    if (buffers_alloc(&w->b, cap) != VB_OK) return VB_ERR_NOMEM;
+    int32_t left = run->limit - run->n_out;
+    w->n = left < w->W ? left : w->W;
+    for (int32_t j = 0; j < w->n; j++) w->b.slot[j] = VB_WEDLM_MASK;
+    w->adapt_after = ADAPT_FIRST;
+    return VB_OK;
+}
 
-    wedlm_buffers b;
-    int32_t cap = 2 * (W > ADAPT_MAX_WINDOW ? W : ADAPT_MAX_WINDOW) + 1;
-    if (buffers_alloc(&b, cap) != VB_OK) return VB_ERR_NOMEM;
+/* The window is kept across a re-prefill; last_logits is the AR row of the last committed
+   token again. */
+static int wedlm_resume(vb_decode_run *run) {
+    if (!run->state) return wedlm_start(run);
+    return VB_OK;
+}
 
-    int rc = VB_OK;
-    int32_t c = vb_kv_seq_len(run->ctx, run->seq);
-    int32_t n = run->limit - run->n_out < W ? run->limit - run->n_out : W;
-    for (int32_t j = 0; j < n; j++) b.slot[j] = VB_WEDLM_MASK;
-    int64_t step = 0, adapt_steps = 0, adapt_tokens = 0, adapt_after = ADAPT_FIRST;
-    double adapt_seconds = 0.0; /* wall time of the counted steps (adaptive, timed) */
-
-    while (!run->done) {
-        /* 1. refill */
-        int32_t nlead = vb_wedlm_leading_filled(b.slot, n);
+/* 1. refill; 2. order; 3. the rows. A retry (full KV) halves the window. */
+static int32_t wedlm_plan(vb_decode_run *run, int32_t max_rows, bool retry) {
+    const vb_generate_params *p = &run->params;
+    wedlm_state *w = run->state;
+    wedlm_buffers *b = &w->b;
+    if (retry) {
+        if (w->n <= 1) return 0;
+        w->n = (w->n + 1) / 2;
+        w->W = w->n;
+        run->stats->window_used = w->W;
+        w->nlead = vb_wedlm_leading_filled(b->slot, w->n);
+    } else {
+        w->nlead = vb_wedlm_leading_filled(b->slot, w->n);
         int32_t remaining = run->limit - run->n_out;
-        int32_t target = W + nlead;
+        int32_t target = w->W + w->nlead;
         if (target > remaining) target = remaining;
         if (target > max_rows) target = max_rows;
-        while (n < target) b.slot[n++] = VB_WEDLM_MASK;
-
-        /* 2-3. reorder and forward; on a full KV, halve the window and retry. Adaptive mode
-           times the whole step (forward, checks, entropies, fills): that is what a step costs
-           against an AR step */
-        int32_t n_filled;
-        double step_t0 = learn_costs ? vb_time_now() : 0.0;
-        for (;;) {
-            n_filled = vb_wedlm_order(b.slot, n, b.order);
-            vb_batch_clear(run->batch);
-            for (int32_t i = 0; i < n; i++) {
-                int32_t j = b.order[i];
-                bool is_mask = b.slot[j] == VB_WEDLM_MASK;
-                bool want = is_mask || (keep_ar_row && i == nlead - 1) ||
-                            (p->wedlm_exact && i < nlead);
-                vb_batch_add(run->batch, is_mask ? mask : b.slot[j], c + j, run->seq, want);
-            }
-            rc = vb_decode_forward(run);
-            if (rc != VB_KV_FULL || n <= 1) break;
-            n = (n + 1) / 2;
-            W = n;
-            run->stats->window_used = W;
-            nlead = vb_wedlm_leading_filled(b.slot, n);
+        if (w->n > max_rows) { /* fewer rows this step: the slots past them are dropped */
+            w->n = max_rows;
+            if (w->nlead > w->n) w->nlead = w->n;
         }
-        if (rc != VB_OK) break;
-        int32_t step_rows = run->batch->n;
-
-        /* 4. commit the leading filled run; exact mode: slot j only if the AR row before it
-           (last_logits for j = 0, batch row j - 1 otherwise) samples the same token, and on
-           the first disagreement that sample replaces slot j and every later slot is
-           re-masked (their rows and fills saw the rejected token) */
-        int32_t n_commit = 0;
-        bool rejected = false;
-        while (n_commit < nlead) {
-            if (p->wedlm_exact && !b.checked[n_commit]) {
-                const float *ar = n_commit == 0 ? run->last_logits
-                                                : vb_get_logits(run->ctx, n_commit - 1);
-                /* as AR samples: nothing banned (a model whose argmax is the mask id gets it) */
-                vb_token x = ar ? vb_decode_sample(run, ar, -1) : -1;
-                if (x < 0) {
-                    rc = VB_ERR_BACKEND;
-                    vb_decode_note(run, "no AR row to check slot %d", (int)n_commit);
-                    goto out;
-                }
-                if (x != b.slot[n_commit]) {
-                    b.slot[n_commit] = x;
-                    b.checked[n_commit] = 1;
-                    n = n_commit + 1; /* the refill of the next step adds the masks */
-                    rejected = true;
-                    break;
-                }
-            }
-            bool go_on = vb_decode_commit(run, b.slot[n_commit]);
-            n_commit++;
-            if (!go_on) break;
-        }
-        /* the AR row of the last committed token, for the next step (not needed when
-           generation stopped inside the run: that row may have no logits) */
-        if (keep_ar_row && n_commit > 0 && !run->done &&
-            (rc = vb_decode_keep_logits(run, n_commit - 1)) != VB_OK)
-            break;
-        vb_decode_record_step(run, n_commit);
-        bool counted = step++ > 0; /* the first forward cannot commit anything: not counted */
-        if (counted) {
-            adapt_steps++;
-            adapt_tokens += n_commit;
-        }
-        if (run->done) {
-            vb_kv_truncate(run->ctx, run->seq, c + n_commit);
-            break;
-        }
-
-        /* 5. select among the masks (window indices after the commit) and sample; after a
-           rejection every mask row saw the rejected token: nothing is filled this step */
-        int32_t n_mask = rejected ? 0 : n - n_filled; /* (n itself shrank on a rejection) */
-        for (int32_t k = 0; k < n_mask; k++) {
-            int32_t row = n_filled + k;
-            b.mask_j[k] = b.order[row] - nlead;
-            const float *lg = (p->wedlm_d0_ar && b.mask_j[k] == 0) ? run->last_logits
-                                                                   : vb_get_logits(run->ctx, row);
-            if (!lg) {
-                rc = VB_ERR_BACKEND;
-                vb_decode_note(run, "backend returned no logits for mask row %d", (int)row);
-                goto out;
-            }
-            b.entropy[k] = vb_wedlm_entropy(lg, run->n_vocab);
-        }
-        vb_wedlm_select(&rule, b.mask_j, b.entropy, n_mask, b.chosen, NULL);
-        for (int32_t k = 0; k < n_mask; k++) {
-            if (!b.chosen[k]) continue;
-            int32_t row = n_filled + k;
-            bool from_ar = p->wedlm_d0_ar && b.mask_j[k] == 0;
-            const float *lg = from_ar ? run->last_logits : vb_get_logits(run->ctx, row);
-            /* exact mode: a fill from the AR row is committed unchecked, so it is sampled as AR
-               samples (mask id not banned); a draft from a mask row never is the mask id */
-            vb_token t = vb_decode_sample(run, lg, from_ar && p->wedlm_exact ? -1 : mask);
-            if (t < 0) {
-                rc = VB_ERR_BACKEND;
-                vb_decode_note(run, "sampler failed (%d)", (int)t);
-                goto out;
-            }
-            b.slot[nlead + b.mask_j[k]] = t;
-            b.checked[nlead + b.mask_j[k]] = from_ar;
-        }
-
-        /* scratch rows out; the window slides by the committed run */
-        vb_kv_truncate(run->ctx, run->seq, c + n_commit);
-        memmove(b.slot, b.slot + n_commit, sizeof(vb_token) * (size_t)(n - n_commit));
-        memmove(b.checked, b.checked + n_commit, (size_t)(n - n_commit));
-        n -= n_commit;
-        c += n_commit;
-        if (learn_costs) {
-            double dt = vb_time_now() - step_t0;
-            vb_cost_online_observe(&costs, step_rows, dt);
-            if (counted) adapt_seconds += dt;
-        }
-
-        /* adaptive: re-choose W from the observed tokens per step; W = 1 means AR is best */
-        if (adaptive && adapt_steps >= adapt_after) {
-            double tps = (double)adapt_tokens / (double)adapt_steps;
-            double a = fill_rate_from_observed(tps, W);
-            int32_t w_new = best_window(&costs, a, ADAPT_MAX_WINDOW);
-            if (w_new > max_rows / 2) w_new = max_rows / 2;
-            /* measured, not modelled: if these steps committed tokens more slowly than AR
-               forwards run (5% margin: AR's own per-token work is not in cost(1)), try a
-               smaller window, down to AR */
-            if (learn_costs && adapt_seconds > 0.0 &&
-                (double)adapt_tokens / adapt_seconds <
-                    1.05 / vb_cost_online_seconds(&costs, 1) &&
-                w_new >= W)
-                w_new = W - 1;
-            adapt_seconds = 0.0;
-            adapt_steps = adapt_tokens = 0;
-            adapt_after = ADAPT_EVERY;
-            if (w_new <= 1) {
-                vb_decode_note(run, "adaptive: AR is faster (%.2f tokens/step at W=%d)", tps,
-                               (int)W);
-                run->stats->window_used = 1;
-                rc = vb_decode_ar(run);
-                goto out;
-            }
-            W = w_new;
-            run->stats->window_used = W;
-        }
+        while (w->n < target) b->slot[w->n++] = VB_WEDLM_MASK;
     }
-out: /* (the step timings are not saved into the context's table: they are whole steps, not
-        forwards, and verify reads that table as forward costs) */
-    buffers_free(&b);
-    return rc;
+    w->n_filled = vb_wedlm_order(b->slot, w->n, b->order);
+    for (int32_t i = 0; i < w->n; i++) {
+        int32_t j = b->order[i];
+        bool is_mask = b->slot[j] == VB_WEDLM_MASK;
+        bool want = is_mask || (w->keep_ar_row && i == w->nlead - 1) ||
+                    (p->wedlm_exact && i < w->nlead);
+        vb_batch_add(run->batch, is_mask ? w->mask : b->slot[j], run->kv_len + j, run->seq, want);
+    }
+    return w->n;
 }
+
+/* 4. commit; 5. select and fill; slide; adaptive choice of W. */
+static int wedlm_consume(vb_decode_run *run, int32_t *kv_keep) {
+    const vb_generate_params *p = &run->params;
+    wedlm_state *w = run->state;
+    wedlm_buffers *b = &w->b;
+    int32_t c = run->kv_len, nlead = w->nlead, n_filled = w->n_filled;
+    int32_t step_rows = w->n;
+    *kv_keep = c;
+
+    /* 4. commit the leading filled run; exact mode: slot j only if the AR row before it
+       (last_logits for j = 0, row j - 1 otherwise) samples the same token, and on the first
+       disagreement that sample replaces slot j and every later slot is re-masked (their rows
+       and fills saw the rejected token) */
+    int32_t n_commit = 0;
+    bool rejected = false;
+    while (n_commit < nlead) {
+        if (p->wedlm_exact && !b->checked[n_commit]) {
+            const float *ar = n_commit == 0 ? run->last_logits
+                                            : vb_decode_row_logits(run, n_commit - 1);
+            /* as AR samples: nothing banned (a model whose argmax is the mask id gets it) */
+            vb_token x = ar ? vb_decode_sample(run, ar, -1) : -1;
+            if (x < 0) {
+                vb_decode_note(run, "no AR row to check slot %d", (int)n_commit);
+                return VB_ERR_BACKEND;
+            }
+            if (x != b->slot[n_commit]) {
+                b->slot[n_commit] = x;
+                b->checked[n_commit] = 1;
+                w->n = n_commit + 1; /* the refill of the next step adds the masks */
+                rejected = true;
+                break;
+            }
+        }
+        bool go_on = vb_decode_commit(run, b->slot[n_commit]);
+        n_commit++;
+        if (!go_on) break;
+    }
+    *kv_keep = c + n_commit;
+    /* the AR row of the last committed token, for the next step (not needed when generation
+       stopped inside the run: that row may have no logits) */
+    if (w->keep_ar_row && n_commit > 0 && !run->done) {
+        int rc = vb_decode_keep_logits(run, n_commit - 1);
+        if (rc != VB_OK) return rc;
+    }
+    vb_decode_record_step(run, n_commit);
+    bool counted = w->step++ > 0; /* the first forward cannot commit anything: not counted */
+    if (counted) {
+        w->adapt_steps++;
+        w->adapt_tokens += n_commit;
+    }
+    if (run->done) return VB_OK;
+
+    /* 5. select among the masks (window indices after the commit) and sample; after a
+       rejection every mask row saw the rejected token: nothing is filled this step */
+    int32_t n_mask = rejected ? 0 : w->n - n_filled; /* (n itself shrank on a rejection) */
+    for (int32_t k = 0; k < n_mask; k++) {
+        int32_t row = n_filled + k;
+        b->mask_j[k] = b->order[row] - nlead;
+        const float *lg = (p->wedlm_d0_ar && b->mask_j[k] == 0) ? run->last_logits
+                                                                : vb_decode_row_logits(run, row);
+        if (!lg) {
+            vb_decode_note(run, "backend returned no logits for mask row %d", (int)row);
+            return VB_ERR_BACKEND;
+        }
+        b->entropy[k] = vb_wedlm_entropy(lg, run->n_vocab);
+    }
+    vb_wedlm_select(&w->rule, b->mask_j, b->entropy, n_mask, b->chosen, NULL);
+    for (int32_t k = 0; k < n_mask; k++) {
+        if (!b->chosen[k]) continue;
+        int32_t row = n_filled + k;
+        bool from_ar = p->wedlm_d0_ar && b->mask_j[k] == 0;
+        const float *lg = from_ar ? run->last_logits : vb_decode_row_logits(run, row);
+        /* exact mode: a fill from the AR row is committed unchecked, so it is sampled as AR
+           samples (mask id not banned); a draft from a mask row never is the mask id */
+        vb_token t = vb_decode_sample(run, lg, from_ar && p->wedlm_exact ? -1 : w->mask);
+        if (t < 0) {
+            vb_decode_note(run, "sampler failed (%d)", (int)t);
+            return VB_ERR_BACKEND;
+        }
+        b->slot[nlead + b->mask_j[k]] = t;
+        b->checked[nlead + b->mask_j[k]] = from_ar;
+    }
+
+    /* the window slides by the committed run (the engine truncates the scratch rows) */
+    memmove(b->slot, b->slot + n_commit, sizeof(vb_token) * (size_t)(w->n - n_commit));
+    memmove(b->checked, b->checked + n_commit, (size_t)(w->n - n_commit));
+    w->n -= n_commit;
+    if (w->learn_costs) { /* the whole step: forward, checks, entropies, fills */
+        double dt = vb_time_now() - run->step_t0;
+        vb_cost_online_observe(&w->costs, step_rows, dt);
+        if (counted) w->adapt_seconds += dt;
+    }
+
+    /* adaptive: re-choose W from the observed tokens per step; W = 1 means AR is best */
+    if (w->adaptive && w->adapt_steps >= w->adapt_after) {
+        double tps = (double)w->adapt_tokens / (double)w->adapt_steps;
+        double a = fill_rate_from_observed(tps, w->W);
+        int32_t w_new = best_window(&w->costs, a, ADAPT_MAX_WINDOW);
+        if (w_new > w->max_rows / 2) w_new = w->max_rows / 2;
+        /* measured, not modelled: if these steps committed tokens more slowly than AR
+           forwards run (5% margin: AR's own per-token work is not in cost(1)), try a smaller
+           window, down to AR */
+        if (w->learn_costs && w->adapt_seconds > 0.0 &&
+            (double)w->adapt_tokens / w->adapt_seconds <
+                1.05 / vb_cost_online_seconds(&w->costs, 1) &&
+            w_new >= w->W)
+            w_new = w->W - 1;
+        w->adapt_seconds = 0.0;
+        w->adapt_steps = w->adapt_tokens = 0;
+        w->adapt_after = ADAPT_EVERY;
+        if (w_new <= 1) {
+            vb_decode_note(run, "adaptive: AR is faster (%.2f tokens/step at W=%d)", tps,
+                           (int)w->W);
+            run->stats->window_used = 1;
+            return wedlm_switch_to_ar(run);
+        }
+        w->W = w_new;
+        run->stats->window_used = w->W;
+    }
+    return VB_OK;
+}
+
+const vb_decoder_ops vb_decoder_wedlm = {"wedlm", wedlm_resume, wedlm_plan, wedlm_consume,
+                                         wedlm_release};

@@ -1,15 +1,18 @@
-/* sched.c - the continuous-batching scheduler of include/vibee_sched.h: a request table, a FCFS
- * waiting queue, sequence slots (free / running / cached prefix), chunked prefill under a
- * per-step row budget, KV block accounting through vb_context_stats, preemption by recompute,
- * prefix sharing by vb_kv_fork + vb_kv_truncate to whole blocks, AR sampling per request, and
- * optional lossless draft-and-verify (n-gram drafts forwarded after the pending token, verified
- * row by row with the request's own sampler, rejected rows truncated).
+/* sched.c - vibee's one generation engine: the continuous-batching scheduler of
+ * include/vibee_sched.h, which also runs vb_generate (one request, generate.c). A request table,
+ * a FCFS waiting queue, sequence slots (free / running / cached prefix), chunked prefill under a
+ * per-step row budget, KV block accounting, preemption by recompute, prefix sharing by
+ * vb_kv_fork + vb_kv_truncate to whole blocks, and per request a decoder step machine
+ * (decode_internal.h: AR, WeDLM, draft-and-verify) that plans its rows of each step and consumes
+ * their logits. Every step is ONE vb_forward carrying the rows of all running requests.
  *
  * Invariant of a running request r (slot r->seq): its KV sequence holds rows
- * toks[0 .. n_cached) at positions 0 .. n_cached-1, and n_cached < n_tok (the rows still to
- * forward are toks[n_cached .. n_tok)); n_tok - n_cached == 1 is "decoding", more is
- * "prefilling". A cached slot holds rows toks[0 .. n) of a finished request, n a multiple of
- * the block size, so no block is ever shared partially filled. */
+ * hist[0 .. n_cached) at positions 0 .. n_cached-1. Prefilling (!r->decoding): the rows still to
+ * forward are hist[n_cached .. n_hist); when the last is forwarded its logits resume the
+ * decoder. Decoding: the decoder plans rows from position n_cached on and says after the forward
+ * how many KV rows to keep (the rest is scratch and truncated). A cached slot holds rows
+ * toks[0 .. n) of a finished request, n a multiple of the block size, so no block is ever
+ * shared partially filled. */
 #include "sched/sched_internal.h"
 
 #include <stdarg.h>
@@ -27,12 +30,15 @@ vb_sched_params vb_sched_default_params(void) {
     return p;
 }
 
+/* the decoder fields of vb_request_params.decoding are vb_generate_params' */
+
 vb_request_params vb_request_default_params(void) {
     vb_request_params p;
     memset(&p, 0, sizeof p);
     p.n_predict = 128;
     p.sampler = vb_sampler_default_params();
     p.stop_at_eos = true;
+    p.decoding = vb_generate_default_params();
     return p;
 }
 
@@ -86,7 +92,14 @@ static int32_t rows_that_fit(const vb_sched *s, int32_t len, int32_t avail) {
 
 int vb_sched_init(vb_context *ctx, const vb_sched_params *params, vb_sched **out, char *err,
                   size_t err_len) {
+    return vb_sched_init_engine(ctx, params, NULL, out, err, err_len);
+}
+
+int vb_sched_init_engine(vb_context *ctx, const vb_sched_params *params, const vb_engine_opts *opts,
+                         vb_sched **out, char *err, size_t err_len) {
     char msg[256] = "";
+    vb_engine_opts o = {0};
+    if (opts) o = *opts;
     if (out) *out = NULL;
     vb_sched_params p = params ? *params : vb_sched_default_params();
     if (!ctx || !out) {
@@ -102,9 +115,10 @@ int vb_sched_init(vb_context *ctx, const vb_sched_params *params, vb_sched **out
         return VB_ERR_ARG;
     }
     /* the context's number of sequence ids: the first id vb_kv_seq_len rejects */
-    int32_t n_seq_ctx = 0;
-    while (n_seq_ctx < 4096 && vb_kv_seq_len(ctx, n_seq_ctx) >= 0) n_seq_ctx++;
+    int32_t n_seq_ctx = vb_context_n_seq(ctx) - o.seq_base;
     vb_backend_caps caps = vb_context_caps(ctx);
+    if (o.hooks && o.hooks->caps_override) caps = *o.hooks->caps_override;
+    if (caps.max_batch <= 0) caps.max_batch = 512;
     if (p.n_seq == 0 || p.n_seq > n_seq_ctx) p.n_seq = n_seq_ctx;
     if (p.n_seq > caps.max_batch) p.n_seq = caps.max_batch;
     if (p.token_budget == 0) p.token_budget = caps.max_batch < 256 ? caps.max_batch : 256;
@@ -113,7 +127,7 @@ int vb_sched_init(vb_context *ctx, const vb_sched_params *params, vb_sched **out
     if (!caps.kv_fork) p.prefix_sharing = p.prefix_cache = false;
     if (!p.prefix_sharing) p.prefix_cache = false;
     for (int32_t q = 0; q < p.n_seq; q++)
-        if (vb_kv_seq_len(ctx, q) != 0) {
+        if (vb_kv_seq_len(ctx, o.seq_base + q) != 0) {
             if (err && err_len) snprintf(err, err_len, "vb_sched_init: sequence %d of the context is not empty", q);
             return VB_ERR_STATE;
         }
@@ -125,12 +139,14 @@ int vb_sched_init(vb_context *ctx, const vb_sched_params *params, vb_sched **out
     if (!s) goto nomem;
     s->ctx = ctx;
     s->p = p;
+    s->o = o;
+    s->caps = caps;
     const vb_model_info *info = vb_model_get_info(vb_context_model(ctx));
     s->n_vocab = info->n_vocab;
     s->eos = info->eos;
     s->n_ctx_train = info->n_ctx_train;
     vb_stats st = vb_context_stats(ctx);
-    s->paged = st.kv.blocks_total > 0 && st.kv.block_size > 0;
+    s->paged = st.kv.blocks_total > 0 && st.kv.block_size > 0 && !o.keep_kv;
     s->block_size = s->paged ? st.kv.block_size : 16;
     s->slots = calloc((size_t)p.n_seq, sizeof *s->slots);
     s->reqs = calloc((size_t)p.max_requests, sizeof *s->reqs);
@@ -151,14 +167,20 @@ nomem:
 
 static void req_free(sched_req *r) {
     if (!r) return;
-    vb_sampler_free(r->sampler);
-    free(r->toks);
+    if (r->run.ops && r->run.ops->release) r->run.ops->release(&r->run, false);
+    vb_sampler_free(r->run.sampler);
+    free(r->run.hist);
+    free(r->run.out);
+    free(r->run.last_logits);
     free(r);
 }
 
+/* KV sequence of slot q */
+static vb_seq kv_seq(const vb_sched *s, int32_t q) { return s->o.seq_base + q; }
+
 static void slot_clear(vb_sched *s, int32_t q) {
     seq_slot *sl = &s->slots[q];
-    vb_kv_free_seq(s->ctx, q);
+    if (!s->o.keep_kv) vb_kv_free_seq(s->ctx, kv_seq(s, q));
     free(sl->toks);
     memset(sl, 0, sizeof *sl);
 }
@@ -185,51 +207,96 @@ static sched_req *find_req(const vb_sched *s, vb_request_id id) {
     return NULL;
 }
 
+sched_req *vb_sched_find(const vb_sched *s, vb_request_id id) { return s ? find_req(s, id) : NULL; }
+
 int vb_sched_submit(vb_sched *s, const vb_token *prompt, int32_t n_prompt,
                     const vb_request_params *params, vb_request_id *id) {
     if (!s) return VB_ERR_ARG;
     vb_request_params rp = params ? *params : vb_request_default_params();
-    if (!prompt || n_prompt < 1 || !id)
-        return sched_err(s, VB_ERR_ARG, "vb_sched_submit: empty prompt (give at least one token, e.g. BOS)");
+    vb_generate_params gen = rp.decoding;
+    gen.n_predict = rp.n_predict;
+    gen.sampler = rp.sampler;
+    gen.stop_at_eos = rp.stop_at_eos;
+    gen.on_token = NULL;
+    gen.user = NULL;
     if (rp.n_predict < 1)
-        return sched_err(s, VB_ERR_ARG, "vb_sched_submit: n_predict %d < 1", rp.n_predict);
+        return sched_err(s, VB_ERR_ARG, "n_predict %d < 1", rp.n_predict);
+    /* the scheduler-wide draft-and-verify setting turns AR requests into verify ones */
+    if (gen.decoder == VB_DECODER_AR && s->p.draft_max > 0) {
+        gen.decoder = VB_DECODER_VERIFY;
+        gen.draft_max = s->p.draft_max;
+    }
+    return vb_sched_submit_gen(s, prompt, n_prompt, &gen, 0, id);
+}
+
+int vb_sched_submit_gen(vb_sched *s, const vb_token *prompt, int32_t n_prompt,
+                        const vb_generate_params *gen, int32_t max_out, vb_request_id *id) {
+    if (!s || !gen) return VB_ERR_ARG;
+    if (!prompt || n_prompt < 1 || !id)
+        return sched_err(s, VB_ERR_ARG, "empty prompt (give at least one token, e.g. BOS)");
+    if (gen->n_predict < 0)
+        return sched_err(s, VB_ERR_ARG, "n_predict %d < 0", gen->n_predict);
     for (int32_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= s->n_vocab)
-            return sched_err(s, VB_ERR_ARG, "vb_sched_submit: prompt token %d at %d out of range [0, %d)",
+            return sched_err(s, VB_ERR_ARG, "prompt token %d at %d out of range [0, %d)",
                              prompt[i], i, s->n_vocab);
-    if (s->paged) {
+    const vb_model_info *info = vb_model_get_info(vb_context_model(s->ctx));
+    char why[160];
+    int st_chk = vb_decode_check_params(info, gen, why, sizeof why);
+    if (st_chk != VB_OK) return sched_err(s, st_chk, "%s", why);
+    if (s->paged && !s->o.single) {
         vb_stats st = vb_context_stats(s->ctx);
         int64_t capacity = (int64_t)st.kv.blocks_total * st.kv.block_size;
         if (n_prompt >= capacity)
-            return sched_err(s, VB_ERR_ARG, "vb_sched_submit: prompt of %d tokens does not fit the KV pool "
+            return sched_err(s, VB_ERR_ARG, "prompt of %d tokens does not fit the KV cache "
                              "(%lld rows): raise the context size", n_prompt, (long long)capacity);
     }
-    if (s->n_ctx_train > 0 && n_prompt >= s->n_ctx_train)
-        return sched_err(s, VB_ERR_ARG, "vb_sched_submit: prompt of %d tokens reaches the model's context "
+    if (s->n_ctx_train > 0 && n_prompt >= s->n_ctx_train && !s->o.single)
+        return sched_err(s, VB_ERR_ARG, "prompt of %d tokens reaches the model's context "
                          "length %d", n_prompt, s->n_ctx_train);
     if (s->n_waiting >= s->p.max_waiting)
-        return sched_err(s, VB_ERR_STATE, "vb_sched_submit: waiting queue full (%d requests)", s->n_waiting);
+        return sched_err(s, VB_ERR_STATE, "waiting queue full (%d requests)", s->n_waiting);
     if (s->n_reqs >= s->p.max_requests)
-        return sched_err(s, VB_ERR_STATE, "vb_sched_submit: request table full (%d requests held; "
+        return sched_err(s, VB_ERR_STATE, "request table full (%d requests held; "
                          "release finished ones)", s->n_reqs);
     sched_req *r = calloc(1, sizeof *r);
-    if (!r) return sched_err(s, VB_ERR_NOMEM, "vb_sched_submit: out of memory");
-    int64_t cap = (int64_t)n_prompt + rp.n_predict;
-    if (s->n_ctx_train > 0 && cap > s->n_ctx_train) cap = s->n_ctx_train;
-    r->cap = (int32_t)(cap > 0x7fffffff ? 0x7fffffff : cap);
-    r->toks = malloc((size_t)r->cap * sizeof *r->toks);
-    r->sampler = vb_sampler_init(&rp.sampler);
-    if (!r->toks || !r->sampler) {
-        bool bad = r->toks && !r->sampler;
+    if (!r) return sched_err(s, VB_ERR_NOMEM, "out of memory");
+    int64_t limit = gen->n_predict;
+    if (max_out > 0 && limit > max_out) limit = max_out;
+    if (max_out == 0 && s->o.single) limit = 0;
+    if (s->n_ctx_train > 0 && (int64_t)n_prompt + limit > s->n_ctx_train) {
+        /* the model's learned positions end here: stop there as at a full KV */
+        limit = s->n_ctx_train - n_prompt > 0 ? s->n_ctx_train - n_prompt : 0;
+        r->ctx_limited = true;
+    }
+    vb_decode_run *run = &r->run;
+    run->ctx = s->ctx;
+    run->params = *gen;
+    run->info = info;
+    run->caps = s->caps;
+    run->stats = &r->stats;
+    run->n_vocab = s->n_vocab;
+    run->eos = gen->stop_at_eos ? info->eos : -1;
+    run->limit = (int32_t)limit;
+    run->batch = s->batch;
+    run->ops = vb_decoder_for(gen->decoder);
+    if (s->o.hooks) run->cost_override = s->o.hooks->cost_override;
+    run->out = malloc(sizeof(vb_token) * ((size_t)limit + 1));
+    run->hist = malloc(sizeof(vb_token) * ((size_t)n_prompt + (size_t)limit + 1));
+    run->last_logits = malloc(sizeof(float) * (size_t)s->n_vocab);
+    run->sampler = vb_sampler_init(&gen->sampler);
+    if (!run->out || !run->hist || !run->last_logits || !run->sampler) {
+        bool bad = run->out && run->hist && run->last_logits && !run->sampler;
+        run->ops = NULL;
         req_free(r);
         if (bad)
-            return sched_err(s, VB_ERR_ARG, "vb_sched_submit: invalid sampling parameters (temp >= 0, "
+            return sched_err(s, VB_ERR_ARG, "invalid sampling parameters (temp >= 0, "
                              "0 < top_p <= 1, 0 <= min_p < 1, repeat_penalty > 0)");
-        return sched_err(s, VB_ERR_NOMEM, "vb_sched_submit: out of memory");
+        return sched_err(s, VB_ERR_NOMEM, "out of memory");
     }
-    memcpy(r->toks, prompt, (size_t)n_prompt * sizeof *prompt);
-    r->n_prompt = r->n_tok = n_prompt;
-    r->stop_at_eos = rp.stop_at_eos;
+    memcpy(run->hist, prompt, (size_t)n_prompt * sizeof *prompt);
+    run->n_hist = r->n_prompt = n_prompt;
+    r->stats.n_prompt = n_prompt;
     r->seq = -1;
     r->state = REQ_WAITING;
     r->id = s->next_id++;
@@ -264,11 +331,11 @@ static void retire_seq(vb_sched *s, sched_req *r) {
     bool keep = s->p.prefix_cache && r->finish != VB_FINISH_ERROR && rows >= s->block_size;
     for (int32_t k = 0; keep && k < s->p.n_seq; k++) /* an existing cached slot covers it */
         if (k != q && s->slots[k].kind == SLOT_CACHED && s->slots[k].n >= rows &&
-            lcp(s->slots[k].toks, s->slots[k].n, r->toks, rows) >= rows)
+            lcp(s->slots[k].toks, s->slots[k].n, r->run.hist, rows) >= rows)
             keep = false;
     vb_token *copy = keep ? malloc((size_t)rows * sizeof *copy) : NULL;
-    if (copy && vb_kv_truncate(s->ctx, q, rows) == VB_OK) {
-        memcpy(copy, r->toks, (size_t)rows * sizeof *copy);
+    if (copy && vb_kv_truncate(s->ctx, kv_seq(s, q), rows) == VB_OK) {
+        memcpy(copy, r->run.hist, (size_t)rows * sizeof *copy);
         sl->kind = SLOT_CACHED;
         sl->req = NULL;
         sl->toks = copy;
@@ -283,6 +350,11 @@ static void retire_seq(vb_sched *s, sched_req *r) {
 }
 
 static void finish_req(vb_sched *s, sched_req *r, int reason) {
+    if (r->run.ops && r->run.ops->release && r->run.state)
+        r->run.ops->release(&r->run, reason != VB_FINISH_ERROR && reason != VB_FINISH_CANCELLED);
+    if (r->state == REQ_RUNNING && s->o.keep_kv && !r->decoding &&
+        (reason == VB_FINISH_KV || reason == VB_FINISH_ERROR))
+        vb_kv_truncate(s->ctx, kv_seq(s, r->seq), 0); /* a partial prefill is useless */
     if (r->state == REQ_RUNNING) {
         remove_ptr(s->running, &s->n_running, r);
         r->finish = reason;
@@ -320,9 +392,9 @@ int32_t vb_sched_poll(vb_sched *s, vb_request_id id, vb_token *out, int32_t max_
     sched_req *r = find_req(s, id);
     if (!r || max_out < 0 || (max_out > 0 && !out))
         return sched_err(s, VB_ERR_ARG, "vb_sched_poll: unknown request %lld or bad buffer", (long long)id);
-    int32_t avail = r->n_tok - r->n_prompt - r->n_polled;
+    int32_t avail = r->run.n_out - r->n_polled;
     int32_t n = avail < max_out ? avail : max_out;
-    if (n > 0) memcpy(out, r->toks + r->n_prompt + r->n_polled, (size_t)n * sizeof *out);
+    if (n > 0) memcpy(out, r->run.out + r->n_polled, (size_t)n * sizeof *out);
     r->n_polled += n;
     if (finish) *finish = r->finish;
     return n;
@@ -332,8 +404,8 @@ const vb_token *vb_sched_tokens(const vb_sched *s, vb_request_id id, int32_t *n)
     if (!s) return NULL;
     sched_req *r = find_req(s, id);
     if (!r) return NULL;
-    if (n) *n = r->n_tok - r->n_prompt;
-    return r->toks + r->n_prompt;
+    if (n) *n = r->run.n_out;
+    return r->run.out;
 }
 
 bool vb_sched_idle(const vb_sched *s) { return !s || (s->n_running == 0 && s->n_waiting == 0); }
@@ -364,7 +436,8 @@ static void preempt_newest(vb_sched *s) {
     s->n_running--;
     slot_clear(s, r->seq);
     r->seq = -1;
-    r->n_cached = 0;
+    r->n_cached = r->run.kv_len = 0;
+    r->decoding = false; /* re-prefills every committed token, then resumes its decoder */
     r->state = REQ_WAITING;
     memmove(s->waiting + 1, s->waiting, (size_t)s->n_waiting * sizeof *s->waiting);
     s->waiting[0] = r;
@@ -383,7 +456,7 @@ static int32_t find_prefix(const vb_sched *s, const vb_token *toks, int32_t n, i
         const vb_token *src;
         int32_t src_rows;
         if (sl->kind == SLOT_RUNNING) {
-            src = sl->req->toks;
+            src = sl->req->run.hist;
             src_rows = sl->req->n_cached;
         } else if (sl->kind == SLOT_CACHED) {
             src = sl->toks;
@@ -408,14 +481,15 @@ static int32_t free_slot(const vb_sched *s) {
     return -1;
 }
 
-/* Append rows toks[n_cached .. n_cached+n) of r to the batch; the row of the last pending token
-   asks for logits, and so do the drafted rows after it. */
+/* Append prefill rows hist[n_cached .. n_cached+n) of r to the batch; the row of the last
+   committed token asks for logits (they resume the decoder). */
 static void add_rows(vb_sched *s, sched_req *r, int32_t n) {
     r->batch_first = s->batch->n;
     r->batch_n = n;
     for (int32_t i = 0; i < n; i++) {
         int32_t row = r->n_cached + i;
-        vb_batch_add(s->batch, r->toks[row], row, r->seq, row >= r->n_tok - 1); /* drafts too */
+        bool last = row == r->run.n_hist - 1 && r->run.n_out < r->run.limit;
+        vb_batch_add(s->batch, r->run.hist[row], row, kv_seq(s, r->seq), last);
     }
 }
 
@@ -430,21 +504,21 @@ static int32_t admit_head(vb_sched *s, int32_t budget, int32_t *avail) {
     }
     if (q < 0) return 0;
     int32_t shared = 0;
-    int32_t src = find_prefix(s, r->toks, r->n_tok, &shared);
+    int32_t src = find_prefix(s, r->run.hist, r->run.n_hist, &shared);
     /* a running request still prefilling a longer common prefix: wait for its blocks rather than
        computing the same rows twice */
     for (int32_t i = 0; s->p.prefix_sharing && i < s->n_running; i++) {
         const sched_req *o = s->running[i];
-        if (o->n_tok - o->n_cached <= 1) continue;
-        int32_t common = lcp(o->toks, o->n_tok, r->toks, r->n_tok - 1) / s->block_size * s->block_size;
+        if (o->decoding) continue;
+        int32_t common = lcp(o->run.hist, o->run.n_hist, r->run.hist, r->run.n_hist - 1) / s->block_size * s->block_size;
         if (common > shared && common > o->n_cached / s->block_size * s->block_size) return 0;
     }
     /* blocks for the whole pending prefill (plus its first decode token) */
-    int32_t need = blocks_for(s, shared, r->n_tok - shared + 1);
+    int32_t need = blocks_for(s, shared, r->run.n_hist - shared + 1);
     while (s->paged && need > *avail && evict_cached(s, src)) {
         *avail = free_blocks(s) - s->reserved;
-        src = find_prefix(s, r->toks, r->n_tok, &shared); /* an evicted source may be gone */
-        need = blocks_for(s, shared, r->n_tok - shared + 1);
+        src = find_prefix(s, r->run.hist, r->run.n_hist, &shared); /* an evicted source may be gone */
+        need = blocks_for(s, shared, r->run.n_hist - shared + 1);
     }
     /* the prefix source itself may be what blocks the head (a cached slot holding many more
        blocks than are shared): fork the shared prefix and drop the source's tail, or drop the
@@ -457,8 +531,8 @@ static int32_t admit_head(vb_sched *s, int32_t budget, int32_t *avail) {
         } else {
             slot_clear(s, src);
             *avail = free_blocks(s) - s->reserved;
-            src = find_prefix(s, r->toks, r->n_tok, &shared);
-            need = blocks_for(s, shared, r->n_tok - shared + 1);
+            src = find_prefix(s, r->run.hist, r->run.n_hist, &shared);
+            need = blocks_for(s, shared, r->run.n_hist - shared + 1);
         }
     }
     if (s->paged && need > *avail && !drop_src) {
@@ -471,8 +545,9 @@ static int32_t admit_head(vb_sched *s, int32_t budget, int32_t *avail) {
         return 0;
     }
     if (src >= 0 && shared >= s->block_size) {
-        if (vb_kv_fork(s->ctx, src, q) != VB_OK || vb_kv_truncate(s->ctx, q, shared) != VB_OK) {
-            vb_kv_free_seq(s->ctx, q);
+        if (vb_kv_fork(s->ctx, kv_seq(s, src), kv_seq(s, q)) != VB_OK ||
+            vb_kv_truncate(s->ctx, kv_seq(s, q), shared) != VB_OK) {
+            vb_kv_free_seq(s->ctx, kv_seq(s, q));
             shared = 0;
         } else {
             s->n_prefix_hits++;
@@ -490,11 +565,12 @@ static int32_t admit_head(vb_sched *s, int32_t budget, int32_t *avail) {
     s->n_waiting--;
     r->state = REQ_RUNNING;
     r->seq = q;
-    r->n_cached = shared;
+    r->run.seq = kv_seq(s, q);
+    r->n_cached = r->run.kv_len = shared;
     s->slots[q].kind = SLOT_RUNNING;
     s->slots[q].req = r;
     s->running[s->n_running++] = r;
-    int32_t n = r->n_tok - r->n_cached;
+    int32_t n = r->run.n_hist - r->n_cached;
     if (n > budget) n = budget;
     int32_t fit = rows_that_fit(s, r->n_cached, *avail);
     if (n > fit) n = fit;
@@ -505,82 +581,93 @@ static int32_t admit_head(vb_sched *s, int32_t budget, int32_t *avail) {
     return n;
 }
 
-/* Sample a token for r from the logits of batch row `row` (history: every token of r so far). */
-static vb_token sample_row(vb_sched *s, sched_req *r, int32_t row) {
-    const float *logits = vb_get_logits(s->ctx, row);
-    vb_token t = logits ? vb_sampler_sample(r->sampler, logits, s->n_vocab, r->toks, r->n_tok, -1) : -1;
-    if (t < 0) sched_err(s, VB_ERR_BACKEND, "request %lld: no logits or sampler failure", (long long)r->id);
-    return t;
+/* ---- one step ---- */
+
+/* Why r stopped once its decoder set run.done. */
+static int done_reason(const sched_req *r) {
+    const vb_decode_run *run = &r->run;
+    if (run->n_out > 0 && run->eos >= 0 && run->out[run->n_out - 1] == run->eos) return VB_FINISH_EOS;
+    if (run->n_out >= run->limit && r->ctx_limited) return VB_FINISH_KV;
+    return VB_FINISH_LENGTH; /* n_predict, the output buffer or the on_token callback */
 }
 
-/* Commit token t to r (it may already sit at toks[n_tok] as an accepted draft); returns the
-   finish reason it causes (VB_FINISH_NONE to go on). */
-static int commit_token(vb_sched *s, sched_req *r, vb_token t) {
-    r->toks[r->n_tok++] = t;
-    s->n_generated++;
-    if (r->stop_at_eos && s->eos >= 0 && t == s->eos) return VB_FINISH_EOS;
-    if (r->n_tok >= r->cap) return VB_FINISH_LENGTH;
-    return VB_FINISH_NONE;
+static void fail_req(vb_sched *s, sched_req *r, int rc) {
+    sched_err(s, rc, "request %lld: %s", (long long)r->id,
+              r->stats.note[0] ? r->stats.note : "decoder failed");
+    r->rc = rc;
+    finish_req(s, r, VB_FINISH_ERROR);
 }
 
-/* Sample the next token of r from the logits of batch row `row`; finish it when done. */
-static void sample_next(vb_sched *s, sched_req *r, int32_t row) {
-    vb_token t = sample_row(s, r, row);
-    if (t < 0) {
-        finish_req(s, r, VB_FINISH_ERROR);
-        return;
+/* One vb_forward of the step's batch: the test observer first, then per-request counts. */
+static int engine_forward(vb_sched *s) {
+    if (s->o.hooks && s->o.hooks->observer)
+        s->o.hooks->observer(s->batch, vb_kv_seq_len(s->ctx, s->o.seq_base), s->o.hooks->observer_user);
+    return vb_forward(s->ctx, s->batch);
+}
+
+static void count_forward(sched_req *r) {
+    r->stats.n_forward++;
+    if (r->run.in_decode) {
+        r->stats.n_forward_decode++;
+        r->stats.n_rows_decode += r->batch_n;
     }
-    int fin = commit_token(s, r, t);
-    if (fin) finish_req(s, r, fin);
 }
 
-/* Verify the k drafts of r forwarded after its pending token (rows batch_first ..): row i is
-   sampled as AR would; keep drafts while they equal the sampled token, commit the first token
-   that differs (or the one after the last draft), truncate the KV rows of rejected drafts. */
-static void verify_drafts(vb_sched *s, sched_req *r) {
-    int32_t base = r->n_cached - r->batch_n; /* KV rows before this step */
-    int32_t k = r->n_draft, accepted = 0, fin = VB_FINISH_NONE;
-    r->n_draft = 0;
-    s->n_draft_rows += k;
-    for (int32_t i = 0; i <= k; i++) {
-        vb_token t = sample_row(s, r, r->batch_first + i);
-        if (t < 0) {
-            fin = VB_FINISH_ERROR;
-            break;
+/* keep_kv: forward the committed tokens the decoder left out of the KV (no logits), so the
+   sequence holds every committed token, then finish. */
+static void flush_and_finish(vb_sched *s, sched_req *r) {
+    int reason = done_reason(r);
+    int32_t n = r->run.n_hist - r->n_cached;
+    if (n > 0 && n <= s->batch->capacity) {
+        vb_batch_clear(s->batch);
+        r->batch_first = 0;
+        r->batch_n = n;
+        for (int32_t i = 0; i < n; i++)
+            vb_batch_add(s->batch, r->run.hist[r->n_cached + i], r->n_cached + i, kv_seq(s, r->seq), false);
+        int rc = engine_forward(s);
+        if (rc == VB_OK) {
+            count_forward(r);
+            r->n_cached += n;
+        } else if (rc == VB_KV_FULL) {
+            reason = VB_FINISH_KV;
+        } else {
+            sched_err(s, rc, "forward failed: %s", vb_context_error(s->ctx));
+            r->rc = rc;
+            reason = VB_FINISH_ERROR;
         }
-        bool is_draft = i < k && t == r->toks[r->n_tok]; /* the draft for this position */
-        fin = commit_token(s, r, t);
-        if (!is_draft) break;
-        accepted++;
-        if (fin) break;
+        r->batch_n = 0;
     }
-    s->n_draft_accepted += accepted;
-    int32_t kept = base + 1 + accepted; /* the pending token and the accepted drafts */
-    if (kept < r->n_cached) {
-        vb_kv_truncate(s->ctx, r->seq, kept);
-        r->n_cached = kept;
-    }
-    if (fin) finish_req(s, r, fin);
+    finish_req(s, r, reason);
 }
 
-/* Up to k_max drafts for r by n-gram lookup: the most recent earlier occurrence of the last n
-   tokens (n = 3, then 2) proposes the tokens that followed it; written to toks[n_tok ..). */
-static int32_t draft_tokens(sched_req *r, int32_t k_max) {
-    if (k_max > r->cap - r->n_tok) k_max = r->cap - r->n_tok;
-    for (int32_t n = 3; n >= 2 && k_max > 0; n--) {
-        if (r->n_tok <= n) continue;
-        const vb_token *tail = r->toks + r->n_tok - n;
-        for (int32_t j = r->n_tok - n - 1; j >= 0; j--) {
-            if (memcmp(r->toks + j, tail, (size_t)n * sizeof *tail) != 0) continue;
-            int32_t k = 0;
-            while (k < k_max && j + n + k < r->n_tok) {
-                r->toks[r->n_tok + k] = r->toks[j + n + k];
-                k++;
-            }
-            return k;
-        }
+/* The prefill of r reached its last committed token: that row's logits resume the decoder. */
+static int resume_decoder(vb_sched *s, sched_req *r) {
+    vb_decode_run *run = &r->run;
+    const float *lg = vb_get_logits(s->ctx, r->batch_first + r->batch_n - 1);
+    if (!lg) {
+        vb_decode_note(run, "backend returned no logits for the last prompt row");
+        return VB_ERR_BACKEND;
     }
-    return 0;
+    memcpy(run->last_logits, lg, sizeof(float) * (size_t)run->n_vocab);
+    r->decoding = true;
+    run->in_decode = true;
+    run->kv_len = r->n_cached;
+    double t0 = vb_time_now();
+    int rc = run->ops->resume(run);
+    double dt = vb_time_now() - t0; /* (cost measurements) decode time, not prefill */
+    r->stats.prefill_seconds -= dt;
+    r->stats.decode_seconds += dt;
+    return rc;
+}
+
+/* Rows a decoding request may forward this step: its budget, the KV blocks, the model's
+   learned positions. */
+static int32_t decode_rows_max(const vb_sched *s, const sched_req *r, int32_t spare, int32_t avail) {
+    int32_t max_rows = 1 + (spare > 0 ? spare : 0);
+    int32_t fit = rows_that_fit(s, r->n_cached + 1, avail); /* blocks beyond its own first row */
+    if (max_rows > 1 + fit) max_rows = 1 + fit;
+    if (s->n_ctx_train > 0 && max_rows > s->n_ctx_train - r->n_cached) max_rows = s->n_ctx_train - r->n_cached;
+    return max_rows > 1 ? max_rows : 1;
 }
 
 int vb_sched_step(vb_sched *s) {
@@ -592,13 +679,13 @@ int vb_sched_step(vb_sched *s) {
     s->reserved = 0;
     int32_t avail = free_blocks(s);
 
-    /* 1. every decoding request gets its row; make room by evicting cached prefixes, then by
-          preempting the newest requests */
+    /* 1. every decoding request gets at least its row; make room by evicting cached prefixes,
+          then by preempting the newest requests */
     for (;;) {
         int32_t need = 0;
         for (int32_t i = 0; i < s->n_running; i++) {
             sched_req *r = s->running[i];
-            if (r->n_tok - r->n_cached == 1) need += blocks_for(s, r->n_cached, 1);
+            if (r->decoding) need += blocks_for(s, r->n_cached, 1);
         }
         if (need <= avail) break;
         if (evict_cached(s, -1)) {
@@ -612,34 +699,39 @@ int vb_sched_step(vb_sched *s) {
     int32_t budget = s->p.token_budget, n_decoding = 0;
     for (int32_t i = 0; i < s->n_running; i++) {
         sched_req *r = s->running[i];
-        if (r->n_tok - r->n_cached != 1) continue;
+        if (!r->decoding) continue;
         avail -= blocks_for(s, r->n_cached, 1);
         n_decoding++;
     }
+    /* each decoder plans its rows: one, plus what the budget and the blocks left after every
+       decoding request's own row allow (drafts, WeDLM windows) */
     for (int32_t i = 0; i < s->n_running; i++) {
         sched_req *r = s->running[i];
-        if (r->n_tok - r->n_cached != 1) continue;
-        int32_t k = 0;
-        int32_t spare = budget - n_decoding; /* rows beyond one per decoding request */
-        if (s->p.draft_max > 0 && spare > 0) {
-            int32_t k_max = s->p.draft_max < spare ? s->p.draft_max : spare;
-            /* drafts only in blocks left after every decoding request's own row */
-            int32_t fit = rows_that_fit(s, r->n_cached + 1, avail);
-            if (k_max > fit) k_max = fit;
-            if (k_max > 0) k = draft_tokens(r, k_max);
-            avail -= blocks_for(s, r->n_cached, 1 + k) - blocks_for(s, r->n_cached, 1);
+        if (!r->decoding) continue;
+        int32_t max_rows = decode_rows_max(s, r, budget - n_decoding, avail);
+        vb_decode_run *run = &r->run;
+        run->row0 = r->batch_first = s->batch->n;
+        run->kv_len = r->n_cached;
+        run->step_t0 = vb_time_now();
+        int32_t n = run->ops->plan(run, max_rows, false);
+        if (n <= 0 || s->batch->n - r->batch_first != n) {
+            s->batch->n = r->batch_first;
+            fail_req(s, r, n < 0 ? n : VB_ERR_BACKEND);
+            i--; /* r left the running list */
+            n_decoding--;
+            continue;
         }
-        r->n_draft = k;
-        add_rows(s, r, 1 + k);
-        budget -= 1 + k;
+        r->batch_n = n;
+        avail -= blocks_for(s, r->n_cached, n) - blocks_for(s, r->n_cached, 1);
+        budget -= n;
         n_decoding--;
     }
     int32_t n_decode = s->batch->n;
     /* 2. chunks of running prefills, oldest first */
     for (int32_t i = 0; i < s->n_running && budget > 0; i++) {
         sched_req *r = s->running[i];
-        int32_t n = r->n_tok - r->n_cached;
-        if (n <= 1) continue;
+        if (r->decoding) continue;
+        int32_t n = r->run.n_hist - r->n_cached;
         if (n > budget) n = budget;
         int32_t fit = rows_that_fit(s, r->n_cached, avail);
         if (n > fit) n = fit;
@@ -664,45 +756,110 @@ int vb_sched_step(vb_sched *s) {
         return VB_OK;
     }
 
-    int rc = vb_forward(s->ctx, s->batch);
-    if (rc == VB_KV_FULL) { /* accounting disagreed with the backend: nothing changed */
+    double tf = vb_time_now();
+    int rc = engine_forward(s);
+    /* one request: a decoder that can forward fewer rows tries again (a smaller window,
+       no drafts) before the request stops at a full KV */
+    while (rc == VB_KV_FULL && s->o.single && s->n_running == 1 && s->running[0]->decoding &&
+           s->running[0]->batch_n == s->batch->n) {
+        sched_req *r = s->running[0];
+        s->batch->n = r->batch_first;
+        int32_t n = r->run.ops->plan(&r->run, r->batch_n, true);
+        if (n <= 0) {
+            s->batch->n = 0;
+            break;
+        }
+        r->batch_n = n;
+        n_decode = n;
+        rc = engine_forward(s);
+    }
+    if (rc == VB_KV_FULL || (rc == VB_OK && s->batch->n == 0)) { /* accounting disagreed with the
+                                                                     backend: nothing changed */
         if (s->n_running > 1) preempt_newest(s);
         else if (s->n_running == 1) finish_req(s, s->running[0], VB_FINISH_KV);
         s->step_seconds += vb_time_now() - t0;
         return VB_OK;
     }
     if (rc != VB_OK) {
-        sched_err(s, rc, "vb_sched_step: forward of %d rows failed: %s", s->batch->n,
-                  vb_context_error(s->ctx));
+        sched_err(s, rc, "forward of %d rows failed: %s", s->batch->n, vb_context_error(s->ctx));
         for (int32_t i = s->n_running - 1; i >= 0; i--) {
             sched_req *r = s->running[i];
-            if (r->batch_n > 0) finish_req(s, r, VB_FINISH_ERROR);
+            if (r->batch_n > 0) {
+                r->rc = rc;
+                finish_req(s, r, VB_FINISH_ERROR);
+            }
         }
         s->step_seconds += vb_time_now() - t0;
         return rc;
     }
+    double forward_seconds = vb_time_now() - tf;
     s->n_steps++;
     s->n_rows += s->batch->n;
     s->n_decode_rows += n_decode;
     s->n_prefill_rows += s->batch->n - n_decode;
     if (s->batch->n > s->max_batch_rows) s->max_batch_rows = s->batch->n;
-    /* 5. commit rows, sample where a request's rows are all cached (iterate over a copy: finishing
-          removes from the running list) */
+    /* 5. hand each request its rows: prefill rows are cached (the last one resumes the
+          decoder), decoders consume theirs and say which KV rows stay (iterate over a copy:
+          finishing removes from the running list) */
     int64_t generated_before = s->n_generated;
     int32_t n_run = s->n_running;
     sched_req *stepped[n_run > 0 ? n_run : 1];
     memcpy(stepped, s->running, (size_t)n_run * sizeof *stepped);
+    bool decoding_at_start[n_run > 0 ? n_run : 1];
+    for (int32_t i = 0; i < n_run; i++) decoding_at_start[i] = stepped[i]->decoding;
     for (int32_t i = 0; i < n_run; i++) {
         sched_req *r = stepped[i];
         if (r->batch_n == 0) continue;
-        r->n_cached += r->batch_n;
-        if (r->n_draft > 0) verify_drafts(s, r);
-        else if (r->n_cached == r->n_tok) sample_next(s, r, r->batch_first + r->batch_n - 1);
-        r->batch_n = 0;
+        vb_decode_run *run = &r->run;
+        count_forward(r);
+        int32_t out_before = run->n_out;
+        int64_t draft_before = run->n_draft_rows, accepted_before = run->n_draft_accepted;
+        int st = VB_OK;
+        if (!r->decoding) {
+            r->n_cached += r->batch_n;
+            run->kv_len = r->n_cached;
+            if (r->n_cached == run->n_hist) {
+                if (run->n_out >= run->limit) run->done = true; /* nothing to generate */
+                else st = resume_decoder(s, r);
+            }
+        } else {
+            run->batch_rows = s->batch->n;
+            run->forward_seconds = forward_seconds;
+            int32_t keep = r->n_cached;
+            const vb_decoder_ops *ops = run->ops;
+            st = ops->consume(run, &keep);
+            int32_t len = r->n_cached + r->batch_n;
+            if (keep < r->n_cached) keep = r->n_cached;
+            if (keep > len) keep = len;
+            if (keep < len) vb_kv_truncate(s->ctx, kv_seq(s, r->seq), keep);
+            r->n_cached = run->kv_len = keep;
+        }
+        s->n_generated += run->n_out - out_before;
+        s->n_draft_rows += run->n_draft_rows - draft_before;
+        s->n_draft_accepted += run->n_draft_accepted - accepted_before;
+        if (st != VB_OK) fail_req(s, r, st);
+        else if (run->done && !(s->o.keep_kv && r->n_cached < run->n_hist)) finish_req(s, r, done_reason(r));
     }
     double dt = vb_time_now() - t0;
+    for (int32_t i = 0; i < n_run; i++) {
+        sched_req *r = stepped[i];
+        if (r->batch_n == 0) continue;
+        if (decoding_at_start[i]) r->stats.decode_seconds += dt;
+        else r->stats.prefill_seconds += dt;
+    }
+    bool decode_only = n_decode == s->batch->n;
+    /* keep_kv: committed tokens still outside the KV are forwarded before the request ends */
+    for (int32_t i = 0; i < n_run; i++) {
+        sched_req *r = stepped[i];
+        if (r->state == REQ_RUNNING && r->run.done) {
+            double tflush = vb_time_now();
+            flush_and_finish(s, r);
+            r->stats.decode_seconds += vb_time_now() - tflush;
+        }
+    }
+    dt = vb_time_now() - t0;
     s->step_seconds += dt;
-    if (n_decode == s->batch->n) {
+    if (decode_only) {
         s->decode_seconds += dt;
         s->decode_tokens += s->n_generated - generated_before;
     }

@@ -5,6 +5,7 @@
 
 #include "vibee.h"
 #include "vibee_sched.h"
+#include "decode/decode_internal.h"
 
 enum req_state { REQ_WAITING = 0, REQ_RUNNING = 1, REQ_FINISHED = 2 };
 
@@ -12,18 +13,19 @@ typedef struct sched_req {
     vb_request_id id;
     int state;              /* enum req_state */
     int finish;             /* enum vb_finish_reason */
-    vb_token *toks;         /* [cap] prompt tokens, then generated tokens */
+    int rc;                 /* VB_FINISH_ERROR: the status */
     int32_t n_prompt;
-    int32_t n_tok;          /* tokens in toks */
-    int32_t cap;            /* n_prompt + n_predict (clamped to the model's context) */
-    bool stop_at_eos;
-    vb_sampler *sampler;
+    bool ctx_limited;       /* run.limit was cut by the model's context length */
+    vb_decode_run run;      /* decoder state; run.hist = prompt + generated tokens,
+                               run.out = generated tokens, run.kv_len = n_cached */
+    vb_generate_stats stats;
+    bool decoding;          /* the prompt (and every committed token the decoder needs) is in
+                               the KV and the decoder drives the rows */
     vb_seq seq;             /* slot while running, else -1 */
-    int32_t n_cached;       /* rows of toks held by the KV sequence */
+    int32_t n_cached;       /* rows of run.hist held by the KV sequence */
     int32_t n_polled;       /* generated tokens handed out by vb_sched_poll */
     int32_t batch_first;    /* this step's rows: batch rows batch_first .. +batch_n */
     int32_t batch_n;
-    int32_t n_draft;        /* drafted tokens in this step's rows (stored at toks[n_tok ..)) */
 } sched_req;
 
 enum slot_kind { SLOT_FREE = 0, SLOT_RUNNING = 1, SLOT_CACHED = 2 };
@@ -36,9 +38,32 @@ typedef struct seq_slot {
     int64_t lru;            /* SLOT_CACHED: last use */
 } seq_slot;
 
+/* How vb_generate runs the engine with one request (vb_sched_init_engine). */
+typedef struct vb_engine_opts {
+    vb_seq seq_base;          /* slot q is KV sequence seq_base + q */
+    bool keep_kv;             /* a finished request leaves its KV as it is, every committed token
+                                 forwarded (one more forward without logits if needed), and the
+                                 scheduler never frees its sequences */
+    bool single;              /* one request: a forward that finds the KV full asks the decoder
+                                 for fewer rows before giving up; no prompt-size check */
+    const vb_decode_hooks *hooks; /* optional test hooks */
+} vb_engine_opts;
+
+int vb_sched_init_engine(vb_context *ctx, const vb_sched_params *params, const vb_engine_opts *opts,
+                         vb_sched **out, char *err, size_t err_len);
+/* The request's generation state (NULL for an unknown id). */
+sched_req *vb_sched_find(const vb_sched *s, vb_request_id id);
+/* Queue a request with full decoder settings (gen->n_predict, sampler, stop_at_eos, on_token
+   and the decoder's settings are read, gen->seq is not); max_out > 0 caps the tokens generated
+   (vb_generate's output buffer). */
+int vb_sched_submit_gen(vb_sched *s, const vb_token *prompt, int32_t n_prompt,
+                        const vb_generate_params *gen, int32_t max_out, vb_request_id *id);
+
 struct vb_sched {
     vb_context *ctx;
     vb_sched_params p;
+    vb_engine_opts o;
+    vb_backend_caps caps;
     int32_t n_vocab;
     vb_token eos;
     int32_t n_ctx_train;
