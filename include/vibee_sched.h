@@ -115,6 +115,10 @@ int32_t vb_sched_poll(vb_sched *s, vb_request_id id, vb_token *out, int32_t max_
  * release); *n receives their number. NULL for an unknown id. */
 const vb_token *vb_sched_tokens(const vb_sched *s, vb_request_id id, int32_t *n);
 
+/* The request's decoding statistics so far (vb_generate_stats: forwards, rows, tokens per
+ * forward, commit histogram, window/draft length used, note). VB_OK or VB_ERR_ARG. */
+int vb_sched_request_stats(const vb_sched *s, vb_request_id id, vb_generate_stats *out);
+
 /* Cancel a waiting or running request: its KV sequence is freed now; it finishes with
  * VB_FINISH_CANCELLED (no-op for a finished one). VB_OK or VB_ERR_ARG for an unknown id. */
 int vb_sched_cancel(vb_sched *s, vb_request_id id);

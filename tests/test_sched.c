@@ -21,6 +21,8 @@ typedef struct case_req {
     vb_token ref[MAXN];
     int32_t n_ref;
     vb_request_id id;
+    int decoder;     /* enum vb_decoder of the request (the reference is always AR) */
+    bool exact;      /* WeDLM: exact mode */
 } case_req;
 
 static vb_model *sim_model(void) {
@@ -99,6 +101,11 @@ static int run_and_compare(vb_sched *s, case_req *q, int n, int first, char *why
             rp.n_predict = q[submitted].n_predict;
             rp.sampler = q[submitted].sp;
             rp.stop_at_eos = false;
+            rp.decoding.decoder = q[submitted].decoder;
+            rp.decoding.wedlm_exact = q[submitted].exact;
+            rp.decoding.window = 4;
+            rp.decoding.draft_max = submitted % 2 ? 4 : 0; /* 0: adaptive, measures cost(K) */
+            rp.decoding.tau = 100.0f; /* exact mode: every mask filled, every fill checked */
             int rc = vb_sched_submit(s, q[submitted].prompt, q[submitted].n_prompt, &rp, &q[submitted].id);
             if (rc != VB_OK) {
                 snprintf(why, why_len, "submit %d: %s", submitted, vb_sched_error(s));
@@ -516,4 +523,40 @@ TEST(sched_kv_full_is_not_length) {
     vb_model_free(m);
     CHECK_EQ_INT(finish, VB_FINISH_KV);
     CHECK(n > 0 && n < 64);
+}
+
+/* One engine: lossless decoders (verify, WeDLM exact) running beside AR requests in the same
+   forwards give every request exactly its tokens from AR alone, with chunked prefill, preemption
+   in a tiny pool and prefix sharing (sched_draft_verify_exact covers accepted drafts). */
+TEST(sched_mixed_decoders_equal_alone) {
+    vb_model *m = sim_model();
+    CHECK(m);
+    enum { N = 9 };
+    case_req q[N];
+    make_cases(q, N, 32, 4242);
+    for (int k = 0; k < N; k++) {
+        q[k].sp = vb_sampler_default_params(); /* greedy: verify and exact equal AR greedy */
+        q[k].decoder = k % 3 == 0 ? VB_DECODER_AR : k % 3 == 1 ? VB_DECODER_VERIFY : VB_DECODER_WEDLM;
+        q[k].exact = q[k].decoder == VB_DECODER_WEDLM;
+        CHECK_EQ_INT(reference(m, &q[k]), VB_OK);
+    }
+    static const int32_t pools[] = {1024, 160};
+    for (int pi = 0; pi < 2; pi++) {
+        vb_context *c = sim_ctx(m, pools[pi], 4);
+        CHECK(c);
+        vb_sched_params sp = vb_sched_default_params();
+        sp.token_budget = 24;
+        vb_sched *s = NULL;
+        CHECK_EQ_INT(vb_sched_init(c, &sp, &s, NULL, 0), VB_OK);
+        char why[256] = "";
+        int bad = run_and_compare(s, q, N, 3, why, sizeof why);
+        vb_sched_stats st = vb_sched_get_stats(s);
+        vb_sched_free(s);
+        vb_context_free(c);
+        CHECKF(bad == 0, "pool %d: %s", pools[pi], why);
+        CHECK_EQ_INT(st.kv_blocks_leaked, 0);
+        if (pi == 1) CHECK(st.n_preemptions > 0);
+        if (pi == 0) CHECK(st.n_prefix_hits > 0);
+    }
+    vb_model_free(m);
 }

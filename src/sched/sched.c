@@ -408,6 +408,16 @@ const vb_token *vb_sched_tokens(const vb_sched *s, vb_request_id id, int32_t *n)
     return r->run.out;
 }
 
+int vb_sched_request_stats(const vb_sched *s, vb_request_id id, vb_generate_stats *out) {
+    const sched_req *r = s ? find_req(s, id) : NULL;
+    if (!r || !out) return VB_ERR_ARG;
+    *out = r->stats;
+    out->n_generated = r->run.n_out;
+    out->tokens_per_forward =
+        out->n_forward_decode > 0 ? (double)r->run.n_out / (double)out->n_forward_decode : 0.0;
+    return VB_OK;
+}
+
 bool vb_sched_idle(const vb_sched *s) { return !s || (s->n_running == 0 && s->n_waiting == 0); }
 
 void vb_sched_clear_cache(vb_sched *s) {
@@ -640,8 +650,8 @@ static void flush_and_finish(vb_sched *s, sched_req *r) {
     finish_req(s, r, reason);
 }
 
-/* The prefill of r reached its last committed token: that row's logits resume the decoder. */
-static int resume_decoder(vb_sched *s, sched_req *r) {
+/* The prefill of r reached its last committed token: keep that row's logits for its decoder. */
+static int keep_prefill_logits(vb_sched *s, sched_req *r) {
     vb_decode_run *run = &r->run;
     const float *lg = vb_get_logits(s->ctx, r->batch_first + r->batch_n - 1);
     if (!lg) {
@@ -649,6 +659,14 @@ static int resume_decoder(vb_sched *s, sched_req *r) {
         return VB_ERR_BACKEND;
     }
     memcpy(run->last_logits, lg, sizeof(float) * (size_t)run->n_vocab);
+    return VB_OK;
+}
+
+/* Resume r's decoder from its kept logits. Runs after every request of the step has read its
+   rows: a decoder may run forwards here (cost measurements), which replace the logits. */
+static int resume_decoder(vb_sched *s, sched_req *r) {
+    (void)s;
+    vb_decode_run *run = &r->run;
     r->decoding = true;
     run->in_decode = true;
     run->kv_len = r->n_cached;
@@ -805,8 +823,11 @@ int vb_sched_step(vb_sched *s) {
     int32_t n_run = s->n_running;
     sched_req *stepped[n_run > 0 ? n_run : 1];
     memcpy(stepped, s->running, (size_t)n_run * sizeof *stepped);
-    bool decoding_at_start[n_run > 0 ? n_run : 1];
-    for (int32_t i = 0; i < n_run; i++) decoding_at_start[i] = stepped[i]->decoding;
+    bool decoding_at_start[n_run > 0 ? n_run : 1], to_resume[n_run > 0 ? n_run : 1];
+    for (int32_t i = 0; i < n_run; i++) {
+        decoding_at_start[i] = stepped[i]->decoding;
+        to_resume[i] = false;
+    }
     for (int32_t i = 0; i < n_run; i++) {
         sched_req *r = stepped[i];
         if (r->batch_n == 0) continue;
@@ -820,7 +841,7 @@ int vb_sched_step(vb_sched *s) {
             run->kv_len = r->n_cached;
             if (r->n_cached == run->n_hist) {
                 if (run->n_out >= run->limit) run->done = true; /* nothing to generate */
-                else st = resume_decoder(s, r);
+                else if ((st = keep_prefill_logits(s, r)) == VB_OK) to_resume[i] = true;
             }
         } else {
             run->batch_rows = s->batch->n;
@@ -837,6 +858,16 @@ int vb_sched_step(vb_sched *s) {
         s->n_generated += run->n_out - out_before;
         s->n_draft_rows += run->n_draft_rows - draft_before;
         s->n_draft_accepted += run->n_draft_accepted - accepted_before;
+        if (st != VB_OK) fail_req(s, r, st);
+        else if (run->done && !(s->o.keep_kv && r->n_cached < run->n_hist)) finish_req(s, r, done_reason(r));
+    }
+    for (int32_t i = 0; i < n_run; i++) { /* decoders whose prefill completed in this step */
+        sched_req *r = stepped[i];
+        if (!to_resume[i] || r->state != REQ_RUNNING) continue;
+        vb_decode_run *run = &r->run;
+        int32_t out_before = run->n_out;
+        int st = resume_decoder(s, r);
+        s->n_generated += run->n_out - out_before;
         if (st != VB_OK) fail_req(s, r, st);
         else if (run->done && !(s->o.keep_kv && r->n_cached < run->n_hist)) finish_req(s, r, done_reason(r));
     }

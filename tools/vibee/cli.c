@@ -264,3 +264,57 @@ int cli_parse_sampler_opt(vb_sampler_params *sp, int argc, char **argv, int *i) 
     }
     return 0;
 }
+
+int cli_decoder_from_name(const char *name) {
+    static const char *names[] = {[VB_DECODER_AR] = "ar", [VB_DECODER_WEDLM] = "wedlm",
+                                  [VB_DECODER_VERIFY] = "verify"};
+    for (int d = 0; d < (int)(sizeof names / sizeof names[0]); d++)
+        if (name && !strcmp(name, names[d])) return d;
+    return -1;
+}
+
+const char *cli_decoder_name(int decoder) {
+    switch (decoder) {
+    case VB_DECODER_WEDLM: return "wedlm";
+    case VB_DECODER_VERIFY: return "verify";
+    default: return "ar";
+    }
+}
+
+int cli_parse_decoder_opt(vb_generate_params *gp, int argc, char **argv, int *i) {
+    static const struct { const char *flag; int kind; long lo, hi; } opts[] = {
+        {"--decoder", 2, 0, 0},     {"--window", 1, 0, 256},  {"--draft-max", 1, 0, 256},
+        {"--mask-token", 1, 0, 1 << 24}, {"--tau", 0, 0, 0}, {"--lambda", 0, 0, 0},
+        {"--wedlm-official", 3, 0, 0}, {"--wedlm-exact", 3, 0, 0},
+    };
+    const char *a = argv[*i];
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+        if (strcmp(a, opts[k].flag) != 0) continue;
+        const char *v = opts[k].kind == 3 ? "" : cli_value(argc, argv, i);
+        long x = 0;
+        float f = 0;
+        if (!v || (opts[k].kind == 1 && !cli_parse_int(v, opts[k].lo, opts[k].hi, &x)) ||
+            (opts[k].kind == 0 && !cli_parse_float(v, &f)) ||
+            (opts[k].kind == 2 && (x = cli_decoder_from_name(v)) < 0)) {
+            if (opts[k].kind == 1)
+                fprintf(stderr, "vibee: %s expects an integer in [%ld, %ld]\n", a, opts[k].lo, opts[k].hi);
+            else if (opts[k].kind == 2)
+                fprintf(stderr, "vibee: --decoder expects ar, wedlm or verify\n");
+            else
+                fprintf(stderr, "vibee: %s expects a number\n", a);
+            return -1;
+        }
+        switch (k) {
+        case 0: gp->decoder = (int32_t)x; break;
+        case 1: gp->window = (int32_t)x; break;
+        case 2: gp->draft_max = (int32_t)x; break;
+        case 3: gp->mask_token = (vb_token)x; break;
+        case 4: gp->tau = f; break;
+        case 5: gp->lambda = f; break;
+        case 6: gp->wedlm_d0_ar = gp->wedlm_leftmost_fallback = false; break;
+        default: gp->wedlm_exact = true; break;
+        }
+        return 1;
+    }
+    return 0;
+}

@@ -35,6 +35,13 @@ int cli_parse_sampler_opt(vb_sampler_params *sp, int argc, char **argv, int *i);
 int cli_open(const cli_model_opts *o, vb_model **model, vb_context **ctx);
 /* Value of option argv[*i] (advances *i); prints an error and returns NULL if missing. */
 const char *cli_value(int argc, char **argv, int *i);
+/* Decoder options shared by run, batch and serve: --decoder ar|wedlm|verify, --window, --tau,
+ * --lambda, --draft-max, --mask-token, --wedlm-official, --wedlm-exact. Same returns as
+ * cli_parse_sampler_opt. */
+int cli_parse_decoder_opt(vb_generate_params *gp, int argc, char **argv, int *i);
+/* enum vb_decoder of "ar", "wedlm", "verify" (-1: none of them), and back. */
+int cli_decoder_from_name(const char *name);
+const char *cli_decoder_name(int decoder);
 bool cli_parse_int(const char *s, long lo, long hi, long *out);
 bool cli_parse_float(const char *s, float *out);
 /* Print s (len bytes) as a JSON string literal. */

@@ -13,14 +13,17 @@ static void usage(void) {
             "usage: vibee batch [-m MODEL] -f PROMPTS.txt [-n N] [--parallel P] [--json]\n"
             "                   [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
             "                   [--seed S] [--ignore-eos] [--token-budget B] [--no-prefix-sharing]\n"
-            "                   [--draft-max K]\n"
+            "                   [--decoder ar|wedlm|verify] [--window W] [--tau T] [--lambda L]\n"
+            "                   [--draft-max K] [--wedlm-exact] [--wedlm-official]\n"
             "                   [-b BACKEND] [-t THREADS] [-c CTX] [--kv-type f32|f16] [--block-size B]\n"
             "  PROMPTS.txt: one prompt per line (empty lines are skipped).\n"
             "  -n N: tokens to generate per prompt (default 64). --parallel P: sequences decoded\n"
             "  together (default 4). -c CTX: KV capacity in tokens over all sequences. Requests\n"
             "  sharing whole 16-token prompt blocks share their KV (disable: --no-prefix-sharing).\n"
             "  With --seed S, prompt i samples with seed S+i. --draft-max K: lossless draft-and-verify\n"
-            "  (up to K tokens per step drafted by n-gram lookup, same output as plain AR).\n");
+            "  (up to K tokens per step drafted by n-gram lookup, same output as plain AR). --decoder: the\n"
+            "  decoder of every prompt (default ar; the options as in vibee run): WeDLM windows and\n"
+            "  drafts ride in the same forwards as the other sequences' rows.\n");
 }
 
 typedef struct batch_item {
@@ -34,6 +37,7 @@ typedef struct batch_item {
     size_t len, cap;
     vb_detok detok;
     int32_t n_generated;
+    int64_t n_forward_decode; /* forwards that carried its decode rows */
 } batch_item;
 
 static void item_append(batch_item *it, const char *s, size_t n) {
@@ -97,11 +101,13 @@ int cmd_batch(int argc, char **argv) {
     rp.n_predict = 64;
     vb_sched_params sp = vb_sched_default_params();
     bool seeded = false;
+    rp.decoding.draft_max = -1; /* not given */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--seed")) seeded = true;
         int r = cli_parse_model_opt(&mo, argc, argv, &i);
         if (r == 0) r = cli_parse_sampler_opt(&rp.sampler, argc, argv, &i);
+        if (r == 0) r = cli_parse_decoder_opt(&rp.decoding, argc, argv, &i);
         if (r < 0) return 2;
         if (r > 0) continue;
         long x;
@@ -118,13 +124,15 @@ int cmd_batch(int argc, char **argv) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { NEED_INT(1, 1 << 24); rp.n_predict = (int)x; }
         else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) { NEED_INT(1, 4096); mo.n_seq_max = (int)x; }
         else if (!strcmp(a, "--token-budget")) { NEED_INT(1, 65536); sp.token_budget = (int)x; }
-        else if (!strcmp(a, "--draft-max")) { NEED_INT(0, 64); sp.draft_max = (int)x; }
         else {
             fprintf(stderr, "vibee batch: unknown option '%s' (see vibee batch --help)\n", a);
             return 2;
         }
 #undef NEED_INT
     }
+    /* --draft-max K alone: AR prompts drafted and verified (as before --decoder existed) */
+    if (rp.decoding.draft_max > 0 && rp.decoding.decoder == VB_DECODER_AR) rp.decoding.decoder = VB_DECODER_VERIFY;
+    if (rp.decoding.draft_max < 0) rp.decoding.draft_max = 0;
     if (!file) {
         fprintf(stderr, "vibee batch: give a prompt file with -f FILE (one prompt per line)\n");
         return 2;
@@ -231,6 +239,8 @@ int cmd_batch(int argc, char **argv) {
             drain(sched, model, it, info->eos);
             if (it->finish != VB_FINISH_NONE) {
                 drain(sched, model, it, info->eos);
+                vb_generate_stats gs;
+                if (vb_sched_request_stats(sched, it->id, &gs) == VB_OK) it->n_forward_decode = gs.n_forward_decode;
                 vb_sched_release(sched, it->id);
                 it->submitted = false;
                 done_count++;
@@ -244,15 +254,18 @@ int cmd_batch(int argc, char **argv) {
     if (json) {
         printf("{\"model\": ");
         cli_json_string(stdout, info->name, strlen(info->name));
-        printf(", \"backend\": \"%s\", \"parallel\": %d, \"completions\": [", vb_context_backend_name(ctx), mo.n_seq_max);
+        printf(", \"backend\": \"%s\", \"decoder\": \"%s\", \"parallel\": %d, \"completions\": [",
+               vb_context_backend_name(ctx), cli_decoder_name(rp.decoding.decoder), mo.n_seq_max);
         for (int k = 0; k < n; k++) {
             batch_item *it = &items[k];
             printf("%s\n  {\"index\": %d, \"prompt\": ", k ? "," : "", k);
             cli_json_string(stdout, it->prompt, strlen(it->prompt));
             printf(", \"text\": ");
             cli_json_string(stdout, it->text ? it->text : "", it->len);
-            printf(", \"n_prompt\": %d, \"n_generated\": %d, \"finish_reason\": \"%s\"}", it->n_toks,
-                   it->n_generated, vb_finish_reason_str(it->finish));
+            printf(", \"n_prompt\": %d, \"n_generated\": %d, \"finish_reason\": \"%s\", "
+                   "\"n_forward\": %lld, \"tokens_per_forward\": %.3f}", it->n_toks, it->n_generated,
+                   vb_finish_reason_str(it->finish), (long long)it->n_forward_decode,
+                   it->n_forward_decode > 0 ? (double)it->n_generated / (double)it->n_forward_decode : 0.0);
         }
         printf("\n], \"stats\": {\"wall_seconds\": %.4f, \"steps\": %lld, \"rows\": %lld, \"prefill_rows\": %lld, "
                "\"decode_rows\": %lld, \"generated\": %lld, \"tokens_per_second\": %.3f, "
@@ -276,11 +289,11 @@ int cmd_batch(int argc, char **argv) {
     }
     fprintf(stderr,
             "vibee batch: %d prompts, %lld tokens in %.3f s (%.2f tok/s; decode-only steps %.2f tok/s), "
-            "%lld steps, %lld preemptions, %lld prefix hits (%lld rows shared), backend %s, parallel %d\n",
+            "%lld steps, %lld preemptions, %lld prefix hits (%lld rows shared), backend %s, decoder %s, parallel %d\n",
             n, (long long)st.n_generated, wall, wall > 0 ? (double)st.n_generated / wall : 0.0,
             st.decode_tokens_per_second, (long long)st.n_steps, (long long)st.n_preemptions,
             (long long)st.n_prefix_hits, (long long)st.n_prefix_tokens, vb_context_backend_name(ctx),
-            mo.n_seq_max);
+            cli_decoder_name(rp.decoding.decoder), mo.n_seq_max);
     rc = failed ? 1 : 0;
     if (failed) fprintf(stderr, "vibee batch: %d prompts did not finish (KV pool too small: raise -c)\n", failed);
 done:
