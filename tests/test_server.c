@@ -220,3 +220,53 @@ TEST(server_timeout) {
            "metrics: %.500s", metrics);
     CHECKF(stopped == 0, "the server did not exit on SIGTERM");
 }
+
+/* One engine: `serve --decoder` sets the default, the body field "decoder" picks one per
+   request; three concurrent greedy requests with AR, verify (the default) and WeDLM exact get
+   the same text, and each reports the decoder that ran it. */
+TEST(server_decoders_concurrent) {
+    char out[256];
+    CHECKF(vbt_run_cmd("command -v curl >/dev/null && echo yes", out, sizeof out) == 0 && strstr(out, "yes"),
+           "curl not found (scripts/install_deps.sh)");
+    server_proc s = {0};
+    int started = server_start(&s, "-t 1 --parallel 4 --decoder verify --wedlm-exact --window 4 --tau 100");
+    if (started != 0) server_stop(&s);
+    CHECKF(started == 0, "vibee serve (embedded model) did not start");
+    static const char *decoders[] = {"ar", NULL, "wedlm"};
+    char cmd[4096];
+    size_t used = 0;
+    for (int k = 0; k < 3; k++) {
+        char field[64] = "";
+        if (decoders[k]) snprintf(field, sizeof field, ",\"decoder\":\"%s\"", decoders[k]);
+        used += (size_t)snprintf(cmd + used, sizeof cmd - used,
+                                 "curl -s -m 60 http://127.0.0.1:%d/v1/completions -d '{\"prompt\":\"def "
+                                 "add(a, b):\",\"max_tokens\":48,\"temperature\":0,\"ignore_eos\":true%s}' "
+                                 ">%s/r%d & ",
+                                 s.port, field, s.dir, k);
+    }
+    snprintf(cmd + used, sizeof cmd - used, "wait; cat %s/r0; echo; cat %s/r1; echo; cat %s/r2", s.dir, s.dir,
+             s.dir);
+    static char res[1 << 16];
+    vbt_run_cmd(cmd, res, sizeof res);
+    server_stop(&s);
+    char *line[3] = {res, NULL, NULL};
+    for (int k = 1; k < 3 && line[k - 1]; k++) {
+        char *nl = strchr(line[k - 1], '\n');
+        if (nl) {
+            *nl = 0;
+            line[k] = nl + 1;
+        }
+    }
+    const char *want_dec[] = {"\"decoder\":\"ar\"", "\"decoder\":\"verify\"", "\"decoder\":\"wedlm\""};
+    for (int k = 0; k < 3; k++) {
+        CHECKF(line[k] && strstr(line[k], "\"text\":\"") && strstr(line[k], want_dec[k]), "response %d: %.300s", k,
+               line[k] ? line[k] : "(none)");
+    }
+    const char *t0 = strstr(line[0], "\"text\":\""), *e0 = strstr(t0, "\",\"index\"");
+    CHECK(e0);
+    for (int k = 1; k < 3; k++) {
+        const char *tk = strstr(line[k], "\"text\":\"");
+        CHECKF(strncmp(t0, tk, (size_t)(e0 - t0 + 10)) == 0, "decoder %d text differs from AR: %.200s vs %.200s", k,
+               tk, t0);
+    }
+}

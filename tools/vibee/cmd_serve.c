@@ -22,7 +22,8 @@ static void usage(void) {
             "                   [-c CTX] [-b BACKEND] [-t THREADS] [--kv-type f32|f16]\n"
             "                   [--max-body BYTES] [--max-tokens N] [--timeout SECONDS]\n"
             "                   [--max-queue N] [--max-connections N] [--idle-timeout SECONDS]\n"
-            "                   [--draft-max K]\n"
+            "                   [--decoder ar|wedlm|verify] [--window W] [--tau T] [--lambda L]\n"
+            "                   [--draft-max K] [--wedlm-exact] [--wedlm-official]\n"
             "  Routes: POST /v1/completions, POST /v1/chat/completions (\"stream\": true gives\n"
             "  server-sent events ending with data: [DONE]), GET /v1/models, /health, /metrics.\n"
             "  --port 0 picks a free port; the address is printed on stdout as\n"
@@ -32,7 +33,9 @@ static void usage(void) {
             "  silent that long while sending its request is closed). Chat template: ChatML when\n"
             "  the vocabulary has <|im_start|>, else 'role: content' lines (header\n"
             "  X-Vibee-Chat-Template says which). temperature defaults to 1 as in OpenAI's API.\n"
-            "  --draft-max K: lossless draft-and-verify decoding (n-gram drafts, same output).\n");
+            "  --decoder: the server's default decoder (default ar; options as in vibee run); a request\n"
+            "  picks its own with the body field \"decoder\" (docs/serve.md). --draft-max K alone:\n"
+            "  lossless draft-and-verify (n-gram drafts, same output as AR).\n");
 }
 
 #ifdef VB_HAVE_SERVE
@@ -49,11 +52,16 @@ int cmd_serve(int argc, char **argv) {
     mo.n_seq_max = 8;
 #ifdef VB_HAVE_SERVE
     srv_config cfg = {"127.0.0.1", 8080, 1 << 20, 4096, 256, 600.0, 128, 60};
-    long max_queue = 64, draft_max = 0;
+    long max_queue = 64;
+    vb_generate_params decoding = vb_generate_default_params();
+    decoding.draft_max = -1; /* not given */
 #endif
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_parse_model_opt(&mo, argc, argv, &i);
+#ifdef VB_HAVE_SERVE
+        if (r == 0) r = cli_parse_decoder_opt(&decoding, argc, argv, &i);
+#endif
         if (r < 0) return 2;
         if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -76,7 +84,6 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--timeout")) { NEED_INT(1, 86400); cfg.timeout_s = (double)x; }
         else if (!strcmp(a, "--max-queue")) { NEED_INT(1, 65536); max_queue = x; }
         else if (!strcmp(a, "--max-connections")) { NEED_INT(1, 10000); cfg.max_connections = (unsigned)x; }
-        else if (!strcmp(a, "--draft-max")) { NEED_INT(0, 64); draft_max = x; }
         else if (!strcmp(a, "--idle-timeout")) { NEED_INT(1, 86400); cfg.idle_timeout_s = (unsigned)x; }
         else {
             fprintf(stderr, "vibee serve: unknown option '%s' (see vibee serve --help)\n", a);
@@ -98,7 +105,10 @@ int cmd_serve(int argc, char **argv) {
     static srv_engine engine;
     static srv_server server;
     char err[512];
-    if (srv_engine_start(&engine, model, ctx, (int32_t)max_queue, (int32_t)draft_max, err, sizeof err) != VB_OK) {
+    /* --draft-max K alone: AR requests drafted and verified (as before --decoder existed) */
+    if (decoding.draft_max > 0 && decoding.decoder == VB_DECODER_AR) decoding.decoder = VB_DECODER_VERIFY;
+    if (decoding.draft_max < 0) decoding.draft_max = 0;
+    if (srv_engine_start(&engine, model, ctx, (int32_t)max_queue, &decoding, err, sizeof err) != VB_OK) {
         fprintf(stderr, "vibee serve: %s\n", err);
         srv_engine_stop(&engine);
         return 1;

@@ -3,11 +3,13 @@
  * "<|im_start|>assistant\n") when the vocabulary has <|im_start|>, else plain "role: content\n"
  * lines then "assistant:". Accepted and ignored: model, user, frequency_penalty,
  * presence_penalty, logprobs=false, stream_options. Extensions: top_k, min_p, repeat_penalty,
- * ignore_eos. */
+ * ignore_eos, decoder ("ar", "wedlm", "verify": this request's decoder; the result carries
+ * {"vibee": {"decoder", "n_forward", "tokens_per_forward"}}). */
 #include "http_config.h"
 #ifdef VB_HAVE_SERVE
 
 #include "http_api.h"
+#include "cli.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -188,6 +190,11 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
     }
     v = json_object_get(root, "model");
     if (v && !json_is_null(v) && !json_is_string(v)) FAIL("model", "'model' must be a string");
+    v = json_object_get(root, "decoder"); /* vibee extension: this request's decoder */
+    if (v && !json_is_null(v)) {
+        job->decoder = json_is_string(v) ? cli_decoder_from_name(json_string_value(v)) : -1;
+        if (job->decoder < 0) FAIL("decoder", "'decoder' must be \"ar\", \"wedlm\" or \"verify\"");
+    }
     v = json_object_get(root, "stop");
     if (v && !json_is_null(v)) {
         json_t *one = json_is_string(v) ? v : NULL;
@@ -242,6 +249,17 @@ char *api_result_json(bool chat, const char *id, long created, const char *model
                           chat ? "chat.completion" : "text_completion", "created", (json_int_t)created, "model",
                           model, "choices", choice, "usage", "prompt_tokens", n_prompt, "completion_tokens",
                           n_generated, "total_tokens", n_prompt + n_generated));
+}
+
+char *api_add_decoding(char *result_json, const char *decoder, long long n_forward, int n_generated) {
+    json_t *root = result_json ? json_loads(result_json, 0, NULL) : NULL;
+    free(result_json);
+    if (!root) return NULL;
+    json_object_set_new(root, "vibee",
+                        json_pack("{s:s, s:I, s:f}", "decoder", decoder, "n_forward", (json_int_t)n_forward,
+                                  "tokens_per_forward",
+                                  n_forward > 0 ? (double)n_generated / (double)n_forward : 0.0));
+    return dump(root);
 }
 
 char *api_chunk_json(bool chat, const char *id, long created, const char *model, const char *text,

@@ -29,6 +29,9 @@ char *api_result_json(bool chat, const char *id, long created, const char *model
                       size_t text_len, const char *finish, int n_prompt, int n_generated);
 /* One streaming chunk: a text delta (may be empty), and finish (NULL while running). For chat,
  * first adds the assistant role to the delta. */
+/* Add the vibee extension object {"decoder", "n_forward", "tokens_per_forward"} to a result
+ * (takes and frees result_json; NULL on failure). */
+char *api_add_decoding(char *result_json, const char *decoder, long long n_forward, int n_generated);
 char *api_chunk_json(bool chat, const char *id, long created, const char *model, const char *text,
                      size_t text_len, const char *finish, bool first);
 

@@ -16,6 +16,7 @@ srv_job *srv_job_new(void) {
     srv_job *j = calloc(1, sizeof *j);
     if (!j) return NULL;
     j->params = vb_request_default_params();
+    j->decoder = -1;
     j->refs = 1;
     return j;
 }
@@ -74,6 +75,8 @@ static void update_stable(srv_job *j) {
 }
 
 static void job_finish(srv_engine *e, srv_job *j, const char *finish) {
+    vb_generate_stats gs;
+    if (vb_sched_request_stats(e->sched, j->id, &gs) == VB_OK) j->n_forward = gs.n_forward_decode;
     j->finish = finish;
     j->state = SRV_JOB_DONE;
     update_stable(j);
@@ -97,10 +100,13 @@ static void admit(srv_engine *e, srv_job *j) {
             vb_token start = e->info->bos >= 0 ? e->info->bos : e->info->eos;
             if (start >= 0) toks[n++] = start;
         }
+        j->params.decoding = e->decoding;
+        if (j->decoder >= 0) j->params.decoding.decoder = j->decoder;
+        j->decoder_used = j->params.decoding.decoder;
         int st = n > 0 ? vb_sched_submit(e->sched, toks, n, &j->params, &j->id) : VB_ERR_ARG;
         if (st != VB_OK) {
             snprintf(msg, sizeof msg, "%s", n > 0 ? vb_sched_error(e->sched) : "empty prompt");
-            status = st == VB_ERR_STATE ? 503 : st == VB_ERR_ARG ? 400 : 500;
+            status = st == VB_ERR_STATE ? 503 : st == VB_ERR_ARG || st == VB_ERR_UNSUPPORTED ? 400 : 500;
         }
     }
     free(toks);
@@ -229,13 +235,14 @@ static void *engine_main(void *arg) {
     return NULL;
 }
 
-int srv_engine_start(srv_engine *e, vb_model *model, vb_context *ctx, int32_t max_queue, int32_t draft_max,
-                     char *err, size_t err_len) {
+int srv_engine_start(srv_engine *e, vb_model *model, vb_context *ctx, int32_t max_queue,
+                     const vb_generate_params *decoding, char *err, size_t err_len) {
     memset(e, 0, sizeof *e);
     e->model = model;
     e->ctx = ctx;
     e->info = vb_model_get_info(model);
     e->max_queue = max_queue;
+    e->decoding = decoding ? *decoding : vb_generate_default_params();
     /* ChatML when the vocabulary has <|im_start|> and <|im_end|> as single special tokens */
     vb_token t[4];
     e->im_end = -1;
@@ -245,9 +252,7 @@ int srv_engine_start(srv_engine *e, vb_model *model, vb_context *ctx, int32_t ma
         e->im_end = t[0];
     }
     vb_sched_params sp = vb_sched_default_params();
-    sp.draft_max = draft_max;
-    int32_t n_seq = 0;
-    while (n_seq < 4096 && vb_kv_seq_len(ctx, n_seq) >= 0) n_seq++;
+    int32_t n_seq = vb_context_n_seq(ctx);
     e->max_active = max_queue + n_seq;
     sp.max_waiting = e->max_active;
     sp.max_requests = e->max_active;

@@ -31,6 +31,7 @@ typedef struct srv_job {
     char *stop[SRV_MAX_STOP];   /* stop strings (NULL-terminated list, owned) */
     int n_stop;
     bool chat;                  /* stop at the chat template's end-of-turn token too */
+    int decoder;                /* enum vb_decoder chosen by the request; -1: the server's */
     double deadline;            /* vb_time_now() limit; the job is cancelled past it */
     /* output: guarded by engine->mu */
     int state;                  /* enum srv_job_state */
@@ -43,6 +44,8 @@ typedef struct srv_job {
     size_t text_stable;         /* bytes that can be sent: a held-back tail may still match a stop string */
     int32_t n_prompt_tokens;
     int32_t n_generated;
+    int decoder_used;           /* enum vb_decoder that ran it */
+    int64_t n_forward;          /* forwards that carried its decode rows */
     bool cancel;                /* set by the HTTP thread: the client went away */
     int refs;                   /* HTTP side + engine side; freed at 0 */
     /* engine-private */
@@ -67,6 +70,7 @@ typedef struct srv_engine {
     vb_model *model;
     vb_context *ctx;
     vb_sched *sched;
+    vb_generate_params decoding; /* the server's default decoder and its settings */
     const vb_model_info *info;
     bool chatml;                /* the vocabulary has <|im_start|> / <|im_end|> */
     vb_token im_end;            /* ChatML end-of-turn token or -1 */
@@ -85,8 +89,8 @@ typedef struct srv_engine {
 
 /* Take ownership of model + ctx, make the scheduler (draft_max: see vb_sched_params) and start
    the engine thread. */
-int srv_engine_start(srv_engine *e, vb_model *model, vb_context *ctx, int32_t max_queue, int32_t draft_max,
-                     char *err, size_t err_len);
+int srv_engine_start(srv_engine *e, vb_model *model, vb_context *ctx, int32_t max_queue,
+                     const vb_generate_params *decoding, char *err, size_t err_len);
 /* Stop the thread, fail the remaining jobs, free everything. */
 void srv_engine_stop(srv_engine *e);
 

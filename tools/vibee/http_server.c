@@ -6,6 +6,7 @@
 #ifdef VB_HAVE_SERVE
 
 #include "http_server.h"
+#include "cli.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -277,6 +278,7 @@ static enum MHD_Result handle_completion(srv_server *s, struct MHD_Connection *c
                                                      j->text_len, j->finish ? j->finish : "length",
                                                      j->n_prompt_tokens, j->n_generated)
                                    : NULL;
+        if (body) body = api_add_decoding(body, cli_decoder_name(j->decoder_used), (long long)j->n_forward, j->n_generated);
         char msg[300];
         snprintf(msg, sizeof msg, "%s", j->timed_out ? "generation timed out (server limit --timeout)" : j->error);
         pthread_mutex_unlock(&e->mu);
