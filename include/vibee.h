@@ -309,7 +309,10 @@ typedef struct vb_generate_params {
     bool wedlm_d0_ar;             /* score and fill the leftmost mask from the AR logits row of the
                                      last committed token (default true) */
     bool wedlm_leftmost_fallback; /* no mask under tau: fill the leftmost mask instead of the best
-                                     score, so every step commits >= 1 token (default true) */
+                                     score (default true). A step still commits nothing when
+                                     some mask other than the leftmost qualifies and the leftmost
+                                     stays a mask; only prefix-only backends (llama.cpp) commit
+                                     >= 1 token per step */
     bool wedlm_exact;             /* check every filled slot against the AR row of the token
                                      before it when that row is forwarded (the next step), as
                                      draft-and-verify does: commit only tokens that row would
@@ -325,6 +328,8 @@ typedef struct vb_generate_stats {
     int32_t n_generated;
     int64_t n_forward;          /* all forwards (prefill + decode) */
     int64_t n_forward_decode;   /* forwards after prefill */
+    int64_t n_forward_measure;  /* forwards spent timing cost(K) for the adaptive modes (not in
+                                   n_forward; 0 when the table came from the cost cache) */
     int64_t n_rows_decode;      /* batch rows in decode forwards */
     double prefill_seconds;
     double decode_seconds;

@@ -894,3 +894,141 @@ TEST(decode_small_batches) {
     vb_context_free(big);
     vb_model_free(m);
 }
+
+/* ------------------------------------------------------------------------------------------
+ * the one engine's fixes (issue 12): every decoder stops at the same place at a full KV and at
+ * the model's learned positions, -n 1 costs WeDLM one forward as AR, measuring forwards are
+ * counted apart, and the adaptive window's text does not depend on the timings
+ * ------------------------------------------------------------------------------------------ */
+
+static const struct { int decoder; bool exact, official; int32_t window; } engine_variants[] = {
+    {VB_DECODER_AR, false, false, 16},    {VB_DECODER_VERIFY, false, false, 16},
+    {VB_DECODER_WEDLM, false, false, 8},  {VB_DECODER_WEDLM, true, false, 8},
+    {VB_DECODER_WEDLM, false, true, 8},   {VB_DECODER_WEDLM, false, false, 0},
+};
+
+static vb_generate_params variant_params(int v, int32_t n_predict) {
+    vb_generate_params p = params_for(engine_variants[v].decoder, n_predict);
+    p.wedlm_exact = engine_variants[v].exact;
+    if (engine_variants[v].official) p.wedlm_d0_ar = p.wedlm_leftmost_fallback = false;
+    p.window = engine_variants[v].window;
+    p.tau = 0.0f;
+    p.draft_max = 4;
+    p.stop_at_eos = false;
+    return p;
+}
+
+TEST(engine_kv_full_same_token_count) {
+    sim_env e;
+    CHECK(sim_open(&e, 9, 8.0f, 64, 1) == 0);
+    vb_token prompt[64], out[512];
+    int32_t n_prompt = text_tokens("for i in range(10):\n    print(i)\n", prompt), n_ar = -1;
+    int n_variants = (int)(sizeof engine_variants / sizeof engine_variants[0]);
+    for (int v = 0; v < n_variants; v++) {
+        vb_generate_params p = variant_params(v, 400);
+        vb_generate_stats st;
+        int32_t n_out = 0;
+        CHECKF(gen(e.ctx, prompt, n_prompt, &p, out, 512, &n_out, &st) == VB_KV_FULL, "variant %d", v);
+        if (v == 0) n_ar = n_out;
+        CHECKF(n_out == n_ar, "variant %d: %d tokens at a full KV, AR %d", v, n_out, n_ar);
+    }
+    sim_close(&e);
+}
+
+TEST(engine_learned_positions_stop_like_kv_full) {
+    sim_env e;
+    CHECK(sim_open(&e, 4, 8.0f, 4096, 1) == 0);
+    vb_model *mm = (vb_model *)vb_context_model(e.ctx);
+    int32_t saved = mm->info.n_ctx_train;
+    vb_token prompt[64], ref[64], out[64];
+    int32_t n_prompt = text_tokens("x = [1, 2, 3]\n", prompt), n_ref = 0;
+    vb_generate_params p = variant_params(0, 40);
+    vb_generate_stats st;
+    CHECK(gen(e.ctx, prompt, n_prompt, &p, ref, 64, &n_ref, &st) == VB_OK && n_ref == 40);
+    mm->info.n_ctx_train = n_prompt + 25; /* a GPT-2-like model with learned positions */
+    int n_variants = (int)(sizeof engine_variants / sizeof engine_variants[0]);
+    for (int v = 0; v < n_variants; v++) {
+        p = variant_params(v, 40);
+        int32_t n_out = 0;
+        int rc = gen(e.ctx, prompt, n_prompt, &p, out, 64, &n_out, &st);
+        CHECKF(rc == VB_KV_FULL && n_out == 25, "variant %d: status %d, %d tokens", v, rc, n_out);
+        if (v != 2 && v != 4) /* lossless ones, and tau 0 leftmost WeDLM: AR's tokens */
+            for (int i = 0; i < n_out; i++) CHECK_EQ_INT(out[i], ref[i]);
+    }
+    mm->info.n_ctx_train = saved;
+    sim_close(&e);
+}
+
+TEST(engine_one_token_one_forward) {
+    sim_env e;
+    CHECK(sim_open(&e, 2, 8.0f, 4096, 1) == 0);
+    vb_token prompt[32], out[4];
+    int32_t n_prompt = text_tokens("print(", prompt), n_out = 0;
+    int n_variants = (int)(sizeof engine_variants / sizeof engine_variants[0]);
+    for (int v = 0; v < n_variants; v++) {
+        if (engine_variants[v].official) continue; /* the paper's rule has no AR row to use */
+        vb_generate_params p = variant_params(v, 1);
+        vb_generate_stats st;
+        CHECK(gen(e.ctx, prompt, n_prompt, &p, out, 4, &n_out, &st) == VB_OK && n_out == 1);
+        CHECKF(st.n_forward_decode == 1, "variant %d: %lld forwards for one token", v, (long long)st.n_forward_decode);
+        CHECK_EQ_INT(vb_kv_seq_len(e.ctx, 0), n_prompt + 1);
+    }
+    sim_close(&e);
+}
+
+static void count_batches(const vb_batch *b, int32_t kv_len, void *user) {
+    (void)b;
+    (void)kv_len;
+    (*(int64_t *)user)++;
+}
+
+TEST(engine_measure_forwards_counted_apart) {
+    sim_env e;
+    CHECK(sim_open(&e, 6, 8.0f, 4096, 1) == 0);
+    vb_token prompt[64], out[64];
+    int32_t n_prompt = text_tokens("a = 1\nb = 2\na = 1\nb = 2\n", prompt), n_out = 0;
+    for (int d = 0; d < 2; d++) {
+        vb_cost_forget(e.ctx);
+        vb_generate_params p = params_for(d == 0 ? VB_DECODER_VERIFY : VB_DECODER_WEDLM, 30);
+        p.draft_max = 0; /* adaptive: measures cost(K) first */
+        p.window = 0;
+        int64_t batches = 0;
+        vb_decode_hooks hooks = {.observer = count_batches, .observer_user = &batches};
+        vb_generate_stats st;
+        int64_t ctx_before = vb_context_stats(e.ctx).n_forward;
+        vb_kv_free_seq(e.ctx, 0);
+        CHECK(vb_generate_hooked(e.ctx, prompt, n_prompt, &p, out, 64, &n_out, &st, &hooks) == VB_OK);
+        int64_t ctx_forwards = vb_context_stats(e.ctx).n_forward - ctx_before;
+        CHECKF(st.n_forward == batches, "decoder %d: n_forward %lld, batches %lld", d, (long long)st.n_forward,
+               (long long)batches);
+        CHECKF(st.n_forward_measure > 0 && st.n_forward + st.n_forward_measure == ctx_forwards,
+               "decoder %d: %lld + %lld measure vs %lld forwards", d, (long long)st.n_forward,
+               (long long)st.n_forward_measure, (long long)ctx_forwards);
+    }
+    vb_cost_forget(e.ctx);
+    sim_close(&e);
+}
+
+/* --window 0: the window follows cost(K); two opposite tables (K rows nearly free, K rows cost
+   K times one) give the same text. */
+TEST(engine_adaptive_window_text_independent_of_costs) {
+    sim_env e;
+    CHECK(sim_open(&e, 8, 8.0f, 4096, 1) == 0);
+    vb_token prompt[64], a[64], b[64];
+    int32_t n_prompt = text_tokens("def f(x):\n    return x + 1\n", prompt), na = 0, nb = 0;
+    vb_cost_table flat = {4, {1, 2, 4, 8}, {1.0, 1.0, 1.01, 1.02}};
+    vb_cost_table steep = {4, {1, 2, 4, 8}, {1.0, 2.0, 4.0, 8.0}};
+    vb_generate_params p = params_for(VB_DECODER_WEDLM, 48);
+    p.window = 0;
+    p.tau = 2.0f; /* fills that AR would not always make */
+    vb_generate_stats sa, sb;
+    vb_decode_hooks ha = {.cost_override = &flat}, hb = {.cost_override = &steep};
+    vb_kv_free_seq(e.ctx, 0);
+    CHECK(vb_generate_hooked(e.ctx, prompt, n_prompt, &p, a, 64, &na, &sa, &ha) == VB_OK);
+    vb_kv_free_seq(e.ctx, 0);
+    CHECK(vb_generate_hooked(e.ctx, prompt, n_prompt, &p, b, 64, &nb, &sb, &hb) == VB_OK);
+    CHECK(sa.window_used != sb.window_used || sa.n_forward_decode != sb.n_forward_decode);
+    CHECK_EQ_INT(na, nb);
+    for (int i = 0; i < na; i++) CHECK_EQ_INT(a[i], b[i]);
+    sim_close(&e);
+}

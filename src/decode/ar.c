@@ -36,4 +36,4 @@ static void ar_release(vb_decode_run *run, bool ok) {
     (void)ok;
 }
 
-const vb_decoder_ops vb_decoder_ar = {"ar", ar_resume, ar_plan, ar_consume, ar_release};
+const vb_decoder_ops vb_decoder_ar = {"ar", ar_resume, ar_plan, ar_consume, ar_release, NULL};

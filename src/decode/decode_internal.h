@@ -50,6 +50,9 @@ typedef struct vb_decoder_ops {
     int (*consume)(vb_decode_run *run, int32_t *kv_keep);
     /* Release the decoder state (ok: the request ended without an error). */
     void (*release)(vb_decode_run *run, bool ok);
+    /* Optional: the request stops at a full KV; commit the token(s) the decoder already knows
+     * without another forward (AR and verify have committed theirs already). */
+    void (*at_kv_full)(vb_decode_run *run);
 } vb_decoder_ops;
 
 extern const vb_decoder_ops vb_decoder_ar, vb_decoder_wedlm, vb_decoder_verify;
@@ -113,6 +116,10 @@ vb_token vb_decode_sample(vb_decode_run *run, const float *logits, vb_token bann
 
 /* Copy the logits of this request's row i of the last forward into run->last_logits. */
 int vb_decode_keep_logits(vb_decode_run *run, int32_t i);
+
+/* vb_cost_measure on the request's sequence after its committed rows; the forwards it runs are
+ * counted in stats->n_forward_measure. */
+int vb_decode_measure(vb_decode_run *run, int32_t max_rows, struct vb_cost_table *out);
 
 /* Append to the stats note (printf-style, "; "-separated, truncated to fit). */
 void vb_decode_note(vb_decode_run *run, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decode/cost_model.h"
 #include "decode/decode_internal.h"
 #include "sched/sched_internal.h"
 
@@ -59,6 +60,13 @@ void vb_decode_note(vb_decode_run *run, const char *fmt, ...) {
 
 const float *vb_decode_row_logits(vb_decode_run *run, int32_t i) {
     return vb_get_logits(run->ctx, run->row0 + i);
+}
+
+int vb_decode_measure(vb_decode_run *run, int32_t max_rows, struct vb_cost_table *out) {
+    int64_t before = vb_context_stats(run->ctx).n_forward;
+    int rc = vb_cost_measure(run->ctx, run->seq, run->hist[run->n_hist - 1], max_rows, out);
+    run->stats->n_forward_measure += vb_context_stats(run->ctx).n_forward - before;
+    return rc;
 }
 
 const vb_decoder_ops *vb_decoder_for(int decoder) {

@@ -115,8 +115,7 @@ static int verify_start(vb_decode_run *run) {
     if (v->n_min > NGRAM_MAX) v->n_min = NGRAM_MAX;
     vb_cost_online_init(&v->costs, run->cost_override);
     if (v->adaptive && v->k_cap > 0 && !run->cost_override) {
-        int rc = vb_cost_measure(run->ctx, run->seq, run->hist[run->n_hist - 1], 2 * v->k_cap + 2,
-                                 &v->costs.table);
+        int rc = vb_decode_measure(run, 2 * v->k_cap + 2, &v->costs.table);
         if (rc < 0) return rc;
         if (rc == VB_KV_FULL) v->k_cap = 0;
     }
@@ -259,4 +258,4 @@ static int verify_consume(vb_decode_run *run, int32_t *kv_keep) {
 }
 
 const vb_decoder_ops vb_decoder_verify = {"verify", verify_resume, verify_plan, verify_consume,
-                                          verify_release};
+                                          verify_release, NULL};

@@ -6,7 +6,7 @@
  *      window up with masks to W + nlead slots (fewer near n_predict or the batch limit);
  *   2. reorder physically: filled slots ascending, then masks ascending, each at pos c + j;
  *   3. one forward of the n window rows on top of the cache, logits on the mask rows (and on row
- *      nlead-1, the AR row of the last committed token, for the d0-AR variant / adaptive mode);
+ *      nlead-1, the AR row of the last committed token, always: d0-AR, exact, adaptive, a full KV);
  *   4. commit slot[0..nlead): their rows are physically rows 0..nlead-1 of the batch, after the
  *      committed prefix, so each saw exactly its logical prefix: the KV rows are exact and kept;
  *      every other row is scratch and truncated (vb_kv_truncate to c + nlead);
@@ -230,7 +230,7 @@ typedef struct wedlm_state {
     wedlm_buffers b;
     vb_wedlm_rule rule;
     vb_token mask;
-    bool adaptive, learn_costs, keep_ar_row;
+    bool adaptive, learn_costs;
     int32_t W, max_rows;
     int32_t n;               /* slots in the window */
     vb_cost_online costs;    /* adaptive: the measured table, corrected by this run's steps */
@@ -267,6 +267,16 @@ static int wedlm_start(vb_decode_run *run) {
         run->ops = &vb_decoder_ar;
         return run->ops->resume(run);
     }
+    if (run->limit - run->n_out == 1 && (p->wedlm_d0_ar || p->wedlm_exact)) {
+        /* one token left: it is the AR row's token either way; no window forward for it */
+        run->ops = &vb_decoder_ar;
+        return run->ops->resume(run);
+    }
+    if (p->window == 0 && !p->wedlm_exact) {
+        /* the window follows measured timings: checked fills keep the text independent of them */
+        run->params.wedlm_exact = true;
+        vb_decode_note(run, "adaptive window: fills checked (exact mode)");
+    }
     wedlm_state *w = calloc(1, sizeof *w);
     if (!w) return VB_ERR_NOMEM;
     run->state = w;
@@ -284,8 +294,7 @@ static int wedlm_start(vb_decode_run *run) {
     if (w->adaptive) {
         int rc = VB_OK;
         if (!run->cost_override)
-            rc = vb_cost_measure(run->ctx, run->seq, run->hist[run->n_hist - 1],
-                                 2 * ADAPT_MAX_WINDOW + 1, &w->costs.table);
+            rc = vb_decode_measure(run, 2 * ADAPT_MAX_WINDOW + 1, &w->costs.table);
         if (rc < 0) return rc;
         /* a prior fill rate of 0.5; if even that cannot beat AR on this machine, decode AR */
         w->W = best_window(&w->costs, 0.5, ADAPT_MAX_WINDOW);
@@ -296,7 +305,6 @@ static int wedlm_start(vb_decode_run *run) {
         }
     }
     if (w->W > max_rows / 2) w->W = max_rows / 2;
-    w->keep_ar_row = p->wedlm_d0_ar || w->adaptive || p->wedlm_exact;
     run->stats->window_used = w->W;
     int32_t cap = 2 * (w->W > ADAPT_MAX_WINDOW ? w->W : ADAPT_MAX_WINDOW) + 1;
     if (buffers_alloc(&w->b, cap) != VB_OK) return VB_ERR_NOMEM;
@@ -341,7 +349,9 @@ static int32_t wedlm_plan(vb_decode_run *run, int32_t max_rows, bool retry) {
     for (int32_t i = 0; i < w->n; i++) {
         int32_t j = b->order[i];
         bool is_mask = b->slot[j] == VB_WEDLM_MASK;
-        bool want = is_mask || (w->keep_ar_row && i == w->nlead - 1) ||
+        /* the AR row of the last committed token is always asked for: d0-AR, exact checks and
+           the adaptive mode read it, and at a full KV it gives the token AR would commit */
+        bool want = is_mask || i == w->nlead - 1 ||
                     (p->wedlm_exact && i < w->nlead);
         vb_batch_add(run->batch, is_mask ? w->mask : b->slot[j], run->kv_len + j, run->seq, want);
     }
@@ -388,7 +398,7 @@ static int wedlm_consume(vb_decode_run *run, int32_t *kv_keep) {
     *kv_keep = c + n_commit;
     /* the AR row of the last committed token, for the next step (not needed when generation
        stopped inside the run: that row may have no logits) */
-    if (w->keep_ar_row && n_commit > 0 && !run->done) {
+    if (n_commit > 0 && !run->done) {
         int rc = vb_decode_keep_logits(run, n_commit - 1);
         if (rc != VB_OK) return rc;
     }
@@ -470,5 +480,21 @@ static int wedlm_consume(vb_decode_run *run, int32_t *kv_keep) {
     return VB_OK;
 }
 
+/* At a full KV, commit the token the next step would have committed first, as AR commits its
+   last sampled token without a forward: the filled slot 0 (checked, in exact mode), else the
+   sample of the AR row of the last committed token (last_logits, always current). */
+static void wedlm_at_kv_full(vb_decode_run *run) {
+    const vb_generate_params *p = &run->params;
+    wedlm_state *w = run->state;
+    if (!w || run->done || run->n_out >= run->limit) return;
+    vb_token t = -1;
+    bool slot0 = w->n > 0 && w->b.slot[0] != VB_WEDLM_MASK;
+    if (slot0 && (!p->wedlm_exact || w->b.checked[0])) t = w->b.slot[0];
+    else t = vb_decode_sample(run, run->last_logits, p->wedlm_exact ? -1 : w->mask);
+    if (t < 0) return;
+    vb_decode_record_step(run, 1);
+    vb_decode_commit(run, t);
+}
+
 const vb_decoder_ops vb_decoder_wedlm = {"wedlm", wedlm_resume, wedlm_plan, wedlm_consume,
-                                         wedlm_release};
+                                         wedlm_release, wedlm_at_kv_full};

@@ -350,6 +350,11 @@ static void retire_seq(vb_sched *s, sched_req *r) {
 }
 
 static void finish_req(vb_sched *s, sched_req *r, int reason) {
+    if (reason == VB_FINISH_KV && r->decoding && r->run.ops && r->run.ops->at_kv_full) {
+        int32_t before = r->run.n_out;
+        r->run.ops->at_kv_full(&r->run);
+        s->n_generated += r->run.n_out - before;
+    }
     if (r->run.ops && r->run.ops->release && r->run.state)
         r->run.ops->release(&r->run, reason != VB_FINISH_ERROR && reason != VB_FINISH_CANCELLED);
     if (r->state == REQ_RUNNING && s->o.keep_kv && !r->decoding &&
