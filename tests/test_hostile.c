@@ -2,18 +2,24 @@
  * counts and dimensions whose 32-bit products wrap to the real tensor shapes, hyper-parameters
  * out of range or of the wrong type, mismatches between the keys and the tensors, alignments
  * below the GGUF spec's 8, a model image at a misaligned address, the "n_ctx too large" path
- * of the cpu backend and a batch claiming more rows than it holds. Each model here is a tiny
+ * of the cpu backend, a batch claiming more rows than it holds, a tokenizer.json with one huge
+ * id, and FIFOs given as input paths. Each model here is a tiny
  * random llama written with the library's GGUF writer; a load must fail with VB_ERR_FORMAT and
  * a message naming the offending key, or succeed and give the same logits as an independent
  * path (the same model from an aligned image). */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "decode/cost_model.h"
 #include "gguf/gguf.h"
 #include "test.h"
+#include "tokenizer/tokenizer.h"
 #include "types.h"
 #include "vibee.h"
 
@@ -296,4 +302,76 @@ TEST(hostile_batch_over_capacity) {
     vb_model_free(m);
     CHECK_EQ_INT(rc, VB_ERR_ARG);
     CHECK(named);
+}
+
+/* ---- resource limits and special files ----------------------------------------------------- */
+
+#ifdef VB_HAVE_JANSSON
+/* One id of 16777215 among three entries used to allocate placeholders for every id below it
+ * (2 GB, 27 s); now refused before allocating, naming the id. */
+TEST(hostile_tokenizer_huge_id) {
+    const char *docs[] = {
+        "{\"version\":\"1.0\",\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"added_tokens\":[],"
+        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":16777215},"
+        "\"merges\":[\"a b\"]}}",
+        "{\"version\":\"1.0\",\"pre_tokenizer\":{\"type\":\"ByteLevel\"},"
+        "\"added_tokens\":[{\"id\":16777215,\"content\":\"<x>\",\"special\":true}],"
+        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}}",
+    };
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/vb_test_hostile_tok_%d.json", (int)getpid());
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        FILE *f = fopen(path, "wb");
+        CHECK(f);
+        fputs(docs[i], f);
+        fclose(f);
+        vb_tokenizer *t = NULL;
+        char err[512] = "";
+        int rc = vb_tokenizer_from_hf_json(path, &t, err, sizeof err);
+        vb_tokenizer_free(t);
+        unlink(path);
+        CHECKF(rc == VB_ERR_FORMAT, "doc %zu: rc %d (%s)", i, rc, err);
+        CHECKF(strstr(err, "16777215"), "doc %zu: %s", i, err);
+    }
+}
+#endif
+
+/* FIFOs given as model, tokenizer.json or cost-cache paths are refused at once (opening one
+ * for reading used to wait for a writer forever). Run in a child so that a hang fails the
+ * test instead of stopping the runner. */
+TEST(hostile_fifo_paths) {
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/vb_test_hostile_fifo_%d", (int)getpid());
+    unlink(path);
+    CHECK(mkfifo(path, 0600) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char err[512];
+        vb_model *m = NULL;
+        vb_cost_table t;
+        int code = 0;
+        if (vb_model_load(path, NULL, &m, err, sizeof err) != VB_ERR_IO) code |= 1;
+        if (vb_cost_file_load(path, "key", &t) != VB_ERR_IO) code |= 2;
+#ifdef VB_HAVE_JANSSON
+        vb_tokenizer *tok = NULL;
+        if (vb_tokenizer_from_hf_json(path, &tok, err, sizeof err) != VB_ERR_IO ||
+            !strstr(err, "not a regular file"))
+            code |= 4;
+#endif
+        _exit(code);
+    }
+    CHECK(pid > 0);
+    int status = 0;
+    pid_t done = 0;
+    for (int i = 0; i < 1000 && done == 0; i++) { /* up to 10 s */
+        done = waitpid(pid, &status, WNOHANG);
+        if (done == 0) usleep(10000);
+    }
+    if (done == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    unlink(path);
+    CHECKF(done == pid, "opening a FIFO blocked");
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status 0x%x", status);
 }

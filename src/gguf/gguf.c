@@ -618,7 +618,7 @@ int vb_gguf_open(const char *path, bool use_mmap, vb_gguf **out, char *err, size
         return VB_ERR_ARG;
     }
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not block: refused below */
     if (fd < 0) {
         set_err(err, err_len, "gguf: cannot open '%s': %s", path, strerror(errno));
         return VB_ERR_IO;
