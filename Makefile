@@ -50,7 +50,7 @@ EMBED_MODEL ?= models/wedlm-py-6m-f16.gguf
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/embedded_model.o $(LIB_OBJS_EXTRA)
 CLI_SRCS  := $(wildcard tools/vibee/*.c)
 CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/%.o)
-TEST_SRCS := $(wildcard tests/*.c)
+TEST_SRCS := $(wildcard tests/*.c) fuzz/fuzz_entries.c
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 
 .PHONY: all lib test asan check fuzz format install clean fixtures
@@ -103,14 +103,36 @@ check:
 	$(MAKE) test
 	$(MAKE) asan
 
-FUZZ_CC ?= clang
-fuzz:
-	@mkdir -p $(BUILD)/fuzz
-	$(FUZZ_CC) -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -Isrc \
-	  fuzz/fuzz_gguf.c src/gguf/gguf.c src/gguf/gguf_writer.c src/types.c -o $(BUILD)/fuzz/fuzz_gguf -lm -pthread
-	mkdir -p $(BUILD)/fuzz/corpus
-	cp -f tests/data/gguf/*.gguf $(BUILD)/fuzz/corpus/ 2>/dev/null || true
-	$(BUILD)/fuzz/fuzz_gguf -max_total_time=$${FUZZ_SECONDS:-60} -max_len=65536 $(BUILD)/fuzz/corpus
+# libFuzzer targets fuzz/fuzz_<name>.c over the core library built with clang and the
+# sanitizers (build/fuzz/); each target's per-input function is in fuzz/fuzz_entries.c, which
+# the test runner also links to replay the committed corpora fuzz/corpus/<name>/.
+#   make fuzz-build     all targets      make fuzz FUZZ_TARGET=model FUZZ_SECONDS=600
+FUZZ_CC      ?= clang
+FUZZ_TARGETS := gguf model tokenizer_json cost_cache
+FUZZ_TARGET  ?= gguf
+FUZZ_BUILD   := $(BUILD)/fuzz
+FUZZ_CFLAGS  := -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined -D_GNU_SOURCE -pthread -Iinclude -Isrc -Ifuzz \
+                $(if $(filter 1,$(HAVE_JANSSON)),-DVB_HAVE_JANSSON)
+FUZZ_OBJS    := $(CORE_SRCS:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/fuzz/fuzz_entries.o \
+                $(FUZZ_BUILD)/embedded_model.o
+.PHONY: fuzz-build
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+$(FUZZ_BUILD)/embedded_model.o: src/embedded_model.S $(EMBED_MODEL)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -c -DVB_EMBED_PATH='"$(EMBED_MODEL)"' $< -o $@
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/fuzz/fuzz_%.o $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+# New inputs go to build/fuzz/corpus/<name>/; the committed seeds are read from fuzz/corpus/<name>/
+# (and tests/data/gguf/ for the reader).
+fuzz: $(FUZZ_BUILD)/fuzz_$(FUZZ_TARGET)
+	@mkdir -p $(FUZZ_BUILD)/corpus/$(FUZZ_TARGET) $(FUZZ_BUILD)/artifacts/
+	$(FUZZ_BUILD)/fuzz_$(FUZZ_TARGET) -max_total_time=$${FUZZ_SECONDS:-60} -max_len=65536 \
+	  -artifact_prefix=$(FUZZ_BUILD)/artifacts/$(FUZZ_TARGET)- $(FUZZ_BUILD)/corpus/$(FUZZ_TARGET) \
+	  $(wildcard fuzz/corpus/$(FUZZ_TARGET)) $(if $(filter gguf,$(FUZZ_TARGET)),tests/data/gguf)
 
 format:
 	clang-format -i $$(find include src tools tests fuzz -name '*.[ch]')

@@ -6,6 +6,8 @@
 #define VB_BACKEND_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "vibee.h"
 
@@ -58,6 +60,11 @@ void vb_context_set_decoder_cache(vb_context *ctx, void *cache, void (*free_fn)(
 /* The context's parameters as resolved at init (backend = its name; backend_options NULL;
  * cost_cache_path an owned copy or NULL). */
 const vb_context_params *vb_context_params_get(const vb_context *ctx);
+
+/* Opens path for reading ("rb") if it is a regular file of at most max_bytes bytes (< 0: any
+ * size), without blocking on a FIFO; NULL otherwise, errno EINVAL (not a regular file), EFBIG
+ * (too large) or open's. */
+FILE *vb_fopen_regular(const char *path, int64_t max_bytes);
 
 /* printf-style message into a VB_ERR_LEN buffer; returns status (for `return vb_errf(...)`). */
 int vb_errf(char *err, int status, const char *fmt, ...)

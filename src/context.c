@@ -152,6 +152,9 @@ int vb_forward(vb_context *c, const vb_batch *b) {
     c->n_last = 0;
     if (!b || b->n < 0 || (b->n > 0 && (!b->token || !b->pos || !b->seq || !b->want_logits)))
         return ctx_err(c, VB_ERR_ARG, "vb_forward: batch is NULL or incomplete");
+    if (b->n > b->capacity)
+        return ctx_err(c, VB_ERR_ARG, "vb_forward: batch has %d rows but room for %d", b->n,
+                       b->capacity);
     if (b->n == 0) return VB_OK;
     if (b->n > c->caps.max_batch)
         return ctx_err(c, VB_ERR_ARG, "vb_forward: %d rows exceed the backend's batch limit %d",

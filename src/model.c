@@ -3,12 +3,16 @@
  * and the public tokenizer entry points (GGUF tokenizer, or bytes for the sim model). */
 #include "model.h"
 
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "backend.h"
+#include "gguf/gguf_internal.h"
 #include "types.h"
 #ifdef VB_HAVE_ONNX
 #include "backends/onnx/onnx_backend.h"
@@ -78,19 +82,111 @@ int vb_model_load_sim(const vb_sim_params *params, vb_model **out, char *err, si
     return VB_OK;
 }
 
+static float arch_f32(const vb_gguf *g, const char *arch, const char *suffix, float def) {
+    char key[128];
+    float v;
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return vb_gguf_get_f32(g, key, &v) ? v : def;
+}
+
+/* The integer hyper-parameters and the range each must lie in when present (absent: 0, or
+ * the fallback fill_info gives). The bounds are far above any released model and keep every
+ * product below computed in 64-bit far from overflow. */
+static const struct hparam_key {
+    const char *suffix;
+    size_t field; /* offsetof(vb_model_info, ...), an int32_t */
+    int64_t hi;
+} HPARAM_KEYS[] = {
+    {"embedding_length", offsetof(vb_model_info, n_embd), (int64_t)1 << 20},
+    {"block_count", offsetof(vb_model_info, n_layer), 4096},
+    {"attention.head_count", offsetof(vb_model_info, n_head), (int64_t)1 << 16},
+    {"attention.head_count_kv", offsetof(vb_model_info, n_head_kv), (int64_t)1 << 16},
+    {"feed_forward_length", offsetof(vb_model_info, n_ff), (int64_t)1 << 24},
+    {"context_length", offsetof(vb_model_info, n_ctx_train), INT32_MAX},
+    {"attention.key_length", offsetof(vb_model_info, head_dim), (int64_t)1 << 16},
+};
+#define VB_MAX_HEAD_WIDTH ((int64_t)1 << 24) /* n_head * head_dim, n_head_kv * head_dim */
+
+static int hparam_err(char *err, size_t err_len, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int hparam_err(char *err, size_t err_len, const char *name, const char *fmt, ...) {
+    if (err && err_len) {
+        int n = snprintf(err, err_len, "%s: ", name);
+        va_list ap;
+        va_start(ap, fmt);
+        if (n >= 0 && (size_t)n < err_len) vsnprintf(err + n, err_len - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return VB_ERR_FORMAT;
+}
+
+/* Reads and validates the hyper-parameters of <arch>.* (the one place GGUF hyper-parameters
+ * are checked before anything uses them): each integer key present must be an integer in its
+ * range, head counts must divide, the head widths (computed in 64-bit) must stay below
+ * VB_MAX_HEAD_WIDTH, and the float keys must be finite. An error names the key. */
+static int read_hparams(vb_model *m, const char *name_hint, char *err, size_t err_len) {
+    const vb_gguf *g = m->gguf;
+    vb_model_info *in = &m->info;
+    const char *a = in->arch;
+    char key[128], key2[128];
+    for (size_t i = 0; i < sizeof HPARAM_KEYS / sizeof HPARAM_KEYS[0]; i++) {
+        const struct hparam_key *h = &HPARAM_KEYS[i];
+        int32_t *field = (int32_t *)((char *)in + h->field);
+        *field = 0;
+        snprintf(key, sizeof key, "%s.%s", a, h->suffix);
+        int64_t idx = vb_gguf_find_key(g, key), v;
+        if (idx < 0) continue;
+        if (!vb_gguf_get_i64(g, key, &v)) {
+            int t = vb_gguf_key_type(g, idx);
+            if (t == VB_GGUF_UINT64) /* an integer above INT64_MAX */
+                return hparam_err(err, err_len, name_hint, "%s is out of range [0, %lld]", key,
+                                  (long long)h->hi);
+            return hparam_err(err, err_len, name_hint, "%s has type %s, expected an integer",
+                              key, vb_gguf_vtype_name(t));
+        }
+        if (v < 0 || v > h->hi)
+            return hparam_err(err, err_len, name_hint, "%s = %lld is out of range [0, %lld]", key,
+                              (long long)v, (long long)h->hi);
+        *field = (int32_t)v;
+    }
+    snprintf(key, sizeof key, "%s.attention.head_count_kv", a);
+    if (vb_gguf_find_key(g, key) < 0) in->n_head_kv = in->n_head;
+    snprintf(key2, sizeof key2, "%s.attention.key_length", a);
+    if (vb_gguf_find_key(g, key2) < 0) in->head_dim = in->n_head > 0 ? in->n_embd / in->n_head : 0;
+    snprintf(key2, sizeof key2, "%s.attention.head_count", a);
+    if (in->n_head > 0 && in->n_head_kv > 0 && in->n_head % in->n_head_kv != 0)
+        return hparam_err(err, err_len, name_hint, "%s = %d is not a multiple of %s = %d", key2,
+                          in->n_head, key, in->n_head_kv);
+    const int64_t q_width = (int64_t)in->n_head * in->head_dim;
+    const int64_t kv_width = (int64_t)in->n_head_kv * in->head_dim;
+    if (q_width > VB_MAX_HEAD_WIDTH || kv_width > VB_MAX_HEAD_WIDTH) {
+        snprintf(key, sizeof key, "%s.attention.key_length", a);
+        return hparam_err(err, err_len, name_hint,
+                          "%s = %d times %s = %d is %lld, above the limit %lld", key2, in->n_head,
+                          key, in->head_dim, (long long)q_width, (long long)VB_MAX_HEAD_WIDTH);
+    }
+    static const char *const float_keys[] = {"rope.freq_base", "attention.layer_norm_rms_epsilon",
+                                             "attention.layer_norm_epsilon"};
+    for (size_t i = 0; i < sizeof float_keys / sizeof float_keys[0]; i++) {
+        snprintf(key, sizeof key, "%s.%s", a, float_keys[i]);
+        if (vb_gguf_find_key(g, key) < 0) continue;
+        float f;
+        if (!vb_gguf_get_f32(g, key, &f) || !isfinite(f) || f < 0.0f)
+            return hparam_err(err, err_len, name_hint,
+                              "%s must be a finite non-negative float32", key);
+    }
+    m->rope_theta = arch_f32(g, a, "rope.freq_base", 10000.0f);
+    m->norm_eps = arch_f32(g, a, "attention.layer_norm_rms_epsilon",
+                           arch_f32(g, a, "attention.layer_norm_epsilon", 1e-5f));
+    return VB_OK;
+}
+
 /* <arch>.<suffix> as int32; returns def if absent. */
 static int32_t arch_i32(const vb_gguf *g, const char *arch, const char *suffix, int32_t def) {
     char key[128];
     int32_t v;
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     return vb_gguf_get_i32(g, key, &v) ? v : def;
-}
-
-static float arch_f32(const vb_gguf *g, const char *arch, const char *suffix, float def) {
-    char key[128];
-    float v;
-    snprintf(key, sizeof key, "%s.%s", arch, suffix);
-    return vb_gguf_get_f32(g, key, &v) ? v : def;
 }
 
 /* Fill info from GGUF keys (llama.cpp's names). */
@@ -112,21 +208,8 @@ static int fill_info(vb_model *m, const char *name_hint, char *err, size_t err_l
         snprintf(in->name, sizeof in->name, "%s", name_hint);
     }
     const char *a = in->arch;
-    in->n_embd = arch_i32(g, a, "embedding_length", 0);
-    in->n_layer = arch_i32(g, a, "block_count", 0);
-    in->n_head = arch_i32(g, a, "attention.head_count", 0);
-    in->n_head_kv = arch_i32(g, a, "attention.head_count_kv", in->n_head);
-    in->n_ff = arch_i32(g, a, "feed_forward_length", 0);
-    in->n_ctx_train = arch_i32(g, a, "context_length", 0);
-    in->head_dim = arch_i32(g, a, "attention.key_length", in->n_head > 0 ? in->n_embd / in->n_head : 0);
-    m->rope_theta = arch_f32(g, a, "rope.freq_base", 10000.0f);
-    m->norm_eps = arch_f32(g, a, "attention.layer_norm_rms_epsilon",
-                           arch_f32(g, a, "attention.layer_norm_epsilon", 1e-5f));
-    if (in->n_embd < 0 || in->n_layer < 0 || in->n_head < 0 || in->n_head_kv < 0 || in->n_ff < 0 ||
-        in->head_dim < 0 || in->n_ctx_train < 0 || in->n_layer > 4096 || in->n_embd > (1 << 20) ||
-        (in->n_head > 0 && in->n_head_kv > 0 && in->n_head % in->n_head_kv != 0))
-        return fail(err, err_len, VB_ERR_FORMAT, "%s: inconsistent hyper-parameters in %s.*",
-                    name_hint, a);
+    int rc = read_hparams(m, name_hint, err, err_len);
+    if (rc != VB_OK) return rc;
     /* vocabulary size: tokenizer, else token_embd rows */
     const vb_gguf_tensor *emb = vb_gguf_find_tensor(g, "token_embd.weight");
     int et;
@@ -134,7 +217,7 @@ static int fill_info(vb_model *m, const char *name_hint, char *err, size_t err_l
     const void *d;
     if (vb_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n_tok, &d) && n_tok > 0 && n_tok < (1u << 24))
         in->n_vocab = (int32_t)n_tok;
-    else if (emb && emb->n_dims == 2)
+    else if (emb && emb->n_dims == 2 && emb->ne[1] <= INT32_MAX)
         in->n_vocab = (int32_t)emb->ne[1];
     else
         in->n_vocab = arch_i32(g, a, "vocab_size", 0);
@@ -178,9 +261,9 @@ static void fill_special_tokens(vb_model *m) {
         if (vb_gguf_get_i32(m->gguf, "tokenizer.ggml.mask_token_id", &v)) in->mask = v;
         if (vb_gguf_get_bool(m->gguf, "tokenizer.ggml.add_bos_token", &b)) in->add_bos = b;
     }
-    if (in->bos >= in->n_vocab) in->bos = -1;
-    if (in->eos >= in->n_vocab) in->eos = -1;
-    if (in->mask >= in->n_vocab) in->mask = -1;
+    if (in->bos < 0 || in->bos >= in->n_vocab) in->bos = -1;
+    if (in->eos < 0 || in->eos >= in->n_vocab) in->eos = -1;
+    if (in->mask < 0 || in->mask >= in->n_vocab) in->mask = -1;
 }
 
 /* Build the tokenizer from g (the model's own file or a --vocab file). A model without

@@ -76,9 +76,10 @@ void vb_cost_key(const vb_context *ctx, char *key, size_t len) {
     key_put(key, len, &at, buf);
 }
 
-/* Read at most COST_FILE_MAX bytes of path into a NUL-terminated buffer (NULL: none). */
+/* Read at most COST_FILE_MAX bytes of path into a NUL-terminated buffer (NULL: none, or not a
+ * regular file: a FIFO would block). */
 static char *read_small_file(const char *path, size_t *n_out) {
-    FILE *f = fopen(path, "rb");
+    FILE *f = vb_fopen_regular(path, -1);
     if (!f) return NULL;
     char *buf = malloc(COST_FILE_MAX + 1);
     size_t n = buf ? fread(buf, 1, COST_FILE_MAX, f) : 0;

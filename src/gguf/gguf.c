@@ -23,6 +23,7 @@
 
 #define GGUF_MAGIC "GGUF"
 #define GGUF_DEFAULT_ALIGNMENT 32u
+#define GGUF_MIN_ALIGNMENT 8u /* the spec: "must be a multiple of 8" */
 #define GGUF_MAX_NAME_LEN 65535u    /* key / tensor name length limit (the spec's key limit) */
 #define GGUF_MAX_ARRAY_DEPTH 8      /* arrays of arrays nest at most this deep */
 #define GGUF_MIN_KV_BYTES 13u       /* key length (8) + value type (4) + smallest value (1) */
@@ -348,7 +349,9 @@ static int parse_keys(vb_gguf *g, cursor *c, uint64_t n_keys) {
     return VB_OK;
 }
 
-/* general.alignment: optional; an integer that is a nonzero power of two (fitting uint32). */
+/* general.alignment: optional; an integer power of two (fitting uint32) of at least 8, as the
+ * GGUF spec requires ("must be a multiple of 8"): with the image's base aligned to it (see
+ * vb_gguf_open_memory), every tensor's data is then aligned for its element loads. */
 static int read_alignment(vb_gguf *g, cursor *c) {
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
     int64_t idx = vb_gguf_find_key(g, "general.alignment");
@@ -359,9 +362,10 @@ static int read_alignment(vb_gguf *g, cursor *c) {
                 vb_gguf_vtype_name(g->keys[idx].type));
         return VB_ERR_FORMAT;
     }
-    if (v <= 0 || v > (int64_t)UINT32_MAX || (v & (v - 1)) != 0) {
+    if (v < GGUF_MIN_ALIGNMENT || v > (int64_t)UINT32_MAX || (v & (v - 1)) != 0) {
         set_err(c->err, c->err_len,
-                "gguf: general.alignment = %lld is not a nonzero power of two", (long long)v);
+                "gguf: general.alignment = %lld is not a power of two of at least 8",
+                (long long)v);
         return VB_ERR_FORMAT;
     }
     g->alignment = (uint32_t)v;
@@ -578,7 +582,34 @@ int vb_gguf_open_memory(const void *data, size_t size, vb_gguf **out, char *err,
     }
     g->base = data ? data : (const uint8_t *)"";
     g->size = size;
-    return open_image(g, out, err, err_len);
+    int rc = parse(g, err, err_len);
+    if (rc == VB_OK && (uintptr_t)g->base % GGUF_MIN_ALIGNMENT != 0) {
+        /* tensor data would be misaligned for its element loads: parse an aligned copy */
+        vb_gguf_close(g);
+        void *copy = NULL;
+        if (posix_memalign(&copy, 64, size ? size : 1) != 0) {
+            set_err(err, err_len, "gguf: out of memory copying a %zu-byte image to aligned memory",
+                    size);
+            return VB_ERR_NOMEM;
+        }
+        memcpy(copy, data, size);
+        g = calloc(1, sizeof *g);
+        if (!g) {
+            free(copy);
+            set_err(err, err_len, "gguf: out of memory");
+            return VB_ERR_NOMEM;
+        }
+        g->owned = copy;
+        g->base = copy;
+        g->size = size;
+        rc = parse(g, err, err_len);
+    }
+    if (rc != VB_OK) {
+        vb_gguf_close(g);
+        return rc;
+    }
+    *out = g;
+    return VB_OK;
 }
 
 int vb_gguf_open(const char *path, bool use_mmap, vb_gguf **out, char *err, size_t err_len) {
@@ -587,7 +618,7 @@ int vb_gguf_open(const char *path, bool use_mmap, vb_gguf **out, char *err, size
         return VB_ERR_ARG;
     }
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not block: refused below */
     if (fd < 0) {
         set_err(err, err_len, "gguf: cannot open '%s': %s", path, strerror(errno));
         return VB_ERR_IO;

@@ -34,7 +34,9 @@ typedef struct vb_gguf vb_gguf;
 /* Open a file (mmap when use_mmap, else read into memory). Returns VB_OK, VB_ERR_IO,
  * VB_ERR_FORMAT, VB_ERR_NOMEM; on error *out = NULL and err holds the reason. */
 int vb_gguf_open(const char *path, bool use_mmap, vb_gguf **out, char *err, size_t err_len);
-/* Parse a caller-owned memory image (must outlive the vb_gguf). */
+/* Parse a caller-owned memory image (must outlive the vb_gguf). An image whose address is not
+ * a multiple of 8 is parsed from an aligned copy (owned by the vb_gguf): tensor data is always
+ * 8-byte aligned (the reader requires general.alignment to be a power of two >= 8). */
 int vb_gguf_open_memory(const void *data, size_t size, vb_gguf **out, char *err, size_t err_len);
 void vb_gguf_close(vb_gguf *g); /* NULL ignored */
 

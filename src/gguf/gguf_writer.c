@@ -115,8 +115,8 @@ static bool has_key(const vb_gguf_writer *w, const char *key) {
 }
 
 /* general.alignment decides the writer's alignment: an integer (uint32 by the spec; any integer
- * type, as the reader accepts, so copy_keys never refuses a valid file) that is a power of two no
- * larger than WRITER_MAX_ALIGNMENT. */
+ * type, as the reader accepts, so copy_keys never refuses a valid file) that is a power of two of
+ * at least 8 (the spec's rule, which the reader enforces) and no larger than WRITER_MAX_ALIGNMENT. */
 static int check_alignment_key(vb_gguf_writer *w, uint32_t type, const uint8_t *value,
                                size_t value_len) {
     bool is_signed = type == VB_GGUF_INT8 || type == VB_GGUF_INT16 || type == VB_GGUF_INT32 ||
@@ -127,7 +127,7 @@ static int check_alignment_key(vb_gguf_writer *w, uint32_t type, const uint8_t *
     if (is_signed && (value[value_len - 1] & 0x80)) return VB_ERR_ARG; /* negative */
     uint64_t a = 0;
     for (size_t i = value_len; i-- > 0;) a = (a << 8) | value[i];
-    if (a == 0 || (a & (a - 1)) != 0 || a > WRITER_MAX_ALIGNMENT) return VB_ERR_ARG;
+    if (a < 8 || (a & (a - 1)) != 0 || a > WRITER_MAX_ALIGNMENT) return VB_ERR_ARG;
     w->alignment = (uint32_t)a;
     return VB_OK;
 }

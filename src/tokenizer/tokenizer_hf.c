@@ -6,11 +6,13 @@
  * through vb_tokenizer_from_desc, like the GGUF path. Parsed with jansson: the build defines
  * VB_HAVE_JANSSON and links -ljansson; without them vb_tokenizer_from_hf_json only reports
  * VB_ERR_UNSUPPORTED. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "tok_internal.h"
 
 #ifndef VB_HAVE_JANSSON
@@ -26,6 +28,11 @@ int vb_tokenizer_from_hf_json(const char *path, vb_tokenizer **out, char *err, s
 #include <jansson.h>
 
 #define HF_MAX_VOCAB (1 << 24)
+#define HF_MAX_FILE_BYTES ((int64_t)1 << 30) /* tokenizer.json; the largest known are ~35 MB */
+#define HF_MAX_CONFIG_BYTES ((int64_t)16 << 20) /* tokenizer_config.json */
+/* Ids no token names get placeholders; a vocabulary may have at most this many more ids than
+ * entries (+ its entry count), so a lone huge id cannot make the loader allocate for millions. */
+#define HF_MAX_HOLES 4096
 
 static int hf_fail(char *err, size_t err_len, int status, const char *fmt, ...) {
     if (err && err_len) {
@@ -137,8 +144,11 @@ static json_t *load_config(const char *path) {
     memcpy(cfg_path, path, dir_len);
     memcpy(cfg_path + dir_len, name, sizeof name);
     json_error_t jerr;
-    json_t *cfg = json_load_file(cfg_path, 0, &jerr);
+    FILE *f = vb_fopen_regular(cfg_path, HF_MAX_CONFIG_BYTES);
     free(cfg_path);
+    if (!f) return NULL;
+    json_t *cfg = json_loadf(f, 0, &jerr);
+    fclose(f);
     if (cfg && !json_is_object(cfg)) {
         json_decref(cfg);
         cfg = NULL;
@@ -185,8 +195,12 @@ int vb_tokenizer_from_hf_json(const char *path, vb_tokenizer **out, char *err, s
     if (err && err_len) err[0] = '\0';
     if (!path || !out) return hf_fail(err, err_len, VB_ERR_ARG, "tokenizer.json: NULL argument");
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return hf_fail(err, err_len, VB_ERR_IO, "%s: cannot open", path);
+    FILE *f = vb_fopen_regular(path, HF_MAX_FILE_BYTES);
+    if (!f)
+        return hf_fail(err, err_len, VB_ERR_IO, "%s: cannot open: %s", path,
+                       errno == EINVAL  ? "not a regular file"
+                       : errno == EFBIG ? "larger than the 1 GiB limit"
+                                        : strerror(errno));
     json_error_t jerr;
     json_t *root = json_loadf(f, JSON_ALLOW_NUL, &jerr);
     fclose(f);
@@ -299,6 +313,15 @@ int vb_tokenizer_from_hf_json(const char *path, vb_tokenizer **out, char *err, s
     }
     if (n == 0) {
         st = hf_fail(err, err_len, VB_ERR_FORMAT, "model.vocab: empty");
+        goto done;
+    }
+    const int64_t n_entries = (int64_t)json_object_size(vocab) + (int64_t)n_added;
+    if (n > 2 * n_entries + HF_MAX_HOLES) {
+        st = hf_fail(err, err_len, VB_ERR_FORMAT,
+                     "model.vocab / added_tokens: the largest id, %lld, is far beyond the %lld "
+                     "entries (ids up to %lld allowed)",
+                     (long long)(n - 1), (long long)n_entries,
+                     (long long)(2 * n_entries + HF_MAX_HOLES - 1));
         goto done;
     }
 

@@ -123,9 +123,10 @@ static int cpu_init(const vb_model *model, const vb_context_params *params, void
 
     const int64_t n_blocks = ((int64_t)n_ctx + block_size - 1) / block_size + s->n_seq_max;
     if (n_blocks * block_size > INT32_MAX) {
+        const int32_t n_seq_max = s->n_seq_max;
         cpu_free(s);
         return vb_errf(err, VB_ERR_ARG, "cpu backend: n_ctx %d with %d sequences is too large",
-                       n_ctx, s->n_seq_max);
+                       n_ctx, n_seq_max);
     }
     vb_kv_config cfg = {
         .n_layer = w->n_layer,
@@ -147,8 +148,9 @@ static int cpu_init(const vb_model *model, const vb_context_params *params, void
 
     s->tp = vb_threadpool_create(s->n_threads);
     if (!s->tp) {
+        const int32_t n_threads = s->n_threads;
         cpu_free(s);
-        return vb_errf(err, VB_ERR_NOMEM, "cpu backend: cannot start %d threads", s->n_threads);
+        return vb_errf(err, VB_ERR_NOMEM, "cpu backend: cannot start %d threads", n_threads);
     }
 
     const int64_t B = s->n_batch_max;

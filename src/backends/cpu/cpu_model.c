@@ -138,10 +138,26 @@ static int arch_from_name(const char *arch, enum vb_cpu_arch *out) {
     return VB_OK;
 }
 
-/* Hyper-parameters from the model info, with fallbacks from tensor shapes and
- * GGUF keys. */
+/* "<arch>.<suffix>", the GGUF key a hyper-parameter came from (for messages). */
+static const char *arch_key(char *buf, size_t len, const vb_model *model, const char *suffix) {
+    snprintf(buf, len, "%s.%s", model->info.arch, suffix);
+    return buf;
+}
+
+/* Rows (ne[1]) of a 2-D tensor, or -1 if absent / not 2-D. */
+static int64_t tensor_rows(const vb_model *model, const char *name) {
+    const vb_gguf_tensor *t = vb_gguf_find_tensor(model->gguf, name);
+    return t && tensor_is_2d(t) ? t->ne[1] : -1;
+}
+
+/* Hyper-parameters from the model info (ranges already checked by the model loader, see
+ * read_hparams in src/model.c), with fallbacks from tensor shapes and GGUF keys. Every
+ * product is computed in 64-bit and checked against the tensors actually present (layer 0
+ * here; load_layer checks every layer), so no key can make a buffer smaller than the rows a
+ * kernel writes. Errors name the key. */
 static int load_hparams(vb_cpu_model *m, const vb_model *model, char *err) {
     const vb_model_info *info = &model->info;
+    char k1[96], k2[96], k3[96];
     m->n_vocab = info->n_vocab;
     m->n_embd = info->n_embd;
     m->n_layer = info->n_layer;
@@ -150,55 +166,80 @@ static int load_hparams(vb_cpu_model *m, const vb_model *model, char *err) {
     m->n_ctx_train = info->n_ctx_train;
     if (m->n_embd <= 0 || m->n_layer <= 0 || m->n_head <= 0)
         return vb_errf(err, VB_ERR_FORMAT,
-                       "cpu backend: model '%s' lacks n_embd/n_layer/n_head (%d/%d/%d)", info->name,
+                       "cpu backend: model '%s' lacks %s/%s/%s (%d/%d/%d)", info->name,
+                       arch_key(k1, sizeof k1, model, "embedding_length"),
+                       arch_key(k2, sizeof k2, model, "block_count"), "attention.head_count",
                        m->n_embd, m->n_layer, m->n_head);
-    m->head_dim = info->head_dim;
-    if (m->head_dim <= 0) {
-        char key[96];
-        int32_t kl = 0;
-        snprintf(key, sizeof key, "%s.attention.key_length", info->arch);
-        m->head_dim = vb_gguf_get_i32(model->gguf, key, &kl) && kl > 0 ? kl : m->n_embd / m->n_head;
-    }
+    m->head_dim = info->head_dim > 0 ? info->head_dim : m->n_embd / m->n_head;
     if (m->head_dim <= 0 || m->n_head % m->n_head_kv != 0)
         return vb_errf(err, VB_ERR_FORMAT,
-                       "cpu backend: bad head layout: n_head %d, n_head_kv %d, head_dim %d",
-                       m->n_head, m->n_head_kv, m->head_dim);
-    m->n_q = m->n_head * m->head_dim;
-    m->kv_dim = m->n_head_kv * m->head_dim;
-    if (m->arch == VB_ARCH_GPT2 && m->n_q != m->n_embd)
-        return vb_errf(err, VB_ERR_FORMAT, "cpu backend: gpt2 needs n_head*head_dim == n_embd");
-
-    /* n_vocab: rows of token_embd when the info does not say. */
+                       "cpu backend: bad head layout: %s %d, %s %d, head_dim %d",
+                       arch_key(k1, sizeof k1, model, "attention.head_count"), m->n_head,
+                       arch_key(k2, sizeof k2, model, "attention.head_count_kv"), m->n_head_kv,
+                       m->head_dim);
+    const int64_t n_q = (int64_t)m->n_head * m->head_dim;
+    const int64_t kv_dim = (int64_t)m->n_head_kv * m->head_dim;
     const vb_gguf_tensor *te = vb_gguf_find_tensor(model->gguf, "token_embd.weight");
     if (!te)
         return vb_errf(err, VB_ERR_FORMAT,
                        "cpu backend: tensor 'token_embd.weight' is missing from the model");
-    if (m->n_vocab <= 0) m->n_vocab = (int32_t)te->ne[1];
+    if (te->ne[0] != m->n_embd)
+        return vb_errf(err, VB_ERR_FORMAT,
+                       "cpu backend: %s = %d does not match token_embd.weight (%lld columns)",
+                       arch_key(k1, sizeof k1, model, "embedding_length"), m->n_embd,
+                       (long long)te->ne[0]);
+    /* the query and key/value widths against layer 0's projections */
+    const bool gpt2 = m->arch == VB_ARCH_GPT2;
+    const int64_t q_rows = gpt2 ? m->n_embd : tensor_rows(model, "blk.0.attn_q.weight");
+    const int64_t k_rows = gpt2 ? kv_dim : tensor_rows(model, "blk.0.attn_k.weight");
+    if ((q_rows >= 0 && n_q != q_rows) || (k_rows >= 0 && kv_dim != k_rows))
+        return vb_errf(err, VB_ERR_FORMAT,
+                       "cpu backend: %s %d (%s %d) x %s %d = %lld query (%lld key/value) "
+                       "rows, but the blk.0 projections have %lld (%lld)",
+                       arch_key(k1, sizeof k1, model, "attention.head_count"), m->n_head,
+                       arch_key(k3, sizeof k3, model, "attention.head_count_kv"), m->n_head_kv,
+                       arch_key(k2, sizeof k2, model, "attention.key_length"), m->head_dim,
+                       (long long)n_q, (long long)kv_dim, (long long)q_rows, (long long)k_rows);
+    if (n_q > INT32_MAX || kv_dim > INT32_MAX) /* only gpt2 can get here without projections */
+        return vb_errf(err, VB_ERR_FORMAT, "cpu backend: %s is too large",
+                       arch_key(k1, sizeof k1, model, "attention.head_count"));
+    m->n_q = (int32_t)n_q;
+    m->kv_dim = (int32_t)kv_dim;
+
+    /* n_vocab: rows of token_embd when the info does not say. */
+    if (m->n_vocab <= 0) {
+        if (te->ne[1] > INT32_MAX)
+            return vb_errf(err, VB_ERR_FORMAT, "cpu backend: token_embd.weight has too many rows");
+        m->n_vocab = (int32_t)te->ne[1];
+    }
     /* n_ff: from the up projection when the info does not say. */
     m->n_ff = info->n_ff;
-    if (m->n_ff <= 0) {
-        const vb_gguf_tensor *up = vb_gguf_find_tensor(model->gguf, "blk.0.ffn_up.weight");
-        if (!up)
-            return vb_errf(err, VB_ERR_FORMAT,
-                           "cpu backend: tensor 'blk.0.ffn_up.weight' is missing "
-                           "from the model");
-        m->n_ff = (int32_t)up->ne[1];
-    }
+    const int64_t up_rows = tensor_rows(model, "blk.0.ffn_up.weight");
+    if (up_rows < 0)
+        return vb_errf(err, VB_ERR_FORMAT,
+                       "cpu backend: tensor 'blk.0.ffn_up.weight' is missing or not 2-D");
+    if (m->n_ff <= 0) m->n_ff = up_rows <= INT32_MAX ? (int32_t)up_rows : 0;
+    if (m->n_ff != up_rows)
+        return vb_errf(err, VB_ERR_FORMAT,
+                       "cpu backend: %s = %d does not match blk.0.ffn_up.weight (%lld rows)",
+                       arch_key(k1, sizeof k1, model, "feed_forward_length"), m->n_ff,
+                       (long long)up_rows);
 
-    char key[96];
     int32_t n_rot = 0;
-    snprintf(key, sizeof key, "%s.rope.dimension_count", info->arch);
-    m->n_rot = vb_gguf_get_i32(model->gguf, key, &n_rot) && n_rot > 0 ? n_rot : m->head_dim;
+    arch_key(k1, sizeof k1, model, "rope.dimension_count");
+    m->n_rot = vb_gguf_get_i32(model->gguf, k1, &n_rot) && n_rot > 0 ? n_rot : m->head_dim;
     m->use_rope = m->arch != VB_ARCH_GPT2;
     m->rope_kind = m->arch == VB_ARCH_LLAMA ? VB_ROPE_NORM : VB_ROPE_NEOX;
     if (m->use_rope && (m->n_rot > m->head_dim || m->n_rot % 2 != 0 || m->n_rot > 1024))
-        return vb_errf(err, VB_ERR_FORMAT, "cpu backend: rope dimension %d invalid for head_dim %d",
-                       m->n_rot, m->head_dim);
+        return vb_errf(err, VB_ERR_FORMAT,
+                       "cpu backend: %s = %d invalid for head_dim %d (even, at most head_dim "
+                       "and 1024)",
+                       k1, m->n_rot, m->head_dim);
     m->rope_theta = model->rope_theta > 0 ? model->rope_theta : 10000.0f;
     m->norm_eps = model->norm_eps > 0 ? model->norm_eps : 1e-5f;
     if (m->arch == VB_ARCH_GPT2 && m->n_ctx_train <= 0) {
-        const vb_gguf_tensor *pe = vb_gguf_find_tensor(model->gguf, "position_embd.weight");
-        if (pe) m->n_ctx_train = (int32_t)pe->ne[1];
+        const int64_t pe_rows = tensor_rows(model, "position_embd.weight");
+        if (pe_rows > 0 && pe_rows <= INT32_MAX) m->n_ctx_train = (int32_t)pe_rows;
     }
     return VB_OK;
 }

@@ -71,9 +71,12 @@ void VB_SIMD(vb_x8_quantize)(const vb_mm_args *a, int64_t r0, int64_t r1) {
             /* s01: partial sums of elements 0..15, s23: of 16..31 */
             __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(s01, s23), _mm256_setzero_si256());
             /* h lane 0: s01 low-half sum, lane 1: s23 low; lane 4: s01 high, lane 5: s23 high */
-            int s01_sum = _mm256_extract_epi32(h, 0) + _mm256_extract_epi32(h, 4);
-            int s23_sum = _mm256_extract_epi32(h, 1) + _mm256_extract_epi32(h, 5);
-            int sum = s01_sum + s23_sum;
+            /* 64-bit: with finite x every lane is at most 32 * 127, but a NaN or inf converts
+               to INT32_MIN and int sums of those would overflow (the row's result is then
+               garbage either way, as the input was) */
+            int64_t s01_sum = (int64_t)_mm256_extract_epi32(h, 0) + _mm256_extract_epi32(h, 4);
+            int64_t s23_sum = (int64_t)_mm256_extract_epi32(h, 1) + _mm256_extract_epi32(h, 5);
+            int64_t sum = s01_sum + s23_sum;
             __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
             p = _mm256_permutevar8x32_epi32(p, perm);
             _mm256_storeu_si256((__m256i *)(q + 32 * b), p);

@@ -172,6 +172,8 @@ typedef struct exact_sum {
 } exact_sum;
 
 static void exact_sum_add(exact_sum *s, float p) {
+    if (!(p >= 0.0f && p <= 1.0f)) p = 1.0f; /* NaN (from non-finite activations): keep the
+                                                 conversions below defined */
     const float scaled = p * SUM_SCALE;
     const float hi = nearbyintf(scaled);
     s->hi += (int64_t)hi;
