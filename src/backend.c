@@ -33,6 +33,12 @@ const vb_backend_ops *vb_backend_find(const char *name) {
     return NULL;
 }
 
+const vb_backend_ops *vb_backend_for_model_path(const char *path) {
+    for (size_t i = 0; path && i < N_REGISTRY; i++)
+        if (registry[i]->model_probe && registry[i]->model_probe(path)) return registry[i];
+    return NULL;
+}
+
 const char *vb_backend_list(void) {
     static char list[128];
     if (!list[0]) {

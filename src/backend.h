@@ -5,6 +5,7 @@
 #ifndef VB_BACKEND_H
 #define VB_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,9 +13,19 @@
 #include "vibee.h"
 
 #define VB_ERR_LEN 512
+/* The layout of vb_backend_ops; a table written against another one is refused. */
+#define VB_BACKEND_VERSION 2
 
 typedef struct vb_backend_ops {
+    int version;     /* VB_BACKEND_VERSION */
     const char *name;
+    bool runs_gguf;  /* runs GGUF models (else only models of its own format) */
+    /* optional: a model format of the backend's own (sim, onnx). model_probe: is path one (no
+       message); model_load: build the model into *model (zeroed; the caller sets owner, path
+       and frees it on failure). */
+    bool (*model_probe)(const char *path);
+    int (*model_load)(const char *path, const vb_model_params *params, vb_model *model, char *err,
+                      size_t err_len);
     /* required: create backend state over model. err: the context's error buffer
        (VB_ERR_LEN bytes, lives as long as the state). */
     int (*init)(const vb_model *model, const vb_context_params *params, void **state, char *err);
@@ -40,6 +51,8 @@ typedef struct vb_backend_ops {
 const vb_backend_ops *vb_backend_find(const char *name);
 /* Comma-separated names of the compiled-in backends. */
 const char *vb_backend_list(void);
+/* The backend whose own model format path is (NULL: none; a GGUF file, say). */
+const vb_backend_ops *vb_backend_for_model_path(const char *path);
 
 extern const vb_backend_ops vb_backend_sim;
 extern const vb_backend_ops vb_backend_cpu;

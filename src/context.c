@@ -62,7 +62,7 @@ int vb_context_init(vb_model *model, const vb_context_params *params, vb_context
     if (!model) return set_err(err, err_len, VB_ERR_ARG, "vb_context_init: model is NULL");
     vb_context_params p = params ? *params : vb_context_default_params();
     if (!p.backend || !*p.backend)
-        p.backend = model->format == VB_FORMAT_SIM ? "sim" : model->format == VB_FORMAT_ONNX ? "onnx" : "cpu";
+        p.backend = model->owner ? model->owner->name : "cpu";
     char msg[VB_ERR_LEN];
     if (p.n_seq_max < 1 || p.n_seq_max > 4096 || p.n_batch_max < 1 || p.n_batch_max > 65536 ||
         p.block_size < 1 || p.block_size > 4096 || p.n_ctx < 0 || p.n_threads < 0 ||
@@ -79,10 +79,20 @@ int vb_context_init(vb_model *model, const vb_context_params *params, vb_context
                  vb_backend_list());
         return set_err(err, err_len, VB_ERR_BACKEND, msg);
     }
-    if ((model->format == VB_FORMAT_SIM) != (ops == &vb_backend_sim)) {
-        snprintf(msg, sizeof msg, "backend '%s' cannot run model '%s' (the simulated model runs "
-                 "only on backend sim, and backend sim only runs it: use -m sim -b sim)",
-                 ops->name, model->info.name);
+    if (ops->version != VB_BACKEND_VERSION) {
+        snprintf(msg, sizeof msg, "backend '%s' was built for backend interface %d, this library "
+                 "has %d", ops->name, ops->version, VB_BACKEND_VERSION);
+        return set_err(err, err_len, VB_ERR_BACKEND, msg);
+    }
+    if (model->owner ? model->owner != ops : !ops->runs_gguf) {
+        if (model->owner)
+            snprintf(msg, sizeof msg, "backend '%s' cannot run model '%s': it is in backend %s's "
+                     "own format (use -b %s)", ops->name, model->info.name, model->owner->name,
+                     model->owner->name);
+        else
+            snprintf(msg, sizeof msg, "backend '%s' cannot run model '%s': it runs only models of "
+                     "its own format (GGUF models run on cpu, cuda, llamacpp)", ops->name,
+                     model->info.name);
         return set_err(err, err_len, VB_ERR_UNSUPPORTED, msg);
     }
     vb_context *c = calloc(1, sizeof *c);

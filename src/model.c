@@ -1,6 +1,7 @@
-/* model.c - vb_model: loading GGUF files (from disk or memory) and the simulated model, the
+/* model.c - vb_model: loading GGUF files (from disk or memory), or a backend's own model format
+ * through the backend registry (sim, onnx: backend.h model_probe / model_load), the
  * hyper-parameters llama.cpp's GGUF keys describe, the embedded default model, metadata lookup
- * and the public tokenizer entry points (GGUF tokenizer, or bytes for the sim model). */
+ * and the public tokenizer entry points. */
 #include "model.h"
 
 #include <math.h>
@@ -9,14 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "backend.h"
 #include "gguf/gguf_internal.h"
 #include "types.h"
-#ifdef VB_HAVE_ONNX
-#include "backends/onnx/onnx_backend.h"
-#endif
 
 extern const unsigned char vb_embedded_model_data[];
 extern const unsigned char vb_embedded_model_end[];
@@ -34,14 +31,6 @@ vb_model_params vb_model_default_params(void) {
     return p;
 }
 
-vb_sim_params vb_sim_default_params(void) {
-    vb_sim_params p = {0};
-    p.n_vocab = 258;
-    p.peak = 8.0f;
-    p.seed = 1;
-    return p;
-}
-
 static int fail(char *err, size_t err_len, int status, const char *fmt, const char *a,
                 const char *b) {
     if (err && err_len) snprintf(err, err_len, fmt, a, b);
@@ -52,35 +41,12 @@ void vb_model_free(vb_model *m) {
     if (!m) return;
     vb_tokenizer_free(m->tok);
     vb_gguf_close(m->gguf);
+    free(m->native);
     free(m);
 }
 
 const vb_model_info *vb_model_get_info(const vb_model *m) { return m ? &m->info : NULL; }
 
-int vb_model_load_sim(const vb_sim_params *params, vb_model **out, char *err, size_t err_len) {
-    if (!out) return VB_ERR_ARG;
-    *out = NULL;
-    vb_sim_params p = params ? *params : vb_sim_default_params();
-    if (p.n_vocab < 258 || p.n_vocab > (1 << 20) || !(p.peak >= 0.0f && p.peak < 1e4f))
-        return fail(err, err_len, VB_ERR_ARG,
-                    "sim model: n_vocab must be in [258, 2^20] and peak in [0, 1e4)%s%s", "", "");
-    vb_model *m = calloc(1, sizeof *m);
-    if (!m) return VB_ERR_NOMEM;
-    m->format = VB_FORMAT_SIM;
-    m->sim = p;
-    vb_model_info *in = &m->info;
-    snprintf(in->arch, sizeof in->arch, "sim");
-    snprintf(in->name, sizeof in->name, "sim-%d", (int)p.n_vocab);
-    snprintf(in->weight_type, sizeof in->weight_type, "none");
-    in->n_vocab = p.n_vocab;
-    in->n_ctx_train = 1 << 16;
-    in->bos = -1;
-    in->eos = p.n_vocab - 2;
-    in->mask = p.n_vocab - 1;
-    in->has_tokenizer = true; /* bytes */
-    *out = m;
-    return VB_OK;
-}
 
 static float arch_f32(const vb_gguf *g, const char *arch, const char *suffix, float def) {
     char key[128];
@@ -310,7 +276,6 @@ int vb_model_load_from_memory(const void *data, size_t size, const char *name,
     if (!data) return fail(err, err_len, VB_ERR_ARG, "model data is NULL%s%s", "", "");
     vb_model *m = calloc(1, sizeof *m);
     if (!m) return VB_ERR_NOMEM;
-    m->format = VB_FORMAT_GGUF;
     int st = vb_gguf_open_memory(data, size, &m->gguf, err, err_len);
     if (st == VB_OK) st = finish_load(m, params, name ? name : "memory", err, err_len);
     if (st != VB_OK) {
@@ -321,89 +286,34 @@ int vb_model_load_from_memory(const void *data, size_t size, const char *name,
     return VB_OK;
 }
 
-/* An ONNX decoder: a .onnx file or a directory holding model.onnx. */
-static bool is_onnx_path(const char *path) {
-    size_t n = strlen(path);
-    struct stat st;
-    if (n > 5 && strcmp(path + n - 5, ".onnx") == 0) return true;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return false;
-    char f[1100];
-    snprintf(f, sizeof f, "%s/model.onnx", path);
-    return stat(f, &st) == 0;
-}
-
-/* ONNX model: hyper-parameters and tokenizer from the --vocab GGUF when given (the same weights'
- * GGUF or any GGUF of the vocabulary), else the graph's shapes only (token ids in and out). */
-static int load_onnx(const char *path, const vb_model_params *p, vb_model **out, char *err, size_t err_len) {
-    vb_model *m = NULL;
-    int st;
-    if (p->vocab_path) {
-        vb_model_params gp = *p;
-        gp.vocab_path = NULL;
-        st = vb_model_load(p->vocab_path, &gp, &m, err, err_len);
-        if (st != VB_OK) return st;
-    } else {
-#ifdef VB_HAVE_ONNX
-        m = calloc(1, sizeof *m);
-        if (!m) return VB_ERR_NOMEM;
-        st = vb_onnx_probe(path, &m->info, err, err_len);
-        if (st != VB_OK) {
-            free(m);
-            return st;
-        }
-        m->info.bos = m->info.eos = m->info.mask = -1;
-        m->info.has_tokenizer = false;
-        if (!m->info.weight_type[0]) snprintf(m->info.weight_type, sizeof m->info.weight_type, "onnx");
-        const char *base = strrchr(path, '/');
-        snprintf(m->info.name, sizeof m->info.name, "%s", base ? base + 1 : path);
-        /* a tokenizer.json beside the graph (Hugging Face export layout) */
-        char tj[1100];
-        size_t pl = strlen(path);
-        if (pl > 5 && strcmp(path + pl - 5, ".onnx") == 0)
-            snprintf(tj, sizeof tj, "%.*stokenizer.json", base ? (int)(base - path + 1) : 0, path);
-        else
-            snprintf(tj, sizeof tj, "%s/tokenizer.json", path);
-        struct stat tst;
-        if (stat(tj, &tst) == 0) {
-            char msg[VB_ERR_LEN] = "";
-            st = vb_tokenizer_from_hf_json(tj, &m->tok, msg, sizeof msg);
-            if (st == VB_OK && vb_tokenizer_n_vocab(m->tok) > m->info.n_vocab) {
-                st = VB_ERR_FORMAT;
-                snprintf(msg, sizeof msg, "the tokenizer has more tokens than the model's vocabulary");
-            }
-            if (st != VB_OK) {
-                vb_model_free(m);
-                return fail(err, err_len, st, "%s: %s", tj, msg);
-            }
-            m->info.has_tokenizer = true;
-            m->info.bos = vb_tokenizer_bos(m->tok);
-            m->info.eos = vb_tokenizer_eos(m->tok);
-            m->info.mask = vb_tokenizer_mask(m->tok);
-            m->info.add_bos = vb_tokenizer_add_bos(m->tok);
-        }
-#else
-        return fail(err, err_len, VB_ERR_UNSUPPORTED,
-                    "%s: ONNX models need the onnx backend, which this build lacks (run "
-                    "scripts/install_onnxruntime.sh and rebuild)%s", path, "");
-#endif
-    }
-    m->format = VB_FORMAT_ONNX;
-    snprintf(m->path, sizeof m->path, "%s", path);
-    *out = m;
-    return VB_OK;
-}
-
 int vb_model_load(const char *path, const vb_model_params *params, vb_model **out, char *err,
                   size_t err_len) {
     if (!out) return VB_ERR_ARG;
     *out = NULL;
     if (!path) return fail(err, err_len, VB_ERR_ARG, "model path is NULL%s%s", "", "");
-    if (strcmp(path, "sim") == 0) return vb_model_load_sim(NULL, out, err, err_len);
     vb_model_params p = params ? *params : vb_model_default_params();
-    if (is_onnx_path(path)) return load_onnx(path, &p, out, err, err_len);
     vb_model *m = calloc(1, sizeof *m);
     if (!m) return VB_ERR_NOMEM;
-    m->format = VB_FORMAT_GGUF;
+    /* a format of a backend's own (sim, onnx), else GGUF */
+    const vb_backend_ops *owner = vb_backend_for_model_path(path);
+    if (owner) {
+        int st = owner->model_load(path, &p, m, err, err_len);
+        m->owner = owner;
+        snprintf(m->path, sizeof m->path, "%s", path);
+        if (st != VB_OK) {
+            vb_model_free(m);
+            return st;
+        }
+        *out = m;
+        return VB_OK;
+    }
+    size_t path_len = strlen(path);
+    if (path_len > 5 && strcmp(path + path_len - 5, ".onnx") == 0) {
+        vb_model_free(m);
+        return fail(err, err_len, VB_ERR_UNSUPPORTED,
+                    "%s: ONNX models need the onnx backend, which this build lacks (run "
+                    "scripts/install_onnxruntime.sh and rebuild)%s", path, "");
+    }
     snprintf(m->path, sizeof m->path, "%s", path);
     int st = vb_gguf_open(path, p.use_mmap, &m->gguf, err, err_len);
     if (st == VB_OK) {
@@ -431,11 +341,6 @@ int vb_model_meta_str(const vb_model *m, const char *key, char *buf, size_t buf_
 int vb_tokenize(const vb_model *m, const char *text, size_t text_len, bool add_special,
                 bool parse_special, vb_token *out, int32_t max_tokens) {
     if (!m || (!text && text_len) || max_tokens < 0 || (!out && max_tokens > 0)) return VB_ERR_ARG;
-    if (m->format == VB_FORMAT_SIM) { /* bytes */
-        for (size_t i = 0; i < text_len && (int32_t)i < max_tokens; i++)
-            out[i] = (unsigned char)text[i];
-        return text_len > (size_t)INT32_MAX ? VB_ERR_ARG : (int)text_len;
-    }
     if (!m->tok) return VB_ERR_UNSUPPORTED;
     return vb_tokenizer_encode(m->tok, text, text_len, add_special, parse_special, out, max_tokens);
 }
@@ -443,11 +348,6 @@ int vb_tokenize(const vb_model *m, const char *text, size_t text_len, bool add_s
 int vb_token_to_bytes(const vb_model *m, vb_token token, char *buf, size_t buf_len) {
     if (!m || (!buf && buf_len)) return VB_ERR_ARG;
     if (token < 0 || token >= m->info.n_vocab) return VB_ERR_ARG;
-    if (m->format == VB_FORMAT_SIM) {
-        if (token > 255) return 0; /* EOS / MASK have no text */
-        if (buf_len) buf[0] = (char)token;
-        return 1;
-    }
     if (!m->tok) return VB_ERR_UNSUPPORTED;
     return vb_tokenizer_token_bytes(m->tok, token, buf, buf_len);
 }

@@ -1,5 +1,6 @@
-/* model.h - the internal layout of vb_model: format, hyper-parameters, the GGUF file (for GGUF
- * models), the tokenizer and the sim parameters. Backends read what they need from here. */
+/* model.h - the internal layout of vb_model: which backend's own format it is (NULL: GGUF),
+ * hyper-parameters, the GGUF file (for GGUF models), the tokenizer and the owning backend's
+ * model data. Backends read what they need from here. */
 #ifndef VB_MODEL_H
 #define VB_MODEL_H
 
@@ -7,15 +8,16 @@
 #include "tokenizer/tokenizer.h"
 #include "vibee.h"
 
-enum vb_model_format { VB_FORMAT_GGUF = 0, VB_FORMAT_SIM = 1, VB_FORMAT_ONNX = 2 };
+struct vb_backend_ops;
 
 struct vb_model {
-    int format;
+    const struct vb_backend_ops *owner; /* the backend whose own format the model is in (sim,
+                                           onnx: only it runs the model); NULL: a GGUF model */
     vb_model_info info;
     char path[1024];       /* file the model came from ("" for memory / sim) */
-    vb_gguf *gguf;         /* owned; NULL unless VB_FORMAT_GGUF */
+    vb_gguf *gguf;         /* owned; NULL unless a GGUF model (or an ONNX model's --vocab) */
     vb_tokenizer *tok;     /* owned; NULL if the model has no tokenizer */
-    vb_sim_params sim;     /* VB_FORMAT_SIM */
+    void *native;          /* owned (free()): the owner backend's model data (sim: vb_sim_params) */
     float rope_theta;      /* from GGUF (default 10000) */
     float norm_eps;        /* RMSNorm / LayerNorm epsilon */
 };

@@ -222,6 +222,33 @@ fail:
 }
 
 const char *vb_tokenizer_note(const vb_tokenizer *t) { return t ? t->note : ""; }
+int vb_tokenizer_bytes(int32_t n_vocab, vb_token eos, vb_token mask, vb_tokenizer **out) {
+    *out = NULL;
+    if (n_vocab < 256) return VB_ERR_ARG;
+    vb_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return VB_ERR_NOMEM;
+    t->model = VB_TOKMODEL_BYTES;
+    t->n_vocab = n_vocab;
+    t->text = malloc(256);
+    t->dec = malloc(256);
+    t->text_off = malloc(sizeof(uint32_t) * ((size_t)n_vocab + 1));
+    t->dec_off = malloc(sizeof(uint32_t) * ((size_t)n_vocab + 1));
+    t->eog = calloc((size_t)n_vocab, sizeof *t->eog);
+    if (!t->text || !t->dec || !t->text_off || !t->dec_off || !t->eog) {
+        vb_tokenizer_free(t);
+        return VB_ERR_NOMEM;
+    }
+    for (int32_t i = 0; i <= n_vocab; i++) t->text_off[i] = t->dec_off[i] = (uint32_t)(i < 256 ? i : 256);
+    for (int i = 0; i < 256; i++) t->text[i] = t->dec[i] = (char)i;
+    t->bos = t->unk = t->eot = t->eom = -1;
+    t->eos = eos >= 0 && eos < n_vocab ? eos : -1;
+    t->mask = mask >= 0 && mask < n_vocab ? mask : -1;
+    if (t->eos >= 0) t->eog[t->eos] = true;
+    for (int b = 0; b < 256; b++) t->byte_token[b] = b;
+    *out = t;
+    return VB_OK;
+}
+
 int32_t vb_tokenizer_n_vocab(const vb_tokenizer *t) { return t ? t->n_vocab : 0; }
 vb_token vb_tokenizer_bos(const vb_tokenizer *t) { return t ? t->bos : -1; }
 vb_token vb_tokenizer_eos(const vb_tokenizer *t) { return t ? t->eos : -1; }
@@ -246,6 +273,10 @@ static int32_t match_special(const vb_tokenizer *t, const char *text, size_t len
 static int encode_fragment(const vb_tokenizer *t, const char *s, size_t len, vb_tok_out *o) {
     if (len == 0) return VB_OK;
     if (t->model == VB_TOKMODEL_BPE) return vb_bpe_encode(t, s, len, o);
+    if (t->model == VB_TOKMODEL_BYTES) {
+        for (size_t i = 0; i < len; i++) vb_tok_emit(o, (unsigned char)s[i]);
+        return VB_OK;
+    }
     return vb_spm_encode(t, s, len, true, o);
 }
 

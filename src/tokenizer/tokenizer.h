@@ -18,6 +18,9 @@ typedef struct vb_tokenizer vb_tokenizer;
  * tokenizer copies what it needs: the vb_gguf may be closed afterwards. */
 int vb_tokenizer_from_gguf(const vb_gguf *g, vb_tokenizer **out, char *err, size_t err_len);
 void vb_tokenizer_free(vb_tokenizer *t);
+/* A byte tokenizer (the sim model's): token i < 256 is byte i; tokens 256.. have no text.
+ * VB_OK, VB_ERR_ARG (n_vocab < 256) or VB_ERR_NOMEM. */
+int vb_tokenizer_bytes(int32_t n_vocab, vb_token eos, vb_token mask, vb_tokenizer **out);
 /* Build from a Hugging Face tokenizer.json holding a byte-level BPE model (GPT-2, Qwen2/2.5/3,
  * Llama 3); BOS/EOS from tokenizer_config.json in the same directory when present. Returns
  * VB_OK (err then holds remarks, e.g. "normalizer NFC is not applied", or ""), VB_ERR_IO,

@@ -468,7 +468,9 @@ static void cpu_kv_stats(void *state, vb_kv_stats *out) {
 }
 
 const vb_backend_ops vb_backend_cpu = {
+    .version = VB_BACKEND_VERSION,
     .name = "cpu",
+    .runs_gguf = true,
     .init = cpu_init,
     .free = cpu_free,
     .caps = cpu_caps,

@@ -370,7 +370,7 @@ static int pack_weights(vb_cpu_model *m, char *err) {
 
 int vb_cpu_model_init(vb_cpu_model *m, const vb_model *model, char *err) {
     memset(m, 0, sizeof *m);
-    if (!model || model->format != VB_FORMAT_GGUF || !model->gguf)
+    if (!model || model->owner || !model->gguf)
         return vb_errf(err, VB_ERR_UNSUPPORTED,
                        "cpu backend: needs a GGUF model (use backend 'sim' for the "
                        "sim model)");

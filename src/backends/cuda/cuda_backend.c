@@ -541,7 +541,9 @@ static void cuda_kv_stats(void *state, vb_kv_stats *out) {
 }
 
 const vb_backend_ops vb_backend_cuda = {
+    .version = VB_BACKEND_VERSION,
     .name = "cuda",
+    .runs_gguf = true,
     .init = cuda_init,
     .free = cuda_free,
     .caps = cuda_caps,

@@ -201,7 +201,7 @@ static int load_layer(vb_cuda_weights *w, const vb_model *m, int il, char *err) 
 int vb_cuda_weights_load(const vb_model *m, vb_cuda_weights *w, char *err) {
     memset(w, 0, sizeof *w);
     const vb_model_info *in = &m->info;
-    if (m->format != VB_FORMAT_GGUF || !m->gguf)
+    if (m->owner || !m->gguf)
         return vb_errf(err, VB_ERR_UNSUPPORTED, "cuda: the cuda backend needs a GGUF model");
     const char *arch = in->arch;
     if (!strcmp(arch, "qwen3") || !strcmp(arch, "qwen2")) {

@@ -174,7 +174,7 @@ static int lcpp_init(const vb_model *model, const vb_context_params *params, voi
     enum llama_flash_attn_type flash_attn;
     int st_opt = lcpp_parse_options(params->backend_options, &flash_attn, err);
     if (st_opt != VB_OK) return st_opt;
-    if (model->format != VB_FORMAT_GGUF || !model->path[0])
+    if (model->owner || !model->gguf || !model->path[0])
         return vb_errf(err, VB_ERR_UNSUPPORTED,
                        "llamacpp: model '%s' was not loaded from a GGUF file on disk; llama.cpp "
                        "loads models by path (use vb_model_load with the file, not a memory image)",
@@ -430,7 +430,9 @@ static void lcpp_kv_stats(void *state, vb_kv_stats *out) {
 }
 
 const vb_backend_ops vb_backend_llamacpp = {
+    .version = VB_BACKEND_VERSION,
     .name = "llamacpp",
+    .runs_gguf = true,
     .init = lcpp_init,
     .free = lcpp_free,
     .caps = lcpp_caps,

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../../backend.h"
@@ -182,7 +183,7 @@ static int onnx_init(const vb_model *model, const vb_context_params *params, voi
     s->model = model;
     s->err = err;
     int rc = vb_ort_parse_options(params->backend_options, &s->opts, err);
-    if (rc == VB_OK && !s->opts.onnx_path[0] && model->format == VB_FORMAT_ONNX)
+    if (rc == VB_OK && !s->opts.onnx_path[0] && model->owner == &vb_backend_onnx)
         snprintf(s->opts.onnx_path, sizeof s->opts.onnx_path, "%s", model->path);
     if (rc == VB_OK && !s->opts.onnx_path[0])
         rc = vb_errf(err, VB_ERR_ARG,
@@ -576,8 +577,79 @@ static void onnx_kv_stats(void *state, vb_kv_stats *out) {
     vb_kvc_stats(((onnx_state *)state)->kv, out);
 }
 
+/* An ONNX decoder: a .onnx file or a directory holding model.onnx. */
+static bool onnx_model_probe(const char *path) {
+    size_t n = strlen(path);
+    struct stat st;
+    if (n > 5 && strcmp(path + n - 5, ".onnx") == 0) return true;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return false;
+    char f[1100];
+    snprintf(f, sizeof f, "%s/model.onnx", path);
+    return stat(f, &st) == 0;
+}
+
+/* ONNX model (the backend table's model_load): hyper-parameters and tokenizer from the --vocab GGUF when given (the same weights'
+ * GGUF or any GGUF of the vocabulary), else the graph's shapes only (token ids in and out). */
+static int onnx_model_load(const char *path, const vb_model_params *p, vb_model *m, char *err,
+                           size_t err_len) {
+    int st;
+    if (p->vocab_path) {
+        vb_model_params gp = *p;
+        gp.vocab_path = NULL;
+        vb_model *vocab = NULL;
+        st = vb_model_load(p->vocab_path, &gp, &vocab, err, err_len);
+        if (st != VB_OK) return st;
+        if (vocab->owner) {
+            vb_model_free(vocab);
+            snprintf(err, err_len, "%s: --vocab must be a GGUF file", p->vocab_path);
+            return VB_ERR_ARG;
+        }
+        *m = *vocab; /* its hyper-parameters, GGUF and tokenizer become the ONNX model's */
+        free(vocab);
+    } else {
+        st = vb_onnx_probe(path, &m->info, err, err_len);
+        if (st != VB_OK) return st;
+        m->info.bos = m->info.eos = m->info.mask = -1;
+        m->info.has_tokenizer = false;
+        if (!m->info.weight_type[0]) snprintf(m->info.weight_type, sizeof m->info.weight_type, "onnx");
+        const char *base = strrchr(path, '/');
+        snprintf(m->info.name, sizeof m->info.name, "%s", base ? base + 1 : path);
+        /* a tokenizer.json beside the graph (Hugging Face export layout) */
+        char tj[1100];
+        size_t pl = strlen(path);
+        if (pl > 5 && strcmp(path + pl - 5, ".onnx") == 0)
+            snprintf(tj, sizeof tj, "%.*stokenizer.json", base ? (int)(base - path + 1) : 0, path);
+        else
+            snprintf(tj, sizeof tj, "%s/tokenizer.json", path);
+        struct stat tst;
+        if (stat(tj, &tst) == 0) {
+            char msg[VB_ERR_LEN] = "";
+            st = vb_tokenizer_from_hf_json(tj, &m->tok, msg, sizeof msg);
+            if (st == VB_OK && vb_tokenizer_n_vocab(m->tok) > m->info.n_vocab) {
+                st = VB_ERR_FORMAT;
+                snprintf(msg, sizeof msg, "the tokenizer has more tokens than the model's vocabulary");
+            }
+            if (st != VB_OK) {
+                snprintf(err, err_len, "%s: %s", tj, msg);
+                return st;
+            }
+            m->info.has_tokenizer = true;
+            m->info.bos = vb_tokenizer_bos(m->tok);
+            m->info.eos = vb_tokenizer_eos(m->tok);
+            m->info.mask = vb_tokenizer_mask(m->tok);
+            m->info.add_bos = vb_tokenizer_add_bos(m->tok);
+        }
+    }
+    return VB_OK;
+}
+
+
 const vb_backend_ops vb_backend_onnx = {
+    .version = VB_BACKEND_VERSION,
     .name = "onnx",
+    .runs_gguf = true, /* a GGUF -m gives the tokenizer and shapes; the graph comes from onnx= */
+    .model_probe = onnx_model_probe,
+    .model_load = onnx_model_load,
     .init = onnx_init,
     .free = onnx_free,
     .caps = onnx_caps,

@@ -19,6 +19,7 @@
 #include "../../backend.h"
 #include "../../kv/kv_cache.h"
 #include "../../model.h"
+#include "sim_model.h"
 
 #define SIM_LOOKBACK 24 /* farthest known pair searched for */
 
@@ -50,12 +51,12 @@ static vb_token sim_next(uint64_t seed, vb_token a, vb_token b) {
 static double unit_noise(uint64_t h) { return (double)(mix64(h) >> 11) * (1.0 / 9007199254740992.0); }
 
 static int sim_init(const vb_model *model, const vb_context_params *params, void **state, char *err) {
-    if (model->format != VB_FORMAT_SIM)
+    if (model->owner != &vb_backend_sim || !model->native)
         return vb_errf(err, VB_ERR_UNSUPPORTED,
                        "backend sim runs only the simulated model (-m sim), not %s", model->info.name);
     sim_state *s = calloc(1, sizeof *s);
     if (!s) return VB_ERR_NOMEM;
-    s->p = model->sim;
+    s->p = *(const vb_sim_params *)model->native;
     s->err = err;
     s->max_batch = params->n_batch_max;
     int32_t n_ctx = params->n_ctx > 0 ? params->n_ctx : 4096;
@@ -190,7 +191,11 @@ static int sim_fork(void *state, vb_seq a, vb_seq b) { return vb_kvc_fork(((sim_
 static void sim_kv_stats(void *state, vb_kv_stats *out) { vb_kvc_stats(((sim_state *)state)->kv, out); }
 
 const vb_backend_ops vb_backend_sim = {
+    .version = VB_BACKEND_VERSION,
     .name = "sim",
+    .runs_gguf = false,
+    .model_probe = vb_sim_model_probe,
+    .model_load = vb_sim_model_load,
     .init = sim_init,
     .free = sim_free,
     .caps = sim_caps,
