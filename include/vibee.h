@@ -193,6 +193,8 @@ const char *vb_context_backend_name(const vb_context *ctx);
 vb_backend_caps vb_context_caps(const vb_context *ctx);
 /* Number of sequence ids of the context (n_seq_max; 0 for NULL). */
 int32_t vb_context_n_seq(const vb_context *ctx);
+/* Free blocks of the context's paged KV pool (-1: the backend keeps its own KV, e.g. llamacpp). */
+int32_t vb_kv_blocks_free(const vb_context *ctx);
 
 /* A struct-of-arrays batch. Rows are appended to each sequence's KV in array order. */
 typedef struct vb_batch {

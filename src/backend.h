@@ -37,7 +37,12 @@ typedef struct vb_backend_ops {
        logits + k * n_vocab. All-or-nothing on the KV: on any non-OK return, every sequence
        holds exactly the rows it held before. */
     int (*forward)(void *state, const vb_batch *batch, float *logits);
-    /* required KV operations; seq already validated */
+    /* K/V in vibee's paged pool (cpu, cuda, onnx, sim): the backend creates it (size from
+       vb_kvc_blocks_for_ctx), appends each batch with vb_kvc_append_batch, and the context runs
+       every KV operation below on it; kv_changed (optional) hears of each one (seq changed). */
+    struct vb_kv_cache *(*paged_kv)(void *state);
+    void (*kv_changed)(void *state, vb_seq seq);
+    /* a backend with its own KV (llamacpp): required when paged_kv is NULL; seq validated */
     int32_t (*kv_seq_len)(void *state, vb_seq seq);
     int (*kv_truncate)(void *state, vb_seq seq, int32_t n_keep);
     int (*kv_free_seq)(void *state, vb_seq seq);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "kv/kv_cache.h"
 #include "model.h"
 
 #define VB_POS_LIMIT (1 << 24) /* logical positions must be below this */
@@ -15,6 +16,7 @@ struct vb_context {
     vb_model *model;
     const vb_backend_ops *ops;
     void *state;
+    struct vb_kv_cache *kv;  /* the backend's paged pool (paged_kv), NULL for its own KV */
     vb_context_params params;
     vb_backend_caps caps;
     char err[VB_ERR_LEN];
@@ -117,6 +119,7 @@ int vb_context_init(vb_model *model, const vb_context_params *params, vb_context
         return st;
     }
     c->caps = ops->caps(c->state);
+    c->kv = ops->paged_kv ? ops->paged_kv(c->state) : NULL;
     if (c->caps.max_batch <= 0 || c->caps.max_batch > p.n_batch_max) c->caps.max_batch = p.n_batch_max;
     c->logit_index = malloc((size_t)c->caps.max_batch * sizeof *c->logit_index);
     if (!c->logit_index) {
@@ -215,17 +218,26 @@ static int check_seq(vb_context *c, vb_seq seq, const char *fn) {
     return VB_OK;
 }
 
+/* Paged backends: the context runs every KV operation on the pool (one place for all of them). */
+static void kv_changed(vb_context *c, vb_seq seq) {
+    if (c->ops->kv_changed) c->ops->kv_changed(c->state, seq);
+}
+
 int32_t vb_kv_seq_len(const vb_context *c, vb_seq seq) {
     if (!c || seq < 0 || seq >= c->params.n_seq_max) return VB_ERR_ARG;
-    return c->ops->kv_seq_len(c->state, seq);
+    return c->kv ? vb_kvc_seq_len(c->kv, seq) : c->ops->kv_seq_len(c->state, seq);
 }
+
+int32_t vb_kv_blocks_free(const vb_context *c) { return c && c->kv ? vb_kvc_blocks_free(c->kv) : -1; }
 
 int vb_kv_truncate(vb_context *c, vb_seq seq, int32_t n_keep) {
     if (!c) return VB_ERR_ARG;
     int st = check_seq(c, seq, "vb_kv_truncate");
     if (st) return st;
     if (n_keep < 0) return ctx_err(c, VB_ERR_ARG, "vb_kv_truncate: n_keep %d < 0", n_keep);
-    return c->ops->kv_truncate(c->state, seq, n_keep);
+    if (!c->kv) return c->ops->kv_truncate(c->state, seq, n_keep);
+    kv_changed(c, seq);
+    return vb_kvc_truncate(c->kv, seq, n_keep);
 }
 
 int vb_kv_fork(vb_context *c, vb_seq src, vb_seq dst) {
@@ -234,8 +246,12 @@ int vb_kv_fork(vb_context *c, vb_seq src, vb_seq dst) {
     if (!st) st = check_seq(c, dst, "vb_kv_fork");
     if (st) return st;
     if (src == dst) return ctx_err(c, VB_ERR_ARG, "vb_kv_fork: source and destination are both %d", src);
-    if (c->ops->kv_seq_len(c->state, dst) != 0)
+    if (vb_kv_seq_len(c, dst) != 0)
         return ctx_err(c, VB_ERR_STATE, "vb_kv_fork: destination sequence %d is not empty", dst);
+    if (c->kv) {
+        kv_changed(c, dst);
+        return vb_kvc_fork(c->kv, src, dst);
+    }
     if (!c->ops->kv_fork)
         return ctx_err(c, VB_ERR_UNSUPPORTED, "vb_kv_fork: backend %s cannot fork sequences", c->ops->name);
     return c->ops->kv_fork(c->state, src, dst);
@@ -244,14 +260,18 @@ int vb_kv_fork(vb_context *c, vb_seq src, vb_seq dst) {
 int vb_kv_free_seq(vb_context *c, vb_seq seq) {
     if (!c) return VB_ERR_ARG;
     int st = check_seq(c, seq, "vb_kv_free_seq");
-    return st ? st : c->ops->kv_free_seq(c->state, seq);
+    if (st) return st;
+    if (!c->kv) return c->ops->kv_free_seq(c->state, seq);
+    kv_changed(c, seq);
+    return vb_kvc_free_seq(c->kv, seq);
 }
 
 vb_stats vb_context_stats(const vb_context *c) {
     vb_stats s = {0};
     if (!c) return s;
     s = c->stats;
-    if (c->ops->kv_stats) c->ops->kv_stats(c->state, &s.kv);
+    if (c->kv) vb_kvc_stats(c->kv, &s.kv);
+    else if (c->ops->kv_stats) c->ops->kv_stats(c->state, &s.kv);
     return s;
 }
 

@@ -169,3 +169,64 @@ TEST(kv_waste_under_5_percent) {
     CHECK_EQ_INT(st.n_seq_active, NSEQ);
     vb_kvc_free(c);
 }
+
+typedef struct copy_log {
+    int n;
+    int32_t src[8], dst[8];
+} copy_log;
+
+static int log_copy(void *user, int32_t src, int32_t dst) {
+    copy_log *l = user;
+    if (l->n < 8) l->src[l->n] = src, l->dst[l->n] = dst;
+    l->n++;
+    return VB_OK;
+}
+
+/* The one batch append path: rows of interleaved sequences numbered in batch order, all or
+   nothing at a full pool, undo back to the lengths before the batch, a copy-on-write of a
+   shared partial block reported once. */
+TEST(kv_append_batch_all_or_nothing) {
+    vb_kv_cache *c = make(6, 3, 1, 4);
+    CHECK(c);
+    CHECK_EQ_INT(vb_kvc_blocks_for_ctx(64, 16, 2), 6);
+    CHECK_EQ_INT(vb_kvc_blocks_for_ctx(0x7fffffff, 16, 4), -1);
+    vb_batch *b = vb_batch_init(64);
+    CHECK(b);
+    for (int i = 0; i < 20; i++) vb_batch_add(b, 100 + i, i / 2, i % 2, false); /* seqs 0,1,0,1.. */
+    int32_t row[64];
+    char msg[160];
+    CHECK_EQ_INT(vb_kvc_append_batch(c, b, row, NULL, NULL, msg, sizeof msg), VB_OK);
+    for (int i = 0; i < 20; i++) CHECK_EQ_INT(row[i], i / 2);
+    CHECK_EQ_INT(vb_kvc_row_tok(c, 1, 9), 119);
+    /* fork seq 0 (10 rows: a shared partial block) into 2; appending to 2 copies that block */
+    CHECK_EQ_INT(vb_kvc_fork(c, 0, 2), VB_OK);
+    vb_batch_clear(b);
+    vb_batch_add(b, 7, 10, 2, false);
+    vb_batch_add(b, 8, 11, 2, false);
+    copy_log log = {0};
+    CHECK_EQ_INT(vb_kvc_append_batch(c, b, row, log_copy, &log, msg, sizeof msg), VB_OK);
+    CHECK_EQ_INT(log.n, 1);
+    CHECK(log.src[0] != log.dst[0]);
+    CHECK_EQ_INT(vb_kvc_seq_len(c, 0), 10);
+    CHECK_EQ_INT(vb_kvc_seq_len(c, 2), 12);
+    /* more rows than the pool holds: VB_KV_FULL before anything is appended */
+    int32_t free_before = vb_kvc_blocks_free(c);
+    vb_batch_clear(b);
+    for (int i = 0; i < 60; i++) vb_batch_add(b, 1, 10 + i, i % 2, false);
+    CHECK_EQ_INT(vb_kvc_append_batch(c, b, row, NULL, NULL, msg, sizeof msg), VB_KV_FULL);
+    CHECK(strstr(msg, "KV cache full") != NULL);
+    CHECK_EQ_INT(vb_kvc_seq_len(c, 0), 10);
+    CHECK_EQ_INT(vb_kvc_seq_len(c, 1), 10);
+    CHECK_EQ_INT(vb_kvc_blocks_free(c), free_before);
+    /* a forward that failed after appending: undo restores every sequence */
+    vb_batch_clear(b);
+    for (int i = 0; i < 6; i++) vb_batch_add(b, 1, 12 + i, i % 3, false);
+    CHECK_EQ_INT(vb_kvc_append_batch(c, b, row, NULL, NULL, msg, sizeof msg), VB_OK);
+    vb_kvc_undo_batch(c, b, row, b->n);
+    CHECK_EQ_INT(vb_kvc_seq_len(c, 0), 10);
+    CHECK_EQ_INT(vb_kvc_seq_len(c, 1), 10);
+    CHECK_EQ_INT(vb_kvc_seq_len(c, 2), 12);
+    CHECK(vb_kvc_check(c, msg, sizeof msg) == VB_OK);
+    vb_batch_free(b);
+    vb_kvc_free(c);
+}

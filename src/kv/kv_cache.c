@@ -25,6 +25,7 @@ struct vb_kv_cache {
     int32_t *free_ids;  /* [n_blocks] stack of free block ids */
     int32_t n_free;
     int32_t *scratch;   /* [n_blocks] for stats / checks */
+    int32_t *seq_rows;  /* [n_seq_max] batch appends: rows per sequence, then its old length */
     kv_seq *seqs;       /* [n_seq_max] */
 };
 
@@ -54,7 +55,8 @@ int vb_kvc_create(const vb_kv_config *cfg, vb_kv_cache **out) {
     c->free_ids = malloc(nb * sizeof *c->free_ids);
     c->scratch = malloc(nb * sizeof *c->scratch);
     c->seqs = calloc((size_t)cfg->n_seq_max, sizeof *c->seqs);
-    int ok = c->pos && c->tok && c->ref && c->free_ids && c->scratch && c->seqs &&
+    c->seq_rows = calloc((size_t)cfg->n_seq_max, sizeof *c->seq_rows);
+    int ok = c->pos && c->tok && c->ref && c->free_ids && c->scratch && c->seqs && c->seq_rows &&
              (kv_bytes == 0 || (c->k && c->v));
     for (int32_t s = 0; ok && s < cfg->n_seq_max; s++) {
         c->seqs[s].table = malloc(nb * sizeof(int32_t));
@@ -83,6 +85,7 @@ void vb_kvc_free(vb_kv_cache *c) {
     free(c->ref);
     free(c->free_ids);
     free(c->scratch);
+    free(c->seq_rows);
     free(c);
 }
 
@@ -298,4 +301,64 @@ int vb_kvc_check(const vb_kv_cache *c, char *err, size_t err_len) {
     }
     return VB_OK;
 #undef FAIL
+}
+
+/* ---- the one batch append path of every backend that keeps K/V in this pool ---- */
+
+int32_t vb_kvc_blocks_for_ctx(int32_t n_ctx, int32_t block_size, int32_t n_seq_max) {
+    if (n_ctx < 0 || block_size < 1 || n_seq_max < 1) return -1;
+    /* every sequence may hold one partially filled block beside n_ctx rows of whole blocks */
+    int64_t n = ((int64_t)n_ctx + block_size - 1) / block_size + n_seq_max;
+    return n * block_size > INT32_MAX ? -1 : (int32_t)n;
+}
+
+int vb_kvc_append_batch(vb_kv_cache *c, const vb_batch *b, int32_t *kv_row, vb_kvc_copy_fn on_copy,
+                        void *user, char *msg, size_t msg_len) {
+    if (!c || !b || !kv_row) return VB_ERR_ARG;
+    const int32_t bs = c->cfg.block_size;
+    for (int32_t i = 0; i < b->n; i++) c->seq_rows[b->seq[i]] = 0;
+    for (int32_t i = 0; i < b->n; i++) c->seq_rows[b->seq[i]]++;
+    int64_t need = 0;
+    for (int32_t i = 0; i < b->n; i++) { /* each sequence once: its count is zeroed after use */
+        vb_seq q = b->seq[i];
+        if (c->seq_rows[q] > 0) need += vb_kvc_blocks_needed(c, q, c->seq_rows[q]);
+        c->seq_rows[q] = 0;
+    }
+    if (need > c->n_free) {
+        if (msg && msg_len)
+            snprintf(msg, msg_len, "KV cache full (%lld blocks needed, %d free)", (long long)need,
+                     c->n_free);
+        return VB_KV_FULL;
+    }
+    int rc = VB_OK;
+    int32_t i = 0;
+    for (; i < b->n && rc == VB_OK; i++) {
+        vb_seq q = b->seq[i];
+        kv_seq *sq = &c->seqs[q];
+        int32_t len = sq->len;
+        int32_t shared = len % bs != 0 ? sq->table[len / bs] : -1; /* a partial last block */
+        kv_row[i] = len;
+        rc = vb_kvc_append(c, q, 1, &b->pos[i], &b->token[i]);
+        if (rc == VB_OK && shared >= 0 && sq->table[len / bs] != shared && on_copy)
+            rc = on_copy(user, shared, sq->table[len / bs]); /* copied on write: mirror it */
+    }
+    if (rc != VB_OK) {
+        vb_kvc_undo_batch(c, b, kv_row, i);
+        if (msg && msg_len) snprintf(msg, msg_len, "KV append failed: %s", vb_status_str(rc));
+    }
+    return rc;
+}
+
+void vb_kvc_undo_batch(vb_kv_cache *c, const vb_batch *b, const int32_t *kv_row, int32_t n_rows) {
+    if (!c || !b || !kv_row) return;
+    if (n_rows > b->n) n_rows = b->n;
+    for (int32_t i = 0; i < n_rows; i++) c->seq_rows[b->seq[i]] = INT32_MAX;
+    for (int32_t i = 0; i < n_rows; i++)
+        if (kv_row[i] < c->seq_rows[b->seq[i]]) c->seq_rows[b->seq[i]] = kv_row[i];
+    for (int32_t i = 0; i < n_rows; i++) {
+        vb_seq q = b->seq[i];
+        if (c->seq_rows[q] == INT32_MAX) continue;
+        vb_kvc_truncate(c, q, c->seq_rows[q]); /* its length before the batch */
+        c->seq_rows[q] = INT32_MAX;
+    }
 }

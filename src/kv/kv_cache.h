@@ -56,6 +56,25 @@ vb_pos vb_kvc_row_pos(const vb_kv_cache *c, vb_seq seq, int32_t row);
 vb_token vb_kvc_row_tok(const vb_kv_cache *c, vb_seq seq, int32_t row);
 
 void vb_kvc_stats(const vb_kv_cache *c, vb_kv_stats *out);
+
+/* Blocks of the pool of a context of n_ctx rows over n_seq_max sequences (the one formula every
+ * backend uses); -1 when out of range. */
+int32_t vb_kvc_blocks_for_ctx(int32_t n_ctx, int32_t block_size, int32_t n_seq_max);
+
+/* Called when appending copied a shared partially filled block on write (src -> dst), so a
+ * backend with its own copy of the storage (device memory) copies it too. VB_OK or an error. */
+typedef int (*vb_kvc_copy_fn)(void *user, int32_t src_block, int32_t dst_block);
+
+/* Append every row of a (validated) batch to its sequence, in batch order, all or nothing:
+ * VB_KV_FULL (checked before anything is appended) or any failure leaves every sequence as it
+ * was, with a message in msg. kv_row[b->n] receives each row's index in its sequence (its cache
+ * slot: vb_kvc_k_row(c, layer, seq, kv_row[i])). The one KV append path of the backends that
+ * keep K/V in this pool (cpu, cuda, onnx, sim). */
+int vb_kvc_append_batch(vb_kv_cache *c, const vb_batch *b, int32_t *kv_row, vb_kvc_copy_fn on_copy,
+                        void *user, char *msg, size_t msg_len);
+/* Undo vb_kvc_append_batch for its first n_rows rows (a forward that failed after appending):
+ * each sequence back to its length before the batch. */
+void vb_kvc_undo_batch(vb_kv_cache *c, const vb_batch *b, const int32_t *kv_row, int32_t n_rows);
 /* Check every invariant (ref counts = table references, free list = unreferenced blocks, no
  * block twice on the free list, table sizes match lengths). VB_OK or VB_ERR_STATE with err. */
 int vb_kvc_check(const vb_kv_cache *c, char *err, size_t err_len);

@@ -78,8 +78,7 @@ static int32_t blocks_for(const vb_sched *s, int32_t len, int32_t n) {
 
 static int32_t free_blocks(const vb_sched *s) {
     if (!s->paged) return 1 << 30; /* no pool to account: rely on VB_KV_FULL */
-    vb_stats st = vb_context_stats(s->ctx);
-    return st.kv.blocks_total - st.kv.blocks_used;
+    return vb_kv_blocks_free(s->ctx);
 }
 
 /* Rows a sequence of len rows can grow by with `avail` free blocks. */
@@ -146,7 +145,7 @@ int vb_sched_init_engine(vb_context *ctx, const vb_sched_params *params, const v
     s->eos = info->eos;
     s->n_ctx_train = info->n_ctx_train;
     vb_stats st = vb_context_stats(ctx);
-    s->paged = st.kv.blocks_total > 0 && st.kv.block_size > 0 && !o.keep_kv;
+    s->paged = vb_kv_blocks_free(ctx) >= 0 && st.kv.block_size > 0 && !o.keep_kv;
     s->block_size = s->paged ? st.kv.block_size : 16;
     s->slots = calloc((size_t)p.n_seq, sizeof *s->slots);
     s->reqs = calloc((size_t)p.max_requests, sizeof *s->reqs);

@@ -48,13 +48,6 @@ typedef struct cpu_state {
     int32_t *n_kv;           /* [B] rows visible to each batch row (kv_row + 1) */
     vb_seq *row_seq;         /* [B] sequence of each active row (compacted in the last
                                 layer) */
-    vb_pos *row_pos;         /* [B] scratch positions for vb_kvc_append */
-    vb_token *row_tok;       /* [B] scratch tokens for vb_kvc_append */
-    vb_seq *seq_order;       /* [n_seq_max] sequences of the batch in order of first row */
-    int32_t *seq_old_len;    /* [n_seq_max] length before the batch */
-    int32_t *seq_next_row;   /* [n_seq_max] next cache row while numbering the batch
-                                rows */
-    unsigned char *seq_seen; /* [n_seq_max] */
 } cpu_state;
 
 static void cpu_free(void *state) {
@@ -76,12 +69,6 @@ static void cpu_free(void *state) {
     free(s->kv_row);
     free(s->n_kv);
     free(s->row_seq);
-    free(s->row_pos);
-    free(s->row_tok);
-    free(s->seq_order);
-    free(s->seq_old_len);
-    free(s->seq_next_row);
-    free(s->seq_seen);
     free(s);
 }
 
@@ -121,8 +108,8 @@ static int cpu_init(const vb_model *model, const vb_context_params *params, void
                        params->kv_type);
     }
 
-    const int64_t n_blocks = ((int64_t)n_ctx + block_size - 1) / block_size + s->n_seq_max;
-    if (n_blocks * block_size > INT32_MAX) {
+    const int32_t n_blocks = vb_kvc_blocks_for_ctx(n_ctx, block_size, s->n_seq_max);
+    if (n_blocks < 0) {
         const int32_t n_seq_max = s->n_seq_max;
         cpu_free(s);
         return vb_errf(err, VB_ERR_ARG, "cpu backend: n_ctx %d with %d sequences is too large",
@@ -132,7 +119,7 @@ static int cpu_init(const vb_model *model, const vb_context_params *params, void
         .n_layer = w->n_layer,
         .kv_dim = w->kv_dim,
         .block_size = block_size,
-        .n_blocks = (int32_t)n_blocks,
+        .n_blocks = n_blocks,
         .n_seq_max = s->n_seq_max,
         .kv_type = s->kv_type,
     };
@@ -169,16 +156,9 @@ static int cpu_init(const vb_model *model, const vb_context_params *params, void
     s->kv_row = malloc((size_t)B * sizeof *s->kv_row);
     s->n_kv = malloc((size_t)B * sizeof *s->n_kv);
     s->row_seq = malloc((size_t)B * sizeof *s->row_seq);
-    s->row_pos = malloc((size_t)B * sizeof *s->row_pos);
-    s->row_tok = malloc((size_t)B * sizeof *s->row_tok);
-    s->seq_order = malloc((size_t)s->n_seq_max * sizeof *s->seq_order);
-    s->seq_old_len = malloc((size_t)s->n_seq_max * sizeof *s->seq_old_len);
-    s->seq_next_row = malloc((size_t)s->n_seq_max * sizeof *s->seq_next_row);
-    s->seq_seen = calloc((size_t)s->n_seq_max, 1);
     if (!s->x || !s->xn || (w->arch == VB_ARCH_GPT2 && !s->qkv) || !s->q || !s->k || !s->v ||
         !s->attn || !s->ffn_a || !s->ffn_b || !s->attn_scratch || !s->kv_row || !s->n_kv ||
-        !s->row_seq || !s->row_pos || !s->row_tok || !s->seq_order || !s->seq_old_len ||
-        !s->seq_next_row || !s->seq_seen) {
+        !s->row_seq) {
         cpu_free(s);
         return vb_errf(err, VB_ERR_NOMEM, "cpu backend: out of memory for %lld-row scratch",
                        (long long)B);
@@ -398,74 +378,22 @@ static int cpu_forward(void *state, const vb_batch *batch, float *logits) {
                            i, batch->pos[i], w->n_ctx_train, w->n_ctx_train);
     }
 
-    /* sequences in order of their first row */
-    int32_t n_order = 0;
-    memset(s->seq_seen, 0, (size_t)s->n_seq_max);
+    /* every row into its sequence's cache slot, all or nothing */
+    char msg[160];
+    int arc = vb_kvc_append_batch(s->kv, batch, s->kv_row, NULL, NULL, msg, sizeof msg);
+    if (arc != VB_OK) return vb_errf(s->err, arc, "cpu backend: %s", msg);
     for (int32_t i = 0; i < n; i++) {
-        const vb_seq q = batch->seq[i];
-        if (!s->seq_seen[q]) {
-            s->seq_seen[q] = 1;
-            s->seq_order[n_order++] = q;
-        }
-    }
-    /* append every sequence's rows (all or nothing) */
-    for (int32_t o = 0; o < n_order; o++) {
-        const vb_seq q = s->seq_order[o];
-        int32_t m = 0;
-        for (int32_t i = 0; i < n; i++) {
-            if (batch->seq[i] != q) continue;
-            s->row_pos[m] = batch->pos[i];
-            s->row_tok[m] = batch->token[i];
-            m++;
-        }
-        s->seq_old_len[q] = vb_kvc_seq_len(s->kv, q);
-        const int rc = vb_kvc_append(s->kv, q, m, s->row_pos, s->row_tok);
-        if (rc != VB_OK) {
-            for (int32_t b = 0; b < o; b++)
-                vb_kvc_truncate(s->kv, s->seq_order[b], s->seq_old_len[s->seq_order[b]]);
-            if (rc == VB_KV_FULL) {
-                vb_errf(s->err, VB_KV_FULL,
-                        "cpu backend: KV cache full (sequence %d needs %d more blocks, %d free)", q,
-                        vb_kvc_blocks_needed(s->kv, q, m), vb_kvc_blocks_free(s->kv));
-                return VB_KV_FULL;
-            }
-            return vb_errf(s->err, rc, "cpu backend: KV append failed: %s", vb_status_str(rc));
-        }
-        s->seq_next_row[q] = s->seq_old_len[q];
-    }
-    for (int32_t i = 0; i < n; i++) {
-        const vb_seq q = batch->seq[i];
-        s->row_seq[i] = q;
-        s->kv_row[i] = s->seq_next_row[q]++;
+        s->row_seq[i] = batch->seq[i];
         s->n_kv[i] = s->kv_row[i] + 1;
     }
 
+    /* (compute may compact row_seq; the batch itself still names every row's sequence) */
     const int rc = compute(s, batch, logits);
-    if (rc != VB_OK)
-        for (int32_t o = 0; o < n_order; o++)
-            vb_kvc_truncate(s->kv, s->seq_order[o], s->seq_old_len[s->seq_order[o]]);
+    if (rc != VB_OK) vb_kvc_undo_batch(s->kv, batch, s->kv_row, n);
     return rc;
 }
 
-static int32_t cpu_kv_seq_len(void *state, vb_seq seq) {
-    return vb_kvc_seq_len(((cpu_state *)state)->kv, seq);
-}
-
-static int cpu_kv_truncate(void *state, vb_seq seq, int32_t n_keep) {
-    return vb_kvc_truncate(((cpu_state *)state)->kv, seq, n_keep);
-}
-
-static int cpu_kv_free_seq(void *state, vb_seq seq) {
-    return vb_kvc_free_seq(((cpu_state *)state)->kv, seq);
-}
-
-static int cpu_kv_fork(void *state, vb_seq src, vb_seq dst) {
-    return vb_kvc_fork(((cpu_state *)state)->kv, src, dst);
-}
-
-static void cpu_kv_stats(void *state, vb_kv_stats *out) {
-    vb_kvc_stats(((cpu_state *)state)->kv, out);
-}
+static struct vb_kv_cache *cpu_paged_kv(void *state) { return ((cpu_state *)state)->kv; }
 
 const vb_backend_ops vb_backend_cpu = {
     .version = VB_BACKEND_VERSION,
@@ -475,9 +403,5 @@ const vb_backend_ops vb_backend_cpu = {
     .free = cpu_free,
     .caps = cpu_caps,
     .forward = cpu_forward,
-    .kv_seq_len = cpu_kv_seq_len,
-    .kv_truncate = cpu_kv_truncate,
-    .kv_free_seq = cpu_kv_free_seq,
-    .kv_fork = cpu_kv_fork,
-    .kv_stats = cpu_kv_stats,
+    .paged_kv = cpu_paged_kv,
 };

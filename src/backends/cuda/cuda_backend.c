@@ -65,10 +65,9 @@ typedef struct cuda_state {
     size_t meta_ints;
     cuda_graph graphs[VB_CUDA_MAX_GRAPHS];
     int32_t n_graphs;
-    /* forward scratch on the host: [n_seq_max] each, and [B] positions/tokens of one sequence */
-    int32_t *old_len, *rows_in_seq, *row_count, *table_off, *cow_block;
-    vb_pos *seq_pos;
-    vb_token *seq_tok;
+    /* forward scratch on the host: table_off [n_seq_max]; kv_row [B] each row's index in its
+       sequence (vb_kvc_append_batch) */
+    int32_t *table_off, *kv_row;
 } cuda_state;
 
 /* The launch settings of this context's kernels (pdl: programmatic dependent launch). */
@@ -245,8 +244,7 @@ static void cuda_free(void *state) {
     if (s->stream) cudaStreamDestroy(s->stream);
     vb_cuda_weights_free(&s->w);
     vb_kvc_free(s->kvc);
-    free(s->old_len), free(s->rows_in_seq), free(s->row_count), free(s->table_off);
-    free(s->cow_block), free(s->seq_pos), free(s->seq_tok);
+    free(s->table_off), free(s->kv_row);
     free(s);
 }
 
@@ -303,7 +301,7 @@ static int cuda_init(const vb_model *model, const vb_context_params *params, voi
     s->block_size = params->block_size > 0 ? params->block_size : 16;
     s->n_seq_max = params->n_seq_max > 0 ? params->n_seq_max : 16;
     s->n_batch_max = params->n_batch_max > 0 ? params->n_batch_max : 512;
-    s->n_blocks = (n_ctx + s->block_size - 1) / s->block_size + s->n_seq_max;
+    s->n_blocks = vb_kvc_blocks_for_ctx(n_ctx, s->block_size, s->n_seq_max);
     s->tables_cap = s->n_seq_max * s->n_blocks;
     s->use_graph = option_on(params->backend_options, "graph", true);
     s->use_gemv = option_on(params->backend_options, "gemv", true);
@@ -323,12 +321,8 @@ static int cuda_init(const vb_model *model, const vb_context_params *params, voi
         goto fail;
     }
     const size_t B = (size_t)s->n_batch_max, ns = (size_t)s->n_seq_max;
-    s->old_len = calloc(ns, sizeof(int32_t)), s->rows_in_seq = calloc(ns, sizeof(int32_t));
-    s->row_count = calloc(ns, sizeof(int32_t)), s->table_off = calloc(ns, sizeof(int32_t));
-    s->cow_block = calloc(ns, sizeof(int32_t));
-    s->seq_pos = calloc(B, sizeof(vb_pos)), s->seq_tok = calloc(B, sizeof(vb_token));
-    if (!s->old_len || !s->rows_in_seq || !s->row_count || !s->table_off || !s->cow_block ||
-        !s->seq_pos || !s->seq_tok) {
+    s->table_off = calloc(ns, sizeof(int32_t)), s->kv_row = calloc(B, sizeof(int32_t));
+    if (!s->table_off || !s->kv_row) {
         rc = vb_errf(err, VB_ERR_NOMEM, "cuda: out of host memory");
         goto fail;
     }
@@ -406,15 +400,10 @@ static int copy_block(cuda_state *s, int32_t src, int32_t dst) {
     return VB_OK;
 }
 
-static void rollback(cuda_state *s, const vb_batch *b) {
-    for (int32_t i = 0; i < b->n; i++) {
-        vb_seq q = b->seq[i];
-        if (s->row_count[q] >= 0) {
-            vb_kvc_truncate(s->kvc, q, s->old_len[q]);
-            s->row_count[q] = -1;
-        }
-    }
-}
+/* vb_kvc_copy_fn: a shared partial block was copied on write: copy its device rows too. */
+static int copy_block_cb(void *user, int32_t src, int32_t dst) { return copy_block(user, src, dst); }
+
+static void rollback(cuda_state *s, const vb_batch *b) { vb_kvc_undo_batch(s->kvc, b, s->kv_row, b->n); }
 
 static int cuda_forward(void *state, const vb_batch *b, float *logits) {
     cuda_state *s = state;
@@ -429,47 +418,10 @@ static int cuda_forward(void *state, const vb_batch *b, float *logits) {
                 return vb_errf(s->err, VB_ERR_ARG,
                                "cuda: position %d outside the model's %d position embeddings",
                                b->pos[i], s->w.n_pos_embd);
-    /* rows per sequence, blocks needed */
-    for (int32_t i = 0; i < K; i++) s->rows_in_seq[b->seq[i]] = 0, s->row_count[b->seq[i]] = -1;
-    for (int32_t i = 0; i < K; i++) s->rows_in_seq[b->seq[i]]++;
-    int32_t need = 0;
-    for (int32_t i = 0; i < K; i++) {
-        vb_seq q = b->seq[i];
-        if (s->row_count[q] == -2) continue;
-        s->row_count[q] = -2; /* counted */
-        need += vb_kvc_blocks_needed(s->kvc, q, s->rows_in_seq[q]);
-    }
-    if (need > vb_kvc_blocks_free(s->kvc))
-        return vb_errf(s->err, VB_KV_FULL, "cuda: KV cache full (%d blocks needed, %d free)",
-                       need, vb_kvc_blocks_free(s->kvc));
-    for (int32_t i = 0; i < K; i++) s->row_count[b->seq[i]] = -1; /* -1: not appended yet */
-    /* append each sequence's rows (metadata), remember CoW of its partial last block */
-    int rc = VB_OK;
-    for (int32_t i = 0; i < K && rc == VB_OK; i++) {
-        vb_seq q = b->seq[i];
-        if (s->row_count[q] >= 0) continue;
-        int32_t n = 0;
-        for (int32_t j = i; j < K; j++)
-            if (b->seq[j] == q) s->seq_pos[n] = b->pos[j], s->seq_tok[n] = b->token[j], n++;
-        int32_t old = vb_kvc_seq_len(s->kvc, q), nb = 0;
-        const int32_t *tab = vb_kvc_block_table(s->kvc, q, &nb);
-        int32_t partial_block = (old % bs != 0 && tab) ? tab[old / bs] : -1;
-        rc = vb_kvc_append(s->kvc, q, n, s->seq_pos, s->seq_tok);
-        if (rc != VB_OK) {
-            vb_errf(s->err, rc, "cuda: KV append failed (%s)", vb_status_str(rc));
-            break;
-        }
-        s->old_len[q] = old;
-        s->row_count[q] = 0;
-        if (partial_block >= 0) {
-            tab = vb_kvc_block_table(s->kvc, q, &nb);
-            if (tab[old / bs] != partial_block) rc = copy_block(s, partial_block, tab[old / bs]);
-        }
-    }
-    if (rc != VB_OK) {
-        rollback(s, b);
-        return rc;
-    }
+    /* every row into its sequence (block metadata on the host), all or nothing */
+    char msg[160];
+    int rc = vb_kvc_append_batch(s->kvc, b, s->kv_row, copy_block_cb, s, msg, sizeof msg);
+    if (rc != VB_OK) return vb_errf(s->err, rc, "cuda: %s", msg);
     /* per-row metadata and block tables */
     int32_t *tok = meta_h(s, META_TOKEN), *pos = meta_h(s, META_POS), *ctx = meta_h(s, META_CTX);
     int32_t *toff = meta_h(s, META_TOFF), *slot = meta_h(s, META_SLOT);
@@ -489,7 +441,7 @@ static int cuda_forward(void *state, const vb_batch *b, float *logits) {
             s->table_off[q] = n_tables;
             n_tables += nb;
         }
-        int32_t r = s->old_len[q] + s->row_count[q]++;
+        int32_t r = s->kv_row[i];
         tok[i] = b->token[i];
         pos[i] = b->pos[i];
         ctx[i] = r + 1;
@@ -520,25 +472,7 @@ static int cuda_forward(void *state, const vb_batch *b, float *logits) {
 
 /* ------------------------------------------------------------------ KV operations */
 
-static int32_t cuda_kv_seq_len(void *state, vb_seq seq) {
-    return vb_kvc_seq_len(((cuda_state *)state)->kvc, seq);
-}
-static int cuda_kv_truncate(void *state, vb_seq seq, int32_t n_keep) {
-    return vb_kvc_truncate(((cuda_state *)state)->kvc, seq, n_keep);
-}
-static int cuda_kv_free_seq(void *state, vb_seq seq) {
-    return vb_kvc_free_seq(((cuda_state *)state)->kvc, seq);
-}
-static int cuda_kv_fork(void *state, vb_seq src, vb_seq dst) {
-    return vb_kvc_fork(((cuda_state *)state)->kvc, src, dst);
-}
-static void cuda_kv_stats(void *state, vb_kv_stats *out) {
-    cuda_state *s = state;
-    vb_kvc_stats(s->kvc, out);
-    const int64_t block_bytes = 2LL * 2 * s->w.n_layer * s->block_size * s->w.kv_dim;
-    out->bytes_total = block_bytes * s->n_blocks;
-    out->bytes_used = block_bytes * out->blocks_used;
-}
+static struct vb_kv_cache *cuda_paged_kv(void *state) { return ((cuda_state *)state)->kvc; }
 
 const vb_backend_ops vb_backend_cuda = {
     .version = VB_BACKEND_VERSION,
@@ -548,9 +482,5 @@ const vb_backend_ops vb_backend_cuda = {
     .free = cuda_free,
     .caps = cuda_caps,
     .forward = cuda_forward,
-    .kv_seq_len = cuda_kv_seq_len,
-    .kv_truncate = cuda_kv_truncate,
-    .kv_free_seq = cuda_kv_free_seq,
-    .kv_fork = cuda_kv_fork,
-    .kv_stats = cuda_kv_stats,
+    .paged_kv = cuda_paged_kv,
 };

@@ -62,13 +62,11 @@ typedef struct onnx_state {
     int32_t *seq_old_len;  /* [n_seq_max] rows before the batch */
     int32_t *seq_n_new;    /* [n_seq_max] rows the batch adds */
     unsigned char *seq_seen; /* [n_seq_max] */
-    vb_seq *appended;      /* [n_seq_max] sequences appended so far (for the rollback) */
     vb_seq *grp_seq;       /* [n_seq_max] the sequences of one session call */
     int32_t *grp_past;     /* [n_seq_max] their cached rows */
     int32_t *grp_rows;     /* [n_batch_max] their batch rows, [k][n_new] */
     int32_t *logit_slot;   /* [n_batch_max] k of row i among the rows with logits, -1 if none */
-    vb_pos *row_pos;       /* [n_batch_max] */
-    vb_token *row_tok;     /* [n_batch_max] */
+    int32_t *kv_row;       /* [n_batch_max] each row's index in its sequence */
 
     /* The last run's present tensors are the next run's past tensors when the next run continues
        the same sequence (AR decoding): the buffers are swapped instead of gathering the past from
@@ -128,13 +126,11 @@ static void onnx_free(void *state) {
     free(s->seq_old_len);
     free(s->seq_seen);
     free(s->seq_n_new);
-    free(s->appended);
     free(s->grp_seq);
     free(s->grp_past);
     free(s->grp_rows);
     free(s->logit_slot);
-    free(s->row_pos);
-    free(s->row_tok);
+    free(s->kv_row);
     free(s);
 }
 
@@ -217,7 +213,7 @@ static int onnx_init(const vb_model *model, const vb_context_params *params, voi
         .n_layer = g->n_layer,
         .kv_dim = s->kv_dim,
         .block_size = block_size,
-        .n_blocks = (n_ctx + block_size - 1) / block_size + s->n_seq_max,
+        .n_blocks = vb_kvc_blocks_for_ctx(n_ctx, block_size, s->n_seq_max),
         .n_seq_max = s->n_seq_max,
         .kv_type = s->kv_esz == 2 ? VB_KV_F16 : VB_KV_F32,
     };
@@ -239,15 +235,13 @@ static int onnx_init(const vb_model *model, const vb_context_params *params, voi
     s->seq_seen = malloc((size_t)s->n_seq_max);
     s->logit_slot = malloc(B * sizeof *s->logit_slot);
     s->seq_n_new = malloc((size_t)s->n_seq_max * sizeof *s->seq_n_new);
-    s->appended = malloc((size_t)s->n_seq_max * sizeof *s->appended);
     s->grp_seq = malloc((size_t)s->n_seq_max * sizeof *s->grp_seq);
     s->grp_past = malloc((size_t)s->n_seq_max * sizeof *s->grp_past);
     s->grp_rows = malloc(B * sizeof *s->grp_rows);
-    s->row_pos = malloc(B * sizeof *s->row_pos);
-    s->row_tok = malloc(B * sizeof *s->row_tok);
+    s->kv_row = malloc(B * sizeof *s->kv_row);
     if (!s->ids || !s->pos || !s->logits_buf || !s->in_vals || !s->out_vals || !s->seq_order ||
-        !s->seq_old_len || !s->seq_seen || !s->logit_slot || !s->seq_n_new || !s->appended || !s->grp_seq ||
-        !s->grp_past || !s->grp_rows || !s->row_pos || !s->row_tok) {
+        !s->seq_old_len || !s->seq_seen || !s->logit_slot || !s->seq_n_new || !s->grp_seq ||
+        !s->grp_past || !s->grp_rows || !s->kv_row) {
         onnx_free(s);
         return vb_errf(err, VB_ERR_NOMEM, "onnx backend: out of memory");
     }
@@ -426,10 +420,9 @@ static int run_group(onnx_state *s, const vb_batch *batch, int32_t k, int32_t P,
 }
 
 /* Undo the appends of this forward (all or nothing). */
-static void rollback(onnx_state *s, int32_t n_appended) {
+static void rollback(onnx_state *s, const vb_batch *batch) {
     s->mirror_valid = false;
-    for (int32_t o = 0; o < n_appended; o++)
-        vb_kvc_truncate(s->kv, s->appended[o], s->seq_old_len[s->appended[o]]);
+    vb_kvc_undo_batch(s->kv, batch, s->kv_row, batch->n);
 }
 
 static int onnx_forward(void *state, const vb_batch *batch, float *logits) {
@@ -441,9 +434,8 @@ static int onnx_forward(void *state, const vb_batch *batch, float *logits) {
                        s->n_batch_max);
     int32_t n_logits = 0;
     for (int32_t i = 0; i < n; i++) {
-        if (batch->seq[i] < 0 || batch->seq[i] >= s->n_seq_max)
-            return vb_errf(s->err, VB_ERR_ARG, "onnx backend: row %d: sequence %d out of range", i,
-                           batch->seq[i]);
+        /* (sequence ids were checked by the context; the graph's vocabulary may be smaller than
+           the -m model's) */
         if (batch->token[i] < 0 || batch->token[i] >= s->n_vocab)
             return vb_errf(s->err, VB_ERR_ARG, "onnx backend: row %d: token %d out of range", i,
                            batch->token[i]);
@@ -453,8 +445,8 @@ static int onnx_forward(void *state, const vb_batch *batch, float *logits) {
                            "positions)", i, batch->pos[i], s->n_pos_max > 0 ? s->n_pos_max : 1 << 30);
         s->logit_slot[i] = batch->want_logits[i] ? n_logits++ : -1;
     }
-    /* sequences in order of their first row; the cache must hold all their rows (all or nothing) */
-    int32_t n_order = 0, blocks_needed = 0;
+    /* sequences in order of their first row */
+    int32_t n_order = 0;
     memset(s->seq_seen, 0, (size_t)s->n_seq_max);
     for (int32_t i = 0; i < n; i++) {
         const vb_seq q = batch->seq[i];
@@ -465,11 +457,7 @@ static int onnx_forward(void *state, const vb_batch *batch, float *logits) {
         int32_t m = 0;
         for (int32_t j = i; j < n; j++) m += batch->seq[j] == q;
         s->seq_n_new[q] = m;
-        blocks_needed += vb_kvc_blocks_needed(s->kv, q, m);
     }
-    if (blocks_needed > vb_kvc_blocks_free(s->kv))
-        return vb_errf(s->err, VB_KV_FULL, "onnx backend: KV cache full (%d more blocks needed, %d free)",
-                       blocks_needed, vb_kvc_blocks_free(s->kv));
     /* a graph without position_ids uses row indices as positions: refuse anything else */
     if (!s->g.has_position_ids) {
         for (int32_t o = 0; o < n_order; o++) {
@@ -490,7 +478,11 @@ static int onnx_forward(void *state, const vb_batch *batch, float *logits) {
        dimension k, pasts right-aligned and padded, the padding masked by attention_mask), which
        reads the weights once for all of them; that needs both attention_mask and position_ids. */
     const bool can_group = s->opts.group_seqs && s->g.has_attention_mask && s->g.has_position_ids;
-    int32_t n_appended = 0;
+    /* every row into its sequence's cache slot, all or nothing; the groups read the pasts
+       [0, seq_old_len) and scatter their present rows into the new slots */
+    char msg[160];
+    int arc = vb_kvc_append_batch(s->kv, batch, s->kv_row, NULL, NULL, msg, sizeof msg);
+    if (arc != VB_OK) return vb_errf(s->err, arc, "onnx backend: %s", msg);
     memset(s->seq_seen, 0, (size_t)s->n_seq_max); /* now: sequence already run */
     for (int32_t o = 0; o < n_order; o++) {
         const vb_seq q = s->seq_order[o];
@@ -512,22 +504,8 @@ static int onnx_forward(void *state, const vb_batch *batch, float *logits) {
                 if (batch->seq[i] == s->grp_seq[b]) s->grp_rows[b * m + j++] = i;
         }
         int rc = run_group(s, batch, k, P, m);
-        for (int32_t b = 0; b < k && rc == VB_OK; b++) {
-            for (int32_t j = 0; j < m; j++) {
-                s->row_pos[j] = batch->pos[s->grp_rows[b * m + j]];
-                s->row_tok[j] = batch->token[s->grp_rows[b * m + j]];
-            }
-            rc = vb_kvc_append(s->kv, s->grp_seq[b], m, s->row_pos, s->row_tok);
-            if (rc == VB_OK) {
-                s->appended[n_appended++] = s->grp_seq[b];
-            } else if (rc == VB_KV_FULL) {
-                vb_errf(s->err, rc, "onnx backend: KV cache full (sequence %d)", s->grp_seq[b]);
-            } else {
-                vb_errf(s->err, rc, "onnx backend: KV append failed: %s", vb_status_str(rc));
-            }
-        }
         if (rc != VB_OK) {
-            rollback(s, n_appended);
+            rollback(s, batch);
             return rc;
         }
         const double t0 = now_s();
@@ -549,32 +527,11 @@ static int onnx_forward(void *state, const vb_batch *batch, float *logits) {
     return VB_OK;
 }
 
-static int32_t onnx_kv_seq_len(void *state, vb_seq seq) {
-    return vb_kvc_seq_len(((onnx_state *)state)->kv, seq);
-}
-
-/* A KV operation that changes seq's rows ends the present-as-past reuse for it. */
-static void mirror_forget(onnx_state *s, vb_seq seq) {
+/* The backend table's kv_changed: a KV operation that changes seq's rows ends the
+   present-as-past reuse for it. */
+static void onnx_kv_changed(void *state, vb_seq seq) {
+    onnx_state *s = state;
     if (s->mirror_seq == seq) s->mirror_valid = false;
-}
-
-static int onnx_kv_truncate(void *state, vb_seq seq, int32_t n_keep) {
-    mirror_forget(state, seq);
-    return vb_kvc_truncate(((onnx_state *)state)->kv, seq, n_keep);
-}
-
-static int onnx_kv_free_seq(void *state, vb_seq seq) {
-    mirror_forget(state, seq);
-    return vb_kvc_free_seq(((onnx_state *)state)->kv, seq);
-}
-
-static int onnx_kv_fork(void *state, vb_seq src, vb_seq dst) {
-    mirror_forget(state, dst);
-    return vb_kvc_fork(((onnx_state *)state)->kv, src, dst);
-}
-
-static void onnx_kv_stats(void *state, vb_kv_stats *out) {
-    vb_kvc_stats(((onnx_state *)state)->kv, out);
 }
 
 /* An ONNX decoder: a .onnx file or a directory holding model.onnx. */
@@ -644,6 +601,8 @@ static int onnx_model_load(const char *path, const vb_model_params *p, vb_model 
 }
 
 
+static struct vb_kv_cache *onnx_paged_kv(void *state) { return ((onnx_state *)state)->kv; }
+
 const vb_backend_ops vb_backend_onnx = {
     .version = VB_BACKEND_VERSION,
     .name = "onnx",
@@ -654,11 +613,8 @@ const vb_backend_ops vb_backend_onnx = {
     .free = onnx_free,
     .caps = onnx_caps,
     .forward = onnx_forward,
-    .kv_seq_len = onnx_kv_seq_len,
-    .kv_truncate = onnx_kv_truncate,
-    .kv_free_seq = onnx_kv_free_seq,
-    .kv_fork = onnx_kv_fork,
-    .kv_stats = onnx_kv_stats,
+    .paged_kv = onnx_paged_kv,
+    .kv_changed = onnx_kv_changed,
 };
 
 int vb_onnx_probe(const char *path, vb_model_info *info, char *err, size_t err_len) {

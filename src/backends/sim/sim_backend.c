@@ -62,7 +62,7 @@ static int sim_init(const vb_model *model, const vb_context_params *params, void
     int32_t n_ctx = params->n_ctx > 0 ? params->n_ctx : 4096;
     vb_kv_config kc = {0};
     kc.block_size = params->block_size;
-    kc.n_blocks = (n_ctx + params->block_size - 1) / params->block_size + params->n_seq_max;
+    kc.n_blocks = vb_kvc_blocks_for_ctx(n_ctx, params->block_size, params->n_seq_max);
     kc.n_seq_max = params->n_seq_max;
     kc.kv_type = VB_KV_F32;
     int st = vb_kvc_create(&kc, &s->kv);
@@ -143,52 +143,23 @@ static void sim_row_logits(sim_state *s, vb_seq seq, int32_t row, float *out) {
 static int sim_forward(void *state, const vb_batch *b, float *logits) {
     sim_state *s = state;
     const int32_t V = s->p.n_vocab;
-    int32_t n_seq = vb_kvc_config(s->kv)->n_seq_max;
-    /* rows per sequence must be appended in batch order; remember the old lengths to roll back */
-    int32_t *old_len = malloc((size_t)n_seq * sizeof *old_len);
-    int32_t *row_of = malloc((size_t)b->n * sizeof *row_of);
-    if (!old_len || !row_of) {
-        free(old_len);
+    int32_t *row_of = malloc((size_t)(b->n > 0 ? b->n : 1) * sizeof *row_of); /* [n] KV row */
+    if (!row_of) return vb_errf(s->err, VB_ERR_NOMEM, "sim: out of memory");
+    char msg[160];
+    int st = vb_kvc_append_batch(s->kv, b, row_of, NULL, NULL, msg, sizeof msg);
+    if (st != VB_OK) {
         free(row_of);
-        return vb_errf(s->err, VB_ERR_NOMEM, "sim: out of memory");
-    }
-    for (int32_t q = 0; q < n_seq; q++) old_len[q] = vb_kvc_seq_len(s->kv, q);
-    /* count rows per sequence, check capacity for all before appending anything */
-    int32_t need = 0;
-    for (int32_t q = 0; q < n_seq; q++) {
-        int32_t cnt = 0;
-        for (int32_t i = 0; i < b->n; i++) cnt += b->seq[i] == q;
-        if (cnt) need += vb_kvc_blocks_needed(s->kv, q, cnt);
-    }
-    if (need > vb_kvc_blocks_free(s->kv)) {
-        free(old_len);
-        free(row_of);
-        return vb_errf(s->err, VB_KV_FULL, "sim: KV cache full (%d blocks needed, %d free)", need,
-                       vb_kvc_blocks_free(s->kv));
-    }
-    for (int32_t i = 0; i < b->n; i++) {
-        row_of[i] = vb_kvc_seq_len(s->kv, b->seq[i]);
-        int st = vb_kvc_append(s->kv, b->seq[i], 1, &b->pos[i], &b->token[i]);
-        if (st != VB_OK) { /* cannot happen after the check; roll back anyway */
-            for (int32_t q = 0; q < n_seq; q++) vb_kvc_truncate(s->kv, q, old_len[q]);
-            free(old_len);
-            free(row_of);
-            return vb_errf(s->err, st, "sim: KV append failed");
-        }
+        return vb_errf(s->err, st, "sim: %s", msg);
     }
     int32_t k = 0;
     for (int32_t i = 0; i < b->n; i++)
         if (b->want_logits[i]) sim_row_logits(s, b->seq[i], row_of[i], logits + (size_t)(k++) * (size_t)V);
-    free(old_len);
     free(row_of);
     return VB_OK;
 }
 
-static int32_t sim_seq_len(void *state, vb_seq seq) { return vb_kvc_seq_len(((sim_state *)state)->kv, seq); }
-static int sim_truncate(void *state, vb_seq seq, int32_t n) { return vb_kvc_truncate(((sim_state *)state)->kv, seq, n); }
-static int sim_free_seq(void *state, vb_seq seq) { return vb_kvc_free_seq(((sim_state *)state)->kv, seq); }
-static int sim_fork(void *state, vb_seq a, vb_seq b) { return vb_kvc_fork(((sim_state *)state)->kv, a, b); }
-static void sim_kv_stats(void *state, vb_kv_stats *out) { vb_kvc_stats(((sim_state *)state)->kv, out); }
+
+static struct vb_kv_cache *sim_paged_kv(void *state) { return ((sim_state *)state)->kv; }
 
 const vb_backend_ops vb_backend_sim = {
     .version = VB_BACKEND_VERSION,
@@ -200,9 +171,5 @@ const vb_backend_ops vb_backend_sim = {
     .free = sim_free,
     .caps = sim_caps,
     .forward = sim_forward,
-    .kv_seq_len = sim_seq_len,
-    .kv_truncate = sim_truncate,
-    .kv_free_seq = sim_free_seq,
-    .kv_fork = sim_fork,
-    .kv_stats = sim_kv_stats,
+    .paged_kv = sim_paged_kv,
 };
