@@ -1,10 +1,14 @@
 /* test_server.c - `vibee serve -m sim` ($VIBEE) over HTTP on loopback: curl-level error handling
- * (bad JSON, wrong types, a body over --max-body, unknown route, wrong method) and metrics; the
- * real OpenAI client from npm (tests/server/openai_client.mjs: completions, chat, streaming,
- * greedy text equal to `vibee run`); and a bounded load test from a second process
- * (tests/server/load.mjs: concurrent streams under a small KV pool, abrupt disconnects, malformed
- * requests, no leaked blocks in /metrics afterwards). Needs curl, node and tests/js/node_modules
- * (scripts/install_deps.sh). */
+ * (bad JSON, wrong types, every unsupported field a 400 naming it, a body over --max-body,
+ * unknown route, wrong method) and metrics; the real OpenAI client from npm
+ * (tests/server/openai_client.mjs: completions, chat, streaming, greedy text equal to `vibee run`;
+ * tests/server/openai_fields.mjs: seeds, logit_bias, penalties, n, echo, token and list prompts,
+ * include_usage, refused fields); a bounded load test from a second process (tests/server/load.mjs:
+ * concurrent streams under a small KV pool, abrupt disconnects, malformed requests, no leaked
+ * blocks in /metrics afterwards); availability over raw sockets (1,000 idle connections, the
+ * per-IP share, slowloris, Expect: 100-continue, chunked 413, graceful SIGTERM, --timeout); and
+ * the basics (--api-key, CORS, --alias, /props, /tokenize, /detokenize, the request log, IPv6).
+ * Needs curl, node and tests/js/node_modules (scripts/install_deps.sh). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -48,6 +52,16 @@ TEST(server_openai_client) {
     run_node("openai_client.mjs", out, sizeof out, &rc);
     const char *fail = strstr(out, "FAIL");
     CHECKF(rc == 0 && strstr(out, "all passed"), "openai_client.mjs exit %d: %.400s", rc, fail ? fail : out);
+}
+
+TEST(server_openai_fields) {
+    const char *why = missing_tools();
+    CHECKF(!why, "%s", why);
+    static char out[65536];
+    int rc;
+    run_node("openai_fields.mjs", out, sizeof out, &rc);
+    const char *fail = strstr(out, "FAIL");
+    CHECKF(rc == 0 && strstr(out, "all passed"), "openai_fields.mjs exit %d: %.400s", rc, fail ? fail : out);
 }
 
 TEST(server_load_disconnects) {
@@ -551,4 +565,82 @@ TEST(server_graceful_shutdown) {
            "plain: %.300s", res[1]);
     CHECKF(strstr(res[2], "\"finish_reason\":\"length\"") && strstr(res[2], "\n200"), "short: %.300s", res[2]);
     CHECKF(strstr(log, "shutting down"), "log: %.300s", log);
+}
+
+/* --api-key (401 without or with a wrong key, /health open), CORS (preflight, Allow header,
+   Access-Control-Allow-Origin), --alias, /props, /tokenize -> /detokenize round trip, the
+   request log, and --host ::1 (IPv6 loopback, where the machine has it). */
+TEST(server_basics) {
+    server_proc s = {0};
+    int started = server_start(&s, "-m sim --api-key sekrit --alias my-model");
+    if (started != 0) server_stop(&s);
+    CHECKF(started == 0, "vibee serve did not start");
+    struct {
+        const char *method, *path, *args;
+        int status;
+        const char *in_body;
+    } cases[] = {
+        {"POST", "/v1/completions", "-d '{\"prompt\":\"hi\",\"max_tokens\":2}'", 401, "API key"},
+        {"POST", "/v1/completions", "-H 'Authorization: Bearer wrong' -d '{\"prompt\":\"hi\"}'", 401, "API key"},
+        {"GET", "/v1/models", "-H 'Authorization: Bearer sekritX'", 401, "\"authentication_error\""},
+        {"GET", "/health", NULL, 200, "ok"},
+        {"POST", "/v1/completions", "-H 'Authorization: Bearer sekrit' -d '{\"prompt\":\"hi\",\"max_tokens\":2}'", 200,
+         "\"model\":\"my-model\""},
+        {"GET", "/v1/models", "-H 'Authorization: Bearer sekrit'", 200, "\"id\":\"my-model\""},
+        {"GET", "/props", "-H 'Authorization: Bearer sekrit'", 200, "\"total_slots\":8"},
+        {"POST", "/tokenize", "-H 'Authorization: Bearer sekrit' -d '{\"content\":\"h\\u00e9\",\"with_pieces\":true}'", 200,
+         /* bytes of a partial character: U+FFFD */
+         "{\"tokens\":[{\"id\":104,\"piece\":\"h\"},{\"id\":195,\"piece\":\"\xef\xbf\xbd\"},{\"id\":169,\"piece\":\"\xef\xbf\xbd\"}]}"},
+        {"POST", "/detokenize", "-H 'Authorization: Bearer sekrit' -d '{\"tokens\":[104,195,169]}'", 200,
+         "{\"content\":\"h\xc3\xa9\"}"},
+        {"POST", "/detokenize", "-H 'Authorization: Bearer sekrit' -d '{\"tokens\":[104,999]}'", 400, "tokens"},
+        {"POST", "/tokenize", "-H 'Authorization: Bearer sekrit' -d '{\"content\":\"x\",\"bogus\":1}'", 400, "bogus"},
+    };
+    int bad = -1, got = 0;
+    char body[8192] = "";
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0] && bad < 0; k++) {
+        curl(&s, cases[k].method, cases[k].path, cases[k].args, &got, body, sizeof body);
+        if (got != cases[k].status || !strstr(body, cases[k].in_body)) bad = (int)k;
+    }
+    char cmd[512], pre[4096], m405[4096];
+    snprintf(cmd, sizeof cmd, "curl -s -i -m 5 -X OPTIONS -H 'Origin: http://x' -H 'Access-Control-Request-Method: POST' "
+             "-H 'Access-Control-Request-Headers: authorization,content-type' http://127.0.0.1:%d/v1/chat/completions",
+             s.port);
+    vbt_run_cmd(cmd, pre, sizeof pre);
+    snprintf(cmd, sizeof cmd, "curl -s -i -m 5 -X PUT http://127.0.0.1:%d/health", s.port);
+    vbt_run_cmd(cmd, m405, sizeof m405);
+    usleep(100000);
+    char path[256], log[16384];
+    snprintf(path, sizeof path, "%s/out", s.dir);
+    file_has(path, "", log, sizeof log);
+    int stopped = server_stop(&s);
+    CHECKF(bad < 0, "case %d: status %d, body %.300s", bad, got, body);
+    CHECKF(strstr(pre, "HTTP/1.1 204") && strstr(pre, "Access-Control-Allow-Origin: *") &&
+               strstr(pre, "Access-Control-Allow-Methods: POST, OPTIONS") &&
+               strstr(pre, "Access-Control-Allow-Headers: authorization,content-type") && strstr(pre, "Allow: POST"),
+           "preflight: %.400s", pre);
+    CHECKF(strstr(m405, "HTTP/1.1 405") && strstr(m405, "Allow: GET, OPTIONS"), "405: %.300s", m405);
+    CHECKF(strstr(log, "127.0.0.1 \"POST /v1/completions\" 401 ") &&
+               strstr(log, "\"POST /v1/completions\" 200 ") && strstr(log, "completion_tokens=2") &&
+               strstr(log, "\"OPTIONS /v1/chat/completions\" 204 "),
+           "request log: %.600s", log);
+    CHECKF(stopped == 0, "the server did not exit on SIGTERM");
+    /* IPv6 loopback */
+    if (access("/proc/net/if_inet6", R_OK) == 0) {
+        server_proc s6 = {0};
+        started = server_start(&s6, "-m sim --host ::1");
+        if (started != 0) server_stop(&s6);
+        CHECKF(started == 0, "vibee serve --host ::1 did not start");
+        char out6[2048];
+        snprintf(cmd, sizeof cmd, "curl -s -g -m 5 -d '{\"prompt\":\"hi\",\"max_tokens\":3}' http://[::1]:%d/v1/completions",
+                 s6.port);
+        vbt_run_cmd(cmd, out6, sizeof out6);
+        snprintf(path, sizeof path, "%s/out", s6.dir);
+        file_has(path, "", log, sizeof log);
+        stopped = server_stop(&s6);
+        CHECKF(strstr(out6, "\"completion_tokens\":3"), "IPv6 answer: %.300s", out6);
+        CHECKF(strstr(log, "listening on http://[::1]:") && strstr(log, " ::1 \"POST /v1/completions\" 200"),
+               "IPv6 log: %.300s", log);
+        CHECKF(stopped == 0, "the IPv6 server did not exit on SIGTERM");
+    }
 }
