@@ -404,6 +404,8 @@ TEST(server_idle_connections) {
     for (int i = 0; i < n_open; i++) close(fds[i]);
     free(fds);
     int stopped = server_stop(&s);
+    fprintf(stderr, "    %d idle connections held: completion %.3f s, /health %.3f s; per-IP flood: %d of %d refused, "
+            "completion %.3f s\n", (int)held, t_norm, t_health, refused, n_extra, t_after);
     CHECKF(extra_from == n_idle, "opened only %d of %d connections", extra_from, n_idle);
     CHECKF(held >= n_idle, "the server holds %ld of %d idle connections", held, n_idle);
     CHECKF(st_norm == 200 && t_norm < 1.0, "completion with %d idle connections: status %d in %.2f s", n_idle, st_norm,
