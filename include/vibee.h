@@ -258,14 +258,27 @@ void vb_context_reset_stats(vb_context *ctx);
  * Sampling
  * ------------------------------------------------------------------------------------------ */
 
+/* An additive bias on one token's logit (OpenAI's logit_bias). */
+typedef struct vb_logit_bias {
+    vb_token token;
+    float bias;
+} vb_logit_bias;
+
 typedef struct vb_sampler_params {
     float temp;            /* 0 = greedy (default 0) */
     int32_t top_k;         /* 0 = off */
     float top_p;           /* 1 = off */
     float min_p;           /* 0 = off */
     float repeat_penalty;  /* 1 = off */
-    int32_t repeat_last_n; /* window of recent tokens the penalty looks at (default 64) */
+    int32_t repeat_last_n; /* window of recent tokens the penalties look at (default 64) */
     uint64_t seed;         /* RNG seed (default 42) */
+    /* OpenAI-style penalties over the same window: logit -= count * frequency_penalty +
+       (count > 0) * presence_penalty, count = occurrences of the token in the window */
+    float presence_penalty;  /* 0 = off */
+    float frequency_penalty; /* 0 = off */
+    const vb_logit_bias *logit_bias; /* [n_logit_bias] added to the logits before anything
+                                        else; copied by vb_sampler_init (may be NULL) */
+    int32_t n_logit_bias;
 } vb_sampler_params;
 
 vb_sampler_params vb_sampler_default_params(void);

@@ -1,5 +1,6 @@
-/* sampler.c - token sampling: repetition penalty, greedy, temperature, top-k, top-p, min-p, with
- * a seeded xoshiro256** generator, so a fixed seed reproduces the same text. */
+/* sampler.c - token sampling: logit bias, repetition / presence / frequency penalties, greedy,
+ * temperature, top-k, top-p, min-p, with a seeded xoshiro256** generator, so a fixed seed
+ * reproduces the same text. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@ struct vb_sampler {
     int32_t cap;
     float *work;   /* [cap] adjusted logits */
     int32_t *idx;  /* [cap] candidate ids sorted by logit */
+    vb_logit_bias *bias; /* [p.n_logit_bias] owned copy of p.logit_bias */
 };
 
 vb_sampler_params vb_sampler_default_params(void) {
@@ -55,10 +57,26 @@ vb_sampler *vb_sampler_init(const vb_sampler_params *params) {
     s->p = params ? *params : vb_sampler_default_params();
     if (!(s->p.temp >= 0.0f) || s->p.top_k < 0 || !(s->p.top_p > 0.0f && s->p.top_p <= 1.0f) ||
         !(s->p.min_p >= 0.0f && s->p.min_p < 1.0f) || !(s->p.repeat_penalty > 0.0f) ||
-        s->p.repeat_last_n < 0) {
+        s->p.repeat_last_n < 0 || !isfinite(s->p.presence_penalty) || !isfinite(s->p.frequency_penalty) ||
+        s->p.n_logit_bias < 0 || (s->p.n_logit_bias > 0 && !s->p.logit_bias)) {
         free(s);
         return NULL;
     }
+    if (s->p.n_logit_bias > 0) {
+        s->bias = malloc((size_t)s->p.n_logit_bias * sizeof *s->bias);
+        if (!s->bias) {
+            free(s);
+            return NULL;
+        }
+        memcpy(s->bias, s->p.logit_bias, (size_t)s->p.n_logit_bias * sizeof *s->bias);
+        for (int32_t i = 0; i < s->p.n_logit_bias; i++)
+            if (isnan(s->bias[i].bias)) {
+                free(s->bias);
+                free(s);
+                return NULL;
+            }
+    }
+    s->p.logit_bias = s->bias;
     uint64_t x = s->p.seed;
     for (int i = 0; i < 4; i++) s->rng[i] = splitmix(&x);
     return s;
@@ -68,6 +86,7 @@ void vb_sampler_free(vb_sampler *s) {
     if (!s) return;
     free(s->work);
     free(s->idx);
+    free(s->bias);
     free(s);
 }
 
@@ -89,7 +108,9 @@ vb_token vb_sampler_sample(vb_sampler *s, const float *logits, int32_t n_vocab,
         if (!w || !ix) return VB_ERR_NOMEM;
         s->cap = n_vocab;
     }
-    if (s->p.temp <= 0.0f && (s->p.repeat_penalty == 1.0f || n_history == 0)) {
+    bool penalties = n_history > 0 && s->p.repeat_last_n > 0 &&
+                     (s->p.repeat_penalty != 1.0f || s->p.presence_penalty != 0.0f || s->p.frequency_penalty != 0.0f);
+    if (s->p.temp <= 0.0f && !penalties && s->p.n_logit_bias == 0) {
         /* greedy without a penalty: one pass, no copy (NaN counts as -inf, banned skipped) */
         int32_t best = -1;
         float best_l = -INFINITY;
@@ -104,17 +125,25 @@ vb_token vb_sampler_sample(vb_sampler *s, const float *logits, int32_t n_vocab,
     memcpy(w, logits, (size_t)n_vocab * sizeof *w);
     for (int32_t v = 0; v < n_vocab; v++)
         if (isnan(w[v])) w[v] = -INFINITY;
-    if (s->p.repeat_penalty != 1.0f && n_history > 0) {
-        int32_t from = s->p.repeat_last_n > 0 && n_history > s->p.repeat_last_n ? n_history - s->p.repeat_last_n : 0;
-        if (s->p.repeat_last_n == 0) from = n_history;
-        /* penalise each distinct recent token once (llama.cpp convention) */
+    for (int32_t i = 0; i < s->p.n_logit_bias; i++) {
+        vb_token t = s->bias[i].token;
+        if (t >= 0 && t < n_vocab) w[t] += s->bias[i].bias;
+    }
+    if (penalties) {
+        int32_t from = n_history > s->p.repeat_last_n ? n_history - s->p.repeat_last_n : 0;
+        /* each distinct token of the window once (llama.cpp convention): divide (or multiply,
+           below 0) by repeat_penalty, then subtract count * frequency + presence */
         for (int32_t i = from; i < n_history; i++) {
             vb_token t = history[i];
             if (t < 0 || t >= n_vocab) continue;
             bool seen = false;
             for (int32_t k = from; k < i && !seen; k++) seen = history[k] == t;
             if (seen) continue;
-            w[t] = w[t] > 0 ? w[t] / s->p.repeat_penalty : w[t] * s->p.repeat_penalty;
+            int32_t count = 1;
+            for (int32_t k = i + 1; k < n_history; k++) count += history[k] == t;
+            if (s->p.repeat_penalty != 1.0f)
+                w[t] = w[t] > 0 ? w[t] / s->p.repeat_penalty : w[t] * s->p.repeat_penalty;
+            w[t] -= (float)count * s->p.frequency_penalty + s->p.presence_penalty;
         }
     }
     if (banned >= 0 && banned < n_vocab) w[banned] = -INFINITY;

@@ -1,6 +1,8 @@
 /* test_sampler.c - sampling: greedy, seeded reproducibility, and empirical frequencies of
  * temperature / top-k / top-p / min-p sampling against the exact distributions computed here
- * independently in double precision. */
+ * independently in double precision; logit_bias and presence / frequency / repetition
+ * penalties against OpenAI's published formula (logit - count * frequency - [count > 0] *
+ * presence) computed here from a count table. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -116,4 +118,103 @@ TEST(sampler_seed_reproducible) {
     vb_sampler_free(a);
     vb_sampler_free(b);
     vb_sampler_free(c);
+}
+
+/* The adjusted logits by the documented formulas: bias, then per distinct token of the last
+   `last_n` history entries: repeat penalty (divide if > 0, else multiply), then
+   - count * freq - presence. Counted with a table, not the sampler's pairwise scan. */
+static void penalised_ref(const float *l, int V, const vb_token *h, int nh, int last_n, float rep, float pres,
+                          float freq, const vb_logit_bias *b, int nb, double *out) {
+    int cnt[64] = {0};
+    for (int v = 0; v < V; v++) out[v] = l[v];
+    for (int i = 0; i < nb; i++) out[b[i].token] += b[i].bias;
+    for (int i = nh > last_n ? nh - last_n : 0; i < nh && last_n > 0; i++) cnt[h[i]]++;
+    for (int v = 0; v < V; v++) {
+        if (!cnt[v]) continue;
+        out[v] = out[v] > 0 ? out[v] / rep : out[v] * rep;
+        out[v] -= cnt[v] * (double)freq + pres;
+    }
+}
+
+TEST(sampler_bias_and_penalties_greedy) {
+    enum { V = 40 };
+    srand(1234);
+    int changed = 0;
+    for (int c = 0; c < 2000; c++) {
+        float l[V];
+        vb_token h[120];
+        vb_logit_bias b[4];
+        for (int v = 0; v < V; v++) l[v] = (float)(rand() % 2000 - 1000) / 250.0f;
+        int nh = rand() % 120, nb = rand() % 4;
+        for (int i = 0; i < nh; i++) h[i] = rand() % 12; /* few distinct tokens: repeats */
+        for (int i = 0; i < nb; i++) b[i] = (vb_logit_bias){rand() % V, (float)(rand() % 400 - 200) / 20.0f};
+        vb_sampler_params p = vb_sampler_default_params();
+        p.repeat_last_n = rand() % 80;
+        p.repeat_penalty = c % 3 ? 1.0f : 1.0f + (float)(rand() % 100) / 100.0f;
+        p.presence_penalty = (float)(rand() % 400 - 200) / 100.0f;
+        p.frequency_penalty = (float)(rand() % 400 - 200) / 100.0f;
+        p.logit_bias = b;
+        p.n_logit_bias = nb;
+        vb_sampler *s = vb_sampler_init(&p);
+        CHECK(s != NULL);
+        double ref[V];
+        penalised_ref(l, V, h, nh, p.repeat_last_n, p.repeat_penalty, p.presence_penalty, p.frequency_penalty, b, nb,
+                      ref);
+        int best = 0, plain = 0;
+        for (int v = 1; v < V; v++) {
+            if (ref[v] > ref[best]) best = v;
+            if (l[v] > l[plain]) plain = v;
+        }
+        /* skip near ties, where float vs double rounding may pick either */
+        bool tie = false;
+        for (int v = 0; v < V; v++) tie |= v != best && fabs(ref[v] - ref[best]) < 1e-4;
+        vb_token t = vb_sampler_sample(s, l, V, h, nh, -1);
+        vb_sampler_free(s);
+        if (tie) continue;
+        changed += best != plain;
+        CHECKF(t == best, "case %d: sampled %d, formula gives %d", c, t, best);
+    }
+    CHECKF(changed > 200, "only %d cases where bias/penalties changed the argmax", changed);
+    /* invalid values are refused */
+    vb_sampler_params p = vb_sampler_default_params();
+    p.presence_penalty = NAN;
+    CHECK(vb_sampler_init(&p) == NULL);
+    p = vb_sampler_default_params();
+    p.n_logit_bias = 1;
+    CHECK(vb_sampler_init(&p) == NULL);
+}
+
+/* Sampled frequencies with temperature 0.8 equal softmax of the formula's logits; the bias
+   array is copied (changing it after init has no effect). */
+TEST(sampler_bias_and_penalties_distribution) {
+    enum { V = 6, N = 60000 };
+    float l[V] = {1.0f, 0.8f, 0.5f, 0.2f, -0.3f, 0.0f};
+    vb_token h[7] = {0, 0, 0, 1, 2, 2, 5};
+    vb_logit_bias b[2] = {{3, 1.5f}, {4, -100.0f}};
+    vb_sampler_params p = vb_sampler_default_params();
+    p.temp = 0.8f;
+    p.seed = 99;
+    p.presence_penalty = 0.4f;
+    p.frequency_penalty = 0.3f;
+    p.logit_bias = b;
+    p.n_logit_bias = 2;
+    vb_sampler *s = vb_sampler_init(&p);
+    CHECK(s != NULL);
+    double ref[V], ex[V], sum = 0;
+    penalised_ref(l, V, h, 7, 64, 1.0f, 0.4f, 0.3f, b, 2, ref);
+    b[0].bias = -50.0f; /* after init: must not matter (copied) */
+    for (int v = 0; v < V; v++) sum += ex[v] = exp(ref[v] / 0.8);
+    for (int v = 0; v < V; v++) ex[v] /= sum;
+    int cnt[V] = {0};
+    for (int i = 0; i < N; i++) {
+        vb_token t = vb_sampler_sample(s, l, V, h, 7, -1);
+        CHECK(t >= 0 && t < V);
+        cnt[t]++;
+    }
+    vb_sampler_free(s);
+    CHECK_EQ_INT(cnt[4], 0); /* -100 bans */
+    for (int v = 0; v < V; v++) {
+        double f = (double)cnt[v] / N, sd = sqrt(ex[v] * (1 - ex[v]) / N) + 1e-9;
+        CHECKF(fabs(f - ex[v]) < 5 * sd + 1e-4, "token %d: freq %.5f vs exact %.5f", v, f, ex[v]);
+    }
 }

@@ -1,5 +1,6 @@
 /* cmd_serve.c - `vibee serve`: an OpenAI-compatible HTTP server (POST /v1/completions,
- * POST /v1/chat/completions with or without streaming, GET /v1/models, /health, /metrics) over
+ * POST /v1/chat/completions with or without streaming, GET /v1/models, /health, /metrics,
+ * /props, POST /tokenize, /detokenize) over
  * the continuous-batching scheduler. One engine thread owns the model (http_engine.c); HTTP runs
  * on libmicrohttpd (http_server.c) and JSON on jansson (http_api.c). Built when their headers
  * are installed (http_config.h); otherwise the command explains how to get it. */
@@ -21,16 +22,24 @@ static void usage(void) {
             "usage: vibee serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N]\n"
             "                   [-c CTX] [-b BACKEND] [-t THREADS] [--kv-type f32|f16]\n"
             "                   [--max-body BYTES] [--max-tokens N] [--timeout SECONDS]\n"
-            "                   [--max-queue N] [--max-connections N] [--idle-timeout SECONDS]\n"
+            "                   [--max-queue N] [--max-connections N] [--max-connections-per-ip N]\n"
+            "                   [--idle-timeout SECONDS] [--shutdown-grace SECONDS]\n"
             "                   [--decoder ar|wedlm|verify] [--window W] [--tau T] [--lambda L]\n"
             "                   [--draft-max K] [--wedlm-exact] [--wedlm-official]\n"
+            "                   [--api-key KEY] [--alias NAME] [--cors-origin ORIGIN|off] [--no-request-log]\n"
             "  Routes: POST /v1/completions, POST /v1/chat/completions (\"stream\": true gives\n"
-            "  server-sent events ending with data: [DONE]), GET /v1/models, /health, /metrics.\n"
+            "  server-sent events ending with data: [DONE]), GET /v1/models, /health, /metrics,\n"
+            "  /props, POST /tokenize, /detokenize. --host takes an IPv4 or IPv6 address (:: = both).\n"
             "  --port 0 picks a free port; the address is printed on stdout as\n"
             "  'vibee serve: listening on http://HOST:PORT'. --parallel N: sequences decoded\n"
             "  together (default 8). Limits (defaults): --max-body 1048576, --max-tokens 4096,\n"
-            "  --timeout 600, --max-queue 64, --max-connections 128, --idle-timeout 60 (a connection\n"
-            "  silent that long while sending its request is closed). Chat template: ChatML when\n"
+            "  --timeout 600 (then finish_reason \"timeout\" with the text so far), --max-queue 64,\n"
+            "  --max-connections 1024, --max-connections-per-ip 256 (0 = no limit), --idle-timeout 60\n"
+            "  (each request, headers and body, must arrive within it; bytes trickled in do not\n"
+            "  extend it), --shutdown-grace 5 (SIGTERM: running requests get that long, then end\n"
+            "  with finish_reason \"abort\"). --api-key KEY (or $VIBEE_API_KEY): every route but\n"
+            "  /health needs 'Authorization: Bearer KEY'. --alias NAME: the model name reported.\n"
+            "  --cors-origin (default *): Access-Control-Allow-Origin. Chat template: ChatML when\n"
             "  the vocabulary has <|im_start|>, else 'role: content' lines (header\n"
             "  X-Vibee-Chat-Template says which). temperature defaults to 1 as in OpenAI's API.\n"
             "  --decoder: the server's default decoder (default ar; options as in vibee run); a request\n"
@@ -51,7 +60,19 @@ int cmd_serve(int argc, char **argv) {
     cli_model_opts_init(&mo);
     mo.n_seq_max = 8;
 #ifdef VB_HAVE_SERVE
-    srv_config cfg = {"127.0.0.1", 8080, 1 << 20, 4096, 256, 600.0, 128, 60};
+    srv_config cfg = {.host = "127.0.0.1",
+                      .port = 8080,
+                      .max_body = 1 << 20,
+                      .max_tokens = 4096,
+                      .default_tokens = 256,
+                      .timeout_s = 600.0,
+                      .max_connections = 1024,
+                      .max_connections_per_ip = 256,
+                      .idle_timeout_s = 60,
+                      .shutdown_grace_s = 5.0,
+                      .api_key = getenv("VIBEE_API_KEY"),
+                      .cors_origin = "*",
+                      .log_requests = true};
     long max_queue = 64;
     vb_generate_params decoding = vb_generate_default_params();
     decoding.draft_max = -1; /* not given */
@@ -83,7 +104,16 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-tokens")) { NEED_INT(1, 1 << 24); cfg.max_tokens = (int32_t)x; }
         else if (!strcmp(a, "--timeout")) { NEED_INT(1, 86400); cfg.timeout_s = (double)x; }
         else if (!strcmp(a, "--max-queue")) { NEED_INT(1, 65536); max_queue = x; }
-        else if (!strcmp(a, "--max-connections")) { NEED_INT(1, 10000); cfg.max_connections = (unsigned)x; }
+        else if (!strcmp(a, "--max-connections")) { NEED_INT(1, 100000); cfg.max_connections = (unsigned)x; }
+        else if (!strcmp(a, "--max-connections-per-ip")) { NEED_INT(0, 100000); cfg.max_connections_per_ip = (unsigned)x; }
+        else if (!strcmp(a, "--shutdown-grace")) { NEED_INT(0, 3600); cfg.shutdown_grace_s = (double)x; }
+        else if (!strcmp(a, "--api-key")) { if (!(cfg.api_key = cli_value(argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--alias")) { if (!(cfg.alias = cli_value(argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--cors-origin")) {
+            if (!(cfg.cors_origin = cli_value(argc, argv, &i))) return 2;
+            if (!strcmp(cfg.cors_origin, "off")) cfg.cors_origin = NULL;
+        }
+        else if (!strcmp(a, "--no-request-log")) cfg.log_requests = false;
         else if (!strcmp(a, "--idle-timeout")) { NEED_INT(1, 86400); cfg.idle_timeout_s = (unsigned)x; }
         else {
             fprintf(stderr, "vibee serve: unknown option '%s' (see vibee serve --help)\n", a);
@@ -99,6 +129,7 @@ int cmd_serve(int argc, char **argv) {
     return 3;
 #else
     if (cfg.default_tokens > cfg.max_tokens) cfg.default_tokens = cfg.max_tokens;
+    if (cfg.api_key && !cfg.api_key[0]) cfg.api_key = NULL;
     vb_model *model = NULL;
     vb_context *ctx = NULL;
     if (cli_open(&mo, &model, &ctx)) return 1;
@@ -113,7 +144,6 @@ int cmd_serve(int argc, char **argv) {
         srv_engine_stop(&engine);
         return 1;
     }
-    server.model_name = engine.info->name;
     signal(SIGPIPE, SIG_IGN);
     if (srv_server_start(&server, &engine, &cfg, err, sizeof err) != 0) {
         fprintf(stderr, "vibee serve: %s\n", err);
@@ -125,9 +155,9 @@ int cmd_serve(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    printf("vibee serve: listening on http://%s:%u (model %s, backend %s, parallel %d, chat template %s)\n",
-           cfg.host, (unsigned)server.port, engine.info->name, vb_context_backend_name(ctx), mo.n_seq_max,
-           server.chat_template);
+    printf("vibee serve: listening on %s (model %s, backend %s, parallel %d, chat template %s%s)\n", server.url,
+           server.model_name, vb_context_backend_name(ctx), mo.n_seq_max, server.chat_template,
+           cfg.api_key ? ", API key required" : "");
     fflush(stdout);
     while (!g_stop) sleep(1); /* a signal ends the sleep early */
     fprintf(stderr, "vibee serve: shutting down\n");

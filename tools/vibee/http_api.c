@@ -1,10 +1,11 @@
 /* http_api.c - OpenAI-compatible request parsing and response formatting with jansson (see
  * http_api.h). Chat template: ChatML ("<|im_start|>role\ncontent<|im_end|>\n" ... then
  * "<|im_start|>assistant\n") when the vocabulary has <|im_start|>, else plain "role: content\n"
- * lines then "assistant:". Accepted and ignored: model, user, frequency_penalty,
- * presence_penalty, logprobs=false, stream_options. Extensions: top_k, min_p, repeat_penalty,
- * ignore_eos, decoder ("ar", "wedlm", "verify": this request's decoder; the result carries
- * {"vibee": {"decoder", "n_forward", "tokens_per_forward"}}). */
+ * lines then "assistant:". Every request field is either implemented, accepted only with the
+ * values that need nothing more (logprobs false, best_of = n, response_format text, ...), or
+ * refused with a 400 naming it; "model" and "user" are informational. Extensions: top_k, min_p,
+ * repeat_penalty, repeat_last_n, ignore_eos, decoder ("ar", "wedlm", "verify": this request's
+ * decoder; the result carries {"vibee": {"decoder", "n_forward", "tokens_per_forward"}}). */
 #include "http_config.h"
 #ifdef VB_HAVE_SERVE
 
@@ -16,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 /* ---- a growable string ---- */
 
@@ -92,12 +95,62 @@ static bool content_text(json_t *c, sbuf *out) {
     return true;
 }
 
-int api_parse_request(const char *body, size_t len, bool chat, const api_limits *lim, srv_job *job,
-                      bool *stream, char *err, size_t err_len, const char **param) {
+/* Fields this server implements; any other field is a 400 naming it. */
+static const char *const fields_common[] = {
+    "model", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "stop", "seed",
+    "logit_bias", "presence_penalty", "frequency_penalty", "user", "logprobs",
+    /* extensions */
+    "top_k", "min_p", "repeat_penalty", "repeat_last_n", "ignore_eos", "decoder", NULL};
+static const char *const fields_completion[] = {"prompt", "echo", "best_of", "suffix", NULL};
+static const char *const fields_chat[] = {"messages", "max_completion_tokens", "top_logprobs", "response_format",
+                                          "tools", "tool_choice", "parallel_tool_calls", "store", NULL};
+
+static const char *known_field(const char *key, bool chat) {
+    const char *const *lists[2] = {fields_common, chat ? fields_chat : fields_completion};
+    for (int l = 0; l < 2; l++)
+        for (const char *const *f = lists[l]; *f; f++)
+            if (!strcmp(*f, key)) return *f;
+    return NULL;
+}
+
+/* A seed from the kernel's random source (time-based if that fails). */
+static uint64_t random_seed(void) {
+    uint32_t x;
+    if (getrandom(&x, sizeof x, 0) != (ssize_t)sizeof x) x = (uint32_t)time(NULL) ^ (uint32_t)clock();
+    return x;
+}
+
+/* A prompt given as token ids: a non-empty array of integers in [0, n_vocab). */
+static bool token_array(json_t *a, int32_t n_vocab) {
+    if (!json_is_array(a) || json_array_size(a) == 0) return false;
+    size_t i;
+    json_t *t;
+    json_array_foreach(a, i, t) {
+        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= n_vocab) return false;
+    }
+    return true;
+}
+
+void api_request_free(srv_engine *e, api_request *req) {
+    for (int32_t k = 0; k < req->n_jobs; k++) srv_job_unref(e, req->jobs[k]);
+    req->n_jobs = 0;
+}
+
+int api_parse_request(const char *body, size_t len, bool chat, const api_limits *lim, api_request *req,
+                      char *err, size_t err_len, const char **param) {
+    static _Thread_local char unknown[64]; /* *param for a field name not in the tables */
     json_error_t jerr;
     *param = NULL;
-    *stream = false;
+    memset(req, 0, sizeof *req);
+    req->chat = chat;
+    req->n = 1;
     sbuf prompt = {0};
+    vb_request_params params = vb_request_default_params();
+    vb_logit_bias *bias = NULL;
+    int32_t n_bias = 0;
+    char *stops[SRV_MAX_STOP] = {0};
+    int n_stop = 0;
+    json_t *prompts = NULL; /* completions: the "prompt" value */
     json_t *root = json_loadb(body, len, 0, &jerr);
     if (!root) {
         snprintf(err, err_len, "request body is not valid JSON: %s (line %d, column %d)", jerr.text,
@@ -105,15 +158,30 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
         return 400;
     }
     if (!json_is_object(root)) FAIL(NULL, "request body must be a JSON object");
+    const char *key;
     json_t *v;
+    json_object_foreach(root, key, v) {
+        if (known_field(key, chat)) continue;
+        snprintf(unknown, sizeof unknown, "%s", key);
+        FAIL(unknown, "'%.60s' is not supported by this server (see docs/serve.md for the supported fields)", key);
+    }
     /* prompt / messages */
     if (!chat) {
         v = json_object_get(root, "prompt");
-        if (json_is_array(v) && json_array_size(v) == 1 && json_is_string(json_array_get(v, 0)))
-            v = json_array_get(v, 0);
         if (!v) FAIL("prompt", "'prompt' is required");
-        if (!json_is_string(v)) FAIL("prompt", "'prompt' must be a string (or an array of one string)");
-        sb_add(&prompt, json_string_value(v), json_string_length(v));
+        bool list_ok = json_is_array(v) && json_array_size(v) > 0;
+        if (list_ok && !token_array(v, lim->n_vocab)) { /* else one prompt of token ids */
+            size_t i;
+            json_t *p;
+            json_array_foreach(v, i, p) list_ok = list_ok && (json_is_string(p) || token_array(p, lim->n_vocab));
+        }
+        if (!json_is_string(v) && !list_ok)
+            FAIL("prompt", "'prompt' must be a string, an array of strings, an array of token ids in [0, %d) "
+                 "or an array of such arrays", lim->n_vocab);
+        prompts = v;
+        req->n_prompts = json_is_string(v) || token_array(v, lim->n_vocab) ? 1 : (int32_t)json_array_size(v);
+        if (req->n_prompts > API_MAX_CHOICES)
+            FAIL("prompt", "at most %d prompts per request", API_MAX_CHOICES);
     } else {
         v = json_object_get(root, "messages");
         if (!v) FAIL("messages", "'messages' is required");
@@ -136,6 +204,7 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
             sb_str(&prompt, lim->chatml ? "<|im_end|>\n" : "\n");
         }
         sb_str(&prompt, lim->chatml ? "<|im_start|>assistant\n" : "assistant:");
+        req->n_prompts = 1;
     }
     if (prompt.oom) FAIL(NULL, "out of memory");
     /* limits and sampling */
@@ -147,9 +216,9 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
         if (max_tokens < 1 || max_tokens > lim->max_tokens)
             FAIL("max_tokens", "'max_tokens' must be in [1, %d] (this server's limit)", lim->max_tokens);
     }
-    job->params.n_predict = (int32_t)max_tokens;
-    job->params.sampler.temp = 1.0f; /* OpenAI's default */
-    job->params.sampler.top_p = 1.0f;
+    params.n_predict = (int32_t)max_tokens;
+    params.sampler.temp = 1.0f; /* OpenAI's default */
+    params.sampler.top_p = 1.0f;
 #define NUMBER(name, field, lo, hi, lo_open)                                                      \
     v = json_object_get(root, name);                                                              \
     if (v && !json_is_null(v)) {                                                                  \
@@ -157,43 +226,115 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
         double x = json_number_value(v);                                                          \
         if (!(x >= (lo) && x <= (hi)) || ((lo_open) && x == (lo)))                                \
             FAIL(name, "'%s' must be in %s%g, %g]", name, (lo_open) ? "(" : "[", (double)(lo), (double)(hi)); \
-        job->params.sampler.field = (float)x;                                                     \
+        params.sampler.field = (float)x;                                                          \
     }
     NUMBER("temperature", temp, 0.0, 2.0, false)
     NUMBER("top_p", top_p, 0.0, 1.0, true)
     NUMBER("min_p", min_p, 0.0, 0.999, false)
     NUMBER("repeat_penalty", repeat_penalty, 0.0, 10.0, true)
+    NUMBER("presence_penalty", presence_penalty, -2.0, 2.0, false)
+    NUMBER("frequency_penalty", frequency_penalty, -2.0, 2.0, false)
 #undef NUMBER
-    v = json_object_get(root, "top_k");
-    if (v && !json_is_null(v)) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000000)
-            FAIL("top_k", "'top_k' must be a non-negative integer");
-        job->params.sampler.top_k = (int32_t)json_integer_value(v);
+#define INTEGER(name, lo, hi, dst)                                                                \
+    v = json_object_get(root, name);                                                              \
+    if (v && !json_is_null(v)) {                                                                  \
+        if (!json_is_integer(v) || json_integer_value(v) < (lo) || json_integer_value(v) > (hi))  \
+            FAIL(name, "'%s' must be an integer in [%d, %d]", name, (int)(lo), (int)(hi));        \
+        dst = (int32_t)json_integer_value(v);                                                     \
     }
+    INTEGER("top_k", 0, 1000000, params.sampler.top_k)
+    INTEGER("repeat_last_n", 0, 1 << 20, params.sampler.repeat_last_n)
+    INTEGER("n", 1, API_MAX_CHOICES, req->n)
+#undef INTEGER
+    if (req->n * req->n_prompts > API_MAX_CHOICES)
+        FAIL("n", "'n' times the number of prompts must be at most %d", API_MAX_CHOICES);
+    req->seed = random_seed(); /* OpenAI and llama.cpp: a random seed unless one is given */
     v = json_object_get(root, "seed");
     if (v && !json_is_null(v)) {
         if (!json_is_integer(v)) FAIL("seed", "'seed' must be an integer");
-        job->params.sampler.seed = (uint64_t)json_integer_value(v);
+        if (json_integer_value(v) != -1) req->seed = (uint64_t)json_integer_value(v);
     }
-    v = json_object_get(root, "n");
-    if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == 1))
-        FAIL("n", "only 'n': 1 is supported");
+    v = json_object_get(root, "logit_bias");
+    if (v && !json_is_null(v)) {
+        if (!json_is_object(v) || json_object_size(v) > 1024)
+            FAIL("logit_bias", "'logit_bias' must be an object of at most 1024 \"token id\": bias pairs");
+        bias = calloc(json_object_size(v) + 1, sizeof *bias);
+        if (!bias) FAIL(NULL, "out of memory");
+        json_t *b;
+        json_object_foreach(v, key, b) {
+            char *end;
+            long id = strtol(key, &end, 10);
+            if (!*key || *end || id < 0 || id >= lim->n_vocab)
+                FAIL("logit_bias", "'logit_bias' key '%.40s' is not a token id in [0, %d)", key, lim->n_vocab);
+            if (!json_is_number(b) || !(json_number_value(b) >= -100 && json_number_value(b) <= 100))
+                FAIL("logit_bias", "'logit_bias' values must be numbers in [-100, 100]");
+            bias[n_bias++] = (vb_logit_bias){(vb_token)id, (float)json_number_value(b)};
+        }
+    }
     v = json_object_get(root, "stream");
     if (v && !json_is_null(v)) {
         if (!json_is_boolean(v)) FAIL("stream", "'stream' must be a boolean");
-        *stream = json_is_true(v);
+        req->stream = json_is_true(v);
+    }
+    v = json_object_get(root, "stream_options");
+    if (v && !json_is_null(v)) {
+        if (!req->stream) FAIL("stream_options", "'stream_options' is only allowed with 'stream': true");
+        if (!json_is_object(v)) FAIL("stream_options", "'stream_options' must be an object");
+        json_t *o;
+        json_object_foreach(v, key, o) {
+            if (strcmp(key, "include_usage") || !json_is_boolean(o))
+                FAIL("stream_options", "'stream_options' supports only 'include_usage' (a boolean)");
+            req->include_usage = json_is_true(o);
+        }
+    }
+    v = json_object_get(root, "echo");
+    if (v && !json_is_null(v)) {
+        if (!json_is_boolean(v)) FAIL("echo", "'echo' must be a boolean");
+        req->echo = json_is_true(v);
     }
     v = json_object_get(root, "ignore_eos");
     if (v && !json_is_null(v)) {
         if (!json_is_boolean(v)) FAIL("ignore_eos", "'ignore_eos' must be a boolean");
-        job->params.stop_at_eos = !json_is_true(v);
+        params.stop_at_eos = !json_is_true(v);
     }
+    /* accepted only with the values that need no feature this server lacks */
+    v = json_object_get(root, "logprobs");
+    if (v && !json_is_null(v) && !json_is_false(v))
+        FAIL("logprobs", "'logprobs' is not supported by this server");
+    v = json_object_get(root, "top_logprobs");
+    if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == 0))
+        FAIL("top_logprobs", "'top_logprobs' is not supported by this server");
+    v = json_object_get(root, "best_of");
+    if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == req->n))
+        FAIL("best_of", "'best_of' is not supported by this server (only best_of equal to n)");
+    v = json_object_get(root, "suffix");
+    if (v && !json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0))
+        FAIL("suffix", "'suffix' is not supported by this server");
+    v = json_object_get(root, "response_format");
+    if (v && !json_is_null(v)) {
+        json_t *t = json_is_object(v) ? json_object_get(v, "type") : NULL;
+        if (!json_is_string(t) || strcmp(json_string_value(t), "text") || json_object_size(v) != 1)
+            FAIL("response_format", "'response_format' other than {\"type\": \"text\"} is not supported by this server");
+    }
+    v = json_object_get(root, "tools");
+    if (v && !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0))
+        FAIL("tools", "'tools' is not supported by this server");
+    v = json_object_get(root, "tool_choice");
+    if (v && !json_is_null(v) && !(json_is_string(v) && !strcmp(json_string_value(v), "none")))
+        FAIL("tool_choice", "'tool_choice' other than \"none\" is not supported by this server");
+    v = json_object_get(root, "parallel_tool_calls");
+    if (v && !json_is_null(v) && !json_is_boolean(v)) FAIL("parallel_tool_calls", "'parallel_tool_calls' must be a boolean");
+    v = json_object_get(root, "store");
+    if (v && !json_is_null(v) && !json_is_false(v)) FAIL("store", "'store' is not supported by this server");
+    v = json_object_get(root, "user");
+    if (v && !json_is_null(v) && !json_is_string(v)) FAIL("user", "'user' must be a string");
     v = json_object_get(root, "model");
     if (v && !json_is_null(v) && !json_is_string(v)) FAIL("model", "'model' must be a string");
-    v = json_object_get(root, "decoder"); /* vibee extension: this request's decoder */
+    int decoder = -1; /* vibee extension: this request's decoder (-1: the server's) */
+    v = json_object_get(root, "decoder");
     if (v && !json_is_null(v)) {
-        job->decoder = json_is_string(v) ? cli_decoder_from_name(json_string_value(v)) : -1;
-        if (job->decoder < 0) FAIL("decoder", "'decoder' must be \"ar\", \"wedlm\" or \"verify\"");
+        decoder = json_is_string(v) ? cli_decoder_from_name(json_string_value(v)) : -1;
+        if (decoder < 0) FAIL("decoder", "'decoder' must be \"ar\", \"wedlm\" or \"verify\"");
     }
     v = json_object_get(root, "stop");
     if (v && !json_is_null(v)) {
@@ -205,20 +346,70 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
             json_t *s = one ? one : json_array_get(v, i);
             if (!json_is_string(s) || json_string_length(s) == 0 || json_string_length(s) > 64)
                 FAIL("stop", "'stop' entries must be strings of 1 to 64 bytes");
-            job->stop[job->n_stop] = strdup(json_string_value(s));
-            if (!job->stop[job->n_stop]) FAIL(NULL, "out of memory");
-            job->n_stop++;
+            stops[n_stop] = strdup(json_string_value(s));
+            if (!stops[n_stop]) FAIL(NULL, "out of memory");
+            n_stop++;
         }
     }
-    job->chat = chat;
-    job->prompt = prompt.p ? prompt.p : strdup("");
-    job->prompt_len = prompt.len;
+    /* one job per prompt and choice: choice i samples with seed + i */
+    for (int32_t p = 0; p < req->n_prompts; p++) {
+        json_t *pv = chat ? NULL : json_is_string(prompts) || token_array(prompts, lim->n_vocab) ? prompts
+                                                                                                : json_array_get(prompts, (size_t)p);
+        for (int32_t i = 0; i < req->n; i++) {
+            srv_job *j = srv_job_new();
+            if (!j) FAIL(NULL, "out of memory");
+            req->jobs[req->n_jobs++] = j;
+            j->params = params;
+            j->params.sampler.seed = req->seed + (uint64_t)i;
+            j->chat = chat;
+            j->decoder = decoder;
+            if (n_bias) {
+                j->logit_bias = malloc((size_t)n_bias * sizeof *bias);
+                if (!j->logit_bias) FAIL(NULL, "out of memory");
+                memcpy(j->logit_bias, bias, (size_t)n_bias * sizeof *bias);
+                j->params.sampler.logit_bias = j->logit_bias;
+                j->params.sampler.n_logit_bias = n_bias;
+            }
+            for (int k = 0; k < n_stop; k++) {
+                j->stop[k] = strdup(stops[k]);
+                if (!j->stop[k]) FAIL(NULL, "out of memory");
+                j->n_stop = k + 1;
+            }
+            if (chat || json_is_string(pv)) {
+                const char *t = chat ? (prompt.p ? prompt.p : "") : json_string_value(pv);
+                size_t n = chat ? prompt.len : json_string_length(pv);
+                j->prompt = malloc(n + 1);
+                if (!j->prompt) FAIL(NULL, "out of memory");
+                memcpy(j->prompt, t, n);
+                j->prompt[n] = 0;
+                j->prompt_len = n;
+            } else {
+                size_t n = json_array_size(pv);
+                j->prompt_tokens = malloc(n * sizeof *j->prompt_tokens);
+                if (!j->prompt_tokens) FAIL(NULL, "out of memory");
+                for (size_t k = 0; k < n; k++) j->prompt_tokens[k] = (vb_token)json_integer_value(json_array_get(pv, k));
+                j->n_prompt_in = (int32_t)n;
+            }
+        }
+    }
+    for (int k = 0; k < n_stop; k++) free(stops[k]);
+    free(bias);
+    free(prompt.p);
     json_decref(root);
     return 0;
-fail:
+fail: /* jobs made so far stay in req for api_request_free */
+    for (int k = 0; k < n_stop; k++) free(stops[k]);
+    free(bias);
     free(prompt.p);
     json_decref(root);
     return 400;
+}
+
+const char *api_public_message(const char *msg) {
+    if (strncmp(msg, "vb_", 3) != 0) return msg;
+    const char *p = msg + 3;
+    while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_') p++;
+    return p[0] == ':' && p[1] == ' ' ? p + 2 : msg;
 }
 
 /* ---- formatting ---- */
@@ -239,16 +430,26 @@ char *api_models_json(const char *model_name, const char *chat_template) {
                           "object", "model", "created", 0, "owned_by", "vibee", "chat_template", chat_template));
 }
 
-char *api_result_json(bool chat, const char *id, long created, const char *model, const char *text,
-                      size_t text_len, const char *finish, int n_prompt, int n_generated) {
-    json_t *choice = chat ? json_pack("{s:i, s:{s:s, s:o}, s:s}", "index", 0, "message", "role", "assistant",
-                                      "content", json_text(text, text_len), "finish_reason", finish)
-                          : json_pack("{s:o, s:i, s:n, s:s}", "text", json_text(text, text_len), "index", 0,
-                                      "logprobs", "finish_reason", finish);
-    return dump(json_pack("{s:s, s:s, s:I, s:s, s:[o], s:{s:i, s:i, s:i}}", "id", id, "object",
+char *api_result_json(bool chat, const char *id, long created, const char *model, const api_choice *choices,
+                      int n_choices, int n_prompt, int n_generated, uint64_t seed) {
+    json_t *arr = json_array();
+    for (int k = 0; k < n_choices && arr; k++) {
+        const api_choice *c = &choices[k];
+        json_t *choice = chat ? json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", k, "message", "role", "assistant",
+                                          "content", json_text(c->text, c->text_len), "logprobs", "finish_reason",
+                                          c->finish)
+                              : json_pack("{s:o, s:i, s:n, s:s}", "text", json_text(c->text, c->text_len), "index", k,
+                                          "logprobs", "finish_reason", c->finish);
+        if (json_array_append_new(arr, choice) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    if (!arr) return NULL;
+    return dump(json_pack("{s:s, s:s, s:I, s:s, s:o, s:{s:i, s:i, s:i}, s:I}", "id", id, "object",
                           chat ? "chat.completion" : "text_completion", "created", (json_int_t)created, "model",
-                          model, "choices", choice, "usage", "prompt_tokens", n_prompt, "completion_tokens",
-                          n_generated, "total_tokens", n_prompt + n_generated));
+                          model, "choices", arr, "usage", "prompt_tokens", n_prompt, "completion_tokens",
+                          n_generated, "total_tokens", n_prompt + n_generated, "seed", (json_int_t)seed));
 }
 
 char *api_add_decoding(char *result_json, const char *decoder, long long n_forward, int n_generated) {
@@ -262,23 +463,150 @@ char *api_add_decoding(char *result_json, const char *decoder, long long n_forwa
     return dump(root);
 }
 
-char *api_chunk_json(bool chat, const char *id, long created, const char *model, const char *text,
+char *api_chunk_json(bool chat, const char *id, long created, const char *model, int index, const char *text,
                      size_t text_len, const char *finish, bool first) {
     json_t *choice;
     if (chat) {
         json_t *delta = json_object();
         if (first) json_object_set_new(delta, "role", json_string("assistant"));
         if (text_len || !finish) json_object_set_new(delta, "content", json_text(text, text_len));
-        choice = json_pack("{s:i, s:o, s:s?}", "index", 0, "delta", delta, "finish_reason", finish);
-        if (choice && !finish) json_object_set_new(choice, "finish_reason", json_null());
+        choice = json_pack("{s:i, s:o, s:n, s:s?}", "index", index, "delta", delta, "logprobs", "finish_reason", finish);
     } else {
-        choice = json_pack("{s:o, s:i, s:n, s:s?}", "text", json_text(text, text_len), "index", 0, "logprobs",
+        choice = json_pack("{s:o, s:i, s:n, s:s?}", "text", json_text(text, text_len), "index", index, "logprobs",
                            "finish_reason", finish);
-        if (choice && !finish) json_object_set_new(choice, "finish_reason", json_null());
     }
+    if (choice && !finish) json_object_set_new(choice, "finish_reason", json_null());
     return dump(json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", id, "object",
                           chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)created,
                           "model", model, "choices", choice));
+}
+
+char *api_usage_chunk_json(bool chat, const char *id, long created, const char *model, int n_prompt,
+                           int n_generated) {
+    return dump(json_pack("{s:s, s:s, s:I, s:s, s:[], s:{s:i, s:i, s:i}}", "id", id, "object",
+                          chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)created,
+                          "model", model, "choices", "usage", "prompt_tokens", n_prompt, "completion_tokens",
+                          n_generated, "total_tokens", n_prompt + n_generated));
+}
+
+/* ---- /tokenize, /detokenize, /props ---- */
+
+static int reply_error(char **out, const char *msg, const char *param) {
+    *out = api_error_json(msg, "invalid_request_error", param);
+    return 400;
+}
+
+/* Optional boolean field: false when bad (message in *out). */
+static bool opt_bool(json_t *root, const char *name, bool *dst, char **out, int *status) {
+    json_t *v = json_object_get(root, name);
+    if (!v || json_is_null(v)) return true;
+    if (json_is_boolean(v)) {
+        *dst = json_is_true(v);
+        return true;
+    }
+    char msg[96];
+    snprintf(msg, sizeof msg, "'%s' must be a boolean", name);
+    *status = reply_error(out, msg, name);
+    return false;
+}
+
+int api_tokenize(const vb_model *model, const char *body, size_t len, char **out) {
+    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *content = json_object_get(root, "content");
+    const char *key;
+    json_t *v;
+    int status = 200;
+    bool add_special = false, parse_special = true, with_pieces = false;
+    if (!json_is_object(root) || !json_is_string(content)) {
+        json_decref(root);
+        return reply_error(out, "the body must be a JSON object with a string 'content'", "content");
+    }
+    json_object_foreach(root, key, v) {
+        if (strcmp(key, "content") && strcmp(key, "add_special") && strcmp(key, "parse_special") &&
+            strcmp(key, "with_pieces")) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "'%.60s' is not supported by /tokenize", key);
+            status = reply_error(out, msg, NULL);
+            json_decref(root);
+            return status;
+        }
+    }
+    if (!opt_bool(root, "add_special", &add_special, out, &status) ||
+        !opt_bool(root, "parse_special", &parse_special, out, &status) ||
+        !opt_bool(root, "with_pieces", &with_pieces, out, &status)) {
+        json_decref(root);
+        return status;
+    }
+    const char *text = json_string_value(content);
+    size_t n_text = json_string_length(content);
+    int32_t n = vb_tokenize(model, text, n_text, add_special, parse_special, NULL, 0);
+    vb_token *toks = n >= 0 ? malloc(((size_t)n + 1) * sizeof *toks) : NULL;
+    if (toks) n = vb_tokenize(model, text, n_text, add_special, parse_special, toks, n);
+    json_t *arr = toks && n >= 0 ? json_array() : NULL;
+    for (int32_t i = 0; arr && i < n; i++) {
+        json_t *item = json_integer(toks[i]);
+        if (with_pieces) {
+            char piece[256];
+            int b = vb_token_to_bytes(model, toks[i], piece, sizeof piece);
+            if (b < 0) b = 0;
+            if (b > (int)sizeof piece) b = (int)sizeof piece;
+            item = json_pack("{s:o, s:o}", "id", item, "piece", json_text(piece, (size_t)b));
+        }
+        json_array_append_new(arr, item);
+    }
+    free(toks);
+    json_decref(root);
+    if (!arr) {
+        *out = api_error_json(n < 0 ? vb_status_str(n) : "out of memory", "server_error", NULL);
+        return n < 0 ? 400 : 500;
+    }
+    *out = dump(json_pack("{s:o}", "tokens", arr));
+    return 200;
+}
+
+int api_detokenize(const vb_model *model, const char *body, size_t len, char **out) {
+    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *tokens = json_object_get(root, "tokens");
+    int32_t n_vocab = vb_model_get_info(model)->n_vocab;
+    if (!json_is_object(root) || json_object_size(root) != 1 || !json_is_array(tokens) ||
+        (json_array_size(tokens) > 0 && !token_array(tokens, n_vocab))) {
+        json_decref(root);
+        char msg[160];
+        snprintf(msg, sizeof msg, "the body must be {\"tokens\": [ids in [0, %d)]}", n_vocab);
+        return reply_error(out, msg, "tokens");
+    }
+    sbuf text = {0};
+    vb_detok d = {0};
+    size_t i;
+    json_t *t;
+    json_array_foreach(tokens, i, t) {
+        char piece[256];
+        int w = vb_detok_push(model, &d, (vb_token)json_integer_value(t), piece, sizeof piece);
+        if (w > 0) sb_add(&text, piece, (size_t)w);
+    }
+    sb_add(&text, d.pending, (size_t)d.n_pending); /* a trailing partial character (replaced below) */
+    json_decref(root);
+    if (text.oom) {
+        free(text.p);
+        *out = api_error_json("out of memory", "server_error", NULL);
+        return 500;
+    }
+    *out = dump(json_pack("{s:o}", "content", json_text(text.p ? text.p : "", text.len)));
+    free(text.p);
+    return 200;
+}
+
+char *api_props_json(const api_props *p) {
+    return dump(json_pack("{s:s, s:s, s:i, s:i, s:i, s:{s:f, s:f, s:i, s:i, s:f, s:f, s:f, s:f}, "
+                          "s:{s:i, s:I, s:f, s:i, s:i, s:i, s:b}}",
+                          "model", p->model_name, "chat_template", p->chat_template, "total_slots", p->total_slots,
+                          "n_vocab", p->n_vocab, "kv_tokens", p->kv_tokens, "default_generation_settings",
+                          "temperature", 1.0, "top_p", 1.0, "top_k", 0, "max_tokens", p->default_tokens, "min_p", 0.0,
+                          "repeat_penalty", 1.0, "presence_penalty", 0.0, "frequency_penalty", 0.0, "limits",
+                          "max_tokens", p->max_tokens, "max_body", (json_int_t)p->max_body, "timeout_s", p->timeout_s,
+                          "max_connections", (int)p->max_connections, "max_connections_per_ip",
+                          (int)p->max_connections_per_ip, "idle_timeout_s", (int)p->idle_timeout_s, "api_key",
+                          p->api_key));
 }
 
 #else

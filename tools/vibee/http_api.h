@@ -1,7 +1,8 @@
 /* http_api.h - the OpenAI-compatible JSON layer of `vibee serve` (jansson): parse request bodies
  * of /v1/completions and /v1/chat/completions into native srv_job fields (with the chat
- * template applied), and format responses, stream chunks, model lists and errors. JSON never
- * reaches the engine. */
+ * template applied; one job per prompt and choice), refuse every field it does not implement
+ * with a 400 naming it, and format responses, stream chunks, model lists, /tokenize,
+ * /detokenize, /props and errors. JSON never reaches the engine. */
 #ifndef VB_HTTP_API_H
 #define VB_HTTP_API_H
 
@@ -10,29 +11,82 @@
 
 #include "http_engine.h"
 
+#define API_MAX_CHOICES 64 /* prompts x n per request */
+
 typedef struct api_limits {
     int32_t max_tokens;      /* largest accepted max_tokens */
     int32_t default_tokens;  /* max_tokens when the request gives none (chat) */
     bool chatml;             /* chat template: ChatML, else "role: content" lines */
+    int32_t n_vocab;         /* token ids (prompts, logit_bias) must be below it */
 } api_limits;
 
-/* Parse a request body into job (prompt, params, stop strings) and *stream. Returns 0, or an
- * HTTP status (400) with a message in err and the offending field name in *param (or NULL). */
-int api_parse_request(const char *body, size_t len, bool chat, const api_limits *lim, srv_job *job,
-                      bool *stream, char *err, size_t err_len, const char **param);
+/* A parsed completion request: jobs[k] answers prompt k / n with choice index k. */
+typedef struct api_request {
+    bool chat;
+    bool stream;
+    bool include_usage;      /* stream_options.include_usage: a last chunk with usage */
+    bool echo;               /* completions: the prompt text starts each choice */
+    int32_t n;               /* choices per prompt */
+    int32_t n_prompts;
+    int32_t n_jobs;          /* n_prompts * n */
+    srv_job *jobs[API_MAX_CHOICES];
+    uint64_t seed;           /* seed of choice 0 of each prompt (choice i: seed + i) */
+} api_request;
+
+/* Parse a request body into req (jobs ready for srv_engine_submit). Returns 0, or an HTTP
+ * status (400) with a message in err and the offending field name in *param (or NULL). Call
+ * api_request_free afterwards in both cases. */
+int api_parse_request(const char *body, size_t len, bool chat, const api_limits *lim, api_request *req,
+                      char *err, size_t err_len, const char **param);
+/* Drop the HTTP side's reference of every job. */
+void api_request_free(srv_engine *e, api_request *req);
+
+/* A message for clients: a library message without its leading "vb_function: " part. */
+const char *api_public_message(const char *msg);
+
+/* One choice of a finished request. */
+typedef struct api_choice {
+    const char *text;
+    size_t text_len;
+    const char *finish;      /* "stop", "length", "timeout", "abort" */
+} api_choice;
 
 /* Response bodies (malloc'd, NUL-terminated JSON; NULL when out of memory). */
 char *api_error_json(const char *message, const char *type, const char *param);
 char *api_models_json(const char *model_name, const char *chat_template);
-/* The whole non-streaming answer of a finished job. */
-char *api_result_json(bool chat, const char *id, long created, const char *model, const char *text,
-                      size_t text_len, const char *finish, int n_prompt, int n_generated);
-/* One streaming chunk: a text delta (may be empty), and finish (NULL while running). For chat,
- * first adds the assistant role to the delta. */
+/* The whole non-streaming answer. */
+char *api_result_json(bool chat, const char *id, long created, const char *model, const api_choice *choices,
+                      int n_choices, int n_prompt, int n_generated, uint64_t seed);
 /* Add the vibee extension object {"decoder", "n_forward", "tokens_per_forward"} to a result
  * (takes and frees result_json; NULL on failure). */
 char *api_add_decoding(char *result_json, const char *decoder, long long n_forward, int n_generated);
-char *api_chunk_json(bool chat, const char *id, long created, const char *model, const char *text,
+/* One streaming chunk of choice `index`: a text delta (may be empty), and finish (NULL while
+ * running). For chat, first adds the assistant role to the delta. */
+char *api_chunk_json(bool chat, const char *id, long created, const char *model, int index, const char *text,
                      size_t text_len, const char *finish, bool first);
+/* The last chunk of a stream with stream_options.include_usage: no choices, usage counts. */
+char *api_usage_chunk_json(bool chat, const char *id, long created, const char *model, int n_prompt,
+                           int n_generated);
+
+/* /tokenize {"content", "add_special" (false), "parse_special" (true), "with_pieces" (false)}
+ * and /detokenize {"tokens"}: the answer body in *out; returns the HTTP status (200 or 400
+ * with an error body). */
+int api_tokenize(const vb_model *model, const char *body, size_t len, char **out);
+int api_detokenize(const vb_model *model, const char *body, size_t len, char **out);
+
+/* /props: model, chat template, slots, defaults and limits. */
+typedef struct api_props {
+    const char *model_name;
+    const char *chat_template;
+    int32_t total_slots;
+    int32_t n_vocab;
+    int32_t kv_tokens;       /* KV pool capacity in tokens */
+    int32_t max_tokens, default_tokens;
+    size_t max_body;
+    double timeout_s;
+    unsigned max_connections, max_connections_per_ip, idle_timeout_s;
+    bool api_key;            /* --api-key is set */
+} api_props;
+char *api_props_json(const api_props *p);
 
 #endif

@@ -23,6 +23,8 @@ srv_job *srv_job_new(void) {
 
 static void job_free(srv_job *j) {
     free(j->prompt);
+    free(j->prompt_tokens);
+    free(j->logit_bias);
     for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
     free(j->text);
     free(j);
@@ -88,9 +90,10 @@ static void job_finish(srv_engine *e, srv_job *j, const char *finish) {
 /* Tokenize and submit one job (mu not held). */
 static void admit(srv_engine *e, srv_job *j) {
     char msg[256];
-    int32_t n = vb_tokenize(e->model, j->prompt, j->prompt_len, true, true, NULL, 0);
+    int32_t n = j->prompt_tokens ? j->n_prompt_in : vb_tokenize(e->model, j->prompt, j->prompt_len, true, true, NULL, 0);
     vb_token *toks = n >= 0 ? malloc(((size_t)n + 1) * sizeof *toks) : NULL;
-    if (toks) n = vb_tokenize(e->model, j->prompt, j->prompt_len, true, true, toks, n);
+    if (toks && j->prompt_tokens) memcpy(toks, j->prompt_tokens, (size_t)n * sizeof *toks); /* given as token ids */
+    else if (toks) n = vb_tokenize(e->model, j->prompt, j->prompt_len, true, true, toks, n);
     int status = 0;
     if (n < 0 || !toks) {
         snprintf(msg, sizeof msg, "cannot tokenize the prompt: %s", n < 0 ? vb_status_str(n) : "out of memory");

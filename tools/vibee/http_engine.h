@@ -27,6 +27,9 @@ typedef struct srv_job {
     /* input: set by the HTTP thread before srv_engine_submit, then read-only */
     char *prompt;               /* UTF-8 prompt text (chat already templated) */
     size_t prompt_len;
+    vb_token *prompt_tokens;    /* [n_prompt_in] owned; when set, used instead of tokenizing prompt */
+    int32_t n_prompt_in;
+    vb_logit_bias *logit_bias;  /* owned array behind params.sampler.logit_bias (or NULL) */
     vb_request_params params;   /* n_predict = max_tokens, sampler, stop_at_eos */
     char *stop[SRV_MAX_STOP];   /* stop strings (NULL-terminated list, owned) */
     int n_stop;
