@@ -1,0 +1,136 @@
+/* test_quant_types.c - vibee's dequantization of every quantized weight type against llama.cpp's
+ * own (ggml's to_float, reached through the llamacpp backend's build), on blocks written by
+ * llama.cpp's quantizer (ggml_quantize_chunk of random rows: the bytes real files hold) and on
+ * random blocks (every bit pattern of the data bytes, random f16 scales): the two must agree to
+ * float rounding (ggml may fuse a multiply-add where vibee rounds twice: 1e-6 of the row's
+ * largest value). Also the optimized product on llama.cpp-written rows against vb_matmul_ref.
+ * Without the llamacpp backend compiled in these tests FAIL (VB_NO_LLAMACPP=1 skips them). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cpu/kernels.h"
+#include "backends/llamacpp/llamacpp_backend.h"
+#include "test.h"
+#include "types.h"
+#include "vibee.h"
+
+static const uint32_t qt_types[] = {
+    VB_TYPE_Q4_0, VB_TYPE_Q4_1, VB_TYPE_Q5_0, VB_TYPE_Q5_1, VB_TYPE_Q8_0, VB_TYPE_IQ4_NL,
+    VB_TYPE_Q2_K, VB_TYPE_Q3_K, VB_TYPE_Q4_K, VB_TYPE_Q5_K, VB_TYPE_Q6_K, VB_TYPE_IQ4_XS,
+};
+#define QT_N_TYPES (sizeof qt_types / sizeof qt_types[0])
+
+#ifndef VB_HAVE_LLAMACPP
+static void qt_missing(const char *file, int line) {
+    const char *ok = getenv("VB_NO_LLAMACPP");
+    if (ok && strcmp(ok, "1") == 0) {
+        printf("     skipped: llama.cpp backend not compiled in (VB_NO_LLAMACPP=1)\n");
+        return;
+    }
+    vbt_fail(file, line, "llama.cpp backend not compiled in, test could not run: run "
+                         "scripts/build_llamacpp.sh and rebuild (or set VB_NO_LLAMACPP=1 to skip)");
+}
+TEST(quant_types_dequant_vs_llamacpp) { qt_missing(__FILE__, __LINE__); }
+TEST(quant_types_matmul_llamacpp_rows) { qt_missing(__FILE__, __LINE__); }
+#else
+
+static uint64_t qt_rng = 0x853C49E6748FEA9Bull;
+static float qt_normal(void) { /* sum of 4 uniforms in [-1, 1) */
+    float s = 0;
+    for (int i = 0; i < 4; i++) {
+        qt_rng ^= qt_rng << 13, qt_rng ^= qt_rng >> 7, qt_rng ^= qt_rng << 17;
+        s += (float)((qt_rng >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
+    }
+    return s;
+}
+
+/* max |a - b| / max |b| over n (b all zero: max |a - b|) */
+static double qt_rel_max(const float *a, const float *b, int64_t n) {
+    double e = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= e)) e = d; /* NaN sticks */
+        if (fabs(b[i]) > m) m = fabs(b[i]);
+    }
+    return m > 0 ? e / m : e;
+}
+
+TEST(quant_types_dequant_vs_llamacpp) {
+    const int64_t n = 1024, rows = 6; /* 4 super-blocks / 32 blocks per row */
+    float *x = malloc((size_t)(n * rows) * sizeof(float));
+    float *a = malloc((size_t)n * sizeof(float)), *b = malloc((size_t)n * sizeof(float));
+    uint8_t *q = malloc((size_t)(n * rows) * 2);
+    CHECK(x && a && b && q);
+    for (int64_t i = 0; i < n * rows; i++) x[i] = qt_normal() * (1.0f + (float)(i / n)); /* rows of growing scale */
+    for (size_t t = 0; t < QT_N_TYPES; t++) {
+        uint32_t type = qt_types[t];
+        const char *name = vb_type_get(type)->name;
+        int64_t rb = vb_type_row_bytes(type, n);
+        for (int src = 0; src < 2; src++) { /* 0: llama.cpp's quantizer, 1: random blocks */
+            if (src == 0) CHECK_EQ_INT(vb_llamacpp_quantize(type, x, q, rows, n), VB_OK);
+            else CHECK_EQ_INT(vbt_random_blocks(type, q, rows * n / vb_type_get(type)->block_elems, (unsigned)t), 0);
+            double worst = 0, dist = 0;
+            for (int64_t r = 0; r < rows; r++) {
+                vb_dequantize_row(type, q + r * rb, a, n);
+                CHECK_EQ_INT(vb_llamacpp_dequantize(type, q + r * rb, b, n), VB_OK);
+                double e = qt_rel_max(a, b, n);
+                if (!(e <= worst)) worst = e;
+                if (src == 0) {
+                    double d = qt_rel_max(b, x + r * n, n);
+                    if (d > dist) dist = d;
+                }
+            }
+            if (src == 0) printf("     %-7s llama.cpp-written rows: max rel diff %.2g (quantization error %.3f)\n", name, worst, dist);
+            else printf("     %-7s random blocks:          max rel diff %.2g\n", name, worst);
+            CHECKF(worst <= 1e-6, "%s (%s): vibee's dequantization differs from llama.cpp's by %g",
+                   name, src ? "random blocks" : "llama.cpp-written", worst);
+            /* the quantizer really ran: values near the input, not zeros */
+            if (src == 0) CHECKF(dist > 0 && dist < 0.6, "%s: llama.cpp's rows far from the input (%g)", name, dist);
+        }
+    }
+    free(x), free(a), free(b), free(q);
+}
+
+/* The optimized product (every level, 1..9 X rows) on llama.cpp-written weights against the
+ * reference product; n_in with blocks of 32 left over after the groups of 256 (896: Qwen2.5). */
+TEST(quant_types_matmul_llamacpp_rows) {
+    const int64_t n_ins[] = {256, 896}, n_out = 37, n_rows_max = 9;
+    float *w = malloc((size_t)(896 * n_out) * sizeof(float));
+    float *X = malloc((size_t)(896 * n_rows_max) * sizeof(float));
+    float *Y = malloc((size_t)(n_out * n_rows_max) * sizeof(float));
+    float *Yr = malloc((size_t)(n_out * n_rows_max) * sizeof(float));
+    uint8_t *W = malloc((size_t)(896 * n_out) * 2);
+    CHECK(w && X && Y && Yr && W);
+    for (int64_t i = 0; i < 896 * n_rows_max; i++) X[i] = qt_normal();
+    for (size_t t = 0; t < QT_N_TYPES; t++)
+        for (int a = 0; a < 2; a++) {
+            uint32_t type = qt_types[t];
+            int64_t n_in = n_ins[a];
+            if (n_in % vb_type_get(type)->block_elems) continue;
+            for (int64_t i = 0; i < n_in * n_out; i++) w[i] = qt_normal();
+            CHECK_EQ_INT(vb_llamacpp_quantize(type, w, W, n_out, n_in), VB_OK);
+            for (int level = 0; level <= vb_kernels_max_level(); level++) {
+                vb_kernels_force_level(level);
+                for (int64_t nr = 1; nr <= n_rows_max; nr += 4) {
+                    vb_matmul_ref(type, W, n_in, n_out, X, nr, Yr);
+                    vb_matmul(NULL, type, W, n_in, n_out, X, nr, Y);
+                    double e = 0, m = 0;
+                    for (int64_t i = 0; i < nr * n_out; i++) {
+                        double d = fabs((double)Y[i] - Yr[i]);
+                        if (!(d <= e)) e = d;
+                        if (fabs(Yr[i]) > m) m = fabs(Yr[i]);
+                    }
+                    vb_kernels_force_level(-1);
+                    /* 8-bit activations: about 1% of the largest output */
+                    CHECKF(e <= 3e-2 * m, "%s n_in %lld level %s rows %lld: max err %g of %g",
+                           vb_type_get(type)->name, (long long)n_in, vb_kernels_level_name(level),
+                           (long long)nr, e, m);
+                    vb_kernels_force_level(level);
+                }
+            }
+            vb_kernels_force_level(-1);
+        }
+    free(w), free(X), free(Y), free(Yr), free(W);
+}
+#endif
