@@ -11,6 +11,7 @@
 
 #include "backends/cpu/kernels.h"
 #include "backends/llamacpp/llamacpp_backend.h"
+#include "gguf/gguf.h"
 #include "test.h"
 #include "types.h"
 #include "vibee.h"
@@ -20,6 +21,57 @@ static const uint32_t qt_types[] = {
     VB_TYPE_Q2_K, VB_TYPE_Q3_K, VB_TYPE_Q4_K, VB_TYPE_Q5_K, VB_TYPE_Q6_K, VB_TYPE_IQ4_XS,
 };
 #define QT_N_TYPES (sizeof qt_types / sizeof qt_types[0])
+
+/* A file holding a type vibee has no kernels for (IQ2_XXS, as llama.cpp's IQ2 presets write):
+ * the model loads (so `vibee info` describes it), and the cpu backend refuses it with the
+ * type's name and the tensor's. */
+TEST(quant_types_unsupported_type_named) {
+    char src[1024], dst[1100], err[512];
+    snprintf(src, sizeof src, "%s/models/qwen2-q6_k.gguf", vbt_fixture_dir());
+    snprintf(dst, sizeof dst, "%s/models/iq2_xxs-test.tmp", vbt_fixture_dir());
+    vb_gguf *g = NULL;
+    CHECKF(vb_gguf_open(src, true, &g, err, sizeof err) == VB_OK, "%s (make fixtures)", err);
+    vb_gguf_writer *w = vb_gguf_writer_init();
+    CHECK(w && vb_gguf_writer_copy_keys(w, g, NULL, 0) == VB_OK);
+    uint8_t *blocks = NULL;
+    for (int64_t i = 0; i < vb_gguf_n_tensors(g); i++) {
+        const vb_gguf_tensor *t = vb_gguf_tensor_at(g, i);
+        uint32_t type = t->type;
+        const void *data = t->data;
+        if (!strcmp(t->name, "blk.0.ffn_down.weight")) { /* 66-byte blocks of 256 */
+            type = VB_TYPE_IQ2_XXS;
+            blocks = malloc((size_t)(t->n_elems / 256 * 66));
+            CHECK(blocks);
+            memset(blocks, 0x11, (size_t)(t->n_elems / 256 * 66));
+            data = blocks;
+        }
+        CHECK_EQ_INT(vb_gguf_writer_add_tensor(w, t->name, type, t->n_dims, t->ne, data), VB_OK);
+    }
+    CHECK(blocks != NULL);
+    CHECKF(vb_gguf_writer_write(w, dst, err, sizeof err) == VB_OK, "%s", err);
+    vb_gguf_writer_free(w);
+    vb_gguf_close(g);
+    free(blocks);
+    vb_model *m = NULL;
+    int st = vb_model_load(dst, NULL, &m, err, sizeof err);
+    CHECKF(st == VB_OK, "load: %s", err);
+    vb_context_params p = vb_context_default_params();
+    p.backend = "cpu";
+    p.n_threads = 1;
+    p.n_ctx = 64;
+    vb_context *c = NULL;
+    st = vb_context_init(m, &p, &c, err, sizeof err);
+    vb_context_free(c);
+    vb_model_free(m);
+    char cmd[1400], out[4096];
+    snprintf(cmd, sizeof cmd, "%s info -m %s 2>&1", vbt_vibee_bin(), dst);
+    int rc = vbt_run_cmd(cmd, out, sizeof out);
+    remove(dst);
+    printf("     %s\n", err);
+    CHECKF(st != VB_OK && strstr(err, "iq2_xxs") && strstr(err, "blk.0.ffn_down.weight"),
+           "cpu context: status %d, message '%s'", st, err);
+    CHECKF(rc == 0 && strstr(out, "architecture"), "vibee info: exit %d, output '%s'", rc, out);
+}
 
 #ifndef VB_HAVE_LLAMACPP
 static void qt_missing(const char *file, int line) {
