@@ -201,7 +201,7 @@ TEST(kernels_quantize_q8_0_q4_0_exact) {
     CHECK_EQ_INT(vb_quantize_row(VB_TYPE_Q4_0, x, &q4, 32), VB_OK);
     CHECK(vb_f16_to_f32(q4.d) == 0.0f && q4.qs[0] == 0x88 && q4.qs[15] == 0x88);
     CHECK_EQ_INT(vb_quantize_row(VB_TYPE_Q8_0, x, &q8, 31), VB_ERR_ARG);
-    CHECK_EQ_INT(vb_quantize_row(VB_TYPE_Q5_1, x, &q8, 32), VB_ERR_UNSUPPORTED);
+    CHECK_EQ_INT(vb_quantize_row(VB_TYPE_Q8_1, x, &q8, 32), VB_ERR_UNSUPPORTED);
 }
 
 static void roundtrip(uint32_t type, int64_t n, double *err) {

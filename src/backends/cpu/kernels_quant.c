@@ -1,8 +1,8 @@
 /* kernels_quant.c - scalar per-type row conversion: dequantization of every supported weight
  * type (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K .. Q6_K, IQ4_XS; GGML block
  * layouts from types.h; one function per type in a table), the
- * reference quantizers (Q8_0 and Q4_0 bit-exact with ggml's reference ones, Q4_K and Q6_K
- * simpler than ggml's but in the same format), embedding row lookup and the naive reference
+ * reference quantizers of Q8_0 and Q4_0 (bit-exact with ggml's reference ones; the other
+ * block types through quantize_ggml.c), embedding row lookup and the naive reference
  * matrix product vb_matmul_ref that every optimized path is tested against. */
 #include <math.h>
 #include <stdlib.h>
@@ -10,6 +10,7 @@
 
 #include "../../../include/vibee.h"
 #include "kernels_internal.h"
+#include "quantize_ggml.h"
 
 /* ---------------------------------------------------------------- dequantization */
 
@@ -288,101 +289,6 @@ static void quant_q4_0(const float *x, vb_block_q4_0 *y, int64_t nb) {
     }
 }
 
-static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
-
-/* Q4_K, simple: per sub-block of 32 take min = min(0, min x) and scale = (max - min) / 15,
- * quantize those 8 scales and 8 mins to 6 bits against super-block d and dmin, then round
- * each element against its quantized scale/min (not ggml's iterative search, same format). */
-static void quant_q4_k(const float *x, vb_block_q4_k *y, int64_t nb) {
-    for (int64_t b = 0; b < nb; b++) {
-        const float *xb = x + b * VB_QK_K;
-        float scale[8], mins[8], max_scale = 0.0f, max_min = 0.0f;
-        for (int j = 0; j < 8; j++) {
-            float lo = 0.0f, hi = 0.0f;
-            for (int i = 0; i < 32; i++) {
-                lo = fminf(lo, xb[32 * j + i]);
-                hi = fmaxf(hi, xb[32 * j + i]);
-            }
-            scale[j] = (hi - lo) / 15.0f;
-            mins[j] = -lo;
-            max_scale = fmaxf(max_scale, scale[j]);
-            max_min = fmaxf(max_min, mins[j]);
-        }
-        float d = max_scale / 63.0f, dmin = max_min / 63.0f;
-        y[b].d = vb_f32_to_f16(d);
-        y[b].dmin = vb_f32_to_f16(dmin);
-        d = vb_f16_to_f32(y[b].d);
-        dmin = vb_f16_to_f32(y[b].dmin);
-        uint8_t ls[8], lm[8];
-        for (int j = 0; j < 8; j++) {
-            ls[j] = (uint8_t)clampi(d > 0 ? (int)lrintf(scale[j] / d) : 0, 0, 63);
-            lm[j] = (uint8_t)clampi(dmin > 0 ? (int)lrintf(mins[j] / dmin) : 0, 0, 63);
-        }
-        /* pack (inverse of vb_q4k_scale_min) */
-        memset(y[b].scales, 0, sizeof y[b].scales);
-        for (int j = 0; j < 4; j++) {
-            y[b].scales[j] = (uint8_t)(ls[j] | ((ls[j + 4] >> 4) << 6));
-            y[b].scales[j + 4] = (uint8_t)(lm[j] | ((lm[j + 4] >> 4) << 6));
-            y[b].scales[j + 8] = (uint8_t)((ls[j + 4] & 0xF) | ((lm[j + 4] & 0xF) << 4));
-        }
-        uint8_t q[VB_QK_K];
-        for (int j = 0; j < 8; j++) {
-            float ds = d * ls[j], dm = dmin * lm[j];
-            for (int i = 0; i < 32; i++)
-                q[32 * j + i] =
-                    (uint8_t)(ds > 0 ? clampi((int)lrintf((xb[32 * j + i] + dm) / ds), 0, 15) : 0);
-        }
-        for (int k = 0; k < 4; k++)
-            for (int i = 0; i < 32; i++)
-                y[b].qs[32 * k + i] = (uint8_t)(q[64 * k + i] | (q[64 * k + 32 + i] << 4));
-    }
-}
-
-/* Q6_K, simple: per sub-block of 16 take scale = (signed value of largest magnitude) / -32,
- * quantize the 16 scales to int8 against d = max|scale| / 127, round each element to
- * -32..31 against its quantized scale. */
-static void quant_q6_k(const float *x, vb_block_q6_k *y, int64_t nb) {
-    for (int64_t b = 0; b < nb; b++) {
-        const float *xb = x + b * VB_QK_K;
-        float scale[16], max_abs_scale = 0.0f, max_scale = 0.0f;
-        for (int j = 0; j < 16; j++) {
-            float amax = 0.0f, max = 0.0f;
-            for (int i = 0; i < 16; i++) {
-                if (amax < fabsf(xb[16 * j + i])) {
-                    amax = fabsf(xb[16 * j + i]);
-                    max = xb[16 * j + i];
-                }
-            }
-            scale[j] = max / -32.0f;
-            if (fabsf(scale[j]) > max_abs_scale) {
-                max_abs_scale = fabsf(scale[j]);
-                max_scale = scale[j];
-            }
-        }
-        float d = max_scale / -128.0f; /* the largest scale maps to -128 */
-        y[b].d = vb_f32_to_f16(d);
-        d = vb_f16_to_f32(y[b].d);
-        uint8_t q[VB_QK_K];
-        for (int j = 0; j < 16; j++) {
-            int ls = d != 0.0f ? clampi((int)lrintf(scale[j] / d), -128, 127) : 0;
-            y[b].scales[j] = (int8_t)ls;
-            float ds = d * (float)ls;
-            for (int i = 0; i < 16; i++)
-                q[16 * j + i] = (uint8_t)(
-                    ds != 0.0f ? clampi((int)lrintf(xb[16 * j + i] / ds), -32, 31) + 32 : 32);
-        }
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *qq = q + 128 * h;
-            uint8_t *ql = y[b].ql + 64 * h, *qh = y[b].qh + 32 * h;
-            for (int l = 0; l < 32; l++) {
-                ql[l] = (uint8_t)((qq[l] & 0xF) | ((qq[l + 64] & 0xF) << 4));
-                ql[l + 32] = (uint8_t)((qq[l + 32] & 0xF) | ((qq[l + 96] & 0xF) << 4));
-                qh[l] = (uint8_t)((qq[l] >> 4) | ((qq[l + 32] >> 4) << 2) |
-                                  ((qq[l + 64] >> 4) << 4) | ((qq[l + 96] >> 4) << 6));
-            }
-        }
-    }
-}
 
 int vb_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
     const vb_type_traits *t = vb_type_get(type);
@@ -401,9 +307,7 @@ int vb_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
     }
     case VB_TYPE_Q8_0: quant_q8_0(src, dst, n / VB_QK8_0); return VB_OK;
     case VB_TYPE_Q4_0: quant_q4_0(src, dst, n / VB_QK4_0); return VB_OK;
-    case VB_TYPE_Q4_K: quant_q4_k(src, dst, n / VB_QK_K); return VB_OK;
-    case VB_TYPE_Q6_K: quant_q6_k(src, dst, n / VB_QK_K); return VB_OK;
-    default: return VB_ERR_UNSUPPORTED;
+    default: return vb_quantize_ggml_row(type, src, dst, n); /* the others llama.cpp writes */
     }
 }
 
