@@ -24,8 +24,8 @@ static const uint32_t qt_types[] = {
 #define QT_N_TYPES (sizeof qt_types / sizeof qt_types[0])
 
 /* A file holding a type vibee has no kernels for (IQ2_XXS, as llama.cpp's IQ2 presets write):
- * the model loads (so `vibee info` describes it), and the cpu backend refuses it with the
- * type's name and the tensor's. */
+ * the model loads (so `vibee info` describes it: tensors per type, the one the cpu backend
+ * lacks), and the cpu backend refuses it with the type's name and the tensor's. */
 TEST(quant_types_unsupported_type_named) {
     char src[1024], dst[1100], err[512];
     snprintf(src, sizeof src, "%s/models/qwen2-q6_k.gguf", vbt_fixture_dir());
@@ -71,7 +71,9 @@ TEST(quant_types_unsupported_type_named) {
     printf("     %s\n", err);
     CHECKF(st != VB_OK && strstr(err, "iq2_xxs") && strstr(err, "blk.0.ffn_down.weight"),
            "cpu context: status %d, message '%s'", st, err);
-    CHECKF(rc == 0 && strstr(out, "architecture"), "vibee info: exit %d, output '%s'", rc, out);
+    CHECKF(rc == 0 && strstr(out, "architecture") && strstr(out, "1 iq2_xxs (no cpu kernels)") &&
+               strstr(out, "14 q6_k") && strstr(out, "cpu backend  cannot run"),
+           "vibee info: exit %d, output '%s'", rc, out);
 }
 
 #ifndef VB_HAVE_LLAMACPP

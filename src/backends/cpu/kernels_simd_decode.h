@@ -120,10 +120,19 @@ static VB_ALWAYS_INLINE void vb_dec_q3_k(const uint8_t *wrow, int64_t g, vb_wdec
     for (int k = 0; k < 8; k++)
         out->q[k] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(k < 4 ? q0 : q1, 2 * (k & 3)), m2),
                                     vb_bytebit(hm, k, 2));
-    int8_t s[16];
-    vb_q3k_scales(b->scales, s);
-    __m256i sa = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)s));
-    __m256i sb = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(s + 8)));
+    /* the 16 scales (vb_q3k_scales in vectors): low 4 bits from the nibbles of bytes 0..7,
+       top 2 bits of scale i from bits 2 (i / 4) of byte 8 + i % 4 (dword i / 4 of a shuffle) */
+    uint8_t raw[16] = {0};
+    memcpy(raw, b->scales, 12);
+    __m128i v = _mm_loadu_si128((const __m128i *)raw), m4 = _mm_set1_epi8(0x0F), m2b = _mm_set1_epi8(3);
+    __m128i low = _mm_unpacklo_epi64(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+    __m128i h = _mm_shuffle_epi8(v, _mm_setr_epi8(8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11));
+    __m128i hb = _mm_blend_epi32(_mm_blend_epi32(_mm_and_si128(h, m2b), _mm_and_si128(_mm_srli_epi16(h, 2), m2b), 2),
+                                 _mm_blend_epi32(_mm_and_si128(_mm_srli_epi16(h, 4), m2b),
+                                                 _mm_and_si128(_mm_srli_epi16(h, 6), m2b), 8), 12);
+    __m128i s16 = _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16(hb, 4)), _mm_set1_epi8(32));
+    __m256i sa = _mm256_cvtepi8_epi32(s16);
+    __m256i sb = _mm256_cvtepi8_epi32(_mm_srli_si128(s16, 8));
     vb_lane_scales(sa, sb, out->lsc);
     float d = f16_scalar(b->d);
     out->f = _mm256_set1_ps(d);
@@ -189,10 +198,16 @@ static VB_ALWAYS_INLINE __m256i vb_dec_none(const uint8_t *p, float *f, float *o
  * (scaled lane-wise by the sub-scales when LSC), times f * dx, plus the offsets against X8's
  * block sums (OFF 1: per 32, dsum; OFF 2: per 16, dsum16). Blocks after the last full group
  * (32-element types, n_in not a multiple of 256) go one at a time through DEC1. SIGNED: the
- * weight bytes are signed (the sign-trick dot), else unsigned (<= 127 for AVX2's maddubs). */
+ * weight bytes are signed (the sign-trick dot; on the VNNI path instead w + 128 through the
+ * unsigned dot and -128 f against dsum), else unsigned (<= 127 for AVX2's maddubs). */
 #define VB_DEFINE_TILE_DEC(name, DEC_GROUP, DEC1, BLOCK_ELEMS, BLOCK_BYTES, SIGNED, LSC, OFF)  \
     static VB_ALWAYS_INLINE void name(VB_TILE_ARGS) {                                         \
         (void)xs, (void)xs16;                                                                 \
+        /* signed weights on VNNI: w + 128 unsigned, the -128 f in the per-32 offsets */       \
+        enum { FLIP = (SIGNED) && VB_Q8_UNSIGNED, SIGNED_DOT = (SIGNED) && !FLIP,              \
+               OFF_ = FLIP ? 1 : (OFF) };                                                      \
+        const __m256i flip80 = _mm256_set1_epi8((char)0x80);                                  \
+        (void)flip80;                                                                         \
         const int64_t n32 = nb * ((BLOCK_ELEMS) / 32), ng = n32 / 8;                          \
         const int64_t gbytes = (BLOCK_BYTES) * (256 / (BLOCK_ELEMS)); /* bytes per group */  \
         __m256 acc[VB_TILE_ROWS], corr[VB_TILE_ROWS];                                         \
@@ -207,18 +222,23 @@ static VB_ALWAYS_INLINE __m256i vb_dec_none(const uint8_t *p, float *f, float *o
                     _mm_prefetch((const char *)wrow + g * gbytes + pf + l, _MM_HINT_T0);      \
             vb_wdec dw;                                                                       \
             DEC_GROUP(wrow, g, &dw);                                                          \
+            if (FLIP) {                                                                       \
+                _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) dw.q[k] =                 \
+                    _mm256_xor_si256(dw.q[k], flip80);                                         \
+                dw.o = _mm256_mul_ps(_mm256_set1_ps(-128.0f), dw.f);                           \
+            }                                                                                 \
             VB_WGROUP_DECL(wz, dw.q);                                                         \
             VB_WSCALE_DECL(sz, dw.lsc);                                                       \
             (void)wz, (void)sz;                                                               \
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                             \
                 const int8_t *x = xq[r] + 256 * g;                                            \
-                __m256i sums = (SIGNED) ? group_sums256_scaled(dw.q, dw.q, x, 0, (LSC) ? dw.lsc : NULL) \
+                __m256i sums = SIGNED_DOT ? group_sums256_scaled(dw.q, dw.q, x, 0, (LSC) ? dw.lsc : NULL) \
                                : (LSC) ? VB_GROUP_SUMS_SCALED(wz, dw.q, x, sz, dw.lsc)         \
                                        : VB_GROUP_SUMS(wz, dw.q, dw.q, x, 1);                  \
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums),                            \
                                          _mm256_mul_ps(dw.f, _mm256_loadu_ps(xd[r] + 8 * g)), acc[r]); \
-                if ((OFF) == 1) corr[r] = _mm256_fmadd_ps(dw.o, _mm256_loadu_ps(xs[r] + 8 * g), corr[r]); \
-                if ((OFF) == 2) {                                                             \
+                if (OFF_ == 1) corr[r] = _mm256_fmadd_ps(dw.o, _mm256_loadu_ps(xs[r] + 8 * g), corr[r]); \
+                if (OFF_ == 2) {                                                             \
                     corr[r] = _mm256_fmadd_ps(dw.o16[0], _mm256_loadu_ps(xs16[r] + 16 * g), corr[r]); \
                     corr[r] = _mm256_fmadd_ps(dw.o16[1], _mm256_loadu_ps(xs16[r] + 16 * g + 8), corr[r]); \
                 }                                                                             \
@@ -227,11 +247,12 @@ static VB_ALWAYS_INLINE __m256i vb_dec_none(const uint8_t *p, float *f, float *o
         for (int64_t b = 8 * ng; b < n32; b++) {                                              \
             float f, o;                                                                       \
             __m256i wv = DEC1(wrow + b * (BLOCK_BYTES), &f, &o);                              \
+            if (FLIP) wv = _mm256_xor_si256(wv, flip80), o = -128.0f * f;                     \
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                             \
                 __m256i x = _mm256_loadu_si256((const __m256i *)(xq[r] + 32 * b));            \
-                __m256i s = (SIGNED) ? x8dot(wv, wv, x) : x8dot_us(wv, x);                    \
+                __m256i s = SIGNED_DOT ? x8dot(wv, wv, x) : x8dot_us(wv, x);                  \
                 acc1[r] += f * xd[r][b] * hsum256i_f(s);                                      \
-                if ((OFF) == 1) corr1[r] += o * xs[r][b];                                     \
+                if (OFF_ == 1) corr1[r] += o * xs[r][b];                                     \
             }                                                                                 \
         }                                                                                     \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[r] =                          \
