@@ -172,19 +172,33 @@ static VB_ALWAYS_INLINE void vb_dec_iq4_xs(const uint8_t *wrow, int64_t g, vb_wd
     out->f = _mm256_loadu_ps(f);
 }
 
-/* 8 consecutive 32-element blocks (group g) through their one-block decoder. */
-#define VB_DEC_GROUP32(DEC1, BLOCK_BYTES)                                                     \
+/* The f16 at byte off of 8 blocks of bb bytes from p, as 8 floats. */
+static VB_ALWAYS_INLINE __m256 vb_f16x8(const uint8_t *p, int off, int bb) {
+    int16_t h[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) memcpy(&h[k], p + k * bb + off, 2);
+    return _mm256_cvtph_ps(_mm_setr_epi16(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]));
+}
+
+/* 8 consecutive 32-element blocks (group g): the bytes through the one-block decoder, the
+ * factors (the f16 d at byte 0) and offsets converted 8 at a time: OKIND 1: the f16 m at byte 2,
+ * 2: -16 d, 0: none. */
+#define VB_DEC_GROUP32(DEC1, BLOCK_BYTES, OKIND)                                              \
     static VB_ALWAYS_INLINE void DEC1##_group(const uint8_t *wrow, int64_t g, vb_wdec *out) {  \
-        float f[8], o[8];                                                                     \
-        _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) out->q[k] =                       \
-            DEC1(wrow + (8 * g + k) * (BLOCK_BYTES), &f[k], &o[k]);                            \
-        out->f = _mm256_loadu_ps(f);                                                          \
-        out->o = _mm256_loadu_ps(o);                                                          \
+        const uint8_t *p = wrow + 8 * g * (BLOCK_BYTES);                                      \
+        _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {                                 \
+            float f_, o_;                                                                     \
+            out->q[k] = DEC1(p + k * (BLOCK_BYTES), &f_, &o_);                                \
+        }                                                                                     \
+        out->f = vb_f16x8(p, 0, BLOCK_BYTES);                                                 \
+        out->o = (OKIND) == 1 ? vb_f16x8(p, 2, BLOCK_BYTES)                                   \
+                 : (OKIND) == 2 ? _mm256_mul_ps(_mm256_set1_ps(-16.0f), out->f)               \
+                                : _mm256_setzero_ps();                                        \
     }
-VB_DEC_GROUP32(vb_dec_q4_1, 20)
-VB_DEC_GROUP32(vb_dec_q5_0, 22)
-VB_DEC_GROUP32(vb_dec_q5_1, 24)
-VB_DEC_GROUP32(vb_dec_iq4_nl, 18)
+VB_DEC_GROUP32(vb_dec_q4_1, 20, 1)
+VB_DEC_GROUP32(vb_dec_q5_0, 22, 2)
+VB_DEC_GROUP32(vb_dec_q5_1, 24, 1)
+VB_DEC_GROUP32(vb_dec_iq4_nl, 18, 0)
 
 /* Never called: the one-block decoder slot of super-block types (no leftover blocks). */
 static VB_ALWAYS_INLINE __m256i vb_dec_none(const uint8_t *p, float *f, float *o) {
