@@ -37,13 +37,21 @@ DEFAULT_ALIGNMENT = 32
 
 # ggml tensor types (ggml numbering)
 GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q8_0, GGML_Q4_K, GGML_Q6_K, GGML_BF16 = 0, 1, 2, 8, 12, 14, 30
+# types this writer cannot quantize to but gguf_reader.py dequantizes (files from `vibee quantize`
+# or llama.cpp)
+GGML_Q4_1, GGML_Q5_0, GGML_Q5_1, GGML_Q2_K, GGML_Q3_K, GGML_Q5_K = 3, 6, 7, 10, 11, 13
+GGML_IQ4_NL, GGML_IQ4_XS = 20, 23
 
 TYPE_NAMES = {GGML_F32: "f32", GGML_F16: "f16", GGML_BF16: "bf16", GGML_Q8_0: "q8_0",
               GGML_Q4_0: "q4_0", GGML_Q4_K: "q4_k", GGML_Q6_K: "q6_k"}
 TYPE_FROM_NAME = {v: k for k, v in TYPE_NAMES.items()}
+READ_ONLY_TYPE_NAMES = {GGML_Q4_1: "q4_1", GGML_Q5_0: "q5_0", GGML_Q5_1: "q5_1", GGML_Q2_K: "q2_k",
+                        GGML_Q3_K: "q3_k", GGML_Q5_K: "q5_k", GGML_IQ4_NL: "iq4_nl", GGML_IQ4_XS: "iq4_xs"}
 # (elements per block, bytes per block)
 TYPE_BLOCK = {GGML_F32: (1, 4), GGML_F16: (1, 2), GGML_BF16: (1, 2), GGML_Q8_0: (32, 34),
-              GGML_Q4_0: (32, 18), GGML_Q4_K: (256, 144), GGML_Q6_K: (256, 210)}
+              GGML_Q4_0: (32, 18), GGML_Q4_K: (256, 144), GGML_Q6_K: (256, 210),
+              GGML_Q4_1: (32, 20), GGML_Q5_0: (32, 22), GGML_Q5_1: (32, 24), GGML_Q2_K: (256, 84),
+              GGML_Q3_K: (256, 110), GGML_Q5_K: (256, 176), GGML_IQ4_NL: (32, 18), GGML_IQ4_XS: (256, 136)}
 
 _SCALAR_FMT = {GGUF_UINT8: "B", GGUF_INT8: "b", GGUF_UINT16: "H", GGUF_INT16: "h",
                GGUF_UINT32: "I", GGUF_INT32: "i", GGUF_FLOAT32: "f", GGUF_BOOL: "?",

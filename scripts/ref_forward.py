@@ -41,8 +41,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gguf_reader import GGUFReader  # noqa: E402
-from gguf_writer import (GGML_BF16, GGML_F16, GGML_Q4_0, GGML_Q4_K, GGML_Q6_K,  # noqa: E402
-                         GGML_Q8_0, TYPE_NAMES, f32_to_bf16_bits)
+from gguf_writer import (GGML_BF16, GGML_F16, GGML_IQ4_NL, GGML_IQ4_XS, GGML_Q2_K,  # noqa: E402
+                         GGML_Q3_K, GGML_Q4_0, GGML_Q4_1, GGML_Q4_K, GGML_Q5_0, GGML_Q5_1, GGML_Q5_K,
+                         GGML_Q6_K, GGML_Q8_0, READ_ONLY_TYPE_NAMES, TYPE_NAMES, f32_to_bf16_bits)
 
 ARCHS = ("gpt2", "llama", "qwen2", "qwen3")
 
@@ -55,7 +56,9 @@ def _sim_act(x, wtype):
     if wtype == GGML_BF16:
         b = f32_to_bf16_bits(x.astype(np.float32)).astype(np.uint32) << 16
         return b.view(np.float32).astype(np.float64)
-    blk = {GGML_Q8_0: 32, GGML_Q4_0: 32, GGML_Q4_K: 256, GGML_Q6_K: 256}.get(wtype)
+    blk = {GGML_Q8_0: 32, GGML_Q4_0: 32, GGML_Q4_1: 32, GGML_Q5_0: 32, GGML_Q5_1: 32, GGML_IQ4_NL: 32,
+           GGML_Q2_K: 256, GGML_Q3_K: 256, GGML_Q4_K: 256, GGML_Q5_K: 256, GGML_Q6_K: 256,
+           GGML_IQ4_XS: 256}.get(wtype)
     if blk is None or x.shape[-1] % blk:
         return x
     b = x.astype(np.float32).reshape(x.shape[0], -1, blk).astype(np.float64)
@@ -99,7 +102,7 @@ class RefModel:
         self.out_name = "output.weight" if "output.weight" in self.w else "token_embd.weight"
         self.n_vocab = self.w["token_embd.weight"].shape[0]
         types = [self.wtype[n] for n in self.w if self.w[n].ndim == 2]
-        self.weight_type = TYPE_NAMES.get(max(set(types), key=types.count), "?")
+        self.weight_type = {**TYPE_NAMES, **READ_ONLY_TYPE_NAMES}.get(max(set(types), key=types.count), "?")
 
     # ---- building blocks -------------------------------------------------------------------
     def _mm(self, x, name, act):

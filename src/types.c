@@ -2,29 +2,48 @@
 #include "types.h"
 
 #include <string.h>
+#include <strings.h>
 
 static const vb_type_traits type_table[VB_TYPE_COUNT] = {
     [VB_TYPE_F32] = {"f32", 1, 4, true},
     [VB_TYPE_F16] = {"f16", 1, 2, true},
     [VB_TYPE_Q4_0] = {"q4_0", 32, 18, true},
-    [VB_TYPE_Q4_1] = {"q4_1", 32, 20, false},
-    [VB_TYPE_Q5_0] = {"q5_0", 32, 22, false},
-    [VB_TYPE_Q5_1] = {"q5_1", 32, 24, false},
+    [VB_TYPE_Q4_1] = {"q4_1", 32, 20, true},
+    [VB_TYPE_Q5_0] = {"q5_0", 32, 22, true},
+    [VB_TYPE_Q5_1] = {"q5_1", 32, 24, true},
     [VB_TYPE_Q8_0] = {"q8_0", 32, 34, true},
     [VB_TYPE_Q8_1] = {"q8_1", 32, 36, false},
-    [VB_TYPE_Q2_K] = {"q2_k", 256, 84, false},
-    [VB_TYPE_Q3_K] = {"q3_k", 256, 110, false},
+    [VB_TYPE_Q2_K] = {"q2_k", 256, 84, true},
+    [VB_TYPE_Q3_K] = {"q3_k", 256, 110, true},
     [VB_TYPE_Q4_K] = {"q4_k", 256, 144, true},
-    [VB_TYPE_Q5_K] = {"q5_k", 256, 176, false},
+    [VB_TYPE_Q5_K] = {"q5_k", 256, 176, true},
     [VB_TYPE_Q6_K] = {"q6_k", 256, 210, true},
     [VB_TYPE_Q8_K] = {"q8_k", 256, 292, false},
+    [VB_TYPE_IQ2_XXS] = {"iq2_xxs", 256, 66, false},
+    [VB_TYPE_IQ2_XS] = {"iq2_xs", 256, 74, false},
+    [VB_TYPE_IQ3_XXS] = {"iq3_xxs", 256, 98, false},
+    [VB_TYPE_IQ1_S] = {"iq1_s", 256, 50, false},
+    [VB_TYPE_IQ4_NL] = {"iq4_nl", 32, 18, true},
+    [VB_TYPE_IQ3_S] = {"iq3_s", 256, 110, false},
+    [VB_TYPE_IQ2_S] = {"iq2_s", 256, 82, false},
+    [VB_TYPE_IQ4_XS] = {"iq4_xs", 256, 136, true},
     [VB_TYPE_I8] = {"i8", 1, 1, false},
     [VB_TYPE_I16] = {"i16", 1, 2, false},
     [VB_TYPE_I32] = {"i32", 1, 4, false},
     [VB_TYPE_I64] = {"i64", 1, 8, false},
     [VB_TYPE_F64] = {"f64", 1, 8, false},
+    [VB_TYPE_IQ1_M] = {"iq1_m", 256, 56, false},
     [VB_TYPE_BF16] = {"bf16", 1, 2, true},
+    [VB_TYPE_TQ1_0] = {"tq1_0", 256, 54, false},
+    [VB_TYPE_TQ2_0] = {"tq2_0", 256, 66, false},
+    [VB_TYPE_MXFP4] = {"mxfp4", 32, 17, false},
+    [VB_TYPE_NVFP4] = {"nvfp4", 64, 36, false},
+    [VB_TYPE_Q1_0] = {"q1_0", 128, 18, false},
+    [VB_TYPE_Q2_0] = {"q2_0", 64, 18, false},
 };
+
+const int8_t vb_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                     1,    13,   25,  38,  53,  69,  89,  113};
 
 const vb_type_traits *vb_type_get(uint32_t type) {
     if (type >= VB_TYPE_COUNT || type_table[type].name == NULL) return NULL;
@@ -40,7 +59,7 @@ int64_t vb_type_row_bytes(uint32_t type, int64_t n) {
 int vb_type_from_name(const char *name) {
     if (!name) return -1;
     for (int i = 0; i < VB_TYPE_COUNT; i++)
-        if (type_table[i].name && strcmp(type_table[i].name, name) == 0) return i;
+        if (type_table[i].name && strcasecmp(type_table[i].name, name) == 0) return i;
     return -1;
 }
 

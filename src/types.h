@@ -22,13 +22,28 @@ enum vb_type {
     VB_TYPE_Q5_K = 13,
     VB_TYPE_Q6_K = 14,
     VB_TYPE_Q8_K = 15,
+    VB_TYPE_IQ2_XXS = 16,
+    VB_TYPE_IQ2_XS = 17,
+    VB_TYPE_IQ3_XXS = 18,
+    VB_TYPE_IQ1_S = 19,
+    VB_TYPE_IQ4_NL = 20,
+    VB_TYPE_IQ3_S = 21,
+    VB_TYPE_IQ2_S = 22,
+    VB_TYPE_IQ4_XS = 23,
     VB_TYPE_I8 = 24,
     VB_TYPE_I16 = 25,
     VB_TYPE_I32 = 26,
     VB_TYPE_I64 = 27,
     VB_TYPE_F64 = 28,
+    VB_TYPE_IQ1_M = 29,
     VB_TYPE_BF16 = 30,
-    VB_TYPE_COUNT = 40,
+    VB_TYPE_TQ1_0 = 34,
+    VB_TYPE_TQ2_0 = 35,
+    VB_TYPE_MXFP4 = 39,
+    VB_TYPE_NVFP4 = 40,
+    VB_TYPE_Q1_0 = 41,
+    VB_TYPE_Q2_0 = 42,
+    VB_TYPE_COUNT = 43,
 };
 
 typedef struct vb_type_traits {
@@ -42,7 +57,7 @@ typedef struct vb_type_traits {
 const vb_type_traits *vb_type_get(uint32_t type);
 /* Bytes of a row of n elements; -1 if n is not a multiple of the block size or type unknown. */
 int64_t vb_type_row_bytes(uint32_t type, int64_t n);
-/* Type id from a name ("q8_0"); -1 if unknown. */
+/* Type id from a name ("q8_0", any case); -1 if unknown. */
 int vb_type_from_name(const char *name);
 
 /* Block layouts (GGML-compatible). */
@@ -55,6 +70,26 @@ typedef struct { uint16_t d; uint8_t qs[VB_QK4_0 / 2]; } vb_block_q4_0;         
 typedef struct { uint16_t d; uint16_t dmin; uint8_t scales[VB_K_SCALE_SIZE]; uint8_t qs[VB_QK_K / 2]; } vb_block_q4_k; /* 144 */
 typedef struct { uint8_t ql[VB_QK_K / 2]; uint8_t qh[VB_QK_K / 4]; int8_t scales[VB_QK_K / 16]; uint16_t d; } vb_block_q6_k; /* 210 */
 typedef struct { float d; int8_t qs[VB_QK_K]; int16_t bsums[VB_QK_K / 16]; } vb_block_q8_k; /* 292 */
+/* value d * q + m, q 0..15 (low nibbles: elements 0..15, high: 16..31) */
+typedef struct { uint16_t d, m; uint8_t qs[16]; } vb_block_q4_1;                   /* 20 bytes */
+/* q = nibble | (bit i of qh) << 4; Q5_0: value d * (q - 16); Q5_1: d * q + m */
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; } vb_block_q5_0;       /* 22 bytes */
+typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; } vb_block_q5_1;    /* 24 bytes */
+/* 16 sub-blocks of 16: scale byte = 4-bit scale | 4-bit min << 4; q 2 bits;
+ * value d * sc * q - dmin * m */
+typedef struct { uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin; } vb_block_q2_k; /* 84 */
+/* 16 sub-blocks of 16, 6-bit scales (minus 32) packed in 12 bytes; q 2 low bits (qs) and a high
+ * bit (hmask) clear meaning -4: value d * (sc - 32) * (q - 4 * !h) */
+typedef struct { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d; } vb_block_q3_k; /* 110 */
+/* Q4_K with a fifth bit per element in qh (bit j of qh[l]: element l of sub-block j) */
+typedef struct { uint16_t d, dmin; uint8_t scales[VB_K_SCALE_SIZE]; uint8_t qh[32]; uint8_t qs[128]; } vb_block_q5_k; /* 176 */
+/* value d * kvalues_iq4nl[nibble] (nibbles as Q4_0) */
+typedef struct { uint16_t d; uint8_t qs[16]; } vb_block_iq4_nl;                    /* 18 bytes */
+/* 8 sub-blocks of 32, 6-bit scales (4 low bits in scales_l, 2 high in scales_h) minus 32:
+ * value d * (ls - 32) * kvalues_iq4nl[nibble] */
+typedef struct { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; } vb_block_iq4_xs; /* 136 */
+/* The 16 non-linear levels of IQ4_NL / IQ4_XS. */
+extern const int8_t vb_kvalues_iq4nl[16];
 
 /* IEEE half and bfloat16 conversions (portable; exact round-to-nearest-even). */
 float vb_f16_to_f32(uint16_t h);

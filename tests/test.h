@@ -21,6 +21,10 @@ const char *vbt_vibee_bin(void);
 /* Run a shell command, capture its stdout (up to cap-1 bytes, NUL-terminated; the rest is read
  * and dropped); returns the exit status, or -1 if it could not run or did not exit normally. */
 int vbt_run_cmd(const char *cmd, char *out, size_t cap);
+/* n_blocks blocks of the quantized `type` (types.h layouts) with every data byte drawn from a
+ * generator seeded with seed and every f16 scale / minimum field a finite random value of
+ * magnitude below 0.1 (defined in test_kernels.c). Returns 0, or -1 if the type is not known. */
+int vbt_random_blocks(unsigned type, void *dst, long long n_blocks, unsigned seed);
 /* Directory of generated fixtures (models, reference logits): $VB_FIXTURES or build/fixtures. */
 const char *vbt_fixture_dir(void);
 

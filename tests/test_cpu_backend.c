@@ -43,7 +43,7 @@ typedef struct tensor_store {
 } tensor_store;
 
 /* Defects to plant in the next model written (NULL: none). */
-static const char *plant_q5_0_tensor;      /* this tensor is written as Q5_0 (no cpu kernel) */
+static const char *plant_q5_0_tensor;      /* this tensor is written as Q8_1 (no cpu kernel) */
 static const char *plant_extra_row_tensor; /* this tensor gets one row too many */
 
 static int add_tensor(vb_gguf_writer *w, tensor_store *ts, const char *name, int64_t n_in,
@@ -60,7 +60,7 @@ static int add_tensor(vb_gguf_writer *w, tensor_store *ts, const char *name, int
     const int64_t ne[2] = {n_in, n_out};
     uint32_t type = VB_TYPE_F32;
     if (plant_q5_0_tensor && strcmp(name, plant_q5_0_tensor) == 0) {
-        type = VB_TYPE_Q5_0; /* 22 bytes per 32 elements fit in the f32 buffer; zeros are valid */
+        type = VB_TYPE_Q8_1; /* 36 bytes per 32 elements fit in the f32 buffer; zeros are valid */
         memset(d, 0, (size_t)n * sizeof *d);
     }
     return vb_gguf_writer_add_tensor(w, name, type, n_out > 1 ? 2 : 1, ne, d);
@@ -707,7 +707,7 @@ static void expect_init_error(const char *tensor, bool as_q5_0, int status, cons
 }
 
 TEST(cpu_unsupported_type_and_bad_shape_errors) {
-    expect_init_error("blk.1.attn_k.weight", true, VB_ERR_UNSUPPORTED, "q5_0");
+    expect_init_error("blk.1.attn_k.weight", true, VB_ERR_UNSUPPORTED, "q8_1");
     expect_init_error("blk.0.ffn_down.weight", false, VB_ERR_FORMAT, "shape");
 }
 

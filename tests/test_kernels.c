@@ -38,6 +38,44 @@ static double rel_rms(const float *a, const float *ref, int64_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+/* Byte offsets of the f16 fields (scales, minimums) in one block of each quantized type. */
+static const struct { uint32_t type; int n; int off[2]; } block_f16_fields[] = {
+    {VB_TYPE_Q4_0, 1, {0}},   {VB_TYPE_Q4_1, 2, {0, 2}},   {VB_TYPE_Q5_0, 1, {0}},
+    {VB_TYPE_Q5_1, 2, {0, 2}}, {VB_TYPE_Q8_0, 1, {0}},     {VB_TYPE_IQ4_NL, 1, {0}},
+    {VB_TYPE_Q2_K, 2, {80, 82}}, {VB_TYPE_Q3_K, 1, {108}}, {VB_TYPE_Q4_K, 2, {0, 2}},
+    {VB_TYPE_Q5_K, 2, {0, 2}}, {VB_TYPE_Q6_K, 1, {208}},   {VB_TYPE_IQ4_XS, 1, {0}},
+};
+
+int vbt_random_blocks(unsigned type, void *dst, long long n_blocks, unsigned seed) {
+    const vb_type_traits *tr = vb_type_get(type);
+    int k = -1;
+    for (size_t i = 0; i < sizeof block_f16_fields / sizeof block_f16_fields[0]; i++)
+        if (block_f16_fields[i].type == type) k = (int)i;
+    if (!tr || k < 0) return -1;
+    uint64_t st = 0x2545F4914F6CDD1Dull ^ ((uint64_t)seed * 0x9E3779B97F4A7C15ull);
+    uint8_t *p = dst;
+    for (long long b = 0; b < n_blocks; b++) {
+        uint8_t *blk = p + b * tr->block_bytes;
+        for (int i = 0; i < tr->block_bytes; i++) {
+            st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+            blk[i] = (uint8_t)(st >> 32);
+        }
+        for (int f = 0; f < block_f16_fields[k].n; f++) {
+            st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+            float v = (float)((st >> 40) & 0xFFFFFF) / 16777216.0f * 0.2f - 0.1f;
+            uint16_t h = vb_f32_to_f16(v);
+            memcpy(blk + block_f16_fields[k].off[f], &h, 2);
+        }
+    }
+    return 0;
+}
+
+/* One row of n floats as `type`: vibee's quantizer where it has one, else random blocks. */
+static void make_row(uint32_t type, const float *x, void *dst, int64_t n, unsigned seed) {
+    if (vb_quantize_row(type, x, dst, n) == VB_ERR_UNSUPPORTED)
+        vbt_random_blocks(type, dst, n / vb_type_get(type)->block_elems, seed);
+}
+
 /* ------------------------------------------------------------------ dequantization by hand */
 
 TEST(kernels_dequant_q8_0_hand) {
@@ -163,7 +201,7 @@ TEST(kernels_quantize_q8_0_q4_0_exact) {
     CHECK_EQ_INT(vb_quantize_row(VB_TYPE_Q4_0, x, &q4, 32), VB_OK);
     CHECK(vb_f16_to_f32(q4.d) == 0.0f && q4.qs[0] == 0x88 && q4.qs[15] == 0x88);
     CHECK_EQ_INT(vb_quantize_row(VB_TYPE_Q8_0, x, &q8, 31), VB_ERR_ARG);
-    CHECK_EQ_INT(vb_quantize_row(VB_TYPE_Q5_1, x, &q8, 32), VB_ERR_UNSUPPORTED);
+    CHECK_EQ_INT(vb_quantize_row(VB_TYPE_Q8_1, x, &q8, 32), VB_ERR_UNSUPPORTED);
 }
 
 static void roundtrip(uint32_t type, int64_t n, double *err) {
@@ -272,7 +310,10 @@ static void check_matmul_type(uint32_t type, double bound_quant) {
                     float *Y = malloc((size_t)(n_out * n_rows) * sizeof(float));
                     float *Yr = malloc((size_t)(n_out * n_rows) * sizeof(float));
                     for (int64_t i = 0; i < n_in * n_out; i++) wf[i] = rng_normal();
-                    for (int64_t o = 0; o < n_out; o++) vb_quantize_row(type, wf + o * n_in, W + o * rb, n_in);
+                    for (int64_t o = 0; o < n_out; o++)
+                        make_row(type, wf + o * n_in, W + o * rb, n_in, (unsigned)(o + 7 * n_in));
+                    if (vb_quantize_row(type, wf, W, n_in) == VB_ERR_UNSUPPORTED) /* random blocks */
+                        for (int64_t o = 0; o < n_out; o++) vb_dequantize_row(type, W + o * rb, wf + o * n_in, n_in);
                     for (int64_t i = 0; i < n_in * n_rows; i++) X[i] = rng_normal() * (1 + (i % 5));
                     if (n_rows >= 3) memset(X + n_in, 0, (size_t)n_in * sizeof(float)); /* a zero row */
                     vb_matmul_ref(type, W, n_in, n_out, X, n_rows, Yr);
@@ -305,6 +346,14 @@ TEST(kernels_matmul_q8_0) { check_matmul_type(VB_TYPE_Q8_0, 4e-2); }
 TEST(kernels_matmul_q4_0) { check_matmul_type(VB_TYPE_Q4_0, 4e-2); }
 TEST(kernels_matmul_q4_k) { check_matmul_type(VB_TYPE_Q4_K, 4e-2); }
 TEST(kernels_matmul_q6_k) { check_matmul_type(VB_TYPE_Q6_K, 4e-2); }
+TEST(kernels_matmul_q4_1) { check_matmul_type(VB_TYPE_Q4_1, 4e-2); }
+TEST(kernels_matmul_q5_0) { check_matmul_type(VB_TYPE_Q5_0, 4e-2); }
+TEST(kernels_matmul_q5_1) { check_matmul_type(VB_TYPE_Q5_1, 4e-2); }
+TEST(kernels_matmul_iq4_nl) { check_matmul_type(VB_TYPE_IQ4_NL, 4e-2); }
+TEST(kernels_matmul_q2_k) { check_matmul_type(VB_TYPE_Q2_K, 4e-2); }
+TEST(kernels_matmul_q3_k) { check_matmul_type(VB_TYPE_Q3_K, 4e-2); }
+TEST(kernels_matmul_q5_k) { check_matmul_type(VB_TYPE_Q5_K, 4e-2); }
+TEST(kernels_matmul_iq4_xs) { check_matmul_type(VB_TYPE_IQ4_XS, 4e-2); }
 
 /* More X rows than one pass of the kernels takes (64): the chunking over X rows, the parallel
  * quantization of X, and every path. */
@@ -357,9 +406,11 @@ TEST(kernels_matmul_bound_is_tight) {
     vb_matmul(NULL, VB_TYPE_Q8_0, W, n_in, n_out, X, 1, Y);
     double e = rel_rms(Y, Yr, n_out);
     CHECKF(e < 1e-2, "int8-activation error %g", e);
-    vb_block_q8_0 tmp = W[0]; /* swap two blocks of row 0 */
-    W[0] = W[1];
-    W[1] = tmp;
+    for (int64_t o = 0; o < n_out; o++) { /* swap the first two blocks of every row */
+        vb_block_q8_0 tmp = W[8 * o];
+        W[8 * o] = W[8 * o + 1];
+        W[8 * o + 1] = tmp;
+    }
     vb_matmul(NULL, VB_TYPE_Q8_0, W, n_in, n_out, X, 1, Y);
     CHECK(rel_rms(Y, Yr, n_out) > 2e-2);
     free(wf), free(W);
@@ -454,7 +505,9 @@ TEST(kernels_membw_probe) {
  * every width, several lane groups) and block counts with and without a partial group of 8
  * (a batched verify must see the logits of one-row decoding; kernels_internal.h). */
 TEST(kernels_matmul_k_rows_bit_identical_to_one_row) {
-    const uint32_t types[] = {VB_TYPE_Q8_0, VB_TYPE_Q4_0, VB_TYPE_Q4_K, VB_TYPE_Q6_K};
+    const uint32_t types[] = {VB_TYPE_Q8_0, VB_TYPE_Q4_0, VB_TYPE_Q4_K, VB_TYPE_Q6_K,
+                              VB_TYPE_Q4_1, VB_TYPE_Q5_0, VB_TYPE_Q5_1, VB_TYPE_IQ4_NL,
+                              VB_TYPE_Q2_K, VB_TYPE_Q3_K, VB_TYPE_Q5_K, VB_TYPE_IQ4_XS};
     const int64_t n_ins[] = {32, 288, 512, 800, 2592}, n_ins_k[] = {256, 512, 768, 3072, 1024};
     const int64_t ks[] = {2, 3, 4, 5, 8, 9, 16, 17, 33, 70};
     const int64_t n_out = 21;
@@ -473,7 +526,7 @@ TEST(kernels_matmul_k_rows_bit_identical_to_one_row) {
                 float *Y = malloc((size_t)(70 * n_out) * sizeof(float)), Y1[21];
                 for (int64_t o = 0; o < n_out; o++) {
                     for (int64_t i = 0; i < n_in; i++) wf[i] = rng_normal();
-                    vb_quantize_row(types[t], wf, W + o * rb, n_in);
+                    make_row(types[t], wf, W + o * rb, n_in, (unsigned)o);
                 }
                 for (int64_t i = 0; i < 70 * n_in; i++) X[i] = rng_normal() * (1 + (i % 3));
                 for (size_t k = 0; k < sizeof ks / sizeof ks[0] && !bad; k++) {

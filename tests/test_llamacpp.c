@@ -38,7 +38,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/cpu/kernels.h"
 #include "backends/llamacpp/llamacpp_backend.h"
+#include "gguf/gguf.h"
+#include "types.h"
 #include "test.h"
 #include "vibee.h"
 
@@ -67,6 +70,7 @@ LC_MISSING_TEST(llamacpp_rejects_bad_positions)
 LC_MISSING_TEST(llamacpp_kv_ops)
 LC_MISSING_TEST(llamacpp_kv_full)
 LC_MISSING_TEST(llamacpp_decoders)
+LC_MISSING_TEST(llamacpp_vs_cpu_quant_types)
 
 #else
 
@@ -117,6 +121,11 @@ static double lc_bound(const char *type, const char *arch) {
     if (!strcmp(type, "q4_0")) return 1e-1;
     if (!strcmp(type, "q6_k")) return 1.2e-1;
     if (!strcmp(type, "q4_k")) return 1.6e-1;
+    /* the types of llamacpp_vs_cpu_quant_types: both engines hold the same dequantized weights
+       (tests/test_quant_types.c: bit for bit), so only the activation rounding differs */
+    static const char *const more[] = {"q4_1", "q5_0", "q5_1", "iq4_nl", "q2_k", "q3_k", "q5_k", "iq4_xs"};
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
+        if (!strcmp(type, more[i])) return 1e-1; /* measured <= 4.3e-2 */
     return 0.0;
 }
 
@@ -709,3 +718,129 @@ TEST(llamacpp_decoders) {
 }
 
 #endif /* VB_HAVE_LLAMACPP */
+
+#ifdef VB_HAVE_LLAMACPP
+/* ------------------------------------------------------------------------------------------
+ * files of every quantized type, written with llama.cpp's quantizer
+ * ------------------------------------------------------------------------------------------ */
+
+/* llama.cpp's fallback for a matrix whose rows are not a multiple of 256 (llama-quant.cpp). */
+static uint32_t lc_fallback(uint32_t type) {
+    switch (type) {
+    case VB_TYPE_Q2_K: case VB_TYPE_Q3_K: case VB_TYPE_IQ4_XS: return VB_TYPE_IQ4_NL;
+    case VB_TYPE_Q4_K: return VB_TYPE_Q5_0;
+    case VB_TYPE_Q5_K: return VB_TYPE_Q5_1;
+    case VB_TYPE_Q6_K: return VB_TYPE_Q8_0;
+    default: return type;
+    }
+}
+
+/* Rewrite the model at src with every 2-D tensor in `type` (its fallback where the rows do not
+   fit; F32 where neither does), quantized by llama.cpp (ggml_quantize_chunk) from the source's
+   dequantized values; 1-D tensors kept. 0, or -1 with msg. */
+static int lc_write_quantized(const char *src, const char *dst, uint32_t type, char *msg, size_t msg_len) {
+    char err[512];
+    vb_gguf *g = NULL;
+    if (vb_gguf_open(src, true, &g, err, sizeof err) != VB_OK) {
+        snprintf(msg, msg_len, "%s: %s", src, err);
+        return -1;
+    }
+    int64_t nt = vb_gguf_n_tensors(g);
+    void **bufs = calloc((size_t)nt + 1, sizeof *bufs);
+    vb_gguf_writer *w = vb_gguf_writer_init();
+    int rc = -1;
+    if (!bufs || !w || vb_gguf_writer_copy_keys(w, g, NULL, 0) != VB_OK) {
+        snprintf(msg, msg_len, "out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < nt; i++) {
+        const vb_gguf_tensor *t = vb_gguf_tensor_at(g, i);
+        uint32_t out_type = t->type;
+        const void *data = t->data;
+        if (t->n_dims == 2) {
+            int64_t n = t->ne[0], rows = t->n_elems / n;
+            out_type = n % vb_type_get(type)->block_elems == 0 ? type : lc_fallback(type);
+            if (n % vb_type_get(out_type)->block_elems != 0) out_type = VB_TYPE_F32;
+            float *f = malloc((size_t)t->n_elems * sizeof *f);
+            bufs[i] = malloc((size_t)(vb_type_row_bytes(out_type, n) * rows));
+            if (!f || !bufs[i]) {
+                free(f);
+                snprintf(msg, msg_len, "out of memory");
+                goto done;
+            }
+            for (int64_t r = 0; r < rows; r++)
+                vb_dequantize_row(t->type, (const uint8_t *)t->data + r * vb_type_row_bytes(t->type, n), f + r * n, n);
+            int q = out_type == VB_TYPE_F32 ? (memcpy(bufs[i], f, (size_t)t->n_elems * sizeof *f), VB_OK)
+                                            : vb_llamacpp_quantize(out_type, f, bufs[i], rows, n);
+            free(f);
+            if (q != VB_OK) {
+                snprintf(msg, msg_len, "llama.cpp cannot quantize %s to %s", t->name, vb_type_get(out_type)->name);
+                goto done;
+            }
+            data = bufs[i];
+        }
+        if (vb_gguf_writer_add_tensor(w, t->name, out_type, t->n_dims, t->ne, data) != VB_OK) {
+            snprintf(msg, msg_len, "cannot add tensor %s", t->name);
+            goto done;
+        }
+    }
+    if (vb_gguf_writer_write(w, dst, err, sizeof err) != VB_OK) {
+        snprintf(msg, msg_len, "%s: %s", dst, err);
+        goto done;
+    }
+    rc = 0;
+done:
+    for (int64_t i = 0; bufs && i < nt; i++) free(bufs[i]);
+    free(bufs);
+    vb_gguf_writer_free(w);
+    vb_gguf_close(g);
+    return rc;
+}
+
+/* Every quantized type the cpu backend runs, on two fixture shapes: llama-f32 (hidden 96: the
+   K types fall back as llama.cpp's quantizer does, to IQ4_NL / Q5_0 / Q5_1 / Q8_0) and
+   qwen2-q6_k (hidden 256, FFN 512: every matrix in the type itself). Both backends load the file
+   llama.cpp's quantizer wrote; the logits of a prompt and 64 greedy steps agree within the
+   type's bound, and the greedy ids too except at near ties (as llamacpp_vs_cpu_fixtures). */
+TEST(llamacpp_vs_cpu_quant_types) {
+    const char *srcs[] = {"llama-f32", "qwen2-q6_k"};
+    const uint32_t types[] = {VB_TYPE_Q4_1, VB_TYPE_Q5_0, VB_TYPE_Q5_1, VB_TYPE_IQ4_NL, VB_TYPE_Q2_K,
+                              VB_TYPE_Q3_K, VB_TYPE_Q4_K, VB_TYPE_Q5_K, VB_TYPE_Q6_K, VB_TYPE_IQ4_XS};
+    char msg[512], src[1024], dst[1100];
+    int n_clear_mismatch = 0, n_steps = 0;
+    for (size_t s = 0; s < sizeof srcs / sizeof srcs[0]; s++)
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+            const char *tname = vb_type_get(types[t])->name;
+            snprintf(src, sizeof src, "%s/models/%s.gguf", vbt_fixture_dir(), srcs[s]);
+            snprintf(dst, sizeof dst, "%s/models/quant-%s-%s.tmp", vbt_fixture_dir(), srcs[s], tname);
+            CHECKF(lc_write_quantized(src, dst, types[t], msg, sizeof msg) == 0, "%s", msg);
+            vb_model *m = NULL;
+            char err[512];
+            int st = vb_model_load(dst, NULL, &m, err, sizeof err);
+            if (st != VB_OK) remove(dst);
+            CHECKF(st == VB_OK, "%s as %s: cpu load: %s", srcs[s], tname, err);
+            const vb_model_info info = *vb_model_get_info(m);
+            double bound = lc_bound(info.weight_type, info.arch);
+            vb_token prompt[12];
+            uint32_t x = 777;
+            for (int i = 0; i < 12; i++) {
+                x = x * 1103515245u + 12345u;
+                prompt[i] = (vb_token)((x >> 8) % (uint32_t)(info.n_vocab - 1));
+            }
+            lc_cmp r;
+            int rc = lc_compare(m, prompt, 12, 0, bound, "flash_attn=off", &r, msg, sizeof msg);
+            vb_model_free(m);
+            remove(dst);
+            CHECKF(rc == 0, "%s as %s: %s", srcs[s], tname, msg);
+            printf("     %-10s as %-6s (mostly %-6s) max rel err %.3g (bound %.3g), greedy %d steps: "
+                   "%d near ties, %d differ\n", srcs[s], tname, info.weight_type, r.worst_err, bound,
+                   r.n_steps, r.n_ties, r.n_mismatch);
+            CHECKF(bound > 0 && r.worst_err <= bound, "%s as %s: max rel err %.3g at row %d exceeds %.3g",
+                   srcs[s], tname, r.worst_err, r.worst_row, bound);
+            n_clear_mismatch += r.n_mismatch;
+            n_steps += r.n_steps;
+        }
+    /* greedy ids: a clear-margin difference is allowed nowhere */
+    CHECKF(n_clear_mismatch == 0, "%d of %d greedy steps differ with a clear margin", n_clear_mismatch, n_steps);
+}
+#endif

@@ -1,8 +1,42 @@
 /* cmd_info.c - `vibee info`: describe a model (architecture, shapes, types, tokenizer, special
- * tokens, size) and, with --meta, every metadata key. */
+ * tokens, size), its tensors by type, its metadata (count, chat template or not) and which of
+ * its tensor types the cpu kernels run. */
 #include <string.h>
 
 #include "cli.h"
+#include "gguf/gguf.h"
+#include "types.h"
+
+/* What the GGUF file itself says: tensors per type, keys, chat template. */
+typedef struct info_file {
+    int64_t n_tensors, n_keys;
+    int64_t count[VB_TYPE_COUNT]; /* tensors per type id */
+    bool chat_template;
+    bool cpu_runs_all;            /* every 2-D tensor type has cpu kernels */
+} info_file;
+
+static bool info_file_read(const char *path, info_file *f) {
+    memset(f, 0, sizeof *f);
+    vb_gguf *g = NULL;
+    char err[256];
+    size_t size = 0;
+    const void *data = path ? NULL : vb_embedded_model(&size);
+    int st = path ? vb_gguf_open(path, true, &g, err, sizeof err)
+                  : data ? vb_gguf_open_memory(data, size, &g, err, sizeof err) : VB_ERR_ARG;
+    if (st != VB_OK) return false;
+    f->n_tensors = vb_gguf_n_tensors(g);
+    f->n_keys = vb_gguf_n_keys(g);
+    f->chat_template = vb_gguf_find_key(g, "tokenizer.chat_template") >= 0;
+    f->cpu_runs_all = true;
+    for (int64_t i = 0; i < f->n_tensors; i++) {
+        const vb_gguf_tensor *t = vb_gguf_tensor_at(g, i);
+        if (t->type < VB_TYPE_COUNT) f->count[t->type]++;
+        const vb_type_traits *tr = vb_type_get(t->type);
+        if (t->n_dims >= 2 && (!tr || !tr->supported)) f->cpu_runs_all = false;
+    }
+    vb_gguf_close(g);
+    return true;
+}
 
 int cmd_info(int argc, char **argv) {
     cli_model_opts mo;
@@ -40,17 +74,27 @@ int cmd_info(int argc, char **argv) {
         return 1;
     }
     const vb_model_info *in = vb_model_get_info(m);
+    info_file f;
+    bool have_file = info_file_read(mo.model, &f); /* false for -m sim */
     if (json) {
         printf("{\"name\":");
         cli_json_string(stdout, in->name, strlen(in->name));
         printf(",\"arch\":\"%s\",\"n_vocab\":%d,\"n_ctx_train\":%d,\"n_embd\":%d,\"n_layer\":%d,"
                "\"n_head\":%d,\"n_head_kv\":%d,\"head_dim\":%d,\"n_ff\":%d,\"n_params\":%lld,"
                "\"weight_bytes\":%lld,\"weight_type\":\"%s\",\"bos\":%d,\"eos\":%d,\"mask\":%d,"
-               "\"add_bos\":%s,\"has_tokenizer\":%s}\n",
+               "\"add_bos\":%s,\"has_tokenizer\":%s",
                in->arch, in->n_vocab, in->n_ctx_train, in->n_embd, in->n_layer, in->n_head,
                in->n_head_kv, in->head_dim, in->n_ff, (long long)in->n_params,
                (long long)in->weight_bytes, in->weight_type, in->bos, in->eos, in->mask,
                in->add_bos ? "true" : "false", in->has_tokenizer ? "true" : "false");
+        if (have_file) {
+            printf(",\"n_tensors\":%lld,\"tensor_types\":{", (long long)f.n_tensors);
+            for (int t = 0, k = 0; t < VB_TYPE_COUNT; t++)
+                if (f.count[t]) printf("%s\"%s\":%lld", k++ ? "," : "", vb_type_get((uint32_t)t)->name, (long long)f.count[t]);
+            printf("},\"n_keys\":%lld,\"chat_template\":%s,\"cpu_runs_all_types\":%s", (long long)f.n_keys,
+                   f.chat_template ? "true" : "false", f.cpu_runs_all ? "true" : "false");
+        }
+        printf("}\n");
     } else {
         printf("model        %s\n", in->name);
         printf("architecture %s\n", in->arch);
@@ -63,6 +107,18 @@ int cmd_info(int argc, char **argv) {
         printf("tokenizer    %s; bos %d, eos %d, mask %d, add_bos %s\n",
                in->has_tokenizer ? "yes" : "none (use --prompt-tokens)", in->bos, in->eos, in->mask,
                in->add_bos ? "yes" : "no");
+        if (have_file) {
+            printf("tensors      %lld:", (long long)f.n_tensors);
+            for (int t = 0, k = 0; t < VB_TYPE_COUNT; t++) {
+                if (!f.count[t]) continue;
+                const vb_type_traits *tr = vb_type_get((uint32_t)t);
+                printf("%s %lld %s%s", k++ ? "," : "", (long long)f.count[t], tr->name,
+                       tr->supported ? "" : " (no cpu kernels)");
+            }
+            printf("\nmetadata     %lld keys; chat template %s\n", (long long)f.n_keys, f.chat_template ? "yes" : "no");
+            printf("cpu backend  %s\n", f.cpu_runs_all ? "has kernels for every matrix type"
+                                                         : "cannot run this file (types without cpu kernels above)");
+        }
     }
     vb_model_free(m);
     return 0;

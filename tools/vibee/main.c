@@ -11,7 +11,7 @@ static void usage(void) {
             "  run       generate text (AR, WeDLM or draft-and-verify decoding)\n"
             "  info      describe a model file\n"
             "  bench     measure prefill/decode speed (llama-bench style)\n"
-            "  quantize  rewrite a GGUF model with Q8_0 / Q4_0 / F16 weights\n"
+            "  quantize  rewrite a GGUF model under a llama.cpp preset (q4_k_m, q5_k_s, q8_0, ...)\n"
             "  batch     run a file of prompts with continuous batching\n"
             "  serve     OpenAI-compatible HTTP server (completions, chat, streaming)\n"
             "  score     mean NLL (nats/token) of given continuation tokens after a prompt\n"

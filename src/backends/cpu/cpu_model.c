@@ -54,11 +54,19 @@ static int load_mat(vb_cpu_mat *out, const vb_model *model, const char *fmt, int
                        (long long)t->ne[3], (long long)n_in, n_out_at_least ? ">=" : "",
                        (long long)n_out);
     const vb_type_traits *tr = vb_type_get(t->type);
-    if (!tr || !tr->supported)
+    if (!tr || !tr->supported) {
+        char list[256] = ""; /* the supported types, from the traits table */
+        size_t len = 0;
+        for (uint32_t k = 0; k < VB_TYPE_COUNT; k++) {
+            const vb_type_traits *s = vb_type_get(k);
+            int w = s && s->supported ? snprintf(list + len, sizeof list - len, "%s%s", len ? ", " : "", s->name) : 0;
+            if (w > 0 && (size_t)w < sizeof list - len) len += (size_t)w;
+        }
         return vb_errf(err, VB_ERR_UNSUPPORTED,
-                       "cpu backend: tensor '%s' has type %s, which the cpu kernels do not "
-                       "support (supported: f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)",
-                       name, type_name(t->type));
+                       "cpu backend: tensor '%s' has type %s (GGUF type id %u), which the cpu "
+                       "kernels do not support (supported: %s)",
+                       name, type_name(t->type), (unsigned)t->type, list);
+    }
     out->type = t->type;
     out->data = t->data;
     out->n_in = n_in;

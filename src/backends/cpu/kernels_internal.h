@@ -65,10 +65,11 @@ static inline int vb_lanes_d(int64_t n_rows) { /* 4, 2 or 1 (the kernels handle 
 /* Fill a->xl (buffers allocated by the caller) from a->x8 for all rows. */
 void vb_x8_to_lanes(vb_mm_args *a);
 
-/* True if `type` is one of the quantized types whose products use 8-bit activations. */
+/* True if `type` is one of the quantized types whose products use 8-bit activations (every
+ * supported block type: the traits table says which). */
 static inline int vb_type_uses_x8(uint32_t type) {
-    return type == VB_TYPE_Q8_0 || type == VB_TYPE_Q4_0 || type == VB_TYPE_Q4_K ||
-           type == VB_TYPE_Q6_K;
+    const vb_type_traits *t = vb_type_get(type);
+    return t && t->supported && t->block_elems >= 32;
 }
 
 /* Per path: quantize rows [r0, r1) of a->X into a->x8, and
@@ -109,6 +110,23 @@ static inline void vb_q4k_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_
         *sc = (uint8_t)((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4));
         *m = (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
     }
+}
+
+/* Q3_K's 16 scales (6 bits, minus 32: -32..31) from its 12 scale bytes: scale i < 4 (resp.
+ * 4..7) has the low nibble of byte i (resp. i), 8..11 and 12..15 the high nibbles of bytes
+ * 0..3 and 4..7; their top 2 bits are bits 0-1, 2-3, 4-5, 6-7 of bytes 8..11 in that order. */
+static inline void vb_q3k_scales(const uint8_t *s, int8_t out[16]) {
+    for (int i = 0; i < 4; i++) {
+        out[i] = (int8_t)(((s[i] & 0xF) | (((s[8 + i] >> 0) & 3) << 4)) - 32);
+        out[4 + i] = (int8_t)(((s[4 + i] & 0xF) | (((s[8 + i] >> 2) & 3) << 4)) - 32);
+        out[8 + i] = (int8_t)(((s[i] >> 4) | (((s[8 + i] >> 4) & 3) << 4)) - 32);
+        out[12 + i] = (int8_t)(((s[4 + i] >> 4) | (((s[8 + i] >> 6) & 3) << 4)) - 32);
+    }
+}
+
+/* IQ4_XS sub-block ib's scale (6 bits, minus 32). */
+static inline int vb_iq4xs_scale(const vb_block_iq4_xs *b, int ib) {
+    return (((b->scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b->scales_h >> (2 * ib)) & 3) << 4)) - 32;
 }
 
 #endif

@@ -1,7 +1,8 @@
 /* kernels_quant.c - scalar per-type row conversion: dequantization of every supported weight
- * type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K; GGML block layouts from types.h), the
- * reference quantizers (Q8_0 and Q4_0 bit-exact with ggml's reference ones, Q4_K and Q6_K
- * simpler than ggml's but in the same format), embedding row lookup and the naive reference
+ * type (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K .. Q6_K, IQ4_XS; GGML block
+ * layouts from types.h; one function per type in a table), the
+ * reference quantizers of Q8_0 and Q4_0 (bit-exact with ggml's reference ones; the other
+ * block types through quantize_ggml.c), embedding row lookup and the naive reference
  * matrix product vb_matmul_ref that every optimized path is tested against. */
 #include <math.h>
 #include <stdlib.h>
@@ -9,10 +10,18 @@
 
 #include "../../../include/vibee.h"
 #include "kernels_internal.h"
+#include "quantize_ggml.h"
 
 /* ---------------------------------------------------------------- dequantization */
 
-static void dequant_q8_0(const vb_block_q8_0 *x, float *y, int64_t nb) {
+_Static_assert(sizeof(vb_block_q4_1) == 20 && sizeof(vb_block_q5_0) == 22 && sizeof(vb_block_q5_1) == 24 &&
+                   sizeof(vb_block_q2_k) == 84 && sizeof(vb_block_q3_k) == 110 &&
+                   sizeof(vb_block_q5_k) == 176 && sizeof(vb_block_iq4_nl) == 18 &&
+                   sizeof(vb_block_iq4_xs) == 136,
+               "block layouts of types.h");
+
+static void dequant_q8_0(const void *xv, float *y, int64_t nb) {
+    const vb_block_q8_0 *x = xv;
     for (int64_t b = 0; b < nb; b++) {
         float d = vb_f16_to_f32(x[b].d);
         for (int i = 0; i < VB_QK8_0; i++) y[b * VB_QK8_0 + i] = d * (float)x[b].qs[i];
@@ -20,7 +29,8 @@ static void dequant_q8_0(const vb_block_q8_0 *x, float *y, int64_t nb) {
 }
 
 /* Q4_0: byte i holds element i in its low nibble and element i + 16 in its high nibble. */
-static void dequant_q4_0(const vb_block_q4_0 *x, float *y, int64_t nb) {
+static void dequant_q4_0(const void *xv, float *y, int64_t nb) {
+    const vb_block_q4_0 *x = xv;
     for (int64_t b = 0; b < nb; b++) {
         float d = vb_f16_to_f32(x[b].d);
         float *yb = y + b * VB_QK4_0;
@@ -33,7 +43,8 @@ static void dequant_q4_0(const vb_block_q4_0 *x, float *y, int64_t nb) {
 
 /* Q4_K: 8 sub-blocks of 32; value = d * scale_j * q - dmin * min_j. Each 32 bytes of qs hold
  * sub-block 2k in the low nibbles and sub-block 2k + 1 in the high nibbles. */
-static void dequant_q4_k(const vb_block_q4_k *x, float *y, int64_t nb) {
+static void dequant_q4_k(const void *xv, float *y, int64_t nb) {
+    const vb_block_q4_k *x = xv;
     for (int64_t b = 0; b < nb; b++) {
         float d = vb_f16_to_f32(x[b].d), dmin = vb_f16_to_f32(x[b].dmin);
         float *yb = y + b * VB_QK_K;
@@ -54,7 +65,8 @@ static void dequant_q4_k(const vb_block_q4_k *x, float *y, int64_t nb) {
 /* Q6_K: 16 sub-blocks of 16 with int8 scales; q = 4 low bits (ql) | 2 high bits (qh) << 4,
  * value = d * scale * (q - 32). Per half of 128: ql[0..63], qh[0..31]; element 32 g + l
  * (g = 0..3) takes the low/high nibble of ql[l] / ql[l + 32] and bits 2g..2g+1 of qh[l]. */
-static void dequant_q6_k(const vb_block_q6_k *x, float *y, int64_t nb) {
+static void dequant_q6_k(const void *xv, float *y, int64_t nb) {
+    const vb_block_q6_k *x = xv;
     for (int64_t b = 0; b < nb; b++) {
         float d = vb_f16_to_f32(x[b].d);
         for (int h = 0; h < 2; h++) {
@@ -76,6 +88,147 @@ static void dequant_q6_k(const vb_block_q6_k *x, float *y, int64_t nb) {
     }
 }
 
+/* Q4_1: value d * q + m, nibbles as Q4_0. */
+static void dequant_q4_1(const void *xv, float *y, int64_t nb) {
+    const vb_block_q4_1 *x = xv;
+    for (int64_t b = 0; b < nb; b++) {
+        float d = vb_f16_to_f32(x[b].d), m = vb_f16_to_f32(x[b].m);
+        float *yb = y + b * 32;
+        for (int i = 0; i < 16; i++) {
+            yb[i] = d * (float)(x[b].qs[i] & 0x0F) + m;
+            yb[i + 16] = d * (float)(x[b].qs[i] >> 4) + m;
+        }
+    }
+}
+
+/* Q5_0 / Q5_1: the fifth bit of element i is bit i of the little-endian 32-bit qh. */
+static void dequant_q5_0(const void *xv, float *y, int64_t nb) {
+    const vb_block_q5_0 *x = xv;
+    for (int64_t b = 0; b < nb; b++) {
+        float d = vb_f16_to_f32(x[b].d);
+        uint32_t qh;
+        memcpy(&qh, x[b].qh, 4);
+        float *yb = y + b * 32;
+        for (int i = 0; i < 16; i++) {
+            int q0 = (x[b].qs[i] & 0x0F) | (int)(((qh >> i) & 1) << 4);
+            int q1 = (x[b].qs[i] >> 4) | (int)(((qh >> (i + 16)) & 1) << 4);
+            yb[i] = d * (float)(q0 - 16);
+            yb[i + 16] = d * (float)(q1 - 16);
+        }
+    }
+}
+
+static void dequant_q5_1(const void *xv, float *y, int64_t nb) {
+    const vb_block_q5_1 *x = xv;
+    for (int64_t b = 0; b < nb; b++) {
+        float d = vb_f16_to_f32(x[b].d), m = vb_f16_to_f32(x[b].m);
+        uint32_t qh;
+        memcpy(&qh, x[b].qh, 4);
+        float *yb = y + b * 32;
+        for (int i = 0; i < 16; i++) {
+            int q0 = (x[b].qs[i] & 0x0F) | (int)(((qh >> i) & 1) << 4);
+            int q1 = (x[b].qs[i] >> 4) | (int)(((qh >> (i + 16)) & 1) << 4);
+            yb[i] = d * (float)q0 + m;
+            yb[i + 16] = d * (float)q1 + m;
+        }
+    }
+}
+
+static void dequant_iq4_nl(const void *xv, float *y, int64_t nb) {
+    const vb_block_iq4_nl *x = xv;
+    for (int64_t b = 0; b < nb; b++) {
+        float d = vb_f16_to_f32(x[b].d);
+        float *yb = y + b * 32;
+        for (int i = 0; i < 16; i++) {
+            yb[i] = d * (float)vb_kvalues_iq4nl[x[b].qs[i] & 0x0F];
+            yb[i + 16] = d * (float)vb_kvalues_iq4nl[x[b].qs[i] >> 4];
+        }
+    }
+}
+
+/* Q2_K: 32-element group k = 4 h + j (h = half of 128, j = 0..3) takes bits 2j..2j+1 of the
+ * 32 bytes qs[32 h ..]; its two 16-element halves use scale bytes 2k and 2k + 1. */
+static void dequant_q2_k(const void *xv, float *y, int64_t nb) {
+    const vb_block_q2_k *x = xv;
+    for (int64_t b = 0; b < nb; b++) {
+        float d = vb_f16_to_f32(x[b].d), dmin = vb_f16_to_f32(x[b].dmin);
+        float *yb = y + b * VB_QK_K;
+        for (int k = 0; k < 8; k++) {
+            const uint8_t *q = x[b].qs + 32 * (k / 4);
+            int shift = 2 * (k % 4);
+            for (int i = 0; i < 32; i++) {
+                uint8_t sc = x[b].scales[2 * k + i / 16];
+                yb[32 * k + i] = d * (float)(sc & 0xF) * (float)((q[i] >> shift) & 3) - dmin * (float)(sc >> 4);
+            }
+        }
+    }
+}
+
+/* Q3_K: group k = 4 h + j as Q2_K for the low bits; the high bit is bit k of hmask[i]. */
+static void dequant_q3_k(const void *xv, float *y, int64_t nb) {
+    const vb_block_q3_k *x = xv;
+    for (int64_t b = 0; b < nb; b++) {
+        float d = vb_f16_to_f32(x[b].d);
+        int8_t sc[16];
+        vb_q3k_scales(x[b].scales, sc);
+        float *yb = y + b * VB_QK_K;
+        for (int k = 0; k < 8; k++) {
+            const uint8_t *q = x[b].qs + 32 * (k / 4);
+            int shift = 2 * (k % 4);
+            for (int i = 0; i < 32; i++) {
+                int v = ((q[i] >> shift) & 3) - ((x[b].hmask[i] >> k) & 1 ? 0 : 4);
+                yb[32 * k + i] = d * (float)sc[2 * k + i / 16] * (float)v;
+            }
+        }
+    }
+}
+
+/* Q5_K: Q4_K plus bit j of qh[i] as the fifth bit of element i of sub-block j. */
+static void dequant_q5_k(const void *xv, float *y, int64_t nb) {
+    const vb_block_q5_k *x = xv;
+    for (int64_t b = 0; b < nb; b++) {
+        float d = vb_f16_to_f32(x[b].d), dmin = vb_f16_to_f32(x[b].dmin);
+        float *yb = y + b * VB_QK_K;
+        uint8_t sc[8], m[8];
+        vb_q4k_unpack(x[b].scales, sc, m);
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *q = x[b].qs + 32 * (j / 2);
+            float dj = d * sc[j], mj = dmin * m[j];
+            for (int i = 0; i < 32; i++) {
+                int v = (j % 2 ? q[i] >> 4 : q[i] & 0xF) | (((x[b].qh[i] >> j) & 1) << 4);
+                yb[32 * j + i] = dj * (float)v - mj;
+            }
+        }
+    }
+}
+
+static void dequant_iq4_xs(const void *xv, float *y, int64_t nb) {
+    const vb_block_iq4_xs *x = xv;
+    for (int64_t b = 0; b < nb; b++) {
+        float d = vb_f16_to_f32(x[b].d);
+        for (int ib = 0; ib < 8; ib++) {
+            float dl = d * (float)vb_iq4xs_scale(&x[b], ib);
+            const uint8_t *q = x[b].qs + 16 * ib;
+            float *yb = y + b * VB_QK_K + 32 * ib;
+            for (int i = 0; i < 16; i++) {
+                yb[i] = dl * (float)vb_kvalues_iq4nl[q[i] & 0x0F];
+                yb[i + 16] = dl * (float)vb_kvalues_iq4nl[q[i] >> 4];
+            }
+        }
+    }
+}
+
+/* Block dequantizers by type: (blocks, out, number of blocks). */
+typedef void (*dequant_fn)(const void *x, float *y, int64_t nb);
+static const dequant_fn dequant_table[VB_TYPE_COUNT] = {
+    [VB_TYPE_Q8_0] = dequant_q8_0,   [VB_TYPE_Q4_0] = dequant_q4_0,
+    [VB_TYPE_Q4_1] = dequant_q4_1,   [VB_TYPE_Q5_0] = dequant_q5_0,
+    [VB_TYPE_Q5_1] = dequant_q5_1,   [VB_TYPE_IQ4_NL] = dequant_iq4_nl,
+    [VB_TYPE_Q2_K] = dequant_q2_k,   [VB_TYPE_Q3_K] = dequant_q3_k,
+    [VB_TYPE_Q4_K] = dequant_q4_k,   [VB_TYPE_Q5_K] = dequant_q5_k,
+    [VB_TYPE_Q6_K] = dequant_q6_k,   [VB_TYPE_IQ4_XS] = dequant_iq4_xs,
+};
+
 void vb_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n) {
     switch (type) {
     case VB_TYPE_F32: memcpy(dst, src, (size_t)n * sizeof(float)); return;
@@ -89,12 +242,14 @@ void vb_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n) {
         for (int64_t i = 0; i < n; i++) dst[i] = vb_bf16_to_f32(s[i]);
         return;
     }
-    case VB_TYPE_Q8_0: dequant_q8_0(src, dst, n / VB_QK8_0); return;
-    case VB_TYPE_Q4_0: dequant_q4_0(src, dst, n / VB_QK4_0); return;
-    case VB_TYPE_Q4_K: dequant_q4_k(src, dst, n / VB_QK_K); return;
-    case VB_TYPE_Q6_K: dequant_q6_k(src, dst, n / VB_QK_K); return;
-    default: memset(dst, 0, (size_t)n * sizeof(float)); return; /* unsupported: zeros */
+    default: break;
     }
+    const vb_type_traits *t = vb_type_get(type);
+    if (t && type < VB_TYPE_COUNT && dequant_table[type]) {
+        dequant_table[type](src, dst, n / t->block_elems);
+        return;
+    }
+    memset(dst, 0, (size_t)n * sizeof(float)); /* unsupported: zeros */
 }
 
 /* ---------------------------------------------------------------- quantization */
@@ -134,101 +289,6 @@ static void quant_q4_0(const float *x, vb_block_q4_0 *y, int64_t nb) {
     }
 }
 
-static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
-
-/* Q4_K, simple: per sub-block of 32 take min = min(0, min x) and scale = (max - min) / 15,
- * quantize those 8 scales and 8 mins to 6 bits against super-block d and dmin, then round
- * each element against its quantized scale/min (not ggml's iterative search, same format). */
-static void quant_q4_k(const float *x, vb_block_q4_k *y, int64_t nb) {
-    for (int64_t b = 0; b < nb; b++) {
-        const float *xb = x + b * VB_QK_K;
-        float scale[8], mins[8], max_scale = 0.0f, max_min = 0.0f;
-        for (int j = 0; j < 8; j++) {
-            float lo = 0.0f, hi = 0.0f;
-            for (int i = 0; i < 32; i++) {
-                lo = fminf(lo, xb[32 * j + i]);
-                hi = fmaxf(hi, xb[32 * j + i]);
-            }
-            scale[j] = (hi - lo) / 15.0f;
-            mins[j] = -lo;
-            max_scale = fmaxf(max_scale, scale[j]);
-            max_min = fmaxf(max_min, mins[j]);
-        }
-        float d = max_scale / 63.0f, dmin = max_min / 63.0f;
-        y[b].d = vb_f32_to_f16(d);
-        y[b].dmin = vb_f32_to_f16(dmin);
-        d = vb_f16_to_f32(y[b].d);
-        dmin = vb_f16_to_f32(y[b].dmin);
-        uint8_t ls[8], lm[8];
-        for (int j = 0; j < 8; j++) {
-            ls[j] = (uint8_t)clampi(d > 0 ? (int)lrintf(scale[j] / d) : 0, 0, 63);
-            lm[j] = (uint8_t)clampi(dmin > 0 ? (int)lrintf(mins[j] / dmin) : 0, 0, 63);
-        }
-        /* pack (inverse of vb_q4k_scale_min) */
-        memset(y[b].scales, 0, sizeof y[b].scales);
-        for (int j = 0; j < 4; j++) {
-            y[b].scales[j] = (uint8_t)(ls[j] | ((ls[j + 4] >> 4) << 6));
-            y[b].scales[j + 4] = (uint8_t)(lm[j] | ((lm[j + 4] >> 4) << 6));
-            y[b].scales[j + 8] = (uint8_t)((ls[j + 4] & 0xF) | ((lm[j + 4] & 0xF) << 4));
-        }
-        uint8_t q[VB_QK_K];
-        for (int j = 0; j < 8; j++) {
-            float ds = d * ls[j], dm = dmin * lm[j];
-            for (int i = 0; i < 32; i++)
-                q[32 * j + i] =
-                    (uint8_t)(ds > 0 ? clampi((int)lrintf((xb[32 * j + i] + dm) / ds), 0, 15) : 0);
-        }
-        for (int k = 0; k < 4; k++)
-            for (int i = 0; i < 32; i++)
-                y[b].qs[32 * k + i] = (uint8_t)(q[64 * k + i] | (q[64 * k + 32 + i] << 4));
-    }
-}
-
-/* Q6_K, simple: per sub-block of 16 take scale = (signed value of largest magnitude) / -32,
- * quantize the 16 scales to int8 against d = max|scale| / 127, round each element to
- * -32..31 against its quantized scale. */
-static void quant_q6_k(const float *x, vb_block_q6_k *y, int64_t nb) {
-    for (int64_t b = 0; b < nb; b++) {
-        const float *xb = x + b * VB_QK_K;
-        float scale[16], max_abs_scale = 0.0f, max_scale = 0.0f;
-        for (int j = 0; j < 16; j++) {
-            float amax = 0.0f, max = 0.0f;
-            for (int i = 0; i < 16; i++) {
-                if (amax < fabsf(xb[16 * j + i])) {
-                    amax = fabsf(xb[16 * j + i]);
-                    max = xb[16 * j + i];
-                }
-            }
-            scale[j] = max / -32.0f;
-            if (fabsf(scale[j]) > max_abs_scale) {
-                max_abs_scale = fabsf(scale[j]);
-                max_scale = scale[j];
-            }
-        }
-        float d = max_scale / -128.0f; /* the largest scale maps to -128 */
-        y[b].d = vb_f32_to_f16(d);
-        d = vb_f16_to_f32(y[b].d);
-        uint8_t q[VB_QK_K];
-        for (int j = 0; j < 16; j++) {
-            int ls = d != 0.0f ? clampi((int)lrintf(scale[j] / d), -128, 127) : 0;
-            y[b].scales[j] = (int8_t)ls;
-            float ds = d * (float)ls;
-            for (int i = 0; i < 16; i++)
-                q[16 * j + i] = (uint8_t)(
-                    ds != 0.0f ? clampi((int)lrintf(xb[16 * j + i] / ds), -32, 31) + 32 : 32);
-        }
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *qq = q + 128 * h;
-            uint8_t *ql = y[b].ql + 64 * h, *qh = y[b].qh + 32 * h;
-            for (int l = 0; l < 32; l++) {
-                ql[l] = (uint8_t)((qq[l] & 0xF) | ((qq[l + 64] & 0xF) << 4));
-                ql[l + 32] = (uint8_t)((qq[l + 32] & 0xF) | ((qq[l + 96] & 0xF) << 4));
-                qh[l] = (uint8_t)((qq[l] >> 4) | ((qq[l + 32] >> 4) << 2) |
-                                  ((qq[l + 64] >> 4) << 4) | ((qq[l + 96] >> 4) << 6));
-            }
-        }
-    }
-}
 
 int vb_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
     const vb_type_traits *t = vb_type_get(type);
@@ -247,9 +307,7 @@ int vb_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
     }
     case VB_TYPE_Q8_0: quant_q8_0(src, dst, n / VB_QK8_0); return VB_OK;
     case VB_TYPE_Q4_0: quant_q4_0(src, dst, n / VB_QK4_0); return VB_OK;
-    case VB_TYPE_Q4_K: quant_q4_k(src, dst, n / VB_QK_K); return VB_OK;
-    case VB_TYPE_Q6_K: quant_q6_k(src, dst, n / VB_QK_K); return VB_OK;
-    default: return VB_ERR_UNSUPPORTED;
+    default: return vb_quantize_ggml_row(type, src, dst, n); /* the others llama.cpp writes */
     }
 }
 

@@ -340,6 +340,9 @@ static VB_ALWAYS_INLINE void tile_q6_k(VB_TILE_ARGS) {
     for (int r = 0; r < R; r++) out[r] = hsum256(acc[r]) - 32.0f * hsum256(corr[r]);
 }
 
+/* Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q5_K, IQ4_XS: decoded tiles (their own file). */
+#include "kernels_simd_decode.h"
+
 #if VB_Q_512
 /* --------------------------------------------------------------- lane kernels (VNNI) */
 /* Quantized weights times several X rows in the lane layout (vb_x8_lanes): per W block,
@@ -920,9 +923,27 @@ VB_DEFINE_QROWS(rows_q8_0, tile_q8_0, VB_QK8_0)
 VB_DEFINE_QROWS(rows_q4_0, tile_q4_0, VB_QK4_0)
 VB_DEFINE_QROWS(rows_q4_k, tile_q4_k, VB_QK_K)
 VB_DEFINE_QROWS(rows_q6_k, tile_q6_k, VB_QK_K)
+VB_DEFINE_QROWS(rows_q4_1, tile_q4_1, 32)
+VB_DEFINE_QROWS(rows_q5_0, tile_q5_0, 32)
+VB_DEFINE_QROWS(rows_q5_1, tile_q5_1, 32)
+VB_DEFINE_QROWS(rows_iq4_nl, tile_iq4_nl, 32)
+VB_DEFINE_QROWS(rows_q2_k, tile_q2_k, VB_QK_K)
+VB_DEFINE_QROWS(rows_q3_k, tile_q3_k, VB_QK_K)
+VB_DEFINE_QROWS(rows_q5_k, tile_q5_k, VB_QK_K)
+VB_DEFINE_QROWS(rows_iq4_xs, tile_iq4_xs, VB_QK_K)
 VB_DEFINE_FROWS(rows_f32, tile_f32)
 VB_DEFINE_FROWS(rows_f16, tile_f16)
 VB_DEFINE_FROWS(rows_bf16, tile_bf16)
+
+/* The per-row product of each weight type (NULL: not supported). */
+typedef void (*vb_rows_fn)(const vb_mm_args *a, int64_t o0, int64_t o1);
+static const vb_rows_fn rows_table[VB_TYPE_COUNT] = {
+    [VB_TYPE_F32] = rows_f32,       [VB_TYPE_F16] = rows_f16,       [VB_TYPE_BF16] = rows_bf16,
+    [VB_TYPE_Q8_0] = rows_q8_0,     [VB_TYPE_Q4_0] = rows_q4_0,     [VB_TYPE_Q4_1] = rows_q4_1,
+    [VB_TYPE_Q5_0] = rows_q5_0,     [VB_TYPE_Q5_1] = rows_q5_1,     [VB_TYPE_IQ4_NL] = rows_iq4_nl,
+    [VB_TYPE_Q2_K] = rows_q2_k,     [VB_TYPE_Q3_K] = rows_q3_k,     [VB_TYPE_Q4_K] = rows_q4_k,
+    [VB_TYPE_Q5_K] = rows_q5_k,     [VB_TYPE_Q6_K] = rows_q6_k,     [VB_TYPE_IQ4_XS] = rows_iq4_xs,
+};
 
 void VB_SIMD(vb_mm_rows)(const vb_mm_args *a, int64_t o0, int64_t o1) {
 #if VB_Q_512
@@ -934,16 +955,7 @@ void VB_SIMD(vb_mm_rows)(const vb_mm_args *a, int64_t o0, int64_t o1) {
         return;
     }
 #endif
-    switch (a->type) {
-    case VB_TYPE_Q8_0: rows_q8_0(a, o0, o1); break;
-    case VB_TYPE_Q4_0: rows_q4_0(a, o0, o1); break;
-    case VB_TYPE_Q4_K: rows_q4_k(a, o0, o1); break;
-    case VB_TYPE_Q6_K: rows_q6_k(a, o0, o1); break;
-    case VB_TYPE_F32: rows_f32(a, o0, o1); break;
-    case VB_TYPE_F16: rows_f16(a, o0, o1); break;
-    case VB_TYPE_BF16: rows_bf16(a, o0, o1); break;
-    default: break;
-    }
+    if (a->type < VB_TYPE_COUNT && rows_table[a->type]) rows_table[a->type](a, o0, o1);
 }
 
 /* --------------------------------------------------------------- packed float weights */

@@ -92,6 +92,27 @@ static const char *lcpp_error_text(void) {
     return lcpp_last_error;
 }
 
+int vb_llamacpp_dequantize(uint32_t type, const void *src, float *dst, int64_t n) {
+    if (type >= LM_GGML_TYPE_COUNT || !src || !dst || n < 0) return VB_ERR_ARG;
+    const struct lm_ggml_type_traits *tr = lm_ggml_get_type_traits((enum lm_ggml_type)type);
+    if (!tr || !tr->to_float || tr->blck_size <= 0) return VB_ERR_UNSUPPORTED;
+    if (n % tr->blck_size != 0) return VB_ERR_ARG;
+    tr->to_float(src, dst, n);
+    return VB_OK;
+}
+
+int vb_llamacpp_quantize(uint32_t type, const float *src, void *dst, int64_t n_rows,
+                         int64_t n_per_row) {
+    if (type >= LM_GGML_TYPE_COUNT || !src || !dst || n_rows < 0 || n_per_row <= 0) return VB_ERR_ARG;
+    const struct lm_ggml_type_traits *tr = lm_ggml_get_type_traits((enum lm_ggml_type)type);
+    if (!tr || tr->blck_size <= 0 || tr->type_size == 0 ||
+        lm_ggml_quantize_requires_imatrix((enum lm_ggml_type)type))
+        return VB_ERR_UNSUPPORTED;
+    if (n_per_row % tr->blck_size != 0) return VB_ERR_ARG;
+    lm_ggml_quantize_chunk((enum lm_ggml_type)type, src, dst, 0, n_rows, n_per_row, NULL);
+    return VB_OK;
+}
+
 const char *vb_llamacpp_build_info(void) {
     static char info[192];
     if (!info[0])

@@ -1,0 +1,12 @@
+/* quantize_ggml.h - llama.cpp-compatible quantizers (ggml's reference algorithms, no importance
+ * matrix) of Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K; see quantize_ggml.c. */
+#ifndef VB_QUANTIZE_GGML_H
+#define VB_QUANTIZE_GGML_H
+
+#include <stdint.h>
+
+/* Quantize n floats (a multiple of the type's block size) into dst. VB_OK, VB_ERR_ARG (n),
+ * VB_ERR_UNSUPPORTED (not one of the types above). */
+int vb_quantize_ggml_row(uint32_t type, const float *src, void *dst, int64_t n);
+
+#endif
