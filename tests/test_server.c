@@ -493,8 +493,17 @@ TEST(server_expect_continue_and_chunked_limit) {
         read_until(fd, big, sizeof big, "}}", 5.0);
         close(fd);
     }
+    char refused[4096] = ""; /* announced over the limit: 413 at once, no 100 */
+    fd = tcp_from(NULL, s.port);
+    if (fd >= 0) {
+        const char *head = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n";
+        send(fd, head, strlen(head), MSG_NOSIGNAL);
+        read_until(fd, refused, sizeof refused, "}}", 3.0);
+        close(fd);
+    }
     int stopped = server_stop(&s);
     CHECKF(!strcmp(interim, "HTTP/1.1 100 Continue\r\n\r\n"), "interim response: '%s'", interim);
+    CHECKF(!strncmp(refused, "HTTP/1.1 413", 12), "announced body over the limit: %.200s", refused);
     CHECKF(strstr(final, "HTTP/1.1 200") && strstr(final, "\"completion_tokens\":3"), "final: %.300s", final);
     CHECKF(strstr(big, "HTTP/1.1 413") && strstr(big, "{\"error\":{\"message\":\"request body larger"), "chunked: %.300s",
            big);
