@@ -543,8 +543,17 @@ TEST(server_expect_continue_and_chunked_limit) {
         read_until(fd, big, sizeof big, "}}", 5.0);
         close(fd);
     }
+    char refused[4096] = ""; /* announced over the limit: 413 at once, no 100 */
+    fd = tcp_from(NULL, s.port);
+    if (fd >= 0) {
+        const char *head = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n";
+        send(fd, head, strlen(head), MSG_NOSIGNAL);
+        read_until(fd, refused, sizeof refused, "}}", 3.0);
+        close(fd);
+    }
     int stopped = server_stop(&s);
     CHECKF(!strcmp(interim, "HTTP/1.1 100 Continue\r\n\r\n"), "interim response: '%s'", interim);
+    CHECKF(!strncmp(refused, "HTTP/1.1 413", 12), "announced body over the limit: %.200s", refused);
     CHECKF(strstr(final, "HTTP/1.1 200") && strstr(final, "\"completion_tokens\":3"), "final: %.300s", final);
     CHECKF(strstr(big, "HTTP/1.1 413") && strstr(big, "{\"error\":{\"message\":\"request body larger"), "chunked: %.300s",
            big);
@@ -695,4 +704,21 @@ TEST(server_basics) {
                "IPv6 log: %.300s", log);
         CHECKF(stopped == 0, "the IPv6 server did not exit on SIGTERM");
     }
+}
+
+/* An open-file limit too low for --max-connections that cannot be raised (hard limit 200): the
+   server still starts, says so, and lowers the cap it reports in /props. */
+TEST(server_file_limit) {
+    char cmd[1024], out[4096];
+    snprintf(cmd, sizeof cmd, "sh -c 'ulimit -n 200 && exec \"%s\" serve -m sim --host 127.0.0.1 --port 0 "
+             "--max-connections 1024 --max-connections-per-ip 0' >/tmp/vb_fd_limit.$$ 2>&1 & pid=$!; "
+             "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do "
+             "port=$(sed -n 's/.*listening on http:\\/\\/127.0.0.1:\\([0-9]*\\).*/\\1/p' /tmp/vb_fd_limit.$$); "
+             "[ -n \"$port\" ] && break; sleep 0.2; done; "
+             "curl -s -m 5 http://127.0.0.1:$port/props; echo; kill $pid; wait $pid; echo rc=$?; cat /tmp/vb_fd_limit.$$; "
+             "rm -f /tmp/vb_fd_limit.$$", vbt_vibee_bin());
+    vbt_run_cmd(cmd, out, sizeof out);
+    CHECKF(strstr(out, "\"max_connections\":136,") && strstr(out, "allows 136 connections, not 1024") &&
+               strstr(out, "rc=0"),
+           "%.600s", out);
 }
