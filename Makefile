@@ -18,7 +18,7 @@ CFLAGS   ?=
 CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -fPIC -pthread -D_GNU_SOURCE $(SAN) \
             -Iinclude -Isrc
 LDFLAGS  += $(SAN) -pthread
-LDLIBS   += -lm -lpcre2-8
+LDLIBS   += -lm -lpcre2-8 -ldl
 # jansson (optional) lets the library read Hugging Face tokenizer.json files.
 HAVE_JANSSON := $(shell printf '\043include <jansson.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo 1)
 ifeq ($(HAVE_JANSSON),1)
@@ -54,7 +54,7 @@ TEST_SRCS := $(wildcard tests/*.c) fuzz/fuzz_entries.c
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 
 .PHONY: all lib test asan check fuzz format install clean fixtures
-all: $(BUILD)/libvibee.a $(BUILD)/libvibee.so $(BUILD)/vibee
+all: $(BUILD)/libvibee.a $(BUILD)/libvibee.so $(BUILD)/vibee $(CUDA_MODULE)
 
 # Rebuild everything when the flags (or the optional backends found) change.
 FLAGS_STAMP := $(BUILD)/.flags-$(shell echo '$(CC) $(CFLAGS)' | md5sum | cut -c1-12)
@@ -76,14 +76,17 @@ $(BUILD)/libvibee.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libvibee.so: $(LIB_OBJS)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# The shared library has a SONAME and exports only vb_* (no llama.cpp / ggml symbols).
+$(BUILD)/libvibee.so: $(LIB_OBJS) src/libvibee.map
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libvibee.so.0 -Wl,--version-script=src/libvibee.map \
+	  -o $@ $(LIB_OBJS) $(LDLIBS)
 
 $(BUILD)/vibee: $(CLI_OBJS) $(BUILD)/libvibee.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CLI_LIBS)
 
-$(BUILD)/test_runner: $(TEST_OBJS) $(BUILD)/libvibee.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# (the CUDA tests call the kernels directly: the runner links the backend's objects and CUDA)
+$(BUILD)/test_runner: $(TEST_OBJS) $(BUILD)/libvibee.a $(CUDA_OBJS) $(CUDA_MODULE)
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJS) $(CUDA_OBJS) $(BUILD)/libvibee.a $(LDLIBS) $(CUDA_LIBS)
 
 # Fixtures: random-weight GGUF models and numpy reference outputs made by scripts/.
 fixtures: $(BUILD)/vibee
@@ -142,6 +145,7 @@ install: all
 	install -m 644 $(BUILD)/libvibee.a $(BUILD)/libvibee.so $(PREFIX)/lib/
 	install -m 644 include/vibee.h include/vibee_sched.h $(PREFIX)/include/
 	install -m 755 $(BUILD)/vibee $(PREFIX)/bin/
+	$(if $(CUDA_MODULE),install -m 644 $(CUDA_MODULE) $(PREFIX)/lib/)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' -e 's|@LIBS@|$(LDLIBS)|' vibee.pc.in > $(PREFIX)/lib/pkgconfig/vibee.pc
 
 clean:

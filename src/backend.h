@@ -52,8 +52,11 @@ typedef struct vb_backend_ops {
     void (*kv_stats)(void *state, vb_kv_stats *out);
 } vb_backend_ops;
 
-/* Registered backends (compiled in). NULL if name unknown. */
+/* A backend by name: compiled in, or a module loaded now (cuda). NULL if unknown or its module
+ * cannot be loaded (vb_backend_load_error says why). */
 const vb_backend_ops *vb_backend_find(const char *name);
+/* Why backend `name`'s module could not be loaded (NULL: not a module, or not tried, or fine). */
+const char *vb_backend_load_error(const char *name);
 /* Comma-separated names of the compiled-in backends. */
 const char *vb_backend_list(void);
 /* The backend whose own model format path is (NULL: none; a GGUF file, say). */
@@ -67,9 +70,7 @@ extern const vb_backend_ops vb_backend_llamacpp;
 #ifdef VB_HAVE_ONNX
 extern const vb_backend_ops vb_backend_onnx;
 #endif
-#ifdef VB_HAVE_CUDA
-extern const vb_backend_ops vb_backend_cuda;
-#endif
+/* (vb_backend_cuda lives in the module libvibee-cuda.so, see src/backends/cuda/cuda.mk) */
 
 /* Per-context storage for the decoders (their measured cost(K) table): owned by the context,
  * freed with free_fn when replaced or when the context is freed. */

@@ -77,8 +77,10 @@ int vb_context_init(vb_model *model, const vb_context_params *params, vb_context
     }
     const vb_backend_ops *ops = vb_backend_find(p.backend);
     if (!ops) {
-        snprintf(msg, sizeof msg, "unknown backend '%s' (compiled in: %s)", p.backend,
-                 vb_backend_list());
+        const char *why = vb_backend_load_error(p.backend);
+        if (why) snprintf(msg, sizeof msg, "%s", why);
+        else snprintf(msg, sizeof msg, "unknown backend '%s' (compiled in: %s)", p.backend,
+                      vb_backend_list());
         return set_err(err, err_len, VB_ERR_BACKEND, msg);
     }
     if (ops->version != VB_BACKEND_VERSION) {
