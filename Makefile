@@ -98,8 +98,8 @@ test: $(BUILD)/test_runner $(BUILD)/vibee fixtures
 
 # The same tests under AddressSanitizer + UBSan (fixtures shared with the normal build).
 asan: fixtures
-	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" build-asan/test_runner
-	VB_FIXTURES=$(BUILD)/fixtures VIBEE=$(BUILD)/vibee VB_ASAN=1 build-asan/test_runner $(T)
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" build-asan/test_runner build-asan/vibee
+	VB_FIXTURES=$(BUILD)/fixtures VIBEE=$(BUILD)/vibee VB_ASAN=1 VB_ASAN_VIBEE=build-asan/vibee build-asan/test_runner $(T)
 
 # What CI runs: all tests, then all tests again under the sanitizers.
 check:
