@@ -41,24 +41,15 @@ static void sb_add(sbuf *b, const char *s, size_t n) {
 }
 static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
 
-/* A JSON string from bytes that may hold invalid UTF-8 (replaced by U+FFFD). */
+/* A JSON string from bytes that may hold ill-formed UTF-8 (replaced by U+FFFD with the
+   library's strict routine, so jansson never refuses it). */
 static json_t *json_text(const char *s, size_t n) {
-    sbuf b = {0};
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        size_t k = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-        bool ok = k > 0 && i + k <= n && !(k == 2 && c < 0xc2);
-        for (size_t j = 1; ok && j < k; j++) ok = ((unsigned char)s[i + j] & 0xc0) == 0x80;
-        if (ok) {
-            sb_add(&b, s + i, k);
-            i += k;
-        } else {
-            sb_str(&b, "\xef\xbf\xbd");
-            i++;
-        }
-    }
-    json_t *j = json_stringn(b.p ? b.p : "", b.len);
-    free(b.p);
+    size_t need = vb_utf8_sanitize(s, n, NULL, 0);
+    char *clean = malloc(need + 1);
+    if (!clean) return NULL;
+    vb_utf8_sanitize(s, n, clean, need + 1);
+    json_t *j = json_stringn(clean, need);
+    free(clean);
     return j;
 }
 

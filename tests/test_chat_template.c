@@ -1,0 +1,179 @@
+/* test_chat_template.c - vibee's Jinja chat template renderer against python3-jinja2 configured
+ * as Hugging Face transformers configures it (scripts/chat_template_ref.py): the real
+ * chat_template texts of Llama 3 / 3.2, Mistral v0.1 / Nemo, Gemma 2, Phi-3 / 3.5, Qwen2.5,
+ * Qwen3, SmolLM2, DeepSeek-R1-Distill and ChatML (tests/data/chat_templates) rendered for every
+ * conversation of conversations.json, with and without the generation prompt: the same text,
+ * or an error on both sides (with the same message for raise_exception). Also: which bytes are
+ * marked as user text, limits that fail cleanly, and errors that name the construct. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test.h"
+#include "vibee.h"
+
+#define TDIR "tests/data/chat_templates"
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (b) b[n] = 0;
+    if (len) *len = (size_t)n;
+    return b;
+}
+
+TEST(chat_template_goldens_vs_jinja2) {
+    FILE *p = popen("python3 scripts/chat_template_ref.py " TDIR " 2>&1", "r");
+    CHECK(p);
+    size_t cap = 1 << 22, n = 0, r;
+    char *buf = malloc(cap);
+    CHECK(buf);
+    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0) n += r;
+    int st = pclose(p);
+    buf[n] = 0;
+    CHECKF(st == 0 && n > 0, "python3-jinja2 reference failed (apt-get install python3-jinja2): %.300s", buf);
+    int records = 0, ok_records = 0, err_records = 0;
+    char cur_name[128] = "";
+    vb_chat_template *t = NULL;
+    size_t pos = 0;
+    while (pos < n) {
+        char name[128], status[16];
+        int ci, add_gen;
+        size_t dl, ol;
+        char *nl = memchr(buf + pos, '\n', n - pos);
+        CHECK(nl);
+        *nl = 0;
+        CHECKF(sscanf(buf + pos, "@@ %127s %d %d %15s %zu %zu", name, &ci, &add_gen, status, &dl, &ol) == 6,
+               "bad record header: %.200s", buf + pos);
+        const char *data = nl + 1, *want = nl + 1 + dl;
+        pos = (size_t)(want - buf) + ol + 1;
+        CHECK(pos <= n + 1);
+        if (strcmp(name, cur_name) != 0) {
+            vb_chat_template_free(t);
+            t = NULL;
+            char path[256], err[512];
+            snprintf(path, sizeof path, TDIR "/%s", name);
+            size_t sl;
+            char *src = slurp(path, &sl);
+            CHECK(src);
+            int pst = vb_chat_template_parse(src, sl, &t, err, sizeof err);
+            free(src);
+            CHECKF(pst == VB_OK, "%s: parse failed: %s", name, err);
+            snprintf(cur_name, sizeof cur_name, "%s", name);
+        }
+        vb_chat_prompt out;
+        char err[512];
+        int rs = vb_chat_template_apply(t, data, dl, add_gen, "<|bos|>", "<|eos|>", &out, err, sizeof err);
+        records++;
+        if (strcmp(status, "ok") == 0) {
+            CHECKF(rs == VB_OK, "%s case %d gen %d: vibee failed (%d: %s), jinja2 rendered %.200s", name, ci, add_gen,
+                   rs, err, want);
+            bool same = out.len == ol && memcmp(out.text, want, ol) == 0;
+            if (!same) {
+                size_t k = 0;
+                while (k < out.len && k < ol && out.text[k] == want[k]) k++;
+                CHECKF(same, "%s case %d gen %d: differs at byte %zu:\n vibee : %.120s\n jinja2: %.120s", name, ci,
+                       add_gen, k, out.text + (k > 40 ? k - 40 : 0), want + (k > 40 ? k - 40 : 0));
+            }
+            ok_records++;
+            vb_chat_prompt_free(&out);
+        } else {
+            CHECKF(rs != VB_OK, "%s case %d gen %d: vibee rendered, jinja2 raised '%.*s'", name, ci, add_gen, (int)ol, want);
+            vb_chat_prompt_free(&out);
+            /* raise_exception messages are the template's own: they must come through */
+            char msg[256];
+            snprintf(msg, sizeof msg, "%.*s", (int)(ol < 255 ? ol : 255), want);
+            if (strstr(msg, "alternate") || strstr(msg, "not supported") || strstr(msg, "IDs"))
+                CHECKF(strstr(err, msg) != NULL, "%s case %d: error '%s' does not carry '%s'", name, ci, err, msg);
+            err_records++;
+        }
+    }
+    vb_chat_template_free(t);
+    free(buf);
+    CHECKF(records >= 150 && ok_records >= 120, "only %d records (%d ok)", records, ok_records);
+    printf("    %d renders equal to jinja2, %d errors on both sides\n", ok_records, err_records);
+}
+
+/* Bytes from messages are marked as user text; template text, bos_token and the role markers
+ * are not. */
+TEST(chat_template_marks_user_bytes) {
+    vb_chat_template *t = NULL;
+    char err[256];
+    const char *src = "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | trim }}<|im_end|>\n{% endfor %}";
+    CHECK(vb_chat_template_parse(src, strlen(src), &t, err, sizeof err) == VB_OK);
+    const char *msgs = "[{\"role\":\"user\",\"content\":\"  a<|im_end|>b \"}]";
+    vb_chat_prompt p;
+    CHECK(vb_chat_template_apply(t, msgs, strlen(msgs), true, "<s>", "</s>", &p, err, sizeof err) == VB_OK);
+    const char *want = "<s><|im_start|>user\na<|im_end|>b<|im_end|>\n";
+    CHECKF(strcmp(p.text, want) == 0, "got %s", p.text);
+    /* marks: <s><|im_start|> template, "user" data, "\n" template, "a<|im_end|>b" data, rest template */
+    size_t u0 = strlen("<s><|im_start|>"), u1 = u0 + 4, c0 = u1 + 1, c1 = c0 + strlen("a<|im_end|>b");
+    for (size_t i = 0; i < p.len; i++) {
+        int want_user = (i >= u0 && i < u1) || (i >= c0 && i < c1);
+        CHECKF(p.user[i] == want_user, "byte %zu ('%c') marked %d", i, p.text[i], p.user[i]);
+    }
+    vb_chat_prompt_free(&p);
+    vb_chat_template_free(t);
+}
+
+TEST(chat_template_errors_and_limits) {
+    char err[512];
+    vb_chat_template *t = NULL;
+    /* unsupported constructs are named */
+    const char *mac = "{% macro f(x) %}{{ x }}{% endmacro %}";
+    CHECK_EQ_INT(vb_chat_template_parse(mac, strlen(mac), &t, err, sizeof err), VB_ERR_UNSUPPORTED);
+    CHECKF(strstr(err, "macro"), "err: %s", err);
+    const char *bad = "{% if x %}no end";
+    CHECK_EQ_INT(vb_chat_template_parse(bad, strlen(bad), &t, err, sizeof err), VB_ERR_FORMAT);
+    CHECKF(strstr(err, "endif"), "err: %s", err);
+    const char *unclosed = "{{ 'a' ";
+    CHECK_EQ_INT(vb_chat_template_parse(unclosed, strlen(unclosed), &t, err, sizeof err), VB_ERR_FORMAT);
+    /* too deep */
+    char deep[4096];
+    size_t k = 0;
+    k += (size_t)snprintf(deep, sizeof deep, "{{ ");
+    for (int i = 0; i < 1000; i++) deep[k++] = '(';
+    deep[k++] = '1';
+    for (int i = 0; i < 1000; i++) deep[k++] = ')';
+    k += (size_t)snprintf(deep + k, sizeof deep - k, " }}");
+    CHECK(vb_chat_template_parse(deep, k, &t, err, sizeof err) == VB_ERR_ARG);
+    /* too large */
+    size_t big = (1 << 20) + 1;
+    char *huge = malloc(big);
+    CHECK(huge);
+    memset(huge, 'x', big);
+    CHECK_EQ_INT(vb_chat_template_parse(huge, big, &t, err, sizeof err), VB_ERR_ARG);
+    free(huge);
+    /* endless work is stopped: 1000^3 iterations */
+    const char *loop = "{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}x{% endfor %}{% endfor %}{% endfor %}";
+    CHECK_EQ_INT(vb_chat_template_parse(loop, strlen(loop), &t, err, sizeof err), VB_OK);
+    vb_chat_prompt p;
+    double t0 = vb_time_now();
+    int ls = vb_chat_template_apply(t, "[]", 2, true, NULL, NULL, &p, err, sizeof err);
+    CHECKF(ls == VB_ERR_ARG || ls == VB_ERR_NOMEM, "status %d: %s", ls, err);
+    CHECKF(vb_time_now() - t0 < 30, "took %.1f s", vb_time_now() - t0);
+    vb_chat_template_free(t);
+    /* output growth is bounded (string doubling) */
+    const char *grow = "{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}";
+    CHECK_EQ_INT(vb_chat_template_parse(grow, strlen(grow), &t, err, sizeof err), VB_OK);
+    int rs = vb_chat_template_apply(t, "[]", 2, true, NULL, NULL, &p, err, sizeof err);
+    CHECKF(rs == VB_ERR_ARG || rs == VB_ERR_NOMEM, "status %d: %s", rs, err);
+    vb_chat_template_free(t);
+    /* raise_exception reaches the caller */
+    const char *raise = "{{ raise_exception('no system please') }}";
+    CHECK_EQ_INT(vb_chat_template_parse(raise, strlen(raise), &t, err, sizeof err), VB_OK);
+    CHECK_EQ_INT(vb_chat_template_apply(t, "[]", 2, true, NULL, NULL, &p, err, sizeof err), VB_ERR_STATE);
+    CHECKF(strstr(err, "no system please"), "err: %s", err);
+    /* bad JSON */
+    CHECK_EQ_INT(vb_chat_template_apply(t, "[{\"role\": }]", 12, true, NULL, NULL, &p, err, sizeof err), VB_ERR_ARG);
+    vb_chat_template_free(t);
+}
