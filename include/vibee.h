@@ -126,6 +126,9 @@ int vb_model_meta_str(const vb_model *model, const char *key, char *buf, size_t 
 int vb_tokenize(const vb_model *model, const char *text, size_t text_len, bool add_special,
                 bool parse_special, vb_token *out, int32_t max_tokens);
 
+/* True when `token` ends a turn or a document: EOS, EOT, <|im_end|>, <|eot_id|>, ... */
+bool vb_token_is_eog(const vb_model *model, vb_token token);
+
 /* The bytes of one token (byte-level BPE pieces are decoded to raw bytes; may be a partial
  * UTF-8 sequence). Returns the number of bytes (may exceed buf_len: nothing then written
  * beyond buf_len) or a negative status. Not NUL-terminated. */

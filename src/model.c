@@ -358,6 +358,12 @@ int vb_tokenize(const vb_model *m, const char *text, size_t text_len, bool add_s
     return vb_tokenizer_encode(m->tok, text, text_len, add_special, parse_special, out, max_tokens);
 }
 
+bool vb_token_is_eog(const vb_model *m, vb_token token) {
+    if (!m || token < 0 || token >= m->info.n_vocab) return false;
+    if (token == m->info.eos) return true;
+    return m->tok && vb_tokenizer_is_eog(m->tok, token);
+}
+
 int vb_token_to_bytes(const vb_model *m, vb_token token, char *buf, size_t buf_len) {
     if (!m || (!buf && buf_len)) return VB_ERR_ARG;
     if (token < 0 || token >= m->info.n_vocab) return VB_ERR_ARG;
