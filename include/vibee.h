@@ -190,7 +190,8 @@ int vb_chat_template_parse(const char *src, size_t len, vb_chat_template **out, 
 /* The chat template of a model. `override` (may be NULL) is a built-in name ("chatml",
  * "llama3", "gemma", "phi3", "mistral", "plain") or a path of a file holding a Jinja
  * template; without it the model's tokenizer.chat_template, else a fallback: ChatML when
- * <|im_start|> and <|im_end|> are single tokens, else "plain" ("role: content" lines). */
+ * <|im_start|> and <|im_end|> are single tokens, else "plain" ("role: content" lines).
+ * model may be NULL when override is a built-in name. */
 int vb_chat_template_for_model(const vb_model *model, const char *override, vb_chat_template **out,
                                char *err, size_t err_len);
 void vb_chat_template_free(vb_chat_template *t);

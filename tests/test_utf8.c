@@ -156,7 +156,7 @@ TEST(utf8_server_completions_regression) {
     /* one shell: start the server on a free port, ask plain and streamed, compare, stop */
     snprintf(cmd, sizeof cmd,
              "d=$(mktemp -d); '%s' serve -m sim --host 127.0.0.1 --port 0 >$d/log 2>&1 & pid=$!; port=; "
-             "for i in $(seq 100); do port=$(sed -n 's/.*listening on http:\\/\\/127.0.0.1:\\([0-9]*\\).*/\\1/p' $d/log); "
+             "for i in $(seq 100); do port=$(sed 2>/dev/null -n 's/.*listening on http:\\/\\/127.0.0.1:\\([0-9]*\\).*/\\1/p' $d/log); "
              "[ -n \"$port\" ] && break; sleep 0.1; done; "
              "body='{\"prompt\":\"x\",\"max_tokens\":80,\"temperature\":2,\"seed\":5,\"ignore_eos\":true}'; "
              "code=$(curl -s -m 30 -o $d/plain -w '%%{http_code}' -H 'Content-Type: application/json' -d \"$body\" "

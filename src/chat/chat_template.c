@@ -108,7 +108,7 @@ static bool one_special_token(const vb_model *m, const char *text) {
 int vb_chat_template_for_model(const vb_model *m, const char *override, vb_chat_template **out, char *err,
                                size_t err_len) {
     if (err && err_len) err[0] = 0;
-    if (!m || !out) return VB_ERR_ARG;
+    if (!out) return VB_ERR_ARG;
     *out = NULL;
     if (override && *override) {
         if (builtin(override, "builtin", out, err, err_len) == VB_OK) return VB_OK;
@@ -137,6 +137,10 @@ int vb_chat_template_for_model(const vb_model *m, const char *override, vb_chat_
         free(buf);
         if (st != VB_OK && err && err_len) snprintf(err, err_len, "chat template file %s: %s", override, perr);
         return st;
+    }
+    if (!m) {
+        if (err && err_len) snprintf(err, err_len, "no model and no chat template name");
+        return VB_ERR_ARG;
     }
     const char *s = NULL;
     uint64_t len = 0;

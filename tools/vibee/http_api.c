@@ -1,7 +1,8 @@
 /* http_api.c - OpenAI-compatible request parsing and response formatting with jansson (see
- * http_api.h). Chat template: ChatML ("<|im_start|>role\ncontent<|im_end|>\n" ... then
- * "<|im_start|>assistant\n") when the vocabulary has <|im_start|>, else plain "role: content\n"
- * lines then "assistant:". Accepted and ignored: model, user, frequency_penalty,
+ * http_api.h). Chat messages become the prompt through the library's chat template renderer
+ * (vb_chat_apply: the model's own template when the server passes it, else the built-in ChatML
+ * or plain template), with the request's tools and chat_template_kwargs as variables; an
+ * exception raised by the template is a 400. Accepted and ignored: model, user, frequency_penalty,
  * presence_penalty, logprobs=false, stream_options. Extensions: top_k, min_p, repeat_penalty,
  * ignore_eos. */
 #include "http_config.h"
@@ -39,7 +40,6 @@ static void sb_add(sbuf *b, const char *s, size_t n) {
     b->len += n;
     b->p[b->len] = 0;
 }
-static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
 
 /* A JSON string from bytes that may hold ill-formed UTF-8 (replaced by U+FFFD with the
    library's strict routine, so jansson never refuses it). */
@@ -81,6 +81,123 @@ static bool content_text(json_t *c, sbuf *out) {
     return true;
 }
 
+static const vb_chat_template *g_tmpl; /* set once at start-up, read-only afterwards */
+static const vb_model *g_tmpl_model;
+
+void api_use_chat_template(const vb_chat_template *t, const vb_model *model) {
+    g_tmpl = t;
+    g_tmpl_model = model;
+}
+
+/* The prompt of a chat request: messages normalised (role, content as text or null, and the
+   tool fields templates read), the request's tools and chat_template_kwargs, rendered by the
+   chat template. Returns 0 or an HTTP status with err / *param set. */
+static int chat_prompt(json_t *root, json_t *msgs, const api_limits *lim, sbuf *prompt, char *err, size_t err_len,
+                       const char **param) {
+    static const char *const pass[] = {"tool_calls", "tool_call_id", "name", "reasoning_content", NULL};
+    json_t *data = json_object(), *list = json_array();
+    int status = 0;
+    if (!data || !list) {
+        snprintf(err, err_len, "out of memory");
+        status = 500;
+        goto out;
+    }
+    json_object_set(data, "messages", list);
+    size_t i;
+    json_t *m;
+    json_array_foreach(msgs, i, m) {
+        json_t *role = json_object_get(m, "role");
+        if (!json_is_object(m) || !json_is_string(role)) {
+            snprintf(err, err_len, "messages[%zu] must be an object with a string 'role'", i);
+            *param = "messages";
+            status = 400;
+            goto out;
+        }
+        const char *r = json_string_value(role);
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "developer") &&
+            strcmp(r, "tool")) {
+            snprintf(err, err_len, "messages[%zu].role '%.40s' is not system, developer, user, assistant or tool", i, r);
+            *param = "messages";
+            status = 400;
+            goto out;
+        }
+        sbuf text = {0};
+        json_t *c = json_object_get(m, "content");
+        if (!content_text(c, &text)) {
+            free(text.p);
+            snprintf(err, err_len, "messages[%zu].content must be a string or an array of text parts", i);
+            *param = "messages";
+            status = 400;
+            goto out;
+        }
+        json_t *nm = json_object();
+        json_object_set_new(nm, "role", json_string(r));
+        /* an absent content is "", an explicit null stays null (assistant turns with tool_calls) */
+        json_object_set_new(nm, "content", c && json_is_null(c) ? json_null() : json_text(text.p ? text.p : "", text.len));
+        free(text.p);
+        for (int k = 0; pass[k]; k++) {
+            json_t *x = json_object_get(m, pass[k]);
+            if (x) json_object_set(nm, pass[k], x);
+        }
+        json_array_append_new(list, nm);
+    }
+    json_t *tools = json_object_get(root, "tools");
+    if (tools && !json_is_null(tools)) {
+        if (!json_is_array(tools)) {
+            snprintf(err, err_len, "'tools' must be an array");
+            *param = "tools";
+            status = 400;
+            goto out;
+        }
+        json_object_set(data, "tools", tools);
+    }
+    json_t *kw = json_object_get(root, "chat_template_kwargs");
+    if (kw && !json_is_null(kw)) {
+        if (!json_is_object(kw)) {
+            snprintf(err, err_len, "'chat_template_kwargs' must be an object");
+            *param = "chat_template_kwargs";
+            status = 400;
+            goto out;
+        }
+        const char *key;
+        json_t *val;
+        json_object_foreach(kw, key, val) if (strcmp(key, "messages")) json_object_set(data, key, val);
+    }
+    char *js = json_dumps(data, JSON_COMPACT);
+    if (!js) {
+        snprintf(err, err_len, "out of memory");
+        status = 500;
+        goto out;
+    }
+    vb_chat_template *own = NULL;
+    const vb_chat_template *t = g_tmpl;
+    char terr[256];
+    if (!t && vb_chat_template_for_model(NULL, lim->chatml ? "chatml" : "plain", &own, terr, sizeof terr) == VB_OK)
+        t = own;
+    vb_chat_prompt cp = {0};
+    int st = !t ? VB_ERR_NOMEM
+         : g_tmpl && g_tmpl_model ? vb_chat_apply(g_tmpl_model, t, js, strlen(js), true, &cp, err, err_len)
+                                   : vb_chat_template_apply(t, js, strlen(js), true, NULL, NULL, &cp, err, err_len);
+    free(js);
+    vb_chat_template_free(own);
+    if (st == VB_OK) {
+        sb_add(prompt, cp.text, cp.len);
+        if (prompt->oom) {
+            snprintf(err, err_len, "out of memory");
+            status = 500;
+        }
+    } else {
+        if (st == VB_ERR_NOMEM) snprintf(err, err_len, "out of memory");
+        *param = "messages";
+        status = st == VB_ERR_NOMEM ? 500 : st == VB_ERR_UNSUPPORTED ? 500 : 400;
+    }
+    vb_chat_prompt_free(&cp);
+out:
+    json_decref(list);
+    json_decref(data);
+    return status;
+}
+
 int api_parse_request(const char *body, size_t len, bool chat, const api_limits *lim, srv_job *job,
                       bool *stream, char *err, size_t err_len, const char **param) {
     json_error_t jerr;
@@ -107,24 +224,12 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
         v = json_object_get(root, "messages");
         if (!v) FAIL("messages", "'messages' is required");
         if (!json_is_array(v) || json_array_size(v) == 0) FAIL("messages", "'messages' must be a non-empty array");
-        size_t i;
-        json_t *m;
-        json_array_foreach(v, i, m) {
-            json_t *role = json_object_get(m, "role");
-            if (!json_is_object(m) || !json_is_string(role))
-                FAIL("messages", "messages[%zu] must be an object with a string 'role'", i);
-            const char *r = json_string_value(role);
-            if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "developer") &&
-                strcmp(r, "tool"))
-                FAIL("messages", "messages[%zu].role '%.40s' is not system, developer, user, assistant or tool", i, r);
-            sb_str(&prompt, lim->chatml ? "<|im_start|>" : "");
-            sb_str(&prompt, r);
-            sb_str(&prompt, lim->chatml ? "\n" : ": ");
-            if (!content_text(json_object_get(m, "content"), &prompt))
-                FAIL("messages", "messages[%zu].content must be a string or an array of text parts", i);
-            sb_str(&prompt, lim->chatml ? "<|im_end|>\n" : "\n");
+        int cst = chat_prompt(root, v, lim, &prompt, err, err_len, param);
+        if (cst) {
+            free(prompt.p);
+            json_decref(root);
+            return cst;
         }
-        sb_str(&prompt, lim->chatml ? "<|im_start|>assistant\n" : "assistant:");
     }
     if (prompt.oom) FAIL(NULL, "out of memory");
     /* limits and sampling */

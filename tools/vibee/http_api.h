@@ -13,8 +13,12 @@
 typedef struct api_limits {
     int32_t max_tokens;      /* largest accepted max_tokens */
     int32_t default_tokens;  /* max_tokens when the request gives none (chat) */
-    bool chatml;             /* chat template: ChatML, else "role: content" lines */
+    bool chatml;             /* without api_use_chat_template: the built-in ChatML template, else "plain" */
 } api_limits;
+
+/* Chat requests render with t (vb_chat_template_for_model; model gives the BOS / EOS texts)
+ * from now on; both must outlive the server. Call once before serving. */
+void api_use_chat_template(const vb_chat_template *t, const vb_model *model);
 
 /* Parse a request body into job (prompt, params, stop strings) and *stream. Returns 0, or an
  * HTTP status (400) with a message in err and the offending field name in *param (or NULL). */
