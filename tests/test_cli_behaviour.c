@@ -118,7 +118,7 @@ TEST(cli_chat_two_turns) {
     /* two turns on the sim model with the ChatML template; answers one per line */
     int rc = run(out, sizeof out,
                  "printf 'hi\\nand then?\\n' | '%s' chat -m sim -n 12 --chat-template chatml 2>/tmp/vb_chat_err%s; "
-                 "cat /tmp/vb_chat_err >&2; grep -q '2 turns' /tmp/vb_chat_err && echo TURNS2; rm -f /tmp/vb_chat_err",
+                 "cat /tmp/vb_chat_err; grep -q '2 turns' /tmp/vb_chat_err && echo TURNS2; rm -f /tmp/vb_chat_err",
                  NULL);
     CHECKF(rc == 0 && strstr(out, "TURNS2"), "vibee chat: rc %d, %s", rc, out);
     char a1[256] = "", a2[256] = "";
