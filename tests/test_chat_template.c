@@ -177,3 +177,87 @@ TEST(chat_template_errors_and_limits) {
     CHECK_EQ_INT(vb_chat_template_apply(t, "[{\"role\": }]", 12, true, NULL, NULL, &p, err, sizeof err), VB_ERR_ARG);
     vb_chat_template_free(t);
 }
+
+/* Mutated templates and data (bytes flipped, inserted, deleted, tags duplicated) never crash:
+ * every call returns a status (run under `make asan` for the sanitizers' view). */
+TEST(chat_template_mutations_fail_cleanly) {
+    static const char *names[] = {"qwen3.jinja", "llama3.2.jinja", "mistral-nemo.jinja", "gemma2.jinja",
+                                  "deepseek-r1-distill.jinja", "qwen2.5.jinja"};
+    size_t cl;
+    char *conv = slurp(TDIR "/conversations.json", &cl);
+    CHECK(conv);
+    /* the "vars" object of the tools case, as data */
+    const char *vars = strstr(conv, "\"tools, a tool call and its result\"");
+    CHECK(vars);
+    vars = strstr(vars, "\"vars\": ") + 8;
+    int depth = 0;
+    const char *e = vars;
+    do {
+        depth += *e == '{';
+        depth -= *e == '}';
+        e++;
+    } while (depth > 0 && *e);
+    size_t dl = (size_t)(e - vars);
+    uint64_t s = 88172645463325252ull;
+    int rendered = 0, failed = 0;
+    static const char *frags[] = {"{%", "%}", "{{", "}}", "{%-", "-%}", "(", ")", "[", "]", "'", "\"", "|", ".", "~",
+                                  " if ", " else ", " for ", " in ", "endfor", "endif", "loop.", "namespace(", "[::-1]",
+                                  "tojson", "\\", "{#", "#}", "**", "//"};
+    for (size_t ti = 0; ti < sizeof names / sizeof names[0]; ti++) {
+        char path[256];
+        snprintf(path, sizeof path, TDIR "/%s", names[ti]);
+        size_t sl;
+        char *src = slurp(path, &sl);
+        CHECK(src);
+        char *buf = malloc(sl + 4096), *data = malloc(dl + 256);
+        CHECK(buf && data);
+        for (int it = 0; it < 2000; it++) {
+            memcpy(buf, src, sl);
+            size_t n = sl;
+            memcpy(data, vars, dl);
+            size_t dn = dl;
+            int edits = 1 + (int)((s >> 7) % 4);
+            for (int k = 0; k < edits; k++) {
+                s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+                size_t at = (size_t)(s >> 11) % (n ? n : 1);
+                switch ((s >> 3) % 4) {
+                case 0: buf[at] = (char)(s >> 40); break;
+                case 1: if (n > 1) { memmove(buf + at, buf + at + 1, n - at - 1); n--; } break;
+                default: {
+                    const char *f = frags[(s >> 20) % (sizeof frags / sizeof frags[0])];
+                    size_t fl = strlen(f);
+                    if (n + fl < sl + 4096) { memmove(buf + at + fl, buf + at, n - at); memcpy(buf + at, f, fl); n += fl; }
+                }
+                }
+            }
+            if (it % 3 == 0) { /* mutate the data too */
+                size_t at = (size_t)(s >> 17) % dn;
+                data[at] = "{}[]\",:0a\\"[(s >> 33) % 10];
+            }
+            vb_chat_template *t = NULL;
+            char err[256];
+            int st = vb_chat_template_parse(buf, n, &t, err, sizeof err);
+            if (st != VB_OK) {
+                CHECK(t == NULL && err[0]);
+                failed++;
+                continue;
+            }
+            vb_chat_prompt p;
+            st = vb_chat_template_apply(t, data, dn, it & 1, "<s>", "</s>", &p, err, sizeof err);
+            if (st == VB_OK) {
+                rendered++;
+                CHECK(p.text && p.text[p.len] == 0);
+                vb_chat_prompt_free(&p);
+            } else {
+                CHECK(err[0]);
+                failed++;
+            }
+            vb_chat_template_free(t);
+        }
+        free(buf);
+        free(data);
+        free(src);
+    }
+    free(conv);
+    CHECKF(rendered > 50 && failed > 50, "rendered %d, failed %d", rendered, failed);
+}

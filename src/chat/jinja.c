@@ -375,7 +375,7 @@ static void expect(parser *p, int kind, const char *s) {
 static node *mk(parser *p, int kind) {
     node *n = xalloc(p->mem, p->e, sizeof *n);
     n->kind = kind;
-    n->line = peek(p)->line;
+    n->line = p->t ? peek(p)->line : 0; /* text chunks come before any tag was tokenized */
     return n;
 }
 

@@ -120,13 +120,14 @@ int vb_utf8_stream_push(vb_utf8_stream *st, const char *s, size_t n, bool final,
                         size_t out_cap) {
     if (!st || (!s && n) || !out || st->n_pending < 0 || st->n_pending > 3) return VB_ERR_ARG;
     if (n > ((size_t)INT32_MAX - 16) / 3 || out_cap < 3 * (n + 3) + 1) return VB_ERR_ARG;
+    if (!s) s = ""; /* n == 0 */
     /* the held bytes first: complete them with the head of s, or replace them */
     size_t w = 0, used = 0;
     while (st->n_pending > 0) {
         unsigned char buf[4];
         size_t np = (size_t)st->n_pending, take = n - used < 4 - np ? n - used : 4 - np;
         memcpy(buf, st->pending, np);
-        memcpy(buf + np, s + used, take);
+        if (take) memcpy(buf + np, s + used, take);
         int l = vb_utf8_decode(buf, np + take, NULL);
         if (l == 0 && !final) { /* still incomplete (all of s was taken) */
             memcpy(st->pending, buf, np + take);
