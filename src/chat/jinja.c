@@ -80,7 +80,7 @@ struct val {
         int64_t i;
         double f;
         struct { const char *s; const uint8_t *m; size_t n; } str; /* m NULL: all template text */
-        struct { val **items; size_t n; } list;
+        struct { val **items; size_t n; bool tuple; } list;
         struct { val **keys, **vals; size_t n, cap; bool ns; } dict;
         int func; /* builtin id */
     } u;
@@ -1066,6 +1066,8 @@ int vb_jinja_parse(const char *src, size_t len, const vb_jinja_limits *lim, vb_j
             snprintf(err, err_len, "chat template is %zu bytes, more than the limit of %zu", len, l.max_template);
         return VB_ERR_ARG;
     }
+    /* Jinja drops one newline at the end of the template (keep_trailing_newline=False) */
+    if (len && src[len - 1] == '\n') len -= len > 1 && src[len - 2] == '\r' ? 2 : 1;
     vb_jinja *t = calloc(1, sizeof *t);
     if (!t) return VB_ERR_NOMEM;
     t->lim = l;
@@ -1427,12 +1429,12 @@ static void put_repr(render *r, sbuild *b, const val *v) {
         break;
     }
     case V_LIST:
-        sb_lit(r, b, "[");
+        sb_lit(r, b, v->u.list.tuple ? "(" : "[");
         for (size_t i = 0; i < v->u.list.n; i++) {
             if (i) sb_lit(r, b, ", ");
             put_repr(r, b, v->u.list.items[i]);
         }
-        sb_lit(r, b, "]");
+        sb_lit(r, b, v->u.list.tuple ? (v->u.list.n == 1 ? ",)" : ")") : "]");
         break;
     case V_DICT:
         sb_lit(r, b, "{");
@@ -2232,6 +2234,7 @@ static val *eval(render *r, scope *sc, node *n) {
     case N_LIST:
     case N_TUPLE: {
         res = list_new(r, (size_t)n->n);
+        res->u.list.tuple = n->kind == N_TUPLE;
         for (int i = 0; i < n->n; i++) res->u.list.items[i] = eval(r, sc, n->list[i]);
         break;
     }
