@@ -1055,6 +1055,20 @@ static nvec parse_block(stmt_parser *s, const char *const *terms, const char **f
     return out;
 }
 
+/* Split and parse src into t (errors longjmp through p->e). */
+static void parse_source(parser *p, vb_jinja *t, const char *src, size_t len) {
+    /* the source is kept in the arena: chunks point into it */
+    char *copy = xalloc(&t->mem, p->e, len + 1);
+    if (len) memcpy(copy, src, len);
+    splitter sp = {0};
+    split_template(p, &sp, copy, len);
+    stmt_parser s = {p, &sp, 0};
+    const char *found = NULL;
+    nvec body = parse_block(&s, NULL, &found);
+    t->body = body.v;
+    t->n = body.n;
+}
+
 int vb_jinja_parse(const char *src, size_t len, const vb_jinja_limits *lim, vb_jinja **out, char *err,
                    size_t err_len) {
     if (err && err_len) err[0] = 0;
@@ -1067,27 +1081,18 @@ int vb_jinja_parse(const char *src, size_t len, const vb_jinja_limits *lim, vb_j
         return VB_ERR_ARG;
     }
     /* Jinja drops one newline at the end of the template (keep_trailing_newline=False) */
-    if (len && src[len - 1] == '\n') len -= len > 1 && src[len - 2] == '\r' ? 2 : 1;
+    const size_t n = len && src[len - 1] == '\n' ? len - (len > 1 && src[len - 2] == '\r' ? 2 : 1) : len;
     vb_jinja *t = calloc(1, sizeof *t);
     if (!t) return VB_ERR_NOMEM;
     t->lim = l;
-    t->mem.limit = 64 * (len + 4096) + (1u << 20);
+    t->mem.limit = 64 * (n + 4096) + (1u << 20);
     errctx e = {.err = err, .err_len = err_len};
     parser p = {.e = &e, .mem = &t->mem, .lim = &t->lim};
     if (setjmp(e.jb)) {
         vb_jinja_free(t);
         return e.status;
     }
-    /* the source is kept in the arena: chunks point into it */
-    char *copy = xalloc(&t->mem, &e, len + 1);
-    if (len) memcpy(copy, src, len);
-    splitter sp = {0};
-    split_template(&p, &sp, copy, len);
-    stmt_parser s = {&p, &sp, 0};
-    const char *found = NULL;
-    nvec body = parse_block(&s, NULL, &found);
-    t->body = body.v;
-    t->n = body.n;
+    parse_source(&p, t, src, n);
     *out = t;
     return VB_OK;
 }
