@@ -1069,6 +1069,15 @@ static void parse_source(parser *p, vb_jinja *t, const char *src, size_t len) {
     t->n = body.n;
 }
 
+/* parse_source with the error jump set up here. */
+static int parse_guarded(vb_jinja *t, const char *src, size_t n, char *err, size_t err_len) {
+    errctx e = {.err = err, .err_len = err_len};
+    parser p = {.e = &e, .mem = &t->mem, .lim = &t->lim};
+    if (setjmp(e.jb)) return e.status;
+    parse_source(&p, t, src, n);
+    return VB_OK;
+}
+
 int vb_jinja_parse(const char *src, size_t len, const vb_jinja_limits *lim, vb_jinja **out, char *err,
                    size_t err_len) {
     if (err && err_len) err[0] = 0;
@@ -1086,13 +1095,11 @@ int vb_jinja_parse(const char *src, size_t len, const vb_jinja_limits *lim, vb_j
     if (!t) return VB_ERR_NOMEM;
     t->lim = l;
     t->mem.limit = 64 * (n + 4096) + (1u << 20);
-    errctx e = {.err = err, .err_len = err_len};
-    parser p = {.e = &e, .mem = &t->mem, .lim = &t->lim};
-    if (setjmp(e.jb)) {
+    int st = parse_guarded(t, src, n, err, err_len);
+    if (st != VB_OK) {
         vb_jinja_free(t);
-        return e.status;
+        return st;
     }
-    parse_source(&p, t, src, n);
     *out = t;
     return VB_OK;
 }
