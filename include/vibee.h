@@ -3,7 +3,7 @@
  * Concepts:
  *   vb_model    a loaded model: hyper-parameters, weights (format-specific), tokenizer.
  *   vb_context  one backend instance over a model: its KV cache (many sequences),
- *               the batch forward of DESIGN §3, statistics, an error string.
+ *               the batch forward (docs/architecture.md), statistics, an error string.
  *   vb_batch    struct-of-arrays batch: token, logical position, sequence id, want_logits.
  *   vb_sampler  greedy / temperature / top-k / top-p / min-p / repetition penalty, seeded.
  *   vb_generate decoders over the forward primitive: AR, WeDLM, draft-and-verify.
@@ -272,7 +272,7 @@ const char *vb_context_error(const vb_context *ctx);
 const vb_model *vb_context_model(const vb_context *ctx);
 
 typedef struct vb_backend_caps {
-    bool physical_causality; /* attention is causal in physical row order (DESIGN §3); if false
+    bool physical_causality; /* attention is causal in physical row order (docs/architecture.md); if false
                                 the backend masks by logical position and rejects batches
                                 whose positions go backwards */
     bool paged_kv;           /* the backend's K/V live in vibee's paged block cache */
@@ -300,7 +300,7 @@ void vb_batch_free(vb_batch *batch);
 int vb_batch_add(vb_batch *batch, vb_token token, vb_pos pos, vb_seq seq, bool want_logits);
 static inline void vb_batch_clear(vb_batch *batch) { batch->n = 0; }
 
-/* The forward primitive (DESIGN §3). For every sequence, rows are appended to its KV after
+/* The forward primitive (docs/architecture.md). For every sequence, rows are appended to its KV after
  * the rows already there, in the batch's order; row t attends to every KV row of its sequence
  * already cached and to the batch rows of its sequence up to and including itself, whatever
  * their logical positions. Logits are produced for rows with want_logits.
