@@ -147,6 +147,13 @@ TEST(utf8_cli_run_json_regression) {
              "python3 -c 'import sys\nsys.stdin.buffer.read().decode(\"utf-8\")\nprint(\"valid\")'",
              vbt_vibee_bin());
     CHECKF(vbt_run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "valid"), "vibee run output is not UTF-8: %s", out);
+    /* vibee batch --json: the same sampled bytes in every completion */
+    snprintf(cmd, sizeof cmd,
+             "f=$(mktemp); printf 'x\\ny\\n' >$f; '%s' batch -m sim -f $f -n 80 --temp 2 --seed 5 --ignore-eos --json "
+             "</dev/null 2>/dev/null | python3 -c 'import json,sys\njson.loads(sys.stdin.buffer.read().decode(\"utf-8\"))\n"
+             "print(\"valid\")'; rm -f $f",
+             vbt_vibee_bin());
+    CHECKF(vbt_run_cmd(cmd, out, sizeof out) == 0 && strstr(out, "valid"), "vibee batch --json is not valid UTF-8 JSON: %s", out);
 }
 
 TEST(utf8_server_completions_regression) {
