@@ -198,3 +198,20 @@ TEST(chat_user_text_cannot_inject_special_tokens) {
     vb_chat_template_free(t);
     vb_model_free(m);
 }
+
+TEST(cli_chat_template_option) {
+    char out[8192];
+    int rc = run(out, sizeof out, "printf 'hi\\n' | '%s' chat -m sim -n 4 --chat-template /nonexistent.jinja 2>&1%s", NULL);
+    CHECKF(rc == 1 && strstr(out, "neither a built-in name"), "missing template: rc %d, %s", rc, out);
+    /* a template file: Gemma's refuses a system message with its own words */
+    rc = run(out, sizeof out,
+             "printf 'hi\\n' | '%s' chat -m sim -n 4 -sys 'be nice' --chat-template tests/data/chat_templates/gemma2.jinja 2>&1%s",
+             NULL);
+    CHECKF(rc == 1 && strstr(out, "System role not supported"), "gemma + system: rc %d, %s", rc, out);
+    rc = run(out, sizeof out,
+             "printf 'hi\\n' | '%s' chat -m sim -n 4 --chat-template tests/data/chat_templates/gemma2.jinja 2>/dev/null%s",
+             NULL);
+    CHECKF(rc == 0 && out[0], "gemma chat: rc %d, %s", rc, out);
+    CHECK_EQ_INT(run(out, sizeof out, "'%s' info sim 2>&1%s", NULL), 0);
+    CHECKF(strstr(out, "chat template fallback plain"), "info: %s", out);
+}
