@@ -215,3 +215,16 @@ TEST(cli_chat_template_option) {
     CHECK_EQ_INT(run(out, sizeof out, "'%s' info sim 2>&1%s", NULL), 0);
     CHECKF(strstr(out, "chat template fallback plain"), "info: %s", out);
 }
+
+/* A raw prompt parses special-token strings unless --no-parse-special (a fixture model whose
+ * vocabulary has <|endoftext|> as one control token). */
+TEST(cli_raw_prompt_special_tokens_option) {
+    char out[8192], m[512];
+    snprintf(m, sizeof m, "%s/models/gpt2-f32.gguf", vbt_fixture_dir());
+    CHECK_EQ_INT(run(out, sizeof out, "'%s' run -m '%s' -p '<|endoftext|>' -n 1 --json </dev/null 2>/dev/null", m), 0);
+    char a[256], b[256];
+    json_array_text(out, "prompt_tokens", a, sizeof a);
+    CHECK_EQ_INT(run(out, sizeof out, "'%s' run -m '%s' -p '<|endoftext|>' -n 1 --json --no-parse-special </dev/null 2>/dev/null", m), 0);
+    json_array_text(out, "prompt_tokens", b, sizeof b);
+    CHECKF(!strchr(a, ',') && strchr(b, ','), "parsed %s, plain %s", a, b);
+}

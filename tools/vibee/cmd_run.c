@@ -35,6 +35,8 @@ static void usage(FILE *f) {
             "  -f, --file FILE            read the prompt from FILE ('-': stdin)\n"
             "      --prompt-tokens 1,2,3  the prompt as token ids\n"
             "      --no-display-prompt    do not echo the prompt before the generated text\n"
+            "      --no-parse-special     special-token strings in the prompt stay plain text (chat\n"
+            "                             messages always are; a raw prompt parses them by default)\n"
             "generation:\n"
             "  -n, --n-predict N          tokens to generate (default %d)\n"
             "      --ignore-eos           do not stop at the end-of-sequence token\n"
@@ -150,14 +152,14 @@ static void print_summary(vb_context *ctx, const vb_generate_params *gp, const v
     if (gs->note[0]) fprintf(stderr, "%s\n", gs->note);
 }
 
-/* Tokenize plain text (special tokens parsed, as a raw completion wants) into *toks. */
-static int tokenize_text(const vb_model *model, const char *text, vb_token **toks) {
+/* Tokenize a raw prompt into *toks; special-token strings are parsed unless told otherwise. */
+static int tokenize_text(const vb_model *model, const char *text, bool parse_special, vb_token **toks) {
     size_t len = strlen(text);
-    int n = vb_tokenize(model, text, len, true, true, NULL, 0);
+    int n = vb_tokenize(model, text, len, true, parse_special, NULL, 0);
     if (n < 0) return n;
     *toks = malloc(((size_t)n + 1) * sizeof **toks);
     if (!*toks) return VB_ERR_NOMEM;
-    return vb_tokenize(model, text, len, true, true, *toks, n);
+    return vb_tokenize(model, text, len, true, parse_special, *toks, n);
 }
 
 #ifdef VB_HAVE_JANSSON
@@ -205,7 +207,7 @@ typedef struct run_args {
     cli_model_opts mo;
     vb_generate_params gp;
     const char *prompt, *prompt_file, *prompt_tokens, *reverse, *system, *chat_template;
-    bool json, conversation, display_prompt, seed_given;
+    bool json, conversation, display_prompt, seed_given, no_parse_special;
 } run_args;
 
 /* Parse the options of run / chat; returns -1 to continue, else the exit status. */
@@ -242,6 +244,7 @@ static int parse_args(run_args *a, int argc, char **argv) {
         else if (!strcmp(s, "--chat-template")) { NEED_STR(a->chat_template) }
         else if (!strcmp(s, "-cnv") || !strcmp(s, "--conversation")) a->conversation = true;
         else if (!strcmp(s, "--no-display-prompt")) a->display_prompt = false;
+        else if (!strcmp(s, "--no-parse-special")) a->no_parse_special = true;
         else if (!strcmp(s, "--json")) a->json = true;
         else if (!strcmp(s, "--ignore-eos")) a->gp.stop_at_eos = false;
         else if (!strcmp(s, "--wedlm-official")) a->gp.wedlm_d0_ar = a->gp.wedlm_leftmost_fallback = false;
@@ -450,7 +453,7 @@ static int run_main(int argc, char **argv, bool chat) {
                 goto done;
             }
     } else {
-        n_prompt = tokenize_text(model, a.prompt ? a.prompt : "", &ptoks);
+        n_prompt = tokenize_text(model, a.prompt ? a.prompt : "", !a.no_parse_special, &ptoks);
         if (n_prompt < 0) {
             fprintf(stderr, "vibee run: cannot tokenize the prompt: %s (model has %s tokenizer; use --prompt-tokens or --vocab)\n",
                     vb_status_str(n_prompt), info->has_tokenizer ? "a" : "no");
