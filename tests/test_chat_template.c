@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "gguf/gguf.h"
 #include "test.h"
 #include "vibee.h"
 
@@ -260,4 +262,59 @@ TEST(chat_template_mutations_fail_cleanly) {
     }
     free(conv);
     CHECKF(rendered > 50 && failed > 50, "rendered %d, failed %d", rendered, failed);
+}
+
+/* A GGUF's tokenizer.chat_template is the model's template: the real Qwen2.5 vocabulary with
+ * Qwen2.5's template written into a copy of its GGUF; `vibee info` names it, and it renders with
+ * the vocabulary's BOS/EOS texts exactly as the template parsed from text does. */
+TEST(chat_template_from_gguf_metadata) {
+    char src_path[512], dst_path[] = "/tmp/vb_chat_tmpl_XXXXXX", err[512];
+    snprintf(src_path, sizeof src_path, "%s/tokenizer/qwen25.gguf", vbt_fixture_dir());
+    vb_gguf *g = NULL;
+    CHECKF(vb_gguf_open(src_path, false, &g, err, sizeof err) == VB_OK, "%s (make fixtures)", err);
+    size_t tl;
+    char *tmpl_text = slurp(TDIR "/qwen2.5.jinja", &tl);
+    CHECK(tmpl_text);
+    vb_gguf_writer *w = vb_gguf_writer_init();
+    CHECK(w);
+    static const char *const skip[] = {"tokenizer.chat_template"};
+    CHECK(vb_gguf_writer_copy_keys(w, g, skip, 1) == VB_OK);
+    CHECK(vb_gguf_writer_set_str(w, "tokenizer.chat_template", tmpl_text) == VB_OK);
+    int fd = mkstemp(dst_path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECKF(vb_gguf_writer_write(w, dst_path, err, sizeof err) == VB_OK, "%s", err);
+    vb_gguf_writer_free(w);
+    vb_gguf_close(g);
+    vb_model *m = NULL;
+    vb_model_params mp = vb_model_default_params();
+    int st = vb_model_load(dst_path, &mp, &m, err, sizeof err);
+    CHECKF(st == VB_OK, "%s", err);
+    vb_chat_template *from_gguf = NULL, *from_text = NULL;
+    CHECK(vb_chat_template_for_model(m, NULL, &from_gguf, err, sizeof err) == VB_OK);
+    CHECKF(strcmp(vb_chat_template_origin(from_gguf), "gguf") == 0, "origin %s", vb_chat_template_origin(from_gguf));
+    CHECK(strcmp(vb_chat_template_source(from_gguf), tmpl_text) == 0);
+    CHECK(vb_chat_template_parse(tmpl_text, tl, &from_text, err, sizeof err) == VB_OK);
+    const char *msgs = "[{\"role\":\"user\",\"content\":\"hi\"}]";
+    vb_chat_prompt a, b;
+    CHECK(vb_chat_apply(m, from_gguf, msgs, strlen(msgs), true, &a, err, sizeof err) == VB_OK);
+    CHECK(vb_chat_template_apply(from_text, msgs, strlen(msgs), true, "<|endoftext|>", "<|im_end|>", &b, err, sizeof err) == VB_OK);
+    CHECKF(a.len == b.len && memcmp(a.text, b.text, a.len) == 0, "gguf %s vs text %s", a.text, b.text);
+    CHECK(strstr(a.text, "You are Qwen, created by Alibaba Cloud"));
+    vb_chat_prompt_free(&a);
+    vb_chat_prompt_free(&b);
+    /* an override wins over the GGUF's */
+    vb_chat_template *over = NULL;
+    CHECK(vb_chat_template_for_model(m, "llama3", &over, err, sizeof err) == VB_OK);
+    CHECK(strcmp(vb_chat_template_origin(over), "builtin llama3") == 0);
+    vb_chat_template_free(over);
+    vb_chat_template_free(from_gguf);
+    vb_chat_template_free(from_text);
+    vb_model_free(m);
+    char cmd[1024], out[4096];
+    snprintf(cmd, sizeof cmd, "'%s' info '%s' 2>&1", vbt_vibee_bin(), dst_path);
+    vbt_run_cmd(cmd, out, sizeof out);
+    remove(dst_path);
+    free(tmpl_text);
+    CHECKF(strstr(out, "chat template gguf"), "vibee info: %s", out);
 }
