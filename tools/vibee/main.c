@@ -32,11 +32,17 @@ static bool takes_text(const char *a) {
     return false;
 }
 
-/* argv with every --name=value split into --name value (name: letters, digits, '-'). */
-static char **split_eq(int argc, char **argv, int *out_argc) {
+/* argv with every --name=value split into --name value (name: letters, digits, '-'); the
+   names split off are malloc'd and listed in *owned (NULL-terminated) for free_split. */
+static char **split_eq(int argc, char **argv, int *out_argc, char ***owned) {
     char **v = malloc(((size_t)argc * 2 + 1) * sizeof *v);
-    if (!v) return NULL;
-    int n = 0;
+    char **own = calloc((size_t)argc + 1, sizeof *own);
+    if (!v || !own) {
+        free(v);
+        free(own);
+        return NULL;
+    }
+    int n = 0, no = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *eq = strchr(a, '=');
         bool opt = i > 0 && a[0] == '-' && a[1] == '-' && eq && eq > a + 2 && !takes_text(argv[i - 1]);
@@ -44,7 +50,13 @@ static char **split_eq(int argc, char **argv, int *out_argc) {
             opt = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-';
         if (opt) {
             char *name = strndup(a, (size_t)(eq - a));
-            if (!name) return NULL;
+            if (!name) {
+                for (int k = 0; k < no; k++) free(own[k]);
+                free(own);
+                free(v);
+                return NULL;
+            }
+            own[no++] = name;
             v[n++] = name;
             v[n++] = (char *)eq + 1;
         } else {
@@ -53,16 +65,11 @@ static char **split_eq(int argc, char **argv, int *out_argc) {
     }
     v[n] = NULL;
     *out_argc = n;
+    *owned = own;
     return v;
 }
 
-int main(int argc0, char **argv0) {
-    int argc;
-    char **argv = split_eq(argc0, argv0, &argc);
-    if (!argv) {
-        fprintf(stderr, "vibee: out of memory\n");
-        return 1;
-    }
+static int run_command(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -83,4 +90,19 @@ int main(int argc0, char **argv0) {
     fprintf(stderr, "vibee: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
+}
+
+int main(int argc0, char **argv0) {
+    int argc;
+    char **owned = NULL;
+    char **argv = split_eq(argc0, argv0, &argc, &owned);
+    if (!argv) {
+        fprintf(stderr, "vibee: out of memory\n");
+        return 1;
+    }
+    int rc = run_command(argc, argv);
+    for (int k = 0; owned[k]; k++) free(owned[k]);
+    free(owned);
+    free(argv);
+    return rc;
 }
