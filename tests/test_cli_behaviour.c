@@ -228,3 +228,18 @@ TEST(cli_raw_prompt_special_tokens_option) {
     json_array_text(out, "prompt_tokens", b, sizeof b);
     CHECKF(!strchr(a, ',') && strchr(b, ','), "parsed %s, plain %s", a, b);
 }
+
+/* -r stops at the reverse prompt; the JSON says why generation stopped. */
+TEST(cli_reverse_prompt_stops) {
+    char full[8192], cut[8192];
+    CHECK_EQ_INT(run(full, sizeof full, "'%s' run -m sim -p x -n 16 --json </dev/null 2>/dev/null%s", NULL), 0);
+    const char *t = strstr(full, "\"text\":\"");
+    CHECK(t);
+    t += 8;
+    char rp[4] = {t[2], t[3], 0, 0}; /* generated characters 3..4 as the reverse prompt */
+    CHECK(rp[0] != '"' && rp[0] != '\\' && rp[1] != '"' && rp[1] != '\\' && rp[0] != '\'' && rp[1] != '\'');
+    CHECK_EQ_INT(run(cut, sizeof cut, "'%s' run -m sim -p x -n 16 --json -r '%s' </dev/null 2>/dev/null", rp), 0);
+    char want[64];
+    snprintf(want, sizeof want, "\"text\":\"%.4s\"", t);
+    CHECKF(strstr(cut, want) && strstr(cut, "\"stop\":\"reverse_prompt\""), "-r %s: %s", rp, cut);
+}
