@@ -1759,7 +1759,7 @@ static bool contains(render *r, val *hay, val *needle, node *where) {
         return false;
     }
     if (hay->kind == V_DICT) return dict_get(hay, needle) != NULL;
-    if (hay->kind == V_UNDEF) RFAIL(r, "line %d: 'in' on an undefined value", where->line);
+    if (hay->kind == V_UNDEF) return false; /* Jinja's Undefined iterates as empty */
     RFAIL(r, "line %d: argument of type %s is not iterable", where->line, kind_name(hay->kind));
 }
 
