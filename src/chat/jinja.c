@@ -1466,6 +1466,7 @@ static void put_repr(render *r, sbuild *b, const val *v) {
         sb_lit(r, b, "}");
         break;
     case V_FUNC: sb_lit(r, b, "<function>"); break;
+    case V_UNDEF: sb_lit(r, b, "Undefined"); break; /* repr(jinja2.Undefined()) */
     default: put_str(r, b, v);
     }
     r->depth--;
