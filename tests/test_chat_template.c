@@ -1,6 +1,7 @@
 /* test_chat_template.c - vibee's Jinja chat template renderer against python3-jinja2 configured
  * as Hugging Face transformers configures it (scripts/chat_template_ref.py): the real
- * chat_template texts of Llama 3 / 3.2, Mistral v0.1 / Nemo, Gemma 2, Phi-3 / 3.5, Qwen2.5,
+ * chat_template texts of Llama 3 / 3.2 / 3.3, Mistral v0.1 / Nemo / Small 3.2, Gemma 2 / 3,
+ * Phi-3 / 3.5, Qwen2.5, Granite 3.3,
  * Qwen3, SmolLM2, DeepSeek-R1-Distill and ChatML (tests/data/chat_templates) rendered for every
  * conversation of conversations.json, with and without the generation prompt: the same text,
  * or an error on both sides (with the same message for raise_exception). Also: which bytes are
