@@ -1,7 +1,7 @@
 /* test_chat_template.c - vibee's Jinja chat template renderer against python3-jinja2 configured
  * as Hugging Face transformers configures it (scripts/chat_template_ref.py): the real
  * chat_template texts of Llama 3 / 3.2 / 3.3, Mistral v0.1 / Nemo / Small 3.2, Gemma 2 / 3,
- * Phi-3 / 3.5, Qwen2.5, Granite 3.3,
+ * Phi-3 / 3.5, Qwen2.5, Granite 3.3, Hermes 3 tool use (recursive macros),
  * Qwen3, SmolLM2, DeepSeek-R1-Distill and ChatML (tests/data/chat_templates) rendered for every
  * conversation of conversations.json, with and without the generation prompt: the same text,
  * or an error on both sides (with the same message for raise_exception). Also: which bytes are
@@ -132,9 +132,16 @@ TEST(chat_template_errors_and_limits) {
     char err[512];
     vb_chat_template *t = NULL;
     /* unsupported constructs are named */
-    const char *mac = "{% macro f(x) %}{{ x }}{% endmacro %}";
-    CHECK_EQ_INT(vb_chat_template_parse(mac, strlen(mac), &t, err, sizeof err), VB_ERR_UNSUPPORTED);
-    CHECKF(strstr(err, "macro"), "err: %s", err);
+    const char *inc = "{% include 'other.jinja' %}";
+    CHECK_EQ_INT(vb_chat_template_parse(inc, strlen(inc), &t, err, sizeof err), VB_ERR_UNSUPPORTED);
+    CHECKF(strstr(err, "include"), "err: %s", err);
+    /* endless macro recursion stops at the depth limit */
+    const char *rec = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
+    CHECK_EQ_INT(vb_chat_template_parse(rec, strlen(rec), &t, err, sizeof err), VB_OK);
+    vb_chat_prompt rp;
+    CHECK_EQ_INT(vb_chat_template_apply(t, "[]", 2, true, NULL, NULL, &rp, err, sizeof err), VB_ERR_STATE);
+    CHECKF(strstr(err, "deeper"), "err: %s", err);
+    vb_chat_template_free(t);
     const char *bad = "{% if x %}no end";
     CHECK_EQ_INT(vb_chat_template_parse(bad, strlen(bad), &t, err, sizeof err), VB_ERR_FORMAT);
     CHECKF(strstr(err, "endif"), "err: %s", err);

@@ -70,7 +70,7 @@ static void *arena_alloc(arena *a, size_t n) {
  * Values
  * --------------------------------------------------------------------------------------- */
 
-enum vkind { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_FUNC };
+enum vkind { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_FUNC, V_MACRO };
 
 typedef struct val val;
 struct val {
@@ -83,6 +83,7 @@ struct val {
         struct { val **items; size_t n; bool tuple; } list;
         struct { val **keys, **vals; size_t n, cap; bool ns; } dict;
         int func; /* builtin id */
+        struct { struct node *def; struct scope *closure; } macro; /* {% macro %} and where it was defined */
     } u;
 };
 
@@ -92,7 +93,7 @@ struct val {
 
 enum nkind {
     /* statements */
-    N_TEXT, N_OUTPUT, N_IF, N_FOR, N_SET, N_BREAK, N_CONTINUE,
+    N_TEXT, N_OUTPUT, N_IF, N_FOR, N_SET, N_BREAK, N_CONTINUE, N_MACRO,
     /* expressions */
     N_LIT, N_NAME, N_LIST, N_DICT, N_TUPLE, N_ATTR, N_INDEX, N_SLICE, N_CALL, N_FILTER, N_TEST,
     N_BINOP, N_NOT, N_NEG, N_AND, N_OR, N_COND,
@@ -981,8 +982,18 @@ static node *parse_stmt(stmt_parser *s) {
         }
         if (tok_is(peek(p), T_OP, ","))
             fail(p->e, VB_ERR_UNSUPPORTED, "line %d: 'set' of several variables is not supported", line);
-        if (!accept(p, T_OP, "="))
-            fail(p->e, VB_ERR_UNSUPPORTED, "line %d: block 'set' (without '=') is not supported", line);
+        if (!accept(p, T_OP, "=")) { /* {% set x %}...{% endset %}: the rendered body */
+            if (n->attr) fail(p->e, VB_ERR_UNSUPPORTED, "line %d: block 'set' of an attribute is not supported", line);
+            end_of_tag(p);
+            static const char *const terms[] = {"endset", NULL};
+            const char *found = NULL;
+            nvec body = parse_block(s, terms, &found);
+            if (!found) fail(p->e, VB_ERR_FORMAT, "line %d: 'set' block without 'endset'", line);
+            end_of_tag(p);
+            n->list = body.v;
+            n->n = body.n;
+            return n;
+        }
         n->a = parse_expr(p);
         if (tok_is(peek(p), T_OP, ",")) { /* set x = a, b: a tuple */
             nvec v = {0};
@@ -996,6 +1007,49 @@ static node *parse_stmt(stmt_parser *s) {
         end_of_tag(p);
         return n;
     }
+    if (tok_is(kw, T_NAME, "macro")) {
+        node *n = mk(p, N_MACRO);
+        n->line = line;
+        tok *t = next(p);
+        if (t->kind != T_NAME) fail(p->e, VB_ERR_FORMAT, "line %d: expected a macro name", line);
+        n->name = dup_name(p, t);
+        expect(p, T_OP, "(");
+        const char **names = NULL;
+        node **dflt = NULL;
+        int nn = 0, cap = 0;
+        while (!accept(p, T_OP, ")")) {
+            if (nn) expect(p, T_OP, ",");
+            tok *a = next(p);
+            if (a->kind != T_NAME) fail(p->e, VB_ERR_FORMAT, "line %d: expected a parameter name", line);
+            if (nn == cap) {
+                cap = cap ? cap * 2 : 4;
+                const char **nv = xalloc(p->mem, p->e, (size_t)cap * sizeof *nv);
+                node **dv = xalloc(p->mem, p->e, (size_t)cap * sizeof *dv);
+                if (nn) {
+                    memcpy(nv, names, (size_t)nn * sizeof *nv);
+                    memcpy(dv, dflt, (size_t)nn * sizeof *dv);
+                }
+                names = nv;
+                dflt = dv;
+            }
+            names[nn] = dup_name(p, a);
+            dflt[nn] = accept(p, T_OP, "=") ? parse_expr(p) : NULL;
+            nn++;
+        }
+        end_of_tag(p);
+        n->names = names;
+        n->n_names = nn;
+        n->list2 = dflt;
+        n->n2 = nn;
+        static const char *const terms[] = {"endmacro", NULL};
+        const char *found = NULL;
+        nvec body = parse_block(s, terms, &found);
+        if (!found) fail(p->e, VB_ERR_FORMAT, "line %d: 'macro' without 'endmacro'", line);
+        end_of_tag(p);
+        n->list = body.v;
+        n->n = body.n;
+        return n;
+    }
     if (tok_is(kw, T_NAME, "break") || tok_is(kw, T_NAME, "continue")) {
         node *n = mk(p, tok_is(kw, T_NAME, "break") ? N_BREAK : N_CONTINUE);
         n->line = line;
@@ -1004,7 +1058,7 @@ static node *parse_stmt(stmt_parser *s) {
     }
     if (kw->kind == T_NAME)
         fail(p->e, VB_ERR_UNSUPPORTED, "line %d: '%.*s' is not supported by vibee's chat template renderer "
-             "(supported: if/elif/else, for/else, set, break/continue, expressions, filters, tests)",
+             "(supported: if/elif/else, for/else, set, macro, break/continue, expressions, filters, tests)",
              line, (int)(kw->n > 40 ? 40 : kw->n), kw->s);
     fail(p->e, VB_ERR_FORMAT, "line %d: a statement tag must start with a keyword", line);
 }
@@ -1230,7 +1284,8 @@ static bool str_eq(const val *v, const char *s) {
 }
 
 static const char *kind_name(int k) {
-    static const char *names[] = {"undefined", "none", "boolean", "integer", "float", "string", "list", "dict", "function"};
+    static const char *names[] = {"undefined", "none", "boolean", "integer", "float", "string", "list", "dict", "function",
+                                  "macro"};
     return names[k];
 }
 
@@ -1359,6 +1414,7 @@ static bool val_eq(const val *a, const val *b) {
         }
         return true;
     case V_FUNC: return a->u.func == b->u.func;
+    case V_MACRO: return a->u.macro.def == b->u.macro.def;
     default: return false;
     }
 }
@@ -1465,7 +1521,8 @@ static void put_repr(render *r, sbuild *b, const val *v) {
         }
         sb_lit(r, b, "}");
         break;
-    case V_FUNC: sb_lit(r, b, "<function>"); break;
+    case V_FUNC:
+    case V_MACRO: sb_lit(r, b, "<function>"); break;
     case V_UNDEF: sb_lit(r, b, "Undefined"); break; /* repr(jinja2.Undefined()) */
     default: put_str(r, b, v);
     }
@@ -1612,6 +1669,8 @@ static val *case_map(render *r, const val *s, int mode /* 0 lower 1 upper 2 titl
  * --------------------------------------------------------------------------------------- */
 
 static val *eval(render *r, scope *sc, node *n);
+struct args;
+static val *call_macro(render *r, val *m, const struct args *a, node *where);
 
 /* Items of an iterable (list items, dict keys, string characters); undefined is empty. */
 static val **iter_items(render *r, val *v, size_t *n) {
@@ -2218,7 +2277,7 @@ static bool run_test(render *r, const char *name, val *v, const args *a, node *w
     if (!strcmp(name, "mapping")) return v->kind == V_DICT;
     if (!strcmp(name, "iterable")) return v->kind == V_LIST || v->kind == V_DICT || v->kind == V_STR;
     if (!strcmp(name, "sequence")) return v->kind == V_LIST || v->kind == V_DICT || v->kind == V_STR;
-    if (!strcmp(name, "callable")) return v->kind == V_FUNC;
+    if (!strcmp(name, "callable")) return v->kind == V_FUNC || v->kind == V_MACRO;
     if (!strcmp(name, "lower") || !strcmp(name, "upper")) {
         if (v->kind != V_STR) return false;
         val *m = case_map(r, v, name[0] == 'u');
@@ -2293,9 +2352,13 @@ static val *eval(render *r, scope *sc, node *n) {
             else res = call_method(r, o, n->a->name, &a, n);
         } else {
             val *f = eval(r, sc, n->a);
+            if (f->kind == V_MACRO) {
+                res = call_macro(r, f, &a, n);
+                break;
+            }
             if (f->kind != V_FUNC) {
                 if (n->a->kind == N_NAME)
-                    RFAIL(r, "line %d: '%s' is %s, not a function (macros are not supported)", n->line, n->a->name,
+                    RFAIL(r, "line %d: '%s' is %s, not a function", n->line, n->a->name,
                           f->kind == V_UNDEF ? "undefined" : kind_name(f->kind));
                 RFAIL(r, "line %d: %s is not callable", n->line, kind_name(f->kind));
             }
@@ -2402,6 +2465,29 @@ static void emit(render *r, const val *v) {
 
 static int exec_body(render *r, scope *sc, node **body, int n);
 
+/* Render body in scope sc into a string value (macro calls, block set). */
+static val *capture(render *r, scope *sc, node **body, int n) {
+    size_t start = r->out.n; /* rendered at the end of the output, then taken back */
+    exec_body(r, sc, body, n);
+    sbuild sb = {0};
+    if (r->out.n > start) sb_put(r, &sb, r->out.s + start, r->out.m + start, r->out.n - start);
+    r->out.n = start;
+    return sb_done(r, &sb);
+}
+
+static val *call_macro(render *r, val *m, const args *a, node *where) {
+    node *def = m->u.macro.def;
+    if (a->npos > def->n_names)
+        RFAIL(r, "line %d: macro '%s' takes %d arguments, %d given", where->line, def->name, def->n_names, a->npos);
+    scope *ms = scope_new(r, m->u.macro.closure);
+    for (int i = 0; i < def->n_names; i++) {
+        val *v = arg(a, i, def->names[i]);
+        if (!v) v = def->list2[i] ? eval(r, ms, def->list2[i]) : &k_undef;
+        scope_set(r, ms, def->names[i], v);
+    }
+    return capture(r, ms, def->list, def->n);
+}
+
 static void bind_targets(render *r, scope *sc, node *f, val *item) {
     if (f->n_names == 1) {
         scope_set(r, sc, f->names[0], item);
@@ -2465,8 +2551,15 @@ static int exec_body(render *r, scope *sc, node **body, int n) {
             else flow = exec_body(r, sc, s->list2, s->n2);
             break;
         case N_FOR: flow = exec_for(r, sc, s); break;
+        case N_MACRO: {
+            val *m = mkval(r->mem, r->e, V_MACRO);
+            m->u.macro.def = s;
+            m->u.macro.closure = sc;
+            scope_set(r, sc, s->name, m);
+            break;
+        }
         case N_SET: {
-            val *v = eval(r, sc, s->a);
+            val *v = s->a ? eval(r, sc, s->a) : capture(r, scope_new(r, sc), s->list, s->n);
             if (s->attr) {
                 val *ns = scope_get(sc, s->name);
                 if (ns->kind != V_DICT || !ns->u.dict.ns)

@@ -1,7 +1,8 @@
 /* jinja.h - a bounded interpreter for the subset of Jinja2 that chat templates use (the
  * tokenizer.chat_template of Llama 3, Mistral, Gemma, Phi-3, Qwen2.5/3, SmolLM2, DeepSeek ...),
  * rendering the way Hugging Face transformers does (trim_blocks, lstrip_blocks, loop controls,
- * raise_exception, tojson with ensure_ascii=False, strftime_now). Every byte of the output is
+ * raise_exception, tojson with ensure_ascii=False, strftime_now, macros, block set). Every byte
+ * of the output is
  * marked as coming from the template text or from the caller's data (message contents, roles,
  * tools), so that special tokens can be parsed only where the template put them. Bounded:
  * template size, parse depth, evaluation steps, wall time, memory and output size; failures
