@@ -2,9 +2,8 @@
  * tokenizer.chat_template of Llama 3, Mistral, Gemma, Phi-3, Qwen2.5/3, SmolLM2, DeepSeek ...),
  * rendering the way Hugging Face transformers does (trim_blocks, lstrip_blocks, loop controls,
  * raise_exception, tojson with ensure_ascii=False, strftime_now, macros, block set). Every byte
- * of the output is
- * marked as coming from the template text or from the caller's data (message contents, roles,
- * tools), so that special tokens can be parsed only where the template put them. Bounded:
+ * of the output is marked as coming from the template text or from the caller's data (message
+ * contents, roles, tools), so that special tokens can be parsed only where the template put them. Bounded:
  * template size, parse depth, evaluation steps, wall time, memory and output size; failures
  * return a status and a message naming the construct and the line. */
 #ifndef VB_CHAT_JINJA_H
@@ -43,9 +42,10 @@ typedef struct vb_jinja_var {
 
 /* Render. data_json: a JSON object (may be NULL) whose members are variables marked as data.
  * *text (malloc'd, NUL-terminated) and *user (malloc'd, [*len] bytes, 1 where the byte came
- * from data) receive the result. Returns VB_OK; VB_ERR_ARG (bad JSON, with position);
- * VB_ERR_STATE (raise_exception, or a runtime error in the template: err says which);
- * VB_ERR_UNSUPPORTED; VB_ERR_NOMEM; VB_ERR_BACKEND when a limit was hit (err names it). */
+ * from data) receive the result. Returns VB_OK; VB_ERR_ARG (bad JSON, or a step / time /
+ * output limit hit: err names it); VB_ERR_STATE (raise_exception, or a runtime error in the
+ * template: err says which); VB_ERR_UNSUPPORTED (a filter or test outside the subset);
+ * VB_ERR_NOMEM (also the memory limit). */
 int vb_jinja_render(const vb_jinja *t, const char *data_json, size_t data_len,
                     const vb_jinja_var *vars, int n_vars, char **text, uint8_t **user,
                     size_t *len, char *err, size_t err_len);
