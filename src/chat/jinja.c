@@ -841,6 +841,7 @@ static void split_template(parser *p, splitter *sp, const char *src, size_t len)
         size_t cs = t + 2 + (mod == '-' || mod == '+' ? 1 : 0), ce = cs;
         bool found = false;
         char close = type == '{' ? '}' : type;
+        int depth = 0; /* brackets open inside the tag: "}}" of a nested dict does not close it */
         while (ce + 1 < len) {
             char c = src[ce];
             if (type != '#' && (c == '\'' || c == '"')) { /* skip string literals */
@@ -849,9 +850,13 @@ static void split_template(parser *p, splitter *sp, const char *src, size_t len)
                 ce = k + 1;
                 continue;
             }
-            if (c == close && src[ce + 1] == '}') {
+            if (depth == 0 && c == close && src[ce + 1] == '}') {
                 found = true;
                 break;
+            }
+            if (type != '#') {
+                if (c == '(' || c == '[' || c == '{') depth++;
+                else if ((c == ')' || c == ']' || c == '}') && depth > 0) depth--;
             }
             ce++;
         }
@@ -1536,9 +1541,19 @@ static val *to_str(render *r, val *v) {
     return sb_done(r, &b);
 }
 
-/* json.dumps(v, ensure_ascii=False, indent=indent, separators=..., sort_keys=False) as
- * transformers' tojson filter does. */
-static void put_json(render *r, sbuild *b, const val *v, int indent, int level) {
+/* Options of json.dumps that transformers' tojson filter passes through. */
+typedef struct json_opts {
+    int indent;               /* -1: None */
+    bool ascii;               /* ensure_ascii (transformers' default: false) */
+    bool sort_keys;
+    const val *item_sep, *key_sep; /* separators, NULL: json.dumps' defaults */
+} json_opts;
+
+static int cmp_order(render *r, val *a, val *b, node *where);
+
+/* json.dumps(v, ...) with transformers' defaults (ensure_ascii=False). */
+static void put_json(render *r, sbuild *b, const val *v, const json_opts *o, int level) {
+    int indent = o->indent;
     step(r);
     if (++r->depth > r->lim->max_depth) RFAIL(r, "chat template: value nested deeper than %d", r->lim->max_depth);
     char buf[64];
@@ -1565,6 +1580,21 @@ static void put_json(render *r, sbuild *b, const val *v, int indent, int level) 
             else if (c == '\b') sb_put(r, b, "\\b", m ? mm : NULL, 2);
             else if (c == '\f') sb_put(r, b, "\\f", m ? mm : NULL, 2);
             else if (c < 0x20) { snprintf(buf, sizeof buf, "\\u%04x", c); sb_put(r, b, buf, m ? mm : NULL, 6); }
+            else if (c >= 0x80 && o->ascii) {
+                uint32_t cp = 0xFFFD;
+                int l = vb_utf8_decode((const unsigned char *)v->u.str.s + i, v->u.str.n - i, &cp);
+                if (l <= 0) { l = 1; cp = 0xFFFD; }
+                if (cp >= 0x10000) {
+                    snprintf(buf, sizeof buf, "\\u%04x\\u%04x", 0xD800 + ((cp - 0x10000) >> 10), 0xDC00 + ((cp - 0x10000) & 0x3FF));
+                    sb_put(r, b, buf, NULL, 12);
+                } else {
+                    snprintf(buf, sizeof buf, "\\u%04x", cp);
+                    sb_put(r, b, buf, NULL, 6);
+                }
+                if (m) memset(b->m + b->n - (cp >= 0x10000 ? 12 : 6), *m, cp >= 0x10000 ? 12 : 6);
+                if (m && *m) b->any = true;
+                i += (size_t)l - 1;
+            }
             else sb_put(r, b, (const char *)&v->u.str.s[i], m, 1);
         }
         sb_lit(r, b, "\"");
@@ -1579,25 +1609,39 @@ static void put_json(render *r, sbuild *b, const val *v, int indent, int level) 
             sb_lit(r, b, is_list ? "]" : "}");
             break;
         }
-        for (size_t i = 0; i < n; i++) {
-            if (i) sb_lit(r, b, indent >= 0 ? "," : ", ");
+        size_t *order = xalloc(r->mem, r->e, n * sizeof *order);
+        for (size_t i = 0; i < n; i++) order[i] = i;
+        if (!is_list && o->sort_keys) /* insertion sort: stable, keys compared as Python does */
+            for (size_t i = 1; i < n; i++)
+                for (size_t j = i; j > 0 && cmp_order(r, v->u.dict.keys[order[j - 1]], v->u.dict.keys[order[j]], NULL) > 0; j--) {
+                    size_t t = order[j];
+                    order[j] = order[j - 1];
+                    order[j - 1] = t;
+                }
+        for (size_t oi = 0; oi < n; oi++) {
+            size_t i = order[oi];
+            if (oi) {
+                if (o->item_sep) sb_put(r, b, o->item_sep->u.str.s, NULL, o->item_sep->u.str.n);
+                else sb_lit(r, b, indent >= 0 ? "," : ", ");
+            }
             if (indent >= 0) {
                 sb_lit(r, b, "\n");
                 for (int k = 0; k < indent * (level + 1); k++) sb_lit(r, b, " ");
             }
             if (!is_list) {
                 const val *k = v->u.dict.keys[i];
-                if (k->kind == V_STR) put_json(r, b, k, indent, level + 1);
+                if (k->kind == V_STR) put_json(r, b, k, o, level + 1);
                 else { /* json.dumps turns non-string keys into strings */
                     sbuild kb = {0};
                     if (k->kind == V_BOOL) sb_lit(r, &kb, k->u.b ? "true" : "false");
                     else if (k->kind == V_NONE) sb_lit(r, &kb, "null");
                     else put_str(r, &kb, k);
-                    put_json(r, b, sb_done(r, &kb), indent, level + 1);
+                    put_json(r, b, sb_done(r, &kb), o, level + 1);
                 }
-                sb_lit(r, b, ": ");
+                if (o->key_sep) sb_put(r, b, o->key_sep->u.str.s, NULL, o->key_sep->u.str.n);
+                else sb_lit(r, b, ": ");
             }
-            put_json(r, b, is_list ? v->u.list.items[i] : v->u.dict.vals[i], indent, level + 1);
+            put_json(r, b, is_list ? v->u.list.items[i] : v->u.dict.vals[i], o, level + 1);
         }
         if (indent >= 0) {
             sb_lit(r, b, "\n");
@@ -1805,7 +1849,7 @@ static int cmp_order(render *r, val *a, val *b, node *where) {
         if (c) return c < 0 ? -1 : 1;
         return a->u.str.n < b->u.str.n ? -1 : a->u.str.n > b->u.str.n;
     }
-    RFAIL(r, "line %d: cannot compare %s and %s", where->line, kind_name(a->kind), kind_name(b->kind));
+    RFAIL(r, "line %d: cannot compare %s and %s", where ? where->line : r->line, kind_name(a->kind), kind_name(b->kind));
 }
 
 static bool contains(render *r, val *hay, val *needle, node *where) {
@@ -2124,10 +2168,17 @@ static val *apply_filter(render *r, const char *name, val *v, const args *a, nod
     }
     if (!strcmp(name, "length") || !strcmp(name, "count")) return int_val(r, length_of(r, v));
     if (!strcmp(name, "tojson")) {
-        val *ind = arg(a, 0, "indent");
-        int indent = ind && ind->kind == V_INT ? (int)(ind->u.i < 0 ? 0 : ind->u.i > 32 ? 32 : ind->u.i) : -1;
+        val *ind = arg(a, 0, "indent"), *asc = arg(a, 1, "ensure_ascii"), *sep = arg(a, 2, "separators"),
+            *sk = arg(a, 3, "sort_keys");
+        json_opts o = {ind && ind->kind == V_INT ? (int)(ind->u.i < 0 ? 0 : ind->u.i > 32 ? 32 : ind->u.i) : -1,
+                       asc && truthy(asc), sk && truthy(sk), NULL, NULL};
+        if (sep && sep->kind == V_LIST && sep->u.list.n == 2 && sep->u.list.items[0]->kind == V_STR &&
+            sep->u.list.items[1]->kind == V_STR) {
+            o.item_sep = sep->u.list.items[0];
+            o.key_sep = sep->u.list.items[1];
+        }
         sbuild sb = {0};
-        put_json(r, &sb, v, indent, 0);
+        put_json(r, &sb, v, &o, 0);
         return sb_done(r, &sb);
     }
     if (!strcmp(name, "upper") || !strcmp(name, "lower") || !strcmp(name, "title") || !strcmp(name, "capitalize")) {
