@@ -243,3 +243,21 @@ TEST(cli_reverse_prompt_stops) {
     snprintf(want, sizeof want, "\"text\":\"%.4s\"", t);
     CHECKF(strstr(cut, want) && strstr(cut, "\"stop\":\"reverse_prompt\""), "-r %s: %s", rp, cut);
 }
+
+/* In a chat, Ctrl-C stops the current answer only: the next turn is still answered. */
+TEST(cli_chat_ctrl_c_stops_the_answer) {
+    char out[8192];
+    int rc = run(out, sizeof out,
+                 "d=$(mktemp -d); ( printf 'first\\n'; sleep 2.5; printf 'second\\n' ) | "
+                 "'%s' chat -n 3000 -c 4096 -t 1 >$d/out 2>$d/err & pid=$!; "
+                 "sleep 1; kill -INT $pid; sleep 2.5; kill -INT $pid; wait $pid; echo \"exit $?\"; cat $d/err; rm -rf $d%s",
+                 NULL);
+    CHECKF(rc == 0 && strstr(out, "exit 0") && strstr(out, "2 turns"), "chat + Ctrl-C: %s", out);
+    /* the summary: "..., N generated tokens (...)" */
+    const char *g = strstr(out, "generated tokens");
+    CHECK(g);
+    while (g > out && g[-1] == ' ') g--;
+    while (g > out && g[-1] >= '0' && g[-1] <= '9') g--;
+    int n_gen = atoi(g);
+    CHECKF(n_gen > 0 && n_gen < 3000, "both answers were cut short: %d tokens generated in all", n_gen);
+}
