@@ -70,6 +70,10 @@ TEST(cli_prompt_from_stdin_and_files) {
     CHECKF(strstr(out, "\"prompt_tokens\":[97,98,99]"), "piped stdin: %s", out);
     CHECK_EQ_INT(run(out, sizeof out, "printf xyz | '%s' run -m sim -f - -n 2 --json 2>/dev/null%s", NULL), 0);
     CHECKF(strstr(out, "\"prompt_tokens\":[120,121,122]"), "-f -: %s", out);
+    /* a pipe held open in silence (a harness) is not a prompt: no hang */
+    double t0 = vb_time_now();
+    CHECK_EQ_INT(run(out, sizeof out, "(sleep 3 &) | '%s' run -m sim -n 2 --json 2>/dev/null%s", NULL), 0);
+    CHECKF(strstr(out, "\"prompt_tokens\":[256]") && vb_time_now() - t0 < 2.5, "silent pipe: %s", out);
     int rc = run(out, sizeof out, "'%s' run -m sim -f /tmp -n 2 </dev/null 2>&1%s", NULL);
     CHECKF(rc != 0 && strstr(out, "directory"), "-f DIR: rc %d, %s", rc, out);
     rc = run(out, sizeof out, "'%s' run -m sim -f /nonexistent/prompt.txt -n 2 </dev/null 2>&1%s", NULL);

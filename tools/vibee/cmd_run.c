@@ -3,6 +3,7 @@
  * (or `vibee chat`) an interactive chat that reads user turns from stdin and prompts the model
  * through its chat template. Ctrl-C stops the generation and prints the summary (exit 130). */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,7 @@ static void usage(FILE *f) {
             "      --backend-options K=V,...   --ep cpu|cuda|tensorrt (onnx backend)\n"
             "      --cost-cache FILE|off  measured K-row forward costs (default $VIBEE_COST_CACHE or\n"
             "                             ~/.cache/vibee/cost-tables.tsv)\n"
-            "prompt (default: piped stdin, else an empty prompt that starts from BOS):\n"
+            "prompt (default: piped or redirected stdin, else an empty prompt that starts from BOS):\n"
             "  -p, --prompt TEXT          the prompt\n"
             "  -f, --file FILE            read the prompt from FILE ('-': stdin)\n"
             "      --prompt-tokens 1,2,3  the prompt as token ids\n"
@@ -414,8 +415,17 @@ static int run_main(int argc, char **argv, bool chat) {
             if (!(file_text = cli_read_prompt_file(a.prompt_file, NULL))) return 1;
         } else if (!a.prompt && !a.prompt_tokens && !isatty(0)) { /* piped or redirected stdin */
             struct stat sb;
-            if (fstat(0, &sb) == 0 && (S_ISFIFO(sb.st_mode) || S_ISREG(sb.st_mode)))
-                if (!(file_text = cli_read_prompt_file("-", NULL))) return 1;
+            bool use = false;
+            if (fstat(0, &sb) == 0 && S_ISREG(sb.st_mode)) {
+                use = true;
+            } else if (S_ISFIFO(sb.st_mode)) {
+                /* a pipe that stays silent (a harness holding it open) is not a prompt: wait for
+                   data or end of input a moment; -f - waits for as long as it takes */
+                struct pollfd pfd = {0, POLLIN, 0};
+                use = poll(&pfd, 1, 500) > 0;
+                if (!use) fprintf(stderr, "vibee run: nothing on stdin within 0.5 s: no prompt (-f - waits for stdin)\n");
+            }
+            if (use && !(file_text = cli_read_prompt_file("-", NULL))) return 1;
         }
         if (file_text) a.prompt = file_text;
     }
