@@ -284,7 +284,8 @@ static int chat_loop(run_args *a, vb_model *model, vb_context *ctx) {
     vb_chat_template *tmpl = NULL;
     int st = vb_chat_template_for_model(model, a->chat_template, &tmpl, err, sizeof err);
     if (st != VB_OK) {
-        fprintf(stderr, "vibee chat: %s\n", err);
+        fprintf(stderr, "vibee chat: %s%s\n", err,
+                a->chat_template ? "" : " (--chat-template chatml|llama3|gemma|phi3|mistral|plain|FILE overrides it)");
         return 1;
     }
     bool tty = isatty(0);
