@@ -178,6 +178,22 @@ TEST(chat_template_errors_and_limits) {
     int rs = vb_chat_template_apply(t, "[]", 2, true, NULL, NULL, &p, err, sizeof err);
     CHECKF(rs == VB_ERR_ARG || rs == VB_ERR_NOMEM, "status %d: %s", rs, err);
     vb_chat_template_free(t);
+    /* numeric edges are defined behaviour (UBSan in make asan): huge floats as indices, ranges
+       and steps near INT64 limits, abs and modulo of the smallest integer */
+    static const char *const edges[] = {
+        "{{ [1, 2, 3][1e300:] }}{{ [1, 2, 3][-1e300] }}{{ 'abc'[:1e19] }}",
+        "{{ range(-9223372036854775807, 9223372036854775807, 4611686018427387904) | list }}",
+        "{{ range(9223372036854775807) | length }}",
+        "{{ (-9223372036854775807 - 1) | abs }} {{ (-9223372036854775807 - 1) % -1 }} {{ (-9223372036854775807 - 1) // -1 }}",
+        "{{ (-9223372036854775807 - 1) is divisibleby(-1) }} {{ 9223372036854775807 + 1 }} {{ 2 ** 200 }} {{ 1e308 * 10 }}",
+        "{{ 'x' * 9223372036854775807 }}", "{{ 1e300 | int }} {{ (0.0 / 1) | int }}"};
+    for (size_t k = 0; k < sizeof edges / sizeof edges[0]; k++) {
+        CHECK_EQ_INT(vb_chat_template_parse(edges[k], strlen(edges[k]), &t, err, sizeof err), VB_OK);
+        int es = vb_chat_template_apply(t, "[]", 2, true, NULL, NULL, &p, err, sizeof err);
+        if (es == VB_OK) vb_chat_prompt_free(&p);
+        else CHECKF(err[0], "edge %zu: status %d without a message", k, es);
+        vb_chat_template_free(t);
+    }
     /* raise_exception reaches the caller */
     const char *raise = "{{ raise_exception('no system please') }}";
     CHECK_EQ_INT(vb_chat_template_parse(raise, strlen(raise), &t, err, sizeof err), VB_OK);

@@ -1394,7 +1394,16 @@ static bool is_num(const val *v) { return v->kind == V_INT || v->kind == V_FLOAT
 static double num(const val *v) {
     return v->kind == V_FLOAT ? v->u.f : v->kind == V_INT ? (double)v->u.i : (double)v->u.b;
 }
-static int64_t inum(const val *v) { return v->kind == V_INT ? v->u.i : v->kind == V_BOOL ? v->u.b : (int64_t)v->u.f; }
+/* Integer value; floats are truncated and saturated (NaN is 0), never undefined behaviour. */
+static int64_t inum(const val *v) {
+    if (v->kind == V_INT) return v->u.i;
+    if (v->kind == V_BOOL) return v->u.b;
+    double f = v->kind == V_FLOAT ? v->u.f : 0;
+    if (!(f == f)) return 0;
+    if (f >= 9223372036854775807.0) return INT64_MAX;
+    if (f <= -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)f;
+}
 
 static bool val_eq(const val *a, const val *b) {
     if (is_num(a) && is_num(b)) {
@@ -2140,10 +2149,14 @@ static val *call_builtin(render *r, int fn, const args *a, node *where) {
             if (a->npos >= 3) st = inum(a->pos[2]);
         } else RFAIL(r, "line %d: range needs arguments", where->line);
         if (st == 0) RFAIL(r, "line %d: range step cannot be zero", where->line);
-        int64_t cnt = st > 0 ? (hi > lo ? (hi - lo + st - 1) / st : 0) : (lo > hi ? (lo - hi - st - 1) / -st : 0);
-        if (cnt > 1000000) RFAIL(r, "line %d: range of %lld items is too large", where->line, (long long)cnt);
+        /* count in unsigned arithmetic: no overflow whatever the bounds */
+        uint64_t span = st > 0 ? (hi > lo ? (uint64_t)hi - (uint64_t)lo : 0) : (lo > hi ? (uint64_t)lo - (uint64_t)hi : 0);
+        uint64_t ust = st > 0 ? (uint64_t)st : 0 - (uint64_t)st;
+        uint64_t ucnt = span / ust + (span % ust != 0);
+        if (ucnt > 1000000) RFAIL(r, "line %d: range of %llu items is too large", where->line, (unsigned long long)ucnt);
+        int64_t cnt = (int64_t)ucnt;
         val *l = list_new(r, (size_t)cnt);
-        for (int64_t i = 0; i < cnt; i++) l->u.list.items[i] = int_val(r, lo + i * st);
+        for (int64_t i = 0; i < cnt; i++) l->u.list.items[i] = int_val(r, (int64_t)((uint64_t)lo + (uint64_t)i * (uint64_t)st));
         return l;
     }
     case F_STRFTIME: {
@@ -2223,7 +2236,7 @@ static val *apply_filter(render *r, const char *name, val *v, const args *a, nod
     }
     if (!strcmp(name, "float")) return float_val(r, is_num(v) ? num(v) : 0.0);
     if (!strcmp(name, "abs")) {
-        if (v->kind == V_INT) return int_val(r, v->u.i < 0 ? -v->u.i : v->u.i);
+        if (v->kind == V_INT) return int_val(r, v->u.i < 0 ? (int64_t)(0 - (uint64_t)v->u.i) : v->u.i);
         if (is_num(v)) return float_val(r, fabs(num(v)));
         RFAIL(r, "line %d: abs of %s", where->line, kind_name(v->kind));
     }
@@ -2343,7 +2356,7 @@ static bool run_test(render *r, const char *name, val *v, const args *a, node *w
     }
     if (!strcmp(name, "divisibleby")) {
         if (!x || !is_num(x) || inum(x) == 0 || v->kind != V_INT) RFAIL(r, "line %d: bad 'divisibleby' test", where->line);
-        return v->u.i % inum(x) == 0;
+        return inum(x) == -1 || v->u.i % inum(x) == 0;
     }
     if (!strcmp(name, "in")) return x && contains(r, x, v, where);
     if (!strcmp(name, "gt") || !strcmp(name, "lt") || !strcmp(name, "ge") || !strcmp(name, "le")) {
