@@ -119,7 +119,8 @@ fuzz-chat:
 	$(FUZZ_CC) -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -D_GNU_SOURCE \
 	  -Iinclude -Isrc fuzz/fuzz_chat_template.c src/chat/jinja.c src/text/utf8.c -o $(BUILD)/fuzz/fuzz_chat_template -lm
 	cp -f tests/data/chat_templates/*.jinja $(BUILD)/fuzz/chat-corpus/
-	$(BUILD)/fuzz/fuzz_chat_template -max_total_time=$${FUZZ_SECONDS:-60} -max_len=8192 -timeout=10 $(BUILD)/fuzz/chat-corpus
+	$(BUILD)/fuzz/fuzz_chat_template -max_total_time=$${FUZZ_SECONDS:-60} -max_len=8192 -timeout=10 \
+	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/chat-corpus
 
 format:
 	clang-format -i $$(find include src tools tests fuzz -name '*.[ch]')
