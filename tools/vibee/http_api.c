@@ -10,6 +10,8 @@
 
 #include "http_api.h"
 
+#include "cli.h" /* cli_json_text: strict UTF-8 into jansson */
+
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -39,18 +41,6 @@ static void sb_add(sbuf *b, const char *s, size_t n) {
     memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = 0;
-}
-
-/* A JSON string from bytes that may hold ill-formed UTF-8 (replaced by U+FFFD with the
-   library's strict routine, so jansson never refuses it). */
-static json_t *json_text(const char *s, size_t n) {
-    size_t need = vb_utf8_sanitize(s, n, NULL, 0);
-    char *clean = malloc(need + 1);
-    if (!clean) return NULL;
-    vb_utf8_sanitize(s, n, clean, need + 1);
-    json_t *j = json_stringn(clean, need);
-    free(clean);
-    return j;
 }
 
 /* ---- parsing ---- */
@@ -133,7 +123,7 @@ static int chat_prompt(json_t *root, json_t *msgs, const api_limits *lim, sbuf *
         json_t *nm = json_object();
         json_object_set_new(nm, "role", json_string(r));
         /* an absent content is "", an explicit null stays null (assistant turns with tool_calls) */
-        json_object_set_new(nm, "content", c && json_is_null(c) ? json_null() : json_text(text.p ? text.p : "", text.len));
+        json_object_set_new(nm, "content", c && json_is_null(c) ? json_null() : cli_json_text(text.p ? text.p : "", text.len));
         free(text.p);
         for (int k = 0; pass[k]; k++) {
             json_t *x = json_object_get(m, pass[k]);
@@ -331,8 +321,8 @@ char *api_models_json(const char *model_name, const char *chat_template) {
 char *api_result_json(bool chat, const char *id, long created, const char *model, const char *text,
                       size_t text_len, const char *finish, int n_prompt, int n_generated) {
     json_t *choice = chat ? json_pack("{s:i, s:{s:s, s:o}, s:s}", "index", 0, "message", "role", "assistant",
-                                      "content", json_text(text, text_len), "finish_reason", finish)
-                          : json_pack("{s:o, s:i, s:n, s:s}", "text", json_text(text, text_len), "index", 0,
+                                      "content", cli_json_text(text, text_len), "finish_reason", finish)
+                          : json_pack("{s:o, s:i, s:n, s:s}", "text", cli_json_text(text, text_len), "index", 0,
                                       "logprobs", "finish_reason", finish);
     return dump(json_pack("{s:s, s:s, s:I, s:s, s:[o], s:{s:i, s:i, s:i}}", "id", id, "object",
                           chat ? "chat.completion" : "text_completion", "created", (json_int_t)created, "model",
@@ -346,11 +336,11 @@ char *api_chunk_json(bool chat, const char *id, long created, const char *model,
     if (chat) {
         json_t *delta = json_object();
         if (first) json_object_set_new(delta, "role", json_string("assistant"));
-        if (text_len || !finish) json_object_set_new(delta, "content", json_text(text, text_len));
+        if (text_len || !finish) json_object_set_new(delta, "content", cli_json_text(text, text_len));
         choice = json_pack("{s:i, s:o, s:s?}", "index", 0, "delta", delta, "finish_reason", finish);
         if (choice && !finish) json_object_set_new(choice, "finish_reason", json_null());
     } else {
-        choice = json_pack("{s:o, s:i, s:n, s:s?}", "text", json_text(text, text_len), "index", 0, "logprobs",
+        choice = json_pack("{s:o, s:i, s:n, s:s?}", "text", cli_json_text(text, text_len), "index", 0, "logprobs",
                            "finish_reason", finish);
         if (choice && !finish) json_object_set_new(choice, "finish_reason", json_null());
     }
