@@ -4,6 +4,7 @@
 #
 #   make            library + CLI            make test       build fixtures, run all tests
 #   make asan       tests under ASan+UBSan   make fuzz       libFuzzer run of the GGUF reader
+#                                            make fuzz-chat  libFuzzer run of the chat templates
 #   make format     clang-format -i          make install PREFIX=/usr/local
 
 .DEFAULT_GOAL := all
@@ -53,7 +54,7 @@ CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/*.c) fuzz/fuzz_entries.c
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all lib test asan check fuzz format install clean fixtures
+.PHONY: all lib test asan check fuzz fuzz-chat format install clean fixtures
 all: $(BUILD)/libvibee.a $(BUILD)/libvibee.so $(BUILD)/vibee $(CUDA_MODULE)
 
 # Rebuild everything when the flags (or the optional backends found) change.
@@ -136,6 +137,15 @@ fuzz: $(FUZZ_BUILD)/fuzz_$(FUZZ_TARGET)
 	$(FUZZ_BUILD)/fuzz_$(FUZZ_TARGET) -max_total_time=$${FUZZ_SECONDS:-60} -max_len=65536 \
 	  -artifact_prefix=$(FUZZ_BUILD)/artifacts/$(FUZZ_TARGET)- $(FUZZ_BUILD)/corpus/$(FUZZ_TARGET) \
 	  $(wildcard fuzz/corpus/$(FUZZ_TARGET)) $(if $(filter gguf,$(FUZZ_TARGET)),tests/data/gguf)
+
+# libFuzzer run of the chat template interpreter, seeded with the real templates.
+fuzz-chat:
+	@mkdir -p $(BUILD)/fuzz/chat-corpus
+	$(FUZZ_CC) -std=c11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -D_GNU_SOURCE \
+	  -Iinclude -Isrc fuzz/fuzz_chat_template.c src/chat/jinja.c src/text/utf8.c -o $(BUILD)/fuzz/fuzz_chat_template -lm
+	cp -f tests/data/chat_templates/*.jinja $(BUILD)/fuzz/chat-corpus/
+	$(BUILD)/fuzz/fuzz_chat_template -max_total_time=$${FUZZ_SECONDS:-60} -max_len=8192 -timeout=10 \
+	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/chat-corpus
 
 format:
 	clang-format -i $$(find include src tools tests fuzz -name '*.[ch]')

@@ -3,7 +3,7 @@
  * Concepts:
  *   vb_model    a loaded model: hyper-parameters, weights (format-specific), tokenizer.
  *   vb_context  one backend instance over a model: its KV cache (many sequences),
- *               the batch forward of DESIGN §3, statistics, an error string.
+ *               the batch forward (docs/architecture.md), statistics, an error string.
  *   vb_batch    struct-of-arrays batch: token, logical position, sequence id, want_logits.
  *   vb_sampler  greedy / temperature / top-k / top-p / min-p / repetition penalty, seeded.
  *   vb_generate decoders over the forward primitive: AR, WeDLM, draft-and-verify.
@@ -126,19 +126,110 @@ int vb_model_meta_str(const vb_model *model, const char *key, char *buf, size_t 
 int vb_tokenize(const vb_model *model, const char *text, size_t text_len, bool add_special,
                 bool parse_special, vb_token *out, int32_t max_tokens);
 
+/* True when `token` ends a turn or a document: EOS, EOT, <|im_end|>, <|eot_id|>, ... */
+bool vb_token_is_eog(const vb_model *model, vb_token token);
+
 /* The bytes of one token (byte-level BPE pieces are decoded to raw bytes; may be a partial
  * UTF-8 sequence). Returns the number of bytes (may exceed buf_len: nothing then written
  * beyond buf_len) or a negative status. Not NUL-terminated. */
 int vb_token_to_bytes(const vb_model *model, vb_token token, char *buf, size_t buf_len);
 
-/* Streaming detokenizer: feeds tokens, emits only complete UTF-8 characters. */
-typedef struct vb_detok {
-    char pending[8];
+/* ------------------------------------------------------------------------------------------
+ * Strict UTF-8: every text vibee emits (CLI, JSON, SSE) passes through these.
+ * Well-formed means RFC 3629: no overlongs, surrogates, code points above U+10FFFF or stray
+ * continuation bytes. Each maximal ill-formed subpart becomes one U+FFFD (Unicode's
+ * recommended practice, as Python's errors="replace" and WHATWG decoders do).
+ * ------------------------------------------------------------------------------------------ */
+
+/* Copy s[n] into out replacing ill-formed bytes by U+FFFD; NUL-terminates. Returns the length
+ * of the whole result (at most 3n); when that is >= out_cap nothing but "" is written (call
+ * again with a larger buffer). out may be NULL to measure. */
+size_t vb_utf8_sanitize(const char *s, size_t n, char *out, size_t out_cap);
+
+/* Streaming form: bytes arrive in pieces; an incomplete sequence at the end of a piece is held
+ * until the next piece completes it (written then) or breaks it (U+FFFD). Zero-initialise. */
+typedef struct vb_utf8_stream {
+    unsigned char pending[4];
     int n_pending;
+} vb_utf8_stream;
+/* Feed s[n]; writes the text complete so far to out (NUL-terminated). final: the stream ends,
+ * held bytes become U+FFFD. out_cap must be >= 3 * (n + 3) + 1. Returns bytes written or
+ * VB_ERR_ARG. */
+int vb_utf8_stream_push(vb_utf8_stream *st, const char *s, size_t n, bool final, char *out,
+                        size_t out_cap);
+
+/* Streaming detokenizer: feeds tokens, emits only well-formed UTF-8 (vb_utf8_stream_push over
+ * the token bytes). Zero-initialise. */
+typedef struct vb_detok {
+    vb_utf8_stream utf8;
 } vb_detok;
 /* Append the text of `token` to out (NUL-terminated, at most out_len-1 bytes, whole
- * characters only; incomplete trailing bytes wait in d). Returns bytes written or < 0. */
+ * characters only; an incomplete trailing sequence waits in d, ill-formed bytes become
+ * U+FFFD). out_len >= 784 holds any token (a smaller buffer may cut the text at a
+ * character boundary). Returns bytes written or < 0. */
 int vb_detok_push(const vb_model *model, vb_detok *d, vb_token token, char *out, size_t out_len);
+/* End of the stream: bytes still held (an incomplete sequence) become U+FFFD. */
+int vb_detok_flush(vb_detok *d, char *out, size_t out_len);
+
+/* ------------------------------------------------------------------------------------------
+ * Chat templates: the model's Jinja chat template (GGUF tokenizer.chat_template) rendered by a
+ * bounded interpreter of the Jinja subset chat templates use, as Hugging Face transformers
+ * renders it (trim_blocks, lstrip_blocks, raise_exception, tojson, strftime_now, namespace).
+ * The rendered prompt remembers which bytes came from the messages: those are tokenized
+ * without recognising special tokens, so a user cannot inject <|im_end|> or EOS.
+ * ------------------------------------------------------------------------------------------ */
+
+typedef struct vb_chat_template vb_chat_template;
+
+/* Parse template text. Returns VB_OK, VB_ERR_FORMAT (syntax error: line and reason in err),
+ * VB_ERR_UNSUPPORTED (a construct outside the subset, named in err), VB_ERR_ARG (larger than
+ * 1 MiB), VB_ERR_NOMEM. */
+int vb_chat_template_parse(const char *src, size_t len, vb_chat_template **out, char *err,
+                           size_t err_len);
+
+/* The chat template of a model. `override` (may be NULL) is a built-in name ("chatml",
+ * "llama3", "gemma", "phi3", "mistral", "plain") or a path of a file holding a Jinja
+ * template; without it the model's tokenizer.chat_template, else a fallback: ChatML when
+ * <|im_start|> and <|im_end|> are single tokens, else "plain" ("role: content" lines).
+ * model may be NULL when override is a built-in name. */
+int vb_chat_template_for_model(const vb_model *model, const char *override, vb_chat_template **out,
+                               char *err, size_t err_len);
+void vb_chat_template_free(vb_chat_template *t);
+/* Where the template came from ("gguf", "file PATH", "builtin NAME", "fallback NAME") and its
+ * source text; both owned by the template. */
+const char *vb_chat_template_origin(const vb_chat_template *t);
+const char *vb_chat_template_source(const vb_chat_template *t);
+
+typedef struct vb_chat_prompt {
+    char *text;    /* rendered prompt, NUL-terminated (malloc'd) */
+    uint8_t *user; /* [len]: 1 where the byte came from the messages or tools (malloc'd) */
+    size_t len;
+} vb_chat_prompt;
+
+/* Render. `json` is a JSON array of messages ({"role": ..., "content": ...}) or a JSON object
+ * of template variables ({"messages": [...], "tools": [...], "enable_thinking": false, ...}).
+ * bos_token / eos_token (may be NULL: "") are visible to the template as template text.
+ * Returns VB_OK; VB_ERR_STATE when the template raised an exception or failed at run time
+ * (err says why: e.g. "Conversation roles must alternate ..."); VB_ERR_ARG for bad JSON or a
+ * limit hit (16 MiB of output, 50 M steps, 5 s); VB_ERR_UNSUPPORTED; VB_ERR_NOMEM. */
+int vb_chat_template_apply(const vb_chat_template *t, const char *json, size_t json_len,
+                           bool add_generation_prompt, const char *bos_token, const char *eos_token,
+                           vb_chat_prompt *out, char *err, size_t err_len);
+/* Same with the model's BOS / EOS token texts. */
+int vb_chat_apply(const vb_model *model, const vb_chat_template *t, const char *json,
+                  size_t json_len, bool add_generation_prompt, vb_chat_prompt *out, char *err,
+                  size_t err_len);
+void vb_chat_prompt_free(vb_chat_prompt *p);
+
+/* Tokenize text recognising special-token strings only where no byte of them is marked in
+ * user[text_len] (user NULL: everywhere, as vb_tokenize with parse_special). Same return
+ * contract as vb_tokenize. */
+int vb_tokenize_masked(const vb_model *model, const char *text, size_t text_len, bool add_special,
+                       const uint8_t *user, vb_token *out, int32_t max_tokens);
+/* Tokenize a rendered chat prompt: special tokens only in template text, BOS prepended when
+ * the model asks for it and the template did not already put it first. */
+int vb_tokenize_chat(const vb_model *model, const vb_chat_prompt *p, vb_token *out,
+                     int32_t max_tokens);
 
 /* ------------------------------------------------------------------------------------------
  * Contexts, batches, the forward primitive and KV operations
@@ -181,7 +272,7 @@ const char *vb_context_error(const vb_context *ctx);
 const vb_model *vb_context_model(const vb_context *ctx);
 
 typedef struct vb_backend_caps {
-    bool physical_causality; /* attention is causal in physical row order (DESIGN §3); if false
+    bool physical_causality; /* attention is causal in physical row order (docs/architecture.md); if false
                                 the backend masks by logical position and rejects batches
                                 whose positions go backwards */
     bool paged_kv;           /* the backend's K/V live in vibee's paged block cache */
@@ -213,7 +304,7 @@ void vb_batch_free(vb_batch *batch);
 int vb_batch_add(vb_batch *batch, vb_token token, vb_pos pos, vb_seq seq, bool want_logits);
 static inline void vb_batch_clear(vb_batch *batch) { batch->n = 0; }
 
-/* The forward primitive (DESIGN §3). For every sequence, rows are appended to its KV after
+/* The forward primitive (docs/architecture.md). For every sequence, rows are appended to its KV after
  * the rows already there, in the batch's order; row t attends to every KV row of its sequence
  * already cached and to the batch rows of its sequence up to and including itself, whatever
  * their logical positions. Logits are produced for rows with want_logits.

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PKGS="build-essential pkg-config libpcre2-dev libmicrohttpd-dev libjansson-dev python3 python3-numpy python3-regex python3-onnx clang libclang-rt-14-dev"
+APT_PKGS="build-essential pkg-config libpcre2-dev libmicrohttpd-dev libjansson-dev python3 python3-numpy python3-regex python3-onnx python3-jinja2 clang libclang-rt-14-dev"
 missing=""
 for p in $APT_PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

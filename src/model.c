@@ -13,6 +13,7 @@
 
 #include "backend.h"
 #include "gguf/gguf_internal.h"
+#include "text/utf8.h"
 #include "types.h"
 
 extern const unsigned char vb_embedded_model_data[];
@@ -345,20 +346,17 @@ int vb_tokenize(const vb_model *m, const char *text, size_t text_len, bool add_s
     return vb_tokenizer_encode(m->tok, text, text_len, add_special, parse_special, out, max_tokens);
 }
 
+bool vb_token_is_eog(const vb_model *m, vb_token token) {
+    if (!m || token < 0 || token >= m->info.n_vocab) return false;
+    if (token == m->info.eos) return true;
+    return m->tok && vb_tokenizer_is_eog(m->tok, token);
+}
+
 int vb_token_to_bytes(const vb_model *m, vb_token token, char *buf, size_t buf_len) {
     if (!m || (!buf && buf_len)) return VB_ERR_ARG;
     if (token < 0 || token >= m->info.n_vocab) return VB_ERR_ARG;
     if (!m->tok) return VB_ERR_UNSUPPORTED;
     return vb_tokenizer_token_bytes(m->tok, token, buf, buf_len);
-}
-
-/* Length of the UTF-8 sequence a lead byte announces (1 for invalid leads: pass through). */
-static int utf8_len(unsigned char c) {
-    if (c < 0x80) return 1;
-    if ((c & 0xe0) == 0xc0) return 2;
-    if ((c & 0xf0) == 0xe0) return 3;
-    if ((c & 0xf8) == 0xf0) return 4;
-    return 1;
 }
 
 int vb_detok_push(const vb_model *m, vb_detok *d, vb_token token, char *out, size_t out_len) {
@@ -367,19 +365,19 @@ int vb_detok_push(const vb_model *m, vb_detok *d, vb_token token, char *out, siz
     int n = vb_token_to_bytes(m, token, piece, sizeof piece);
     if (n < 0) return n;
     if (n > (int)sizeof piece) n = (int)sizeof piece;
-    size_t w = 0;
-    for (int i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)piece[i];
-        if (d->n_pending > 0 && (c & 0xc0) != 0x80) { /* broken sequence: flush as is */
-            for (int k = 0; k < d->n_pending && w + 1 < out_len; k++) out[w++] = d->pending[k];
-            d->n_pending = 0;
-        }
-        if (d->n_pending < (int)sizeof d->pending) d->pending[d->n_pending++] = (char)c;
-        if (d->n_pending >= utf8_len((unsigned char)d->pending[0])) {
-            for (int k = 0; k < d->n_pending && w + 1 < out_len; k++) out[w++] = d->pending[k];
-            d->n_pending = 0;
-        }
+    char text[3 * (sizeof piece + 3) + 1]; /* the worst case of vb_utf8_stream_push */
+    int w = vb_utf8_stream_push(&d->utf8, piece, (size_t)n, false, text, sizeof text);
+    if (w < 0) return w;
+    if ((size_t)w >= out_len) { /* cut at a character boundary (out_len >= 784 never cuts) */
+        w = (int)out_len - 1;
+        while (w > 0 && ((unsigned char)text[w] & 0xC0) == 0x80) w--;
     }
+    memcpy(out, text, (size_t)w);
     out[w] = 0;
-    return (int)w;
+    return w;
+}
+
+int vb_detok_flush(vb_detok *d, char *out, size_t out_len) {
+    if (!d || !out || out_len < 16) return VB_ERR_ARG;
+    return vb_utf8_stream_push(&d->utf8, NULL, 0, true, out, out_len);
 }

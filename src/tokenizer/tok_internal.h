@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "tokenizer.h"
+#include "../text/utf8.h"
 
 /* GGUF token types (tokenizer.ggml.token_type). */
 enum vb_tok_type {
@@ -96,59 +97,6 @@ static inline void vb_tok_emit(vb_tok_out *o, int32_t id) {
 static inline const char *vb_tok_text(const vb_tokenizer *t, int32_t id, size_t *len) {
     *len = t->text_off[id + 1] - t->text_off[id];
     return t->text + t->text_off[id];
-}
-
-/* Length (1..4) of the valid UTF-8 sequence starting at s (n bytes available), 0 if the bytes
- * there are not valid UTF-8 (overlong, surrogate, > U+10FFFF, truncated, stray continuation).
- * *cp receives the code point when valid. */
-static inline int vb_utf8_valid_len(const unsigned char *s, size_t n, uint32_t *cp) {
-    if (n == 0) return 0;
-    unsigned c = s[0];
-    if (c < 0x80) { *cp = c; return 1; }
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) {
-        if (n < 2 || (s[1] & 0xC0) != 0x80) return 0;
-        *cp = ((c & 0x1Fu) << 6) | (s[1] & 0x3Fu);
-        return 2;
-    }
-    if (c < 0xF0) {
-        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-        uint32_t v = ((c & 0x0Fu) << 12) | ((s[1] & 0x3Fu) << 6) | (s[2] & 0x3Fu);
-        if (v < 0x800 || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-        *cp = v;
-        return 3;
-    }
-    if (c < 0xF5) {
-        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
-            return 0;
-        uint32_t v = ((c & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) |
-                     (s[3] & 0x3Fu);
-        if (v < 0x10000 || v > 0x10FFFF) return 0;
-        *cp = v;
-        return 4;
-    }
-    return 0;
-}
-
-/* Writes the UTF-8 encoding of cp (< 0x110000) to out; returns its length. */
-static inline int vb_utf8_put(uint32_t cp, char *out) {
-    if (cp < 0x80) { out[0] = (char)cp; return 1; }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 /* ---- tok_maps.c ---- */

@@ -280,8 +280,17 @@ static int encode_fragment(const vb_tokenizer *t, const char *s, size_t len, vb_
     return vb_spm_encode(t, s, len, true, o);
 }
 
-int vb_tokenizer_encode(const vb_tokenizer *t, const char *text, size_t len, bool add_special,
-                        bool parse_special, vb_token *out, int32_t max_tokens) {
+/* True when no byte of text[pos, pos + n) is marked as user text. */
+static bool template_text(const uint8_t *user, size_t pos, size_t n) {
+    if (!user) return true;
+    for (size_t i = 0; i < n; i++)
+        if (user[pos + i]) return false;
+    return true;
+}
+
+int vb_tokenizer_encode_masked(const vb_tokenizer *t, const char *text, size_t len, bool add_special,
+                               bool parse_special, const uint8_t *user, vb_token *out,
+                               int32_t max_tokens) {
     if (!t || (!text && len) || max_tokens < 0 || (!out && max_tokens > 0)) return VB_ERR_ARG;
     if (len > (size_t)INT32_MAX / 4) return VB_ERR_ARG; /* keeps every offset in int32 */
     vb_tok_out o = {out, max_tokens, 0};
@@ -292,7 +301,7 @@ int vb_tokenizer_encode(const vb_tokenizer *t, const char *text, size_t len, boo
     if (parse_special && t->n_special > 0) {
         for (size_t pos = 0; pos < len; pos++) {
             int32_t sp = match_special(t, text, len, pos);
-            if (sp < 0) continue;
+            if (sp < 0 || !template_text(user, pos, t->text_off[sp + 1] - t->text_off[sp])) continue;
             int st = encode_fragment(t, text + start, pos - start, &o);
             if (st != VB_OK) return st;
             vb_tok_emit(&o, sp);
@@ -306,6 +315,11 @@ int vb_tokenizer_encode(const vb_tokenizer *t, const char *text, size_t len, boo
     if (add_special && t->add_eos && t->eos >= 0) vb_tok_emit(&o, t->eos);
     if (o.n > INT32_MAX) return VB_ERR_ARG;
     return (int)o.n;
+}
+
+int vb_tokenizer_encode(const vb_tokenizer *t, const char *text, size_t len, bool add_special,
+                        bool parse_special, vb_token *out, int32_t max_tokens) {
+    return vb_tokenizer_encode_masked(t, text, len, add_special, parse_special, NULL, out, max_tokens);
 }
 
 int vb_tokenizer_token_bytes(const vb_tokenizer *t, vb_token tok, char *buf, size_t buf_len) {

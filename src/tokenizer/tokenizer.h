@@ -39,6 +39,11 @@ bool vb_tokenizer_is_eog(const vb_tokenizer *t, vb_token tok);
 /* Same contract as vb_tokenize in vibee.h. */
 int vb_tokenizer_encode(const vb_tokenizer *t, const char *text, size_t len, bool add_special,
                         bool parse_special, vb_token *out, int32_t max_tokens);
+/* Same, recognising a special token only where no byte of it is marked in user[len] (NULL:
+ * everywhere): text that came from users never becomes a control token. */
+int vb_tokenizer_encode_masked(const vb_tokenizer *t, const char *text, size_t len, bool add_special,
+                               bool parse_special, const uint8_t *user, vb_token *out,
+                               int32_t max_tokens);
 /* Same contract as vb_token_to_bytes in vibee.h. */
 int vb_tokenizer_token_bytes(const vb_tokenizer *t, vb_token tok, char *buf, size_t buf_len);
 

@@ -41,7 +41,7 @@ try {
 
   const messages = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello there' }];
   const raw = await client.chat.completions.create({ model: 'sim', messages, max_tokens: 20, temperature: 0 }).asResponse();
-  check(raw.headers.get('x-vibee-chat-template') === 'plain', 'chat template header: plain (the sim vocabulary has no <|im_start|>)');
+  check(/plain/.test(raw.headers.get('x-vibee-chat-template') || ''), 'chat template header: plain (the sim vocabulary has no <|im_start|>)');
   const chat = await raw.json();
   const msg = chat.choices[0].message;
   check(chat.object === 'chat.completion' && msg.role === 'assistant' && typeof msg.content === 'string', 'chat completion object');

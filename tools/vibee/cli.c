@@ -1,8 +1,10 @@
 /* cli.c - option parsing helpers, model/context opening (embedded default model when no -m is
- * given) and JSON string escaping for the vibee command-line tool. */
+ * given), prompt files, seeds, thread limits and JSON output (jansson, strict UTF-8) for the
+ * vibee command-line tool. */
 #include "cli.h"
 
 #include <errno.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,8 +121,8 @@ int cli_parse_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
         }
         return 1;
     }
-    INT_OPT("-t", threads, 0, 1024)
-    INT_OPT("--threads", threads, 0, 1024)
+    INT_OPT("-t", threads, 0, 1 << 20)
+    INT_OPT("--threads", threads, 0, 1 << 20)
     INT_OPT("-c", n_ctx, 0, 1 << 24)
     INT_OPT("--ctx-size", n_ctx, 0, 1 << 24)
     INT_OPT("--block-size", block_size, 1, 4096)
@@ -183,7 +185,7 @@ int cli_open(const cli_model_opts *o, vb_model **model, vb_context **ctx) {
     } else {
         cp.backend_options = o->backend_options;
     }
-    cp.n_threads = o->threads;
+    cp.n_threads = cli_clamp_threads(o->threads);
     cp.n_ctx = o->n_ctx;
     cp.kv_type = o->kv_type;
     cp.block_size = o->block_size;
@@ -201,35 +203,106 @@ int cli_open(const cli_model_opts *o, vb_model **model, vb_context **ctx) {
     return 0;
 }
 
-void cli_json_string(FILE *f, const char *s, size_t len) {
+#ifdef VB_HAVE_JANSSON
+json_t *cli_json_text(const char *s, size_t len) {
+    size_t need = vb_utf8_sanitize(s, len, NULL, 0);
+    char *clean = malloc(need + 1);
+    if (!clean) return NULL;
+    vb_utf8_sanitize(s, len, clean, need + 1);
+    json_t *j = json_stringn(clean, need);
+    free(clean);
+    return j;
+}
+
+int cli_json_print(FILE *f, json_t *j) {
+    if (!j) {
+        fprintf(stderr, "vibee: out of memory writing JSON\n");
+        return -1;
+    }
+    int rc = json_dumpf(j, f, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(j);
+    return rc;
+}
+
+void cli_json_string(FILE *f, const char *s, size_t len) { cli_json_print(f, cli_json_text(s, len)); }
+#else
+void cli_json_string(FILE *f, const char *s, size_t len) { /* without jansson: the same escaping by hand */
+    size_t need = vb_utf8_sanitize(s, len, NULL, 0);
+    char *clean = malloc(need + 1);
+    if (!clean) return;
+    vb_utf8_sanitize(s, len, clean, need + 1);
     fputc('"', f);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        switch (c) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default:
-            if (c < 0x20) {
-                fprintf(f, "\\u%04x", c);
-            } else if (c < 0x80) {
-                fputc(c, f);
-            } else { /* copy a valid UTF-8 sequence, replace an invalid byte by U+FFFD */
-                size_t n = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-                bool ok = n > 0 && i + n <= len;
-                for (size_t k = 1; ok && k < n; k++) ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
-                if (ok) {
-                    fwrite(s + i, 1, n, f);
-                    i += n - 1;
-                } else {
-                    fputs("\\ufffd", f);
-                }
+    for (size_t i = 0; i < need; i++) {
+        unsigned char c = (unsigned char)clean[i];
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+    free(clean);
+}
+#endif
+
+char *cli_read_prompt_file(const char *path, size_t *len) {
+    struct stat sb;
+    bool std_in = strcmp(path, "-") == 0;
+    if (!std_in && stat(path, &sb) != 0) {
+        fprintf(stderr, "vibee: cannot read prompt file %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    if (!std_in && S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "vibee: prompt file %s is a directory\n", path);
+        return NULL;
+    }
+    FILE *f = std_in ? stdin : fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "vibee: cannot read prompt file %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0, r;
+    char *buf = malloc(cap);
+    while (buf && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (n + 1 == cap) {
+            char *t = realloc(buf, cap *= 2);
+            if (!t) {
+                free(buf);
+                buf = NULL;
+            } else {
+                buf = t;
             }
         }
     }
-    fputc('"', f);
+    bool bad = ferror(f);
+    if (!std_in) fclose(f);
+    if (!buf || bad) {
+        fprintf(stderr, "vibee: cannot read prompt file %s%s\n", path, buf ? ": read error" : ": out of memory");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+uint64_t cli_random_seed(void) {
+    uint64_t v = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(&v, sizeof v, 1, f) != 1) v = (uint64_t)time(NULL) * 6364136223846793005ull ^ (uint64_t)getpid();
+    if (f) fclose(f);
+    return v & 0x7fffffff; /* within --seed's range, so that a run can be repeated */
+}
+
+int cli_clamp_threads(int threads) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1) ncpu = 1;
+    long max = 4 * ncpu;
+    if (threads > max) {
+        fprintf(stderr, "vibee: warning: -t %d is more than 4x the %ld CPUs of this machine; using %ld threads\n",
+                threads, ncpu, max);
+        return (int)max;
+    }
+    return threads;
 }
 
 int cli_parse_sampler_opt(vb_sampler_params *sp, int argc, char **argv, int *i) {

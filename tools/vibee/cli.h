@@ -44,12 +44,27 @@ int cli_decoder_from_name(const char *name);
 const char *cli_decoder_name(int decoder);
 bool cli_parse_int(const char *s, long lo, long hi, long *out);
 bool cli_parse_float(const char *s, float *out);
-/* Print s (len bytes) as a JSON string literal. */
+/* Print s (len bytes; ill-formed UTF-8 becomes U+FFFD) as a JSON string literal. */
 void cli_json_string(FILE *f, const char *s, size_t len);
+#ifdef VB_HAVE_JANSSON
+#include <jansson.h>
+/* A JSON string of s (ill-formed UTF-8 becomes U+FFFD); NULL when out of memory. */
+json_t *cli_json_text(const char *s, size_t len);
+/* Write j compactly to f and release it; returns 0 or -1. */
+int cli_json_print(FILE *f, json_t *j);
+#endif
+/* The text of a prompt file ("-": stdin); NULL (message printed) for a directory, a missing or
+ * unreadable file. *len receives its length. */
+char *cli_read_prompt_file(const char *path, size_t *len);
+/* A random seed in [0, 2^31) (so that --seed can repeat the run). */
+uint64_t cli_random_seed(void);
+/* threads, or 4x the CPU count when larger (with a warning). */
+int cli_clamp_threads(int threads);
 /* Parse "1,2,3" into a malloc'd array; returns count or -1. */
 int cli_parse_int_list(const char *s, int **out);
 
 int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);

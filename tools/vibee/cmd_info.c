@@ -48,8 +48,12 @@ int cmd_info(int argc, char **argv) {
         if (r > 0) continue;
         if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            fprintf(stderr, "usage: vibee info [-m MODEL] [--json]\n");
+            printf("usage: vibee info [MODEL | -m MODEL] [--json] [--vocab FILE.gguf]\n"
+                   "  MODEL: a GGUF file, an ONNX model directory or 'sim'; default: the embedded model\n"
+                   "  --json: one JSON object (shapes, types, special tokens, chat template origin)\n");
             return 0;
+        } else if (argv[i][0] != '-' && !mo.model) {
+            mo.model = argv[i]; /* the model path as a plain argument */
         } else {
             fprintf(stderr, "vibee info: unknown option '%s'\n", argv[i]);
             return 2;
@@ -76,25 +80,35 @@ int cmd_info(int argc, char **argv) {
     const vb_model_info *in = vb_model_get_info(m);
     info_file f;
     bool have_file = info_file_read(mo.model, &f); /* false for -m sim */
+    vb_chat_template *tmpl = NULL;
+    char terr[256];
+    const char *tmpl_origin = vb_chat_template_for_model(m, NULL, &tmpl, terr, sizeof terr) == VB_OK
+                                  ? vb_chat_template_origin(tmpl) : "unusable";
     if (json) {
-        printf("{\"name\":");
-        cli_json_string(stdout, in->name, strlen(in->name));
-        printf(",\"arch\":\"%s\",\"n_vocab\":%d,\"n_ctx_train\":%d,\"n_embd\":%d,\"n_layer\":%d,"
-               "\"n_head\":%d,\"n_head_kv\":%d,\"head_dim\":%d,\"n_ff\":%d,\"n_params\":%lld,"
-               "\"weight_bytes\":%lld,\"weight_type\":\"%s\",\"bos\":%d,\"eos\":%d,\"mask\":%d,"
-               "\"add_bos\":%s,\"has_tokenizer\":%s",
-               in->arch, in->n_vocab, in->n_ctx_train, in->n_embd, in->n_layer, in->n_head,
-               in->n_head_kv, in->head_dim, in->n_ff, (long long)in->n_params,
-               (long long)in->weight_bytes, in->weight_type, in->bos, in->eos, in->mask,
-               in->add_bos ? "true" : "false", in->has_tokenizer ? "true" : "false");
-        if (have_file) {
-            printf(",\"n_tensors\":%lld,\"tensor_types\":{", (long long)f.n_tensors);
-            for (int t = 0, k = 0; t < VB_TYPE_COUNT; t++)
-                if (f.count[t]) printf("%s\"%s\":%lld", k++ ? "," : "", vb_type_get((uint32_t)t)->name, (long long)f.count[t]);
-            printf("},\"n_keys\":%lld,\"chat_template\":%s,\"cpu_runs_all_types\":%s", (long long)f.n_keys,
-                   f.chat_template ? "true" : "false", f.cpu_runs_all ? "true" : "false");
+#ifdef VB_HAVE_JANSSON
+        json_t *o = json_pack("{s:o, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:s, s:i, s:i, s:i, "
+                              "s:b, s:b, s:s}",
+                              "name", cli_json_text(in->name, strlen(in->name)), "arch", in->arch, "n_vocab",
+                              in->n_vocab, "n_ctx_train", in->n_ctx_train, "n_embd", in->n_embd, "n_layer",
+                              in->n_layer, "n_head", in->n_head, "n_head_kv", in->n_head_kv, "head_dim",
+                              in->head_dim, "n_ff", in->n_ff, "n_params", (json_int_t)in->n_params, "weight_bytes",
+                              (json_int_t)in->weight_bytes, "weight_type", in->weight_type, "bos", in->bos, "eos",
+                              in->eos, "mask", in->mask, "add_bos", in->add_bos, "has_tokenizer", in->has_tokenizer,
+                              "chat_template", tmpl_origin);
+        if (o && have_file) {
+            json_t *types = json_object();
+            for (int t = 0; t < VB_TYPE_COUNT; t++)
+                if (f.count[t]) json_object_set_new(types, vb_type_get((uint32_t)t)->name, json_integer(f.count[t]));
+            json_object_set_new(o, "n_tensors", json_integer(f.n_tensors));
+            json_object_set_new(o, "tensor_types", types);
+            json_object_set_new(o, "n_keys", json_integer(f.n_keys));
+            json_object_set_new(o, "cpu_runs_all_types", json_boolean(f.cpu_runs_all));
         }
-        printf("}\n");
+        cli_json_print(stdout, o);
+        fputc('\n', stdout);
+#else
+        fprintf(stderr, "vibee info: --json needs jansson (apt-get install libjansson-dev)\n");
+#endif
     } else {
         printf("model        %s\n", in->name);
         printf("architecture %s\n", in->arch);
@@ -115,11 +129,13 @@ int cmd_info(int argc, char **argv) {
                 printf("%s %lld %s%s", k++ ? "," : "", (long long)f.count[t], tr->name,
                        tr->supported ? "" : " (no cpu kernels)");
             }
-            printf("\nmetadata     %lld keys; chat template %s\n", (long long)f.n_keys, f.chat_template ? "yes" : "no");
+            printf("\nmetadata     %lld keys\n", (long long)f.n_keys);
             printf("cpu backend  %s\n", f.cpu_runs_all ? "has kernels for every matrix type"
                                                          : "cannot run this file (types without cpu kernels above)");
         }
+        printf("chat template %s\n", tmpl_origin);
     }
+    vb_chat_template_free(tmpl);
     vb_model_free(m);
     return 0;
 }

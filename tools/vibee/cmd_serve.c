@@ -13,6 +13,7 @@
 #include "http_config.h"
 
 #ifdef VB_HAVE_SERVE
+#include "http_api.h"
 #include "http_engine.h"
 #include "http_server.h"
 #endif
@@ -27,6 +28,7 @@ static void usage(void) {
             "                   [--decoder ar|wedlm|verify] [--window W] [--tau T] [--lambda L]\n"
             "                   [--draft-max K] [--wedlm-exact] [--wedlm-official]\n"
             "                   [--api-key KEY] [--alias NAME] [--cors-origin ORIGIN|off] [--no-request-log]\n"
+            "                   [--chat-template NAME|FILE]\n"
             "  Routes: POST /v1/completions, POST /v1/chat/completions (\"stream\": true gives\n"
             "  server-sent events ending with data: [DONE]), GET /v1/models, /health, /metrics,\n"
             "  /props, POST /tokenize, /detokenize. --host takes an IPv4 or IPv6 address (:: = both).\n"
@@ -76,6 +78,7 @@ int cmd_serve(int argc, char **argv) {
     long max_queue = 64;
     vb_generate_params decoding = vb_generate_default_params();
     decoding.draft_max = -1; /* not given */
+    const char *chat_template = NULL; /* --chat-template NAME|FILE */
 #endif
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -109,6 +112,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--shutdown-grace")) { NEED_INT(0, 3600); cfg.shutdown_grace_s = (double)x; }
         else if (!strcmp(a, "--api-key")) { if (!(cfg.api_key = cli_value(argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--alias")) { if (!(cfg.alias = cli_value(argc, argv, &i))) return 2; }
+        else if (!strcmp(a, "--chat-template")) { if (!(chat_template = cli_value(argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--cors-origin")) {
             if (!(cfg.cors_origin = cli_value(argc, argv, &i))) return 2;
             if (!strcmp(cfg.cors_origin, "off")) cfg.cors_origin = NULL;
@@ -144,12 +148,22 @@ int cmd_serve(int argc, char **argv) {
         srv_engine_stop(&engine);
         return 1;
     }
+    /* chat requests: the model's own template (tokenizer.chat_template), or --chat-template */
+    vb_chat_template *tmpl = NULL;
+    if (vb_chat_template_for_model(model, chat_template, &tmpl, err, sizeof err) != VB_OK) {
+        fprintf(stderr, "vibee serve: chat template: %s\n", err);
+        srv_engine_stop(&engine);
+        return 1;
+    }
+    api_use_chat_template(tmpl, model);
     signal(SIGPIPE, SIG_IGN);
     if (srv_server_start(&server, &engine, &cfg, err, sizeof err) != 0) {
         fprintf(stderr, "vibee serve: %s\n", err);
         srv_engine_stop(&engine);
+        vb_chat_template_free(tmpl);
         return 1;
     }
+    server.chat_template = vb_chat_template_origin(tmpl);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -163,6 +177,7 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "vibee serve: shutting down\n");
     srv_server_stop(&server);
     srv_engine_stop(&engine);
+    vb_chat_template_free(tmpl);
     return 0;
 #endif
 }

@@ -1,16 +1,20 @@
 /* http_api.c - OpenAI-compatible request parsing and response formatting with jansson (see
- * http_api.h). Chat template: ChatML ("<|im_start|>role\ncontent<|im_end|>\n" ... then
- * "<|im_start|>assistant\n") when the vocabulary has <|im_start|>, else plain "role: content\n"
- * lines then "assistant:". Every request field is either implemented, accepted only with the
- * values that need nothing more (logprobs false, best_of = n, response_format text, ...), or
- * refused with a 400 naming it; "model" and "user" are informational. Extensions: top_k, min_p,
- * repeat_penalty, repeat_last_n, ignore_eos, decoder ("ar", "wedlm", "verify": this request's
- * decoder; the result carries {"vibee": {"decoder", "n_forward", "tokens_per_forward"}}). */
+ * http_api.h). Chat messages become the prompt through the library's chat template renderer
+ * (vb_chat_apply: the model's own template when the server passes it, else the built-in ChatML
+ * or plain template), with chat_template_kwargs as variables; an exception raised by the template
+ * is a 400, and text from messages is marked so it is never parsed as special tokens. Every
+ * request field is either implemented, accepted only with the values that need nothing more
+ * (logprobs false, best_of = n, response_format text, ...), or refused with a 400 naming it;
+ * "model" and "user" are informational. Extensions: top_k, min_p, repeat_penalty, repeat_last_n,
+ * ignore_eos, decoder ("ar", "wedlm", "verify": this request's decoder; the result carries
+ * {"vibee": {"decoder", "n_forward", "tokens_per_forward"}}). */
 #include "http_config.h"
 #ifdef VB_HAVE_SERVE
 
 #include "http_api.h"
 #include "cli.h"
+
+#include "cli.h" /* cli_json_text: strict UTF-8 into jansson */
 
 #include <jansson.h>
 #include <math.h>
@@ -44,28 +48,6 @@ static void sb_add(sbuf *b, const char *s, size_t n) {
     b->len += n;
     b->p[b->len] = 0;
 }
-static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-/* A JSON string from bytes that may hold invalid UTF-8 (replaced by U+FFFD). */
-static json_t *json_text(const char *s, size_t n) {
-    sbuf b = {0};
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        size_t k = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-        bool ok = k > 0 && i + k <= n && !(k == 2 && c < 0xc2);
-        for (size_t j = 1; ok && j < k; j++) ok = ((unsigned char)s[i + j] & 0xc0) == 0x80;
-        if (ok) {
-            sb_add(&b, s + i, k);
-            i += k;
-        } else {
-            sb_str(&b, "\xef\xbf\xbd");
-            i++;
-        }
-    }
-    json_t *j = json_stringn(b.p ? b.p : "", b.len);
-    free(b.p);
-    return j;
-}
 
 /* ---- parsing ---- */
 
@@ -95,15 +77,136 @@ static bool content_text(json_t *c, sbuf *out) {
     return true;
 }
 
+static const vb_chat_template *g_tmpl; /* set once at start-up, read-only afterwards */
+static const vb_model *g_tmpl_model;
+
+void api_use_chat_template(const vb_chat_template *t, const vb_model *model) {
+    g_tmpl = t;
+    g_tmpl_model = model;
+}
+
+/* The prompt of a chat request: messages normalised (role, content as text or null, and the
+   tool fields templates read), the request's tools and chat_template_kwargs, rendered by the
+   chat template. Returns 0 or an HTTP status with err / *param set. */
+static int chat_prompt(json_t *root, json_t *msgs, const api_limits *lim, sbuf *prompt, uint8_t **user,
+                       char *err, size_t err_len, const char **param) {
+    static const char *const pass[] = {"tool_calls", "tool_call_id", "name", "reasoning_content", NULL};
+    json_t *data = json_object(), *list = json_array();
+    int status = 0;
+    if (!data || !list) {
+        snprintf(err, err_len, "out of memory");
+        status = 500;
+        goto out;
+    }
+    json_object_set(data, "messages", list);
+    size_t i;
+    json_t *m;
+    json_array_foreach(msgs, i, m) {
+        json_t *role = json_object_get(m, "role");
+        if (!json_is_object(m) || !json_is_string(role)) {
+            snprintf(err, err_len, "messages[%zu] must be an object with a string 'role'", i);
+            *param = "messages";
+            status = 400;
+            goto out;
+        }
+        const char *r = json_string_value(role);
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "developer") &&
+            strcmp(r, "tool")) {
+            snprintf(err, err_len, "messages[%zu].role '%.40s' is not system, developer, user, assistant or tool", i, r);
+            *param = "messages";
+            status = 400;
+            goto out;
+        }
+        sbuf text = {0};
+        json_t *c = json_object_get(m, "content");
+        if (!content_text(c, &text)) {
+            free(text.p);
+            snprintf(err, err_len, "messages[%zu].content must be a string or an array of text parts", i);
+            *param = "messages";
+            status = 400;
+            goto out;
+        }
+        json_t *nm = json_object();
+        json_object_set_new(nm, "role", json_string(r));
+        /* an absent content is "", an explicit null stays null (assistant turns with tool_calls) */
+        json_object_set_new(nm, "content", c && json_is_null(c) ? json_null() : cli_json_text(text.p ? text.p : "", text.len));
+        free(text.p);
+        for (int k = 0; pass[k]; k++) {
+            json_t *x = json_object_get(m, pass[k]);
+            if (x) json_object_set(nm, pass[k], x);
+        }
+        json_array_append_new(list, nm);
+    }
+    json_t *tools = json_object_get(root, "tools");
+    if (tools && !json_is_null(tools)) {
+        if (!json_is_array(tools)) {
+            snprintf(err, err_len, "'tools' must be an array");
+            *param = "tools";
+            status = 400;
+            goto out;
+        }
+        json_object_set(data, "tools", tools);
+    }
+    json_t *kw = json_object_get(root, "chat_template_kwargs");
+    if (kw && !json_is_null(kw)) {
+        if (!json_is_object(kw)) {
+            snprintf(err, err_len, "'chat_template_kwargs' must be an object");
+            *param = "chat_template_kwargs";
+            status = 400;
+            goto out;
+        }
+        const char *key;
+        json_t *val;
+        json_object_foreach(kw, key, val) if (strcmp(key, "messages")) json_object_set(data, key, val);
+    }
+    char *js = json_dumps(data, JSON_COMPACT);
+    if (!js) {
+        snprintf(err, err_len, "out of memory");
+        status = 500;
+        goto out;
+    }
+    vb_chat_template *own = NULL;
+    const vb_chat_template *t = g_tmpl;
+    char terr[256];
+    if (!t && vb_chat_template_for_model(NULL, lim->chatml ? "chatml" : "plain", &own, terr, sizeof terr) == VB_OK)
+        t = own;
+    vb_chat_prompt cp = {0};
+    int st = !t ? VB_ERR_NOMEM
+         : g_tmpl && g_tmpl_model ? vb_chat_apply(g_tmpl_model, t, js, strlen(js), true, &cp, err, err_len)
+                                   : vb_chat_template_apply(t, js, strlen(js), true, NULL, NULL, &cp, err, err_len);
+    free(js);
+    vb_chat_template_free(own);
+    if (st == VB_OK) {
+        sb_add(prompt, cp.text, cp.len);
+        /* which bytes came from the messages: never tokenized as special tokens */
+        *user = malloc(cp.len ? cp.len : 1);
+        if (*user) memcpy(*user, cp.user, cp.len);
+        if (prompt->oom || !*user) {
+            snprintf(err, err_len, "out of memory");
+            status = 500;
+        }
+    } else {
+        if (st == VB_ERR_NOMEM) snprintf(err, err_len, "out of memory");
+        *param = "messages";
+        status = st == VB_ERR_NOMEM ? 500 : st == VB_ERR_UNSUPPORTED ? 500 : 400;
+    }
+    vb_chat_prompt_free(&cp);
+out:
+    json_decref(list);
+    json_decref(data);
+    return status;
+}
+
 /* Fields this server implements; any other field is a 400 naming it. */
 static const char *const fields_common[] = {
     "model", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "stop", "seed",
     "logit_bias", "presence_penalty", "frequency_penalty", "user", "logprobs",
     /* extensions */
     "top_k", "min_p", "repeat_penalty", "repeat_last_n", "ignore_eos", "decoder", NULL};
-static const char *const fields_completion[] = {"prompt", "echo", "best_of", "suffix", NULL};
+static const char *const fields_completion[] = {"prompt", "echo", "best_of", "suffix", "parse_special", NULL};
 static const char *const fields_chat[] = {"messages", "max_completion_tokens", "top_logprobs", "response_format",
-                                          "tools", "tool_choice", "parallel_tool_calls", "store", NULL};
+                                          "tools", "tool_choice", "parallel_tool_calls", "store",
+                                          "chat_template_kwargs", NULL};
 
 static const char *known_field(const char *key, bool chat) {
     const char *const *lists[2] = {fields_common, chat ? fields_chat : fields_completion};
@@ -145,6 +248,8 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
     req->chat = chat;
     req->n = 1;
     sbuf prompt = {0};
+    uint8_t *user_mask = NULL; /* chat: [prompt.len] 1 where the byte came from the messages */
+    bool parse_special = false;
     vb_request_params params = vb_request_default_params();
     vb_logit_bias *bias = NULL;
     int32_t n_bias = 0;
@@ -186,24 +291,13 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
         v = json_object_get(root, "messages");
         if (!v) FAIL("messages", "'messages' is required");
         if (!json_is_array(v) || json_array_size(v) == 0) FAIL("messages", "'messages' must be a non-empty array");
-        size_t i;
-        json_t *m;
-        json_array_foreach(v, i, m) {
-            json_t *role = json_object_get(m, "role");
-            if (!json_is_object(m) || !json_is_string(role))
-                FAIL("messages", "messages[%zu] must be an object with a string 'role'", i);
-            const char *r = json_string_value(role);
-            if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "developer") &&
-                strcmp(r, "tool"))
-                FAIL("messages", "messages[%zu].role '%.40s' is not system, developer, user, assistant or tool", i, r);
-            sb_str(&prompt, lim->chatml ? "<|im_start|>" : "");
-            sb_str(&prompt, r);
-            sb_str(&prompt, lim->chatml ? "\n" : ": ");
-            if (!content_text(json_object_get(m, "content"), &prompt))
-                FAIL("messages", "messages[%zu].content must be a string or an array of text parts", i);
-            sb_str(&prompt, lim->chatml ? "<|im_end|>\n" : "\n");
+        int cst = chat_prompt(root, v, lim, &prompt, &user_mask, err, err_len, param);
+        if (cst) {
+            free(prompt.p);
+            free(user_mask);
+            json_decref(root);
+            return cst;
         }
-        sb_str(&prompt, lim->chatml ? "<|im_start|>assistant\n" : "assistant:");
         req->n_prompts = 1;
     }
     if (prompt.oom) FAIL(NULL, "out of memory");
@@ -330,6 +424,11 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
     if (v && !json_is_null(v) && !json_is_string(v)) FAIL("user", "'user' must be a string");
     v = json_object_get(root, "model");
     if (v && !json_is_null(v) && !json_is_string(v)) FAIL("model", "'model' must be a string");
+    v = json_object_get(root, "parse_special"); /* vibee extension: completions only */
+    if (v && !json_is_null(v)) {
+        if (!json_is_boolean(v)) FAIL("parse_special", "'parse_special' must be a boolean");
+        parse_special = json_is_true(v);
+    }
     int decoder = -1; /* vibee extension: this request's decoder (-1: the server's) */
     v = json_object_get(root, "decoder");
     if (v && !json_is_null(v)) {
@@ -383,6 +482,12 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
                 memcpy(j->prompt, t, n);
                 j->prompt[n] = 0;
                 j->prompt_len = n;
+                j->parse_special = parse_special;
+                if (chat) {
+                    j->prompt_user = malloc(n ? n : 1);
+                    if (!j->prompt_user) FAIL(NULL, "out of memory");
+                    memcpy(j->prompt_user, user_mask, n);
+                }
             } else {
                 size_t n = json_array_size(pv);
                 j->prompt_tokens = malloc(n * sizeof *j->prompt_tokens);
@@ -395,12 +500,14 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
     for (int k = 0; k < n_stop; k++) free(stops[k]);
     free(bias);
     free(prompt.p);
+    free(user_mask);
     json_decref(root);
     return 0;
 fail: /* jobs made so far stay in req for api_request_free */
     for (int k = 0; k < n_stop; k++) free(stops[k]);
     free(bias);
     free(prompt.p);
+    free(user_mask);
     json_decref(root);
     return 400;
 }
@@ -436,9 +543,9 @@ char *api_result_json(bool chat, const char *id, long created, const char *model
     for (int k = 0; k < n_choices && arr; k++) {
         const api_choice *c = &choices[k];
         json_t *choice = chat ? json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", k, "message", "role", "assistant",
-                                          "content", json_text(c->text, c->text_len), "logprobs", "finish_reason",
+                                          "content", cli_json_text(c->text, c->text_len), "logprobs", "finish_reason",
                                           c->finish)
-                              : json_pack("{s:o, s:i, s:n, s:s}", "text", json_text(c->text, c->text_len), "index", k,
+                              : json_pack("{s:o, s:i, s:n, s:s}", "text", cli_json_text(c->text, c->text_len), "index", k,
                                           "logprobs", "finish_reason", c->finish);
         if (json_array_append_new(arr, choice) != 0) {
             json_decref(arr);
@@ -453,7 +560,7 @@ char *api_result_json(bool chat, const char *id, long created, const char *model
 }
 
 char *api_add_decoding(char *result_json, const char *decoder, long long n_forward, int n_generated) {
-    json_t *root = result_json ? json_loads(result_json, 0, NULL) : NULL;
+    json_t *root = result_json ? json_loads(result_json, JSON_ALLOW_NUL, NULL) : NULL; /* text may hold U+0000 */
     free(result_json);
     if (!root) return NULL;
     json_object_set_new(root, "vibee",
@@ -469,10 +576,10 @@ char *api_chunk_json(bool chat, const char *id, long created, const char *model,
     if (chat) {
         json_t *delta = json_object();
         if (first) json_object_set_new(delta, "role", json_string("assistant"));
-        if (text_len || !finish) json_object_set_new(delta, "content", json_text(text, text_len));
+        if (text_len || !finish) json_object_set_new(delta, "content", cli_json_text(text, text_len));
         choice = json_pack("{s:i, s:o, s:n, s:s?}", "index", index, "delta", delta, "logprobs", "finish_reason", finish);
     } else {
-        choice = json_pack("{s:o, s:i, s:n, s:s?}", "text", json_text(text, text_len), "index", index, "logprobs",
+        choice = json_pack("{s:o, s:i, s:n, s:s?}", "text", cli_json_text(text, text_len), "index", index, "logprobs",
                            "finish_reason", finish);
     }
     if (choice && !finish) json_object_set_new(choice, "finish_reason", json_null());
@@ -550,7 +657,7 @@ int api_tokenize(const vb_model *model, const char *body, size_t len, char **out
             int b = vb_token_to_bytes(model, toks[i], piece, sizeof piece);
             if (b < 0) b = 0;
             if (b > (int)sizeof piece) b = (int)sizeof piece;
-            item = json_pack("{s:o, s:o}", "id", item, "piece", json_text(piece, (size_t)b));
+            item = json_pack("{s:o, s:o}", "id", item, "piece", cli_json_text(piece, (size_t)b));
         }
         json_array_append_new(arr, item);
     }
@@ -584,14 +691,16 @@ int api_detokenize(const vb_model *model, const char *body, size_t len, char **o
         int w = vb_detok_push(model, &d, (vb_token)json_integer_value(t), piece, sizeof piece);
         if (w > 0) sb_add(&text, piece, (size_t)w);
     }
-    sb_add(&text, d.pending, (size_t)d.n_pending); /* a trailing partial character (replaced below) */
+    char tail[16];
+    int w = vb_detok_flush(&d, tail, sizeof tail); /* a trailing partial character: U+FFFD */
+    if (w > 0) sb_add(&text, tail, (size_t)w);
     json_decref(root);
     if (text.oom) {
         free(text.p);
         *out = api_error_json("out of memory", "server_error", NULL);
         return 500;
     }
-    *out = dump(json_pack("{s:o}", "content", json_text(text.p ? text.p : "", text.len)));
+    *out = dump(json_pack("{s:o}", "content", cli_json_text(text.p ? text.p : "", text.len)));
     free(text.p);
     return 200;
 }

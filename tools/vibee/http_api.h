@@ -16,9 +16,13 @@
 typedef struct api_limits {
     int32_t max_tokens;      /* largest accepted max_tokens */
     int32_t default_tokens;  /* max_tokens when the request gives none (chat) */
-    bool chatml;             /* chat template: ChatML, else "role: content" lines */
+    bool chatml;             /* without api_use_chat_template: the built-in ChatML template, else "plain" */
     int32_t n_vocab;         /* token ids (prompts, logit_bias) must be below it */
 } api_limits;
+
+/* Chat requests render with t (vb_chat_template_for_model; model gives the BOS / EOS texts)
+ * from now on; both must outlive the server. Call once before serving. */
+void api_use_chat_template(const vb_chat_template *t, const vb_model *model);
 
 /* A parsed completion request: jobs[k] answers prompt k / n with choice index k. */
 typedef struct api_request {

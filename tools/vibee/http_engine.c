@@ -23,6 +23,7 @@ srv_job *srv_job_new(void) {
 
 static void job_free(srv_job *j) {
     free(j->prompt);
+    free(j->prompt_user);
     free(j->prompt_tokens);
     free(j->logit_bias);
     for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
@@ -90,10 +91,16 @@ static void job_finish(srv_engine *e, srv_job *j, const char *finish) {
 /* Tokenize and submit one job (mu not held). */
 static void admit(srv_engine *e, srv_job *j) {
     char msg[256];
-    int32_t n = j->prompt_tokens ? j->n_prompt_in : vb_tokenize(e->model, j->prompt, j->prompt_len, true, true, NULL, 0);
+    /* special tokens only where the chat template put them (prompt_user marks message text); a
+       completion prompt is user text too, unless the request asked for parse_special */
+    vb_chat_prompt view = {j->prompt, j->prompt_user, j->prompt_len};
+    int32_t n = j->prompt_tokens ? j->n_prompt_in
+                : j->prompt_user ? vb_tokenize_chat(e->model, &view, NULL, 0)
+                                 : vb_tokenize(e->model, j->prompt, j->prompt_len, true, j->parse_special, NULL, 0);
     vb_token *toks = n >= 0 ? malloc(((size_t)n + 1) * sizeof *toks) : NULL;
     if (toks && j->prompt_tokens) memcpy(toks, j->prompt_tokens, (size_t)n * sizeof *toks); /* given as token ids */
-    else if (toks) n = vb_tokenize(e->model, j->prompt, j->prompt_len, true, true, toks, n);
+    else if (toks && j->prompt_user) n = vb_tokenize_chat(e->model, &view, toks, n);
+    else if (toks) n = vb_tokenize(e->model, j->prompt, j->prompt_len, true, j->parse_special, toks, n);
     int status = 0;
     if (n < 0 || !toks) {
         snprintf(msg, sizeof msg, "cannot tokenize the prompt: %s", n < 0 ? vb_status_str(n) : "out of memory");
@@ -148,7 +155,7 @@ static bool collect(srv_engine *e, srv_job *j) {
         for (int32_t k = 0; k < n; k++) {
             vb_token t = toks[k];
             j->n_generated++;
-            if (j->chat && e->im_end >= 0 && t == e->im_end) {
+            if (j->chat && ((e->im_end >= 0 && t == e->im_end) || vb_token_is_eog(e->model, t))) {
                 vb_sched_cancel(e->sched, j->id);
                 job_finish(e, j, "stop");
                 return true;
@@ -173,6 +180,9 @@ static bool collect(srv_engine *e, srv_job *j) {
         }
     }
     if (finish != VB_FINISH_NONE) {
+        char tail[16]; /* an incomplete UTF-8 sequence held back: U+FFFD */
+        int w = vb_detok_flush(&j->detok, tail, sizeof tail);
+        if (w > 0) text_append(j, tail, (size_t)w);
         if (finish == VB_FINISH_ERROR) {
             job_fail(j, 500, vb_sched_error(e->sched));
             vb_sched_release(e->sched, j->id);

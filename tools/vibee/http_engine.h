@@ -33,6 +33,9 @@ typedef struct srv_job {
     vb_request_params params;   /* n_predict = max_tokens, sampler, stop_at_eos */
     char *stop[SRV_MAX_STOP];   /* stop strings (NULL-terminated list, owned) */
     int n_stop;
+    uint8_t *prompt_user;       /* [prompt_len] chat: 1 where the byte came from the messages (never
+                                   parsed as special tokens); NULL for completions (owned) */
+    bool parse_special;         /* completions: recognise special-token text in the prompt */
     bool chat;                  /* stop at the chat template's end-of-turn token too */
     int decoder;                /* enum vb_decoder chosen by the request; -1: the server's */
     double deadline;            /* vb_time_now() limit; the job is cancelled past it */

@@ -38,7 +38,7 @@ typedef struct srv_server {
     srv_engine *engine;
     srv_config cfg;
     const char *model_name;
-    const char *chat_template; /* "chatml" or "plain" */
+    const char *chat_template; /* where the chat template came from (vb_chat_template_origin) */
     uint16_t port;             /* bound port */
     char url[96];              /* http://HOST:PORT */
     int64_t next_id;           /* guarded by engine->mu */
