@@ -733,7 +733,7 @@ static const vb_rows_fn lane_rows_table[VB_TYPE_COUNT] = {
     [VB_TYPE_Q8_0] = lane_rows_q8_0, [VB_TYPE_Q4_0] = lane_rows_q4_0,   [VB_TYPE_Q4_K] = lane_rows_q4_k,
     [VB_TYPE_Q6_K] = lane_rows_q6_k, [VB_TYPE_Q4_1] = lane_rows_q4_1,   [VB_TYPE_Q5_0] = lane_rows_q5_0,
     [VB_TYPE_Q5_1] = lane_rows_q5_1, [VB_TYPE_IQ4_NL] = lane_rows_iq4_nl, [VB_TYPE_Q5_K] = lane_rows_q5_k,
-    [VB_TYPE_IQ4_XS] = lane_rows_iq4_xs,
+    [VB_TYPE_IQ4_XS] = lane_rows_iq4_xs, [VB_TYPE_Q2_K] = lane_rows_q2_k, [VB_TYPE_Q3_K] = lane_rows_q3_k,
 };
 #endif
 
