@@ -17,7 +17,7 @@
 enum {
     FT_F32 = 0, FT_F16 = 1, FT_Q4_0 = 2, FT_Q4_1 = 3, FT_Q8_0 = 7, FT_Q5_0 = 8, FT_Q5_1 = 9,
     FT_Q2_K = 10, FT_Q3_K_S = 11, FT_Q3_K_M = 12, FT_Q3_K_L = 13, FT_Q4_K_S = 14, FT_Q4_K_M = 15,
-    FT_Q5_K_S = 16, FT_Q5_K_M = 17, FT_Q6_K = 18, FT_IQ4_NL = 25, FT_BF16 = 32,
+    FT_Q5_K_S = 16, FT_Q5_K_M = 17, FT_Q6_K = 18, FT_IQ4_NL = 25, FT_IQ4_XS = 30, FT_BF16 = 32,
 };
 
 static const vb_quant_preset presets[] = {
@@ -28,7 +28,8 @@ static const vb_quant_preset presets[] = {
     {"q3_k_l", FT_Q3_K_L, VB_TYPE_Q3_K},   {"q4_k_s", FT_Q4_K_S, VB_TYPE_Q4_K},
     {"q4_k_m", FT_Q4_K_M, VB_TYPE_Q4_K},   {"q5_k_s", FT_Q5_K_S, VB_TYPE_Q5_K},
     {"q5_k_m", FT_Q5_K_M, VB_TYPE_Q5_K},   {"q6_k", FT_Q6_K, VB_TYPE_Q6_K},
-    {"iq4_nl", FT_IQ4_NL, VB_TYPE_IQ4_NL}, {"f16", FT_F16, VB_TYPE_F16},
+    {"iq4_nl", FT_IQ4_NL, VB_TYPE_IQ4_NL}, {"iq4_xs", FT_IQ4_XS, VB_TYPE_IQ4_XS},
+    {"f16", FT_F16, VB_TYPE_F16},
     {"bf16", FT_BF16, VB_TYPE_BF16},       {"f32", FT_F32, VB_TYPE_F32},
 };
 /* llama-quantize's aliases: the bare K types mean their _M preset. */
@@ -46,7 +47,7 @@ const vb_quant_preset *vb_quant_preset_find(const char *name) {
 
 const char *vb_quant_preset_names(void) {
     return "q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k_s, q3_k_m (q3_k), q3_k_l, q4_k_s, q4_k_m (q4_k), "
-           "q5_k_s, q5_k_m (q5_k), q6_k, iq4_nl, f16, bf16, f32";
+           "q5_k_s, q5_k_m (q5_k), q6_k, iq4_nl, iq4_xs, f16, bf16, f32";
 }
 
 /* ------------------------------------------------------------------ the rules */
@@ -90,7 +91,7 @@ static uint32_t rule_type(plan_state *s, const vb_gguf_tensor *t, uint32_t type)
         if (ft == FT_Q2_K) type = s->n_gqa >= 4 ? VB_TYPE_Q4_K : VB_TYPE_Q3_K;
         else if (ft == FT_Q3_K_M) type = i < 2 ? VB_TYPE_Q5_K : VB_TYPE_Q4_K;
         else if (ft == FT_Q3_K_L) type = VB_TYPE_Q5_K;
-        else if (ft == FT_IQ4_NL && s->n_gqa >= 4) type = VB_TYPE_Q5_K;
+        else if ((ft == FT_IQ4_NL || ft == FT_IQ4_XS) && s->n_gqa >= 4) type = VB_TYPE_Q5_K;
         else if ((ft == FT_Q4_K_M || ft == FT_Q5_K_M) && use_more_bits(i, s->n_attention_wv)) type = VB_TYPE_Q6_K;
         else if (ft == FT_Q4_K_S && i < 4) type = VB_TYPE_Q5_K;
         if (s->n_expert == 8) type = VB_TYPE_Q8_0;
@@ -107,7 +108,7 @@ static uint32_t rule_type(plan_state *s, const vb_gguf_tensor *t, uint32_t type)
         else if (ft == FT_Q4_K_M) {
             if (s->falcon) type = i < n / 16 ? VB_TYPE_Q6_K : use_more_bits(i, n) ? VB_TYPE_Q5_K : VB_TYPE_Q4_K;
             else if (use_more_bits(i, n)) type = VB_TYPE_Q6_K;
-        } else if (i < n / 8 && ft == FT_IQ4_NL) type = VB_TYPE_Q5_K;
+        } else if (i < n / 8 && (ft == FT_IQ4_NL || ft == FT_IQ4_XS)) type = VB_TYPE_Q5_K;
         else if (ft == FT_Q5_K_M && use_more_bits(i, n)) type = VB_TYPE_Q6_K;
         else if (ft == FT_Q4_K_S && !s->falcon && i < n / 8) type = VB_TYPE_Q5_K;
         return type;
@@ -116,7 +117,7 @@ static uint32_t rule_type(plan_state *s, const vb_gguf_tensor *t, uint32_t type)
         if (s->falcon) return ft == FT_Q3_K_L ? VB_TYPE_Q4_K : type;
         if (s->n_expert == 8)
             return ft == FT_Q2_K || ft == FT_Q3_K_S || ft == FT_Q3_K_M || ft == FT_IQ4_NL || ft == FT_Q4_K_S ||
-                           ft == FT_Q4_K_M
+                           ft == FT_Q4_K_M || ft == FT_IQ4_XS
                        ? VB_TYPE_Q5_K
                        : type;
         return ft == FT_Q2_K ? VB_TYPE_Q3_K : ft == FT_Q3_K_M ? VB_TYPE_Q4_K : ft == FT_Q3_K_L ? VB_TYPE_Q5_K : type;

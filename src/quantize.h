@@ -1,5 +1,5 @@
 /* quantize.h - model quantization as llama.cpp's `llama-quantize` does it without an importance
- * matrix: its presets (q4_0 .. q6_k, q3_k_s/m/l, q4_k_s/m, q5_k_s/m, iq4_nl, q8_0, f16, bf16,
+ * matrix: its presets (q4_0 .. q6_k, q3_k_s/m/l, q4_k_s/m, q5_k_s/m, iq4_nl, iq4_xs, q8_0, f16, bf16,
  * f32), its per-tensor rules (which tensors stay, which get more bits: output, attn_v,
  * ffn_down, attn_output by layer), its fallbacks for rows that are not a multiple of the block
  * size, and its general.file_type numbering. Used by `vibee quantize`. */

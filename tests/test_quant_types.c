@@ -184,7 +184,7 @@ TEST(quant_types_quantizer_bytes_vs_llamacpp) {
     const struct { uint32_t type; bool exact; } types[] = {
         {VB_TYPE_Q4_0, true}, {VB_TYPE_Q8_0, true}, {VB_TYPE_Q4_1, true}, {VB_TYPE_Q5_0, true},
         {VB_TYPE_Q5_1, true}, {VB_TYPE_IQ4_NL, false}, {VB_TYPE_Q2_K, false}, {VB_TYPE_Q3_K, false},
-        {VB_TYPE_Q4_K, false}, {VB_TYPE_Q5_K, false}, {VB_TYPE_Q6_K, false}};
+        {VB_TYPE_Q4_K, false}, {VB_TYPE_Q5_K, false}, {VB_TYPE_Q6_K, false}, {VB_TYPE_IQ4_XS, false}};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         uint32_t type = types[t].type;
         const vb_type_traits *tr = vb_type_get(type);

@@ -94,6 +94,8 @@ static const qz_golden qz_table[] = {
     {"q6_k", "q6_k", "q6_k", "q6_k", "q6_k", "q6_k", "q6_k", X8("q6_k"), X8("q8_0")},
     {"iq4_nl", "iq4_nl", "q6_k", "iq4_nl", "iq4_nl", "iq4_nl", "iq4_nl", X8("q5_k"),
      {"q5_1", "iq4_nl", "iq4_nl", "iq4_nl", "iq4_nl", "iq4_nl", "iq4_nl", "iq4_nl"}},
+    {"IQ4_XS", "iq4_xs", "q6_k", "iq4_xs", "iq4_xs", "iq4_xs", "iq4_xs", X8("q5_k"),
+     {"q5_1", "iq4_nl", "iq4_nl", "iq4_nl", "iq4_nl", "iq4_nl", "iq4_nl", "iq4_nl"}},
     {"q4_0", "q4_0", "q6_k", "q4_0", "q4_0", "q4_0", "q4_0", X8("q4_0"), X8("q4_0")},
     {"q4_1", "q4_1", "q6_k", "q4_1", "q4_1", "q4_1", "q4_1", X8("q4_1"), X8("q4_1")},
     {"q5_0", "q5_0", "q6_k", "q5_0", "q5_0", "q5_0", "q5_0", X8("q5_0"), X8("q5_0")},

@@ -61,7 +61,7 @@ static double tol_for_type(const char *type) {
     if (!strcmp(type, "q4_k")) return 8e-2;
     /* files written by `vibee quantize` under llama.cpp's presets (mixed types; named by the
        type of most of their matrices): same 8-bit activation rounding, same bound as Q4_K */
-    static const char *const more[] = {"q4_1", "q5_0", "q5_1", "iq4_nl", "q2_k", "q3_k", "q5_k"};
+    static const char *const more[] = {"q4_1", "q5_0", "q5_1", "iq4_nl", "iq4_xs", "q2_k", "q3_k", "q5_k"};
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
         if (!strcmp(type, more[i])) return 8e-2;
     return 0.0;
@@ -510,7 +510,7 @@ static const struct {
     {"qwen3-q4_0", "q4_0", 0},    {"qwen3-q4_k", "q4_k", 0},
     {"qwen2-896-q4_k_m", "q5_0", 1}, {"qwen2-896-q3_k_m", "iq4_nl", 1}, {"qwen2-896-q5_k_s", "q5_1", 1},
     {"llama-256-q2_k", "q2_k", 1},   {"llama-256-q3_k_l", "q3_k", 1},   {"llama-256-q5_k_m", "q5_k", 1},
-    {"llama-256-q4_1", "q4_1", 1},   {"llama-256-iq4_nl", "iq4_nl", 1},
+    {"llama-256-q4_1", "q4_1", 1},   {"llama-256-iq4_nl", "iq4_nl", 1}, {"llama-256-iq4_xs", "iq4_xs", 1},
 };
 
 TEST(reference_agrees_with_llamacpp) {
@@ -560,3 +560,4 @@ REFERENCE_TEST(reference_llama_256_q3_k_l, "llama-256-q3_k_l", "q3_k")
 REFERENCE_TEST(reference_llama_256_q5_k_m, "llama-256-q5_k_m", "q5_k")
 REFERENCE_TEST(reference_llama_256_q4_1, "llama-256-q4_1", "q4_1")
 REFERENCE_TEST(reference_llama_256_iq4_nl, "llama-256-iq4_nl", "iq4_nl")
+REFERENCE_TEST(reference_llama_256_iq4_xs, "llama-256-iq4_xs", "iq4_xs")

@@ -59,6 +59,18 @@ typedef struct vb_mm_args {
  * identical_to_one_row, cpu_fixture_models_k_rows_equal_single_rows). */
 #define VB_LANES_MIN_ROWS 3
 #define VB_LANES_MIN_ROWS_K 5 /* Q4_K, Q6_K (their lane kernels assume D <= 2) */
+/* X rows from which `type` takes the lane kernels on the AVX-512 path (0: it has none). */
+static inline int64_t vb_lanes_min_rows(uint32_t type) {
+    static const uint8_t min_rows[VB_TYPE_COUNT] = {
+        [VB_TYPE_Q8_0] = VB_LANES_MIN_ROWS, [VB_TYPE_Q4_0] = VB_LANES_MIN_ROWS,
+        [VB_TYPE_Q4_K] = VB_LANES_MIN_ROWS_K, [VB_TYPE_Q6_K] = VB_LANES_MIN_ROWS_K,
+        [VB_TYPE_Q4_1] = VB_LANES_MIN_ROWS, [VB_TYPE_Q5_0] = VB_LANES_MIN_ROWS,
+        [VB_TYPE_Q5_1] = VB_LANES_MIN_ROWS, [VB_TYPE_IQ4_NL] = VB_LANES_MIN_ROWS,
+        [VB_TYPE_Q5_K] = VB_LANES_MIN_ROWS, [VB_TYPE_IQ4_XS] = VB_LANES_MIN_ROWS,
+        [VB_TYPE_Q2_K] = VB_LANES_MIN_ROWS_K, [VB_TYPE_Q3_K] = VB_LANES_MIN_ROWS_K, /* slower below */
+    };
+    return type < VB_TYPE_COUNT ? min_rows[type] : 0;
+}
 static inline int vb_lanes_d(int64_t n_rows) { /* 4, 2 or 1 (the kernels handle D <= 4) */
     return n_rows <= 4 ? 4 : n_rows <= 8 ? 2 : 1;
 }

@@ -240,10 +240,9 @@ void vb_matmul(vb_threadpool *tp, uint32_t type, const void *W, int64_t n_in, in
         int64_t nb = n_in / 32;
         size_t q_bytes = ((size_t)(n_rows * n_in) + 63) / 64 * 64;
         size_t f_bytes = (size_t)(n_rows * nb) * sizeof(float);
-        /* the lane layout (AVX-512, Q8_0 / Q4_0 / Q4_K / Q6_K, several rows): groups of 16 / D rows */
-        int use_lanes = level == VB_KLEVEL_AVX512 &&
-                        (((type == VB_TYPE_Q8_0 || type == VB_TYPE_Q4_0) && n_rows >= VB_LANES_MIN_ROWS) ||
-                         ((type == VB_TYPE_Q4_K || type == VB_TYPE_Q6_K) && n_rows >= VB_LANES_MIN_ROWS_K));
+        /* the lane layout (AVX-512, the types with lane kernels, several rows): groups of 16 / D rows */
+        int use_lanes = level == VB_KLEVEL_AVX512 && vb_lanes_min_rows(type) > 0 &&
+                        n_rows >= vb_lanes_min_rows(type);
         int lanes_d = vb_lanes_d(n_rows);
         int64_t n_groups = (n_rows + 16 / lanes_d - 1) / (16 / lanes_d);
         size_t lq_bytes = use_lanes ? (size_t)(n_groups * nb) * 512 / (size_t)lanes_d : 0;

@@ -122,9 +122,9 @@ static VB_ALWAYS_INLINE void vb_dec_q3_k(const uint8_t *wrow, int64_t g, vb_wdec
                                     vb_bytebit(hm, k, 2));
     /* the 16 scales (vb_q3k_scales in vectors): low 4 bits from the nibbles of bytes 0..7,
        top 2 bits of scale i from bits 2 (i / 4) of byte 8 + i % 4 (dword i / 4 of a shuffle) */
-    uint8_t raw[16] = {0};
-    memcpy(raw, b->scales, 12);
-    __m128i v = _mm_loadu_si128((const __m128i *)raw), m4 = _mm_set1_epi8(0x0F), m2b = _mm_set1_epi8(3);
+    /* bytes 92..107 of the block (inside it), moved down by 4: the 12 scale bytes first */
+    __m128i v = _mm_srli_si128(_mm_loadu_si128((const __m128i *)(b->scales - 4)), 4);
+    const __m128i m4 = _mm_set1_epi8(0x0F), m2b = _mm_set1_epi8(3);
     __m128i low = _mm_unpacklo_epi64(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
     __m128i h = _mm_shuffle_epi8(v, _mm_setr_epi8(8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11));
     __m128i hb = _mm_blend_epi32(_mm_blend_epi32(_mm_and_si128(h, m2b), _mm_and_si128(_mm_srli_epi16(h, 2), m2b), 2),
@@ -152,24 +152,36 @@ static VB_ALWAYS_INLINE void vb_dec_q5_k(const uint8_t *wrow, int64_t g, vb_wdec
         out->q[2 * p + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), low4),
                                             vb_bytebit(qh, 2 * p + 1, 4));
     }
-    uint8_t sc[8], m[8];
-    vb_q4k_unpack(b->scales, sc, m);
-    out->f = _mm256_mul_ps(_mm256_set1_ps(f16_scalar(b->d)),
-                           _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc))));
+    /* vb_q4k_unpack in registers (its bytes stored and reloaded would stall the load) */
+    uint32_t u0, u1, u2;
+    memcpy(&u0, b->scales, 4);
+    memcpy(&u1, b->scales + 4, 4);
+    memcpy(&u2, b->scales + 8, 4);
+    __m128i scm = _mm_setr_epi32((int)(u0 & 0x3F3F3F3Fu), (int)((u2 & 0x0F0F0F0Fu) | (((u0 >> 6) & 0x03030303u) << 4)),
+                                 (int)(u1 & 0x3F3F3F3Fu),
+                                 (int)(((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4)));
+    out->f = _mm256_mul_ps(_mm256_set1_ps(f16_scalar(b->d)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scm)));
     out->o = _mm256_mul_ps(_mm256_set1_ps(-f16_scalar(b->dmin)),
-                           _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)m))));
+                           _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8))));
 }
 
 static VB_ALWAYS_INLINE void vb_dec_iq4_xs(const uint8_t *wrow, int64_t g, vb_wdec *out) {
     const vb_block_iq4_xs *b = (const vb_block_iq4_xs *)wrow + g;
     const __m256i table = vb_iq4nl_table();
-    float d = f16_scalar(b->d), f[8];
 #pragma GCC unroll 8
-    for (int k = 0; k < 8; k++) {
-        out->q[k] = _mm256_shuffle_epi8(table, vb_nibbles32(b->qs + 16 * k));
-        f[k] = d * (float)vb_iq4xs_scale(b, k);
-    }
-    out->f = _mm256_loadu_ps(f);
+    for (int k = 0; k < 8; k++) out->q[k] = _mm256_shuffle_epi8(table, vb_nibbles32(b->qs + 16 * k));
+    /* vb_iq4xs_scale of the 8 sub-blocks in vectors: nibble k of scales_l, bits 2k.. of scales_h */
+    uint32_t sl;
+    memcpy(&sl, b->scales_l, 4);
+    __m128i l4 = _mm_cvtsi32_si128((int)sl);
+    __m128i lo = _mm_unpacklo_epi8(_mm_and_si128(l4, _mm_set1_epi8(0x0F)),
+                                   _mm_and_si128(_mm_srli_epi16(l4, 4), _mm_set1_epi8(0x0F)));
+    __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(b->scales_h),
+                                                    _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                                  _mm256_set1_epi32(3));
+    __m256i ls = _mm256_sub_epi32(_mm256_or_si256(_mm256_cvtepu8_epi32(lo), _mm256_slli_epi32(hi, 4)),
+                                  _mm256_set1_epi32(32));
+    out->f = _mm256_mul_ps(_mm256_set1_ps(f16_scalar(b->d)), _mm256_cvtepi32_ps(ls));
 }
 
 /* The f16 at byte off of 8 blocks of bb bytes from p, as 8 floats. */

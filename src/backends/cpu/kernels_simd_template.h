@@ -21,6 +21,7 @@
  * repacked by vb_pack_weights take the packed kernels at the end of this file (vb_mm_packed). */
 
 #define VB_TILE_ROWS 4   /* X rows per register tile */
+typedef void (*vb_rows_fn)(const vb_mm_args *a, int64_t o0, int64_t o1); /* W rows [o0, o1) */
 #define VB_CHUNK_ROWS 64 /* X rows per pass over the thread's W rows (keeps X8 in L2) */
 #ifndef VB_QPREFETCH_ROWS
 #define VB_QPREFETCH_ROWS 16 /* quantized weights, per-row tiles: prefetch distance in W rows */
@@ -727,6 +728,16 @@ VB_DEFINE_LANE_ROWS(lane_rows_q8_0, lanes_q8_0)
 VB_DEFINE_LANE_ROWS(lane_rows_q4_0, lanes_q4_0)
 VB_DEFINE_LANE_ROWS(lane_rows_q4_k, lanes_q4_k)
 VB_DEFINE_LANE_ROWS(lane_rows_q6_k, lanes_q6_k)
+/* Q4_1, Q5_0, Q5_1, IQ4_NL, Q5_K, IQ4_XS: decoded lane kernels (their own file). */
+#include "kernels_simd_decode_lanes.h"
+
+/* The lane product of each type that has one. */
+static const vb_rows_fn lane_rows_table[VB_TYPE_COUNT] = {
+    [VB_TYPE_Q8_0] = lane_rows_q8_0, [VB_TYPE_Q4_0] = lane_rows_q4_0,   [VB_TYPE_Q4_K] = lane_rows_q4_k,
+    [VB_TYPE_Q6_K] = lane_rows_q6_k, [VB_TYPE_Q4_1] = lane_rows_q4_1,   [VB_TYPE_Q5_0] = lane_rows_q5_0,
+    [VB_TYPE_Q5_1] = lane_rows_q5_1, [VB_TYPE_IQ4_NL] = lane_rows_iq4_nl, [VB_TYPE_Q5_K] = lane_rows_q5_k,
+    [VB_TYPE_IQ4_XS] = lane_rows_iq4_xs, [VB_TYPE_Q2_K] = lane_rows_q2_k, [VB_TYPE_Q3_K] = lane_rows_q3_k,
+};
 #endif
 
 /* --------------------------------------------------------------- float weight tiles */
@@ -936,7 +947,6 @@ VB_DEFINE_FROWS(rows_f16, tile_f16)
 VB_DEFINE_FROWS(rows_bf16, tile_bf16)
 
 /* The per-row product of each weight type (NULL: not supported). */
-typedef void (*vb_rows_fn)(const vb_mm_args *a, int64_t o0, int64_t o1);
 static const vb_rows_fn rows_table[VB_TYPE_COUNT] = {
     [VB_TYPE_F32] = rows_f32,       [VB_TYPE_F16] = rows_f16,       [VB_TYPE_BF16] = rows_bf16,
     [VB_TYPE_Q8_0] = rows_q8_0,     [VB_TYPE_Q4_0] = rows_q4_0,     [VB_TYPE_Q4_1] = rows_q4_1,
@@ -947,11 +957,8 @@ static const vb_rows_fn rows_table[VB_TYPE_COUNT] = {
 
 void VB_SIMD(vb_mm_rows)(const vb_mm_args *a, int64_t o0, int64_t o1) {
 #if VB_Q_512
-    if (a->xl.q) {
-        if (a->type == VB_TYPE_Q8_0) lane_rows_q8_0(a, o0, o1);
-        else if (a->type == VB_TYPE_Q4_0) lane_rows_q4_0(a, o0, o1);
-        else if (a->type == VB_TYPE_Q4_K) lane_rows_q4_k(a, o0, o1);
-        else lane_rows_q6_k(a, o0, o1);
+    if (a->xl.q && a->type < VB_TYPE_COUNT && lane_rows_table[a->type]) {
+        lane_rows_table[a->type](a, o0, o1);
         return;
     }
 #endif

@@ -1,7 +1,8 @@
 /* quantize_ggml.c - the quantizers llama.cpp's `llama-quantize` uses without an importance
  * matrix, written here from their published algorithms (ggml's reference quantizers) so that
  * vibee writes the blocks llama.cpp writes: Q4_1, Q5_0, Q5_1 (min/max or signed-max scale per
- * block of 32), IQ4_NL (non-linear levels, scale search over 15 candidates), Q2_K, Q3_K, Q4_K,
+ * block of 32), IQ4_NL and IQ4_XS (non-linear levels, scale search over 15 candidates; IQ4_XS's
+ * 8 block scales on 6 bits), Q2_K, Q3_K, Q4_K,
  * Q5_K, Q6_K (per-sub-block scale (and min) search, the sub-block scales quantized against a
  * super-block scale, the values re-rounded against the quantized scales). Entry point:
  * vb_quantize_ggml_row (called by vb_quantize_row for these types). All arithmetic is plain
@@ -105,49 +106,78 @@ static int iq4nl_index(float v) {
     return idx;
 }
 
-/* IQ4_NL: weights x^2; scale from the signed largest value, then 15 trial inverse scales
- * (itry -7..7) keeping the best weighted least-squares fit; values re-picked for the best. */
+/* The scale of one block of 32 on the IQ4_NL levels (weights x^2): from the signed largest value,
+ * then 15 trial inverse scales (itry -7..7) keeping the best weighted least-squares fit; 0 for
+ * an all-zero block. */
+static float iq4_block_scale(const float *x) {
+    const int8_t *v = vb_kvalues_iq4nl;
+    float w[32], amax = 0, max = 0;
+    for (int j = 0; j < 32; j++) w[j] = x[j] * x[j];
+    for (int j = 0; j < 32; j++)
+        if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
+    if (amax < GROUP_MAX_EPS) return 0;
+    float d = -max / v[0], id = 1 / d, sumqx = 0, sumq2 = 0;
+    for (int j = 0; j < 32; j++) {
+        const float q = v[iq4nl_index(id * x[j])];
+        sumqx += w[j] * q * x[j];
+        sumq2 += w[j] * q * q;
+    }
+    d = sumqx / sumq2;
+    float best = d * sumqx;
+    for (int itry = -7; itry <= 7; itry++) {
+        id = (itry + v[0]) / max;
+        sumqx = sumq2 = 0;
+        for (int j = 0; j < 32; j++) {
+            const float q = v[iq4nl_index(id * x[j])];
+            sumqx += w[j] * q * x[j];
+            sumq2 += w[j] * q * q;
+        }
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            d = sumqx / sumq2;
+            best = d * sumqx;
+        }
+    }
+    return d;
+}
+
+/* 32 values on the IQ4_NL levels against scale d (0: the level nearest 0) into 16 nibble bytes. */
+static void iq4_pack(const float *x, float d, uint8_t *qs) {
+    const float id = d ? 1 / d : 0;
+    uint8_t L[32];
+    for (int j = 0; j < 32; j++) L[j] = (uint8_t)iq4nl_index(id * x[j]);
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(L[j] | (L[16 + j] << 4));
+}
+
 static void iq4_nl_rows(const float *x, void *dst, int64_t nb) {
     vb_block_iq4_nl *y = dst;
-    const int8_t *v = vb_kvalues_iq4nl;
     for (int64_t i = 0; i < nb; i++, x += 32) {
-        float w[32];
-        uint8_t L[32];
-        memset(y[i].qs, 0, 16);
-        y[i].d = 0;
-        for (int j = 0; j < 32; j++) w[j] = x[j] * x[j];
-        float amax = 0, max = 0;
-        for (int j = 0; j < 32; j++)
-            if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
-        float scale = 0;
-        if (amax >= GROUP_MAX_EPS) {
-            float d = -max / v[0], id = 1 / d, sumqx = 0, sumq2 = 0;
-            for (int j = 0; j < 32; j++) {
-                const float q = v[iq4nl_index(id * x[j])];
-                sumqx += w[j] * q * x[j];
-                sumq2 += w[j] * q * q;
-            }
-            d = sumqx / sumq2;
-            float best = d * sumqx;
-            for (int itry = -7; itry <= 7; itry++) {
-                id = (itry + v[0]) / max;
-                sumqx = sumq2 = 0;
-                for (int j = 0; j < 32; j++) {
-                    const float q = v[iq4nl_index(id * x[j])];
-                    sumqx += w[j] * q * x[j];
-                    sumq2 += w[j] * q * q;
-                }
-                if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                    d = sumqx / sumq2;
-                    best = d * sumqx;
-                }
-            }
-            scale = d;
+        const float d = iq4_block_scale(x);
+        y[i].d = vb_f32_to_f16(d);
+        iq4_pack(x, d, y[i].qs);
+    }
+}
+
+/* IQ4_XS: the 8 block scales as IQ4_NL's, quantized to 6 bits (minus 32) against
+ * d = -(signed largest scale) / 32; each block re-picked against its quantized scale. */
+static void iq4_xs_rows(const float *x, void *dst, int64_t nb) {
+    vb_block_iq4_xs *y = dst;
+    for (int64_t i = 0; i < nb; i++, x += VB_QK_K) {
+        float scales[8], max_scale = 0, amax_scale = 0;
+        for (int ib = 0; ib < 8; ib++) {
+            scales[ib] = iq4_block_scale(x + 32 * ib);
+            if (fabsf(scales[ib]) > amax_scale) amax_scale = fabsf(scales[ib]), max_scale = scales[ib];
         }
-        y[i].d = vb_f32_to_f16(scale);
-        const float id = scale ? 1 / scale : 0;
-        for (int j = 0; j < 32; j++) L[j] = (uint8_t)iq4nl_index(id * x[j]);
-        for (int j = 0; j < 16; j++) y[i].qs[j] = (uint8_t)(L[j] | (L[16 + j] << 4));
+        const float d = -max_scale / 32, id = d ? 1 / d : 0.f;
+        y[i].d = vb_f32_to_f16(d);
+        y[i].scales_h = 0;
+        for (int ib = 0; ib < 8; ib++) {
+            const int l = imax(-32, imin(31, nearest_int(id * scales[ib])));
+            iq4_pack(x + 32 * ib, d * l, y[i].qs + 16 * ib);
+            const int u = l + 32;
+            if (ib % 2 == 0) y[i].scales_l[ib / 2] = (uint8_t)(u & 0xF);
+            else y[i].scales_l[ib / 2] |= (uint8_t)((u & 0xF) << 4);
+            y[i].scales_h |= (uint16_t)((u >> 4) << (2 * ib));
+        }
     }
 }
 
@@ -499,7 +529,7 @@ static void q6_k_rows(const float *x, void *dst, int64_t nb) {
 typedef void (*quant_fn)(const float *x, void *dst, int64_t nb);
 static const quant_fn quant_table[VB_TYPE_COUNT] = {
     [VB_TYPE_Q4_1] = q4_1_rows, [VB_TYPE_Q5_0] = q5_0_rows, [VB_TYPE_Q5_1] = q5_1_rows,
-    [VB_TYPE_IQ4_NL] = iq4_nl_rows, [VB_TYPE_Q2_K] = q2_k_rows, [VB_TYPE_Q3_K] = q3_k_rows,
+    [VB_TYPE_IQ4_NL] = iq4_nl_rows, [VB_TYPE_IQ4_XS] = iq4_xs_rows, [VB_TYPE_Q2_K] = q2_k_rows, [VB_TYPE_Q3_K] = q3_k_rows,
     [VB_TYPE_Q4_K] = q4_k_rows, [VB_TYPE_Q5_K] = q5_k_rows, [VB_TYPE_Q6_K] = q6_k_rows,
 };
 

@@ -1,5 +1,6 @@
 /* quantize_ggml.h - llama.cpp-compatible quantizers (ggml's reference algorithms, no importance
- * matrix) of Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K; see quantize_ggml.c. */
+ * matrix) of Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K; see
+ * quantize_ggml.c. */
 #ifndef VB_QUANTIZE_GGML_H
 #define VB_QUANTIZE_GGML_H
 
