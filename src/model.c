@@ -59,9 +59,10 @@ static float arch_f32(const vb_gguf *g, const char *arch, const char *suffix, fl
 /* The integer hyper-parameters and the range each must lie in when present (absent: 0, or
  * the fallback fill_info gives). The bounds are far above any released model and keep every
  * product below computed in 64-bit far from overflow. */
+#define HPARAM_CHECK_ONLY SIZE_MAX
 static const struct hparam_key {
     const char *suffix;
-    size_t field; /* offsetof(vb_model_info, ...), an int32_t */
+    size_t field; /* offsetof(vb_model_info, ...), an int32_t; HPARAM_CHECK_ONLY: none */
     int64_t hi;
 } HPARAM_KEYS[] = {
     {"embedding_length", offsetof(vb_model_info, n_embd), (int64_t)1 << 20},
@@ -71,6 +72,10 @@ static const struct hparam_key {
     {"feed_forward_length", offsetof(vb_model_info, n_ff), (int64_t)1 << 24},
     {"context_length", offsetof(vb_model_info, n_ctx_train), INT32_MAX},
     {"attention.key_length", offsetof(vb_model_info, head_dim), (int64_t)1 << 16},
+    /* checked here, read by the backends / below */
+    {"attention.value_length", HPARAM_CHECK_ONLY, (int64_t)1 << 16},
+    {"rope.dimension_count", HPARAM_CHECK_ONLY, (int64_t)1 << 16},
+    {"vocab_size", HPARAM_CHECK_ONLY, (int64_t)1 << 24},
 };
 #define VB_MAX_HEAD_WIDTH ((int64_t)1 << 24) /* n_head * head_dim, n_head_kv * head_dim */
 
@@ -98,8 +103,8 @@ static int read_hparams(vb_model *m, const char *name_hint, char *err, size_t er
     char key[128], key2[128];
     for (size_t i = 0; i < sizeof HPARAM_KEYS / sizeof HPARAM_KEYS[0]; i++) {
         const struct hparam_key *h = &HPARAM_KEYS[i];
-        int32_t *field = (int32_t *)((char *)in + h->field);
-        *field = 0;
+        int32_t *field = h->field == HPARAM_CHECK_ONLY ? NULL : (int32_t *)((char *)in + h->field);
+        if (field) *field = 0;
         snprintf(key, sizeof key, "%s.%s", a, h->suffix);
         int64_t idx = vb_gguf_find_key(g, key), v;
         if (idx < 0) continue;
@@ -114,7 +119,7 @@ static int read_hparams(vb_model *m, const char *name_hint, char *err, size_t er
         if (v < 0 || v > h->hi)
             return hparam_err(err, err_len, name_hint, "%s = %lld is out of range [0, %lld]", key,
                               (long long)v, (long long)h->hi);
-        *field = (int32_t)v;
+        if (field) *field = (int32_t)v;
     }
     snprintf(key, sizeof key, "%s.attention.head_count_kv", a);
     if (vb_gguf_find_key(g, key) < 0) in->n_head_kv = in->n_head;

@@ -181,31 +181,38 @@ TEST(hostile_key_out_of_range) {
     CHECK(img && fread(img, 1, (size_t)n, f) == (size_t)n);
     fclose(f);
     unlink(path);
-    /* the value of llama.block_count: name, then type (4 bytes), then the u32 */
-    const char *key = "llama.block_count";
-    unsigned char *at = NULL;
-    for (long i = 0; i + (long)strlen(key) < n && !at; i++)
-        if (memcmp(img + i, key, strlen(key)) == 0) at = img + i + strlen(key);
-    CHECK(at);
-    const uint32_t values[] = {0x7fffffffu, 0xffffffffu, 5000};
-    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
-        memcpy(at + 4, &values[i], 4);
+    /* each key's value: name, then type (4 bytes), then the u32 */
+    const char *keys[] = {"llama.block_count", "llama.rope.dimension_count",
+                          "llama.attention.head_count"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        const char *key = keys[k];
+        unsigned char *at = NULL;
+        for (long i = 0; i + (long)strlen(key) < n && !at; i++)
+            if (memcmp(img + i, key, strlen(key)) == 0) at = img + i + strlen(key);
+        CHECKF(at, "%s not found", key);
+        unsigned char saved[8];
+        memcpy(saved, at, 8);
+        const uint32_t values[] = {0x7fffffffu, 0xffffffffu, 5000000};
+        for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+            memcpy(at + 4, &values[i], 4);
+            vb_model *m = NULL;
+            char err[512] = "";
+            int rc = vb_model_load_from_memory(img, (size_t)n, "t", NULL, &m, err, sizeof err);
+            vb_model_free(m);
+            CHECKF(rc == VB_ERR_FORMAT, "%s = %u: rc %d", key, values[i], rc);
+            CHECKF(strstr(err, key) && strstr(err, "out of range"), "message: %s", err);
+        }
+        const uint32_t f32_type = VB_GGUF_FLOAT32;
+        memcpy(at, &f32_type, 4);
         vb_model *m = NULL;
         char err[512] = "";
         int rc = vb_model_load_from_memory(img, (size_t)n, "t", NULL, &m, err, sizeof err);
         vb_model_free(m);
-        CHECKF(rc == VB_ERR_FORMAT, "block_count %u: rc %d", values[i], rc);
-        CHECKF(strstr(err, "llama.block_count") && strstr(err, "out of range"), "message: %s", err);
+        memcpy(at, saved, 8);
+        CHECKF(rc == VB_ERR_FORMAT, "%s as float: rc %d", key, rc);
+        CHECKF(strstr(err, key) && strstr(err, "has type float32"), "message: %s", err);
     }
-    const uint32_t f32_type = VB_GGUF_FLOAT32;
-    memcpy(at, &f32_type, 4);
-    vb_model *m = NULL;
-    char err[512] = "";
-    int rc = vb_model_load_from_memory(img, (size_t)n, "t", NULL, &m, err, sizeof err);
-    vb_model_free(m);
     free(img);
-    CHECK_EQ_INT(rc, VB_ERR_FORMAT);
-    CHECKF(strstr(err, "llama.block_count has type float32"), "message: %s", err);
 }
 
 static int forward_one(vb_model *m, float *logits_out, char *err, size_t err_len) {
