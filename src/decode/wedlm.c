@@ -272,6 +272,12 @@ static int wedlm_start(vb_decode_run *run) {
         run->ops = &vb_decoder_ar;
         return run->ops->resume(run);
     }
+    if (run->grammar && !p->wedlm_exact) {
+        /* fills at later positions cannot know the grammar state there: each is checked
+           against the AR row sampled (masked) in the right state before it is committed */
+        run->params.wedlm_exact = true;
+        vb_decode_note(run, "grammar: fills checked (exact mode)");
+    }
     if (p->window == 0 && !p->wedlm_exact) {
         /* the window follows measured timings: checked fills keep the text independent of them */
         run->params.wedlm_exact = true;

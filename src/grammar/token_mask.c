@@ -1,0 +1,252 @@
+/* token_mask.c - a grammar over a model's vocabulary (token_mask.h): the byte-sorted token
+ * table, the per-state mask by a walk over it that reuses shared prefixes, the mask cache and
+ * the advance by a committed token. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grammar/grammar.h"
+#include "grammar/token_mask.h"
+#include "model.h"
+
+#define CACHE_ENTRIES 64
+
+typedef struct mask_entry {
+    uint64_t hash;
+    int32_t *key;   /* [n_key] the canonical state */
+    int32_t n_key;
+    uint32_t *bits; /* [words] */
+    bool only_eos;
+    bool used;
+} mask_entry;
+
+struct vb_grammar_run {
+    vb_grammar *g;
+    int32_t n_vocab, words;
+    vb_token eos;
+    /* candidate tokens (non-empty bytes, not control), sorted by bytes */
+    int32_t n_cand;
+    int32_t *order;   /* [n_cand] token ids */
+    uint32_t *off;    /* [n_vocab + 1] bytes of token t: bytes[off[t] .. off[t+1]) */
+    uint8_t *bytes;
+    int32_t *lcp;     /* [n_cand] common prefix length with the previous candidate */
+    int32_t max_len;
+    vb_gstate cur;    /* the current state (canonical) */
+    vb_gstate *depth; /* [max_len + 1] states after each prefix length (mask walk) */
+    vb_gstate tmp;
+    bool finished;    /* EOS accepted */
+    mask_entry cache[CACHE_ENTRIES];
+    int32_t next_victim;
+    const mask_entry *last; /* the last mask returned */
+    int64_t n_computed, n_cached;
+};
+
+/* Order of candidate tokens: by bytes, then by id. */
+static int cmp_tokens(const void *a, const void *b, void *ctx) {
+    const vb_grammar_run *r = ctx;
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    uint32_t lx = r->off[x + 1] - r->off[x], ly = r->off[y + 1] - r->off[y];
+    int c = memcmp(r->bytes + r->off[x], r->bytes + r->off[y], lx < ly ? lx : ly);
+    if (c != 0) return c;
+    return lx < ly ? -1 : lx > ly ? 1 : (x < y ? -1 : x > y);
+}
+
+void vb_grammar_run_free(vb_grammar_run *r) {
+    if (!r) return;
+    vb_grammar_free(r->g);
+    free(r->order);
+    free(r->off);
+    free(r->bytes);
+    free(r->lcp);
+    vb_gstate_free(&r->cur);
+    vb_gstate_free(&r->tmp);
+    if (r->depth)
+        for (int32_t i = 0; i <= r->max_len; i++) vb_gstate_free(&r->depth[i]);
+    free(r->depth);
+    for (int i = 0; i < CACHE_ENTRIES; i++) {
+        free(r->cache[i].key);
+        free(r->cache[i].bits);
+    }
+    free(r);
+}
+
+int vb_grammar_run_init(const vb_grammar *g, const vb_model *model, vb_grammar_run **out,
+                        char *err, size_t err_len) {
+    *out = NULL;
+    if (!g || !model) return VB_ERR_ARG;
+    if (!model->tok) {
+        snprintf(err, err_len, "grammar: the model has no tokenizer");
+        return VB_ERR_UNSUPPORTED;
+    }
+    vb_grammar_run *r = calloc(1, sizeof *r);
+    if (!r) return VB_ERR_NOMEM;
+    int rc = VB_ERR_NOMEM;
+    r->g = vb_grammar_clone(g);
+    r->n_vocab = model->info.n_vocab;
+    r->words = (r->n_vocab + 31) / 32;
+    r->eos = model->info.eos;
+    r->off = malloc(sizeof(uint32_t) * ((size_t)r->n_vocab + 1));
+    r->order = malloc(sizeof(int32_t) * (size_t)r->n_vocab);
+    r->lcp = malloc(sizeof(int32_t) * (size_t)r->n_vocab);
+    if (!r->g || !r->off || !r->order || !r->lcp) goto fail;
+    /* token bytes (control tokens and empty ones are never candidates) */
+    size_t total = 0;
+    for (vb_token t = 0; t < r->n_vocab; t++) {
+        int n = vb_tokenizer_token_bytes(model->tok, t, NULL, 0);
+        if (n < 0 || vb_tokenizer_is_control(model->tok, t)) n = 0;
+        total += (size_t)n;
+    }
+    if (total > UINT32_MAX / 2) goto fail;
+    r->bytes = malloc(total + 1);
+    if (!r->bytes) goto fail;
+    uint32_t o = 0;
+    for (vb_token t = 0; t < r->n_vocab; t++) {
+        r->off[t] = o;
+        int n = vb_tokenizer_token_bytes(model->tok, t, NULL, 0);
+        if (n <= 0 || vb_tokenizer_is_control(model->tok, t) || o + (size_t)n > total) continue;
+        vb_tokenizer_token_bytes(model->tok, t, (char *)r->bytes + o, (size_t)n);
+        o += (uint32_t)n;
+        r->order[r->n_cand++] = t;
+        if (n > r->max_len) r->max_len = n;
+    }
+    r->off[r->n_vocab] = o;
+    qsort_r(r->order, (size_t)r->n_cand, sizeof(int32_t), cmp_tokens, r);
+    for (int32_t i = 0; i < r->n_cand; i++) {
+        int32_t l = 0;
+        if (i > 0) {
+            int32_t x = r->order[i - 1], y = r->order[i];
+            int32_t lx = (int32_t)(r->off[x + 1] - r->off[x]), ly = (int32_t)(r->off[y + 1] - r->off[y]);
+            while (l < lx && l < ly && r->bytes[r->off[x] + l] == r->bytes[r->off[y] + l]) l++;
+        }
+        r->lcp[i] = l;
+    }
+    r->depth = calloc((size_t)r->max_len + 1, sizeof *r->depth);
+    if (!r->depth) goto fail;
+    rc = vb_gstate_init(r->g, &r->cur);
+    if (rc != VB_OK) {
+        if (rc == VB_ERR_STATE) snprintf(err, err_len, "grammar: too ambiguous (over %d stacks)", GR_MAX_STACKS);
+        goto fail;
+    }
+    vb_gstate_canonical(&r->cur);
+    *out = r;
+    return VB_OK;
+fail:
+    if (rc == VB_ERR_NOMEM) snprintf(err, err_len, "grammar: out of memory");
+    vb_grammar_run_free(r);
+    return rc;
+}
+
+static uint64_t state_hash(const vb_gstate *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (int32_t i = 0; i < s->n_data; i++) {
+        h ^= (uint32_t)s->data[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* Compute the mask of r->cur into e->bits. */
+static int compute_mask(vb_grammar_run *r, mask_entry *e) {
+    memset(e->bits, 0, sizeof(uint32_t) * (size_t)r->words);
+    if (r->finished) {
+        e->only_eos = true;
+        return VB_OK;
+    }
+    int rc = vb_gstate_copy(&r->depth[0], &r->cur);
+    if (rc != VB_OK) return rc;
+    int32_t computed = 0, dead = INT32_MAX;
+    bool any = false;
+    for (int32_t i = 0; i < r->n_cand; i++) {
+        vb_token t = r->order[i];
+        int32_t l = r->lcp[i];
+        if (l >= dead) continue; /* starts with a prefix the grammar rejects */
+        dead = INT32_MAX;
+        int32_t len = (int32_t)(r->off[t + 1] - r->off[t]);
+        const uint8_t *b = r->bytes + r->off[t];
+        int32_t d = l < computed ? l : computed;
+        while (d < len) {
+            rc = vb_gstate_accept(r->g, &r->depth[d], b[d], &r->depth[d + 1]);
+            if (rc != VB_OK) return rc;
+            d++;
+            if (r->depth[d].n_stacks == 0) {
+                dead = d;
+                break;
+            }
+        }
+        computed = d;
+        if (dead == INT32_MAX) {
+            e->bits[t >> 5] |= 1u << (t & 31);
+            any = true;
+        }
+    }
+    e->only_eos = !any;
+    if (r->eos >= 0 && r->eos < r->n_vocab && vb_gstate_complete(&r->cur))
+        e->bits[r->eos >> 5] |= 1u << (r->eos & 31);
+    return VB_OK;
+}
+
+const uint32_t *vb_grammar_run_mask(vb_grammar_run *r) {
+    uint64_t h = r->finished ? 0 : state_hash(&r->cur);
+    int32_t nk = r->finished ? -1 : r->cur.n_data;
+    for (int i = 0; i < CACHE_ENTRIES; i++) {
+        mask_entry *e = &r->cache[i];
+        if (e->used && e->hash == h && e->n_key == nk &&
+            (nk <= 0 || memcmp(e->key, r->cur.data, sizeof(int32_t) * (size_t)nk) == 0)) {
+            r->n_cached++;
+            r->last = e;
+            return e->bits;
+        }
+    }
+    mask_entry *e = &r->cache[r->next_victim];
+    r->next_victim = (r->next_victim + 1) % CACHE_ENTRIES;
+    e->used = false;
+    if (!e->bits && !(e->bits = malloc(sizeof(uint32_t) * (size_t)r->words))) return NULL;
+    int32_t *key = realloc(e->key, sizeof(int32_t) * (size_t)(nk > 0 ? nk : 1));
+    if (!key) return NULL;
+    e->key = key;
+    if (nk > 0) memcpy(e->key, r->cur.data, sizeof(int32_t) * (size_t)nk);
+    e->n_key = nk;
+    e->hash = h;
+    if (compute_mask(r, e) != VB_OK) return NULL;
+    e->used = true;
+    r->n_computed++;
+    r->last = e;
+    return e->bits;
+}
+
+bool vb_grammar_run_only_eos(const vb_grammar_run *r) { return r->last && r->last->only_eos; }
+
+int vb_grammar_run_accept(vb_grammar_run *r, vb_token token) {
+    if (token < 0 || token >= r->n_vocab || r->finished) return VB_ERR_ARG;
+    r->last = NULL;
+    if (token == r->eos) {
+        if (!vb_gstate_complete(&r->cur)) return VB_ERR_ARG;
+        r->finished = true;
+        return VB_OK;
+    }
+    int32_t len = (int32_t)(r->off[token + 1] - r->off[token]);
+    if (len == 0) return VB_ERR_ARG; /* control or empty tokens are never grammar text */
+    int rc = vb_gstate_copy(&r->tmp, &r->cur);
+    for (int32_t i = 0; i < len && rc == VB_OK; i++) {
+        rc = vb_gstate_accept(r->g, &r->tmp, r->bytes[r->off[token] + i], &r->depth[0]);
+        if (rc == VB_OK) rc = vb_gstate_copy(&r->tmp, &r->depth[0]);
+        if (rc == VB_OK && r->tmp.n_stacks == 0) rc = VB_ERR_ARG;
+    }
+    if (rc != VB_OK) return rc;
+    vb_gstate_canonical(&r->tmp);
+    vb_gstate swap = r->cur;
+    r->cur = r->tmp;
+    r->tmp = swap;
+    return VB_OK;
+}
+
+bool vb_grammar_run_complete(const vb_grammar_run *r) {
+    return r->finished || vb_gstate_complete(&r->cur);
+}
+
+bool vb_grammar_run_finished(const vb_grammar_run *r) { return r->finished; }
+
+void vb_grammar_run_counts(const vb_grammar_run *r, int64_t *computed, int64_t *cached) {
+    if (computed) *computed = r->n_computed;
+    if (cached) *cached = r->n_cached;
+}
