@@ -17,6 +17,7 @@
 
 #include "decode/cost_model.h"
 #include "decode/decode_internal.h"
+#include "grammar/grammar.h"
 #include "grammar/token_mask.h"
 #include "sched/sched_internal.h"
 
@@ -122,7 +123,7 @@ vb_token vb_decode_sample(vb_decode_run *run, const float *logits, vb_token bann
         return vb_sampler_sample(run->sampler, logits, run->n_vocab, run->hist, run->n_hist, banned);
     const uint32_t *mask = vb_grammar_run_mask(run->grammar);
     if (!mask) {
-        vb_decode_note(run, "grammar: state too large (over %d stacks) or out of memory", 2048);
+        vb_decode_note(run, "grammar: state too large (over %d stacks) or out of memory", GR_MAX_STACKS);
         return VB_ERR_STATE;
     }
     float *w = run->masked; /* [n_vocab] */

@@ -808,6 +808,7 @@ vb_grammar *vb_grammar_clone(const vb_grammar *g) {
 
 void vb_gstate_free(vb_gstate *s) {
     free(s->data);
+    free(s->hslot);
     memset(s, 0, sizeof *s);
 }
 
@@ -815,6 +816,7 @@ static void gstate_clear(vb_gstate *s) {
     s->n_data = 0;
     s->n_stacks = 0;
     s->overflow = false;
+    s->hlive = false;
 }
 
 static int gstate_reserve(vb_gstate *s, int32_t extra) {
@@ -835,24 +837,67 @@ int vb_gstate_copy(vb_gstate *dst, const vb_gstate *src) {
     dst->n_data = src->n_data;
     dst->n_stacks = src->n_stacks;
     dst->overflow = src->overflow;
+    dst->hlive = false;
     return VB_OK;
 }
 
-/* Add stack frames[0..n) to s unless it is there already. Linear duplicate check: states hold
- * few stacks for practical grammars, and GR_MAX_STACKS bounds the rest. */
+static uint32_t stack_hash(const int32_t *frames, int32_t n) {
+    uint32_t h = 2166136261u ^ (uint32_t)n;
+    for (int32_t i = 0; i < n; i++) h = (h ^ (uint32_t)frames[i]) * 16777619u;
+    return h;
+}
+
+/* Insert the stack at offset off into the hash index (it must not be there). */
+static void hash_insert(vb_gstate *s, int32_t off) {
+    uint32_t mask = (uint32_t)s->hcap - 1, i = stack_hash(s->data + off + 1, s->data[off]) & mask;
+    while (s->hslot[i]) i = (i + 1) & mask;
+    s->hslot[i] = off + 1;
+}
+
+/* Index every stack of s (a table of at least 4 slots per stack). */
+static int hash_rebuild(vb_gstate *s) {
+    int32_t cap = 64;
+    while (cap < 4 * (s->n_stacks + 1)) cap *= 2;
+    if (cap > s->hcap) {
+        int32_t *h = realloc(s->hslot, sizeof(int32_t) * (size_t)cap);
+        if (!h) return VB_ERR_NOMEM;
+        s->hslot = h;
+        s->hcap = cap;
+    }
+    memset(s->hslot, 0, sizeof(int32_t) * (size_t)s->hcap);
+    for (int32_t off = 0; off < s->n_data; off += s->data[off] + 1) hash_insert(s, off);
+    s->hlive = true;
+    return VB_OK;
+}
+
+/* Add stack frames[0..n) to s unless it is there already: a linear check while the state is
+ * small (most are), a hash index beyond. */
 static int gstate_add(vb_gstate *s, const int32_t *frames, int32_t n) {
-    for (int32_t off = 0; off < s->n_data; off += s->data[off] + 1)
-        if (s->data[off] == n && memcmp(s->data + off + 1, frames, sizeof(int32_t) * (size_t)n) == 0)
-            return VB_OK;
+    if (s->n_stacks < 8) {
+        for (int32_t off = 0; off < s->n_data; off += s->data[off] + 1)
+            if (s->data[off] == n && memcmp(s->data + off + 1, frames, sizeof(int32_t) * (size_t)n) == 0)
+                return VB_OK;
+    } else {
+        if ((!s->hlive || 4 * (s->n_stacks + 1) > s->hcap) && hash_rebuild(s) != VB_OK)
+            return VB_ERR_NOMEM;
+        uint32_t mask = (uint32_t)s->hcap - 1, i = stack_hash(frames, n) & mask;
+        for (; s->hslot[i]; i = (i + 1) & mask) {
+            int32_t off = s->hslot[i] - 1;
+            if (s->data[off] == n && memcmp(s->data + off + 1, frames, sizeof(int32_t) * (size_t)n) == 0)
+                return VB_OK;
+        }
+    }
     if (s->n_stacks >= GR_MAX_STACKS) {
         s->overflow = true;
         return VB_ERR_STATE;
     }
     if (gstate_reserve(s, n + 1) != VB_OK) return VB_ERR_NOMEM;
-    s->data[s->n_data] = n;
-    memcpy(s->data + s->n_data + 1, frames, sizeof(int32_t) * (size_t)n);
+    int32_t off = s->n_data;
+    s->data[off] = n;
+    memcpy(s->data + off + 1, frames, sizeof(int32_t) * (size_t)n);
     s->n_data += n + 1;
     s->n_stacks++;
+    if (s->hlive) hash_insert(s, off);
     return VB_OK;
 }
 
@@ -979,6 +1024,7 @@ void vb_gstate_canonical(vb_gstate *s) {
         w += len;
     }
     memcpy(s->data, tmp, sizeof(int32_t) * (size_t)w);
+    s->hlive = false;
     free(offs);
     free(tmp);
 }

@@ -27,7 +27,7 @@
 #define GR_MAX_RULES (1 << 16)
 #define GR_MAX_NEST 64            /* parenthesis nesting while parsing */
 #define GR_MAX_REPEAT 1000        /* m and n of X{m,n} */
-#define GR_MAX_STACKS 2048        /* stacks of one matcher state */
+#define GR_MAX_STACKS 512         /* stacks of one matcher state (JSON grammars need a few) */
 #define GR_MAX_DEPTH 1024         /* frames of one stack (deeper nesting is not allowed) */
 
 struct vb_grammar {
@@ -52,6 +52,9 @@ typedef struct vb_gstate {
     int32_t n_data, cap;
     int32_t n_stacks;
     bool overflow; /* GR_MAX_STACKS exceeded: the state is unusable */
+    int32_t *hslot; /* [hcap] duplicate check of larger states: stack offsets + 1 (0 = empty) */
+    int32_t hcap;
+    bool hlive;     /* hslot indexes the current stacks */
 } vb_gstate;
 
 void vb_gstate_free(vb_gstate *s);
