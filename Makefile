@@ -108,7 +108,7 @@ check:
 # the test runner also links to replay the committed corpora fuzz/corpus/<name>/.
 #   make fuzz-build     all targets      make fuzz FUZZ_TARGET=model FUZZ_SECONDS=600
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := gguf model tokenizer_json cost_cache
+FUZZ_TARGETS := gguf model tokenizer_json cost_cache grammar
 FUZZ_TARGET  ?= gguf
 FUZZ_BUILD   := $(BUILD)/fuzz
 FUZZ_CFLAGS  := -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
