@@ -1,7 +1,8 @@
 /* test_grammar.c - the GBNF parser and byte matcher (src/grammar/grammar.c) against hand-derived
  * accept / reject lists, its error messages on bad grammars, and the token masks
- * (src/grammar/token_mask.c) against a brute-force check on the shipped model's vocabulary
- * (each token's bytes fed to a fresh copy of the matcher state). */
+ * (src/grammar/token_mask.c, with and without its state interner) against a brute-force check
+ * on the shipped model's vocabulary (each token's bytes fed to a fresh copy of the matcher
+ * state). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,7 +120,7 @@ static int load_shipped(vb_model **m) {
 }
 
 /* The mask of the current state vs. each token's bytes through a copy of the state. */
-static int brute_force_check(const vb_grammar *g, const vb_model *m, const char *prefix,
+static int brute_force_check(const vb_grammar *g, const vb_model *m, const char *prefix, bool memo,
                              char *why, size_t why_len) {
     vb_grammar_run *run = NULL;
     char err[256];
@@ -127,6 +128,7 @@ static int brute_force_check(const vb_grammar *g, const vb_model *m, const char 
         snprintf(why, why_len, "init: %s", err);
         return -1;
     }
+    if (!memo) vb_grammar_run_no_memo(run);
     /* walk the prefix token by token (tokenized as the model would) */
     vb_token toks[256];
     int nt = prefix[0] ? vb_tokenize(m, prefix, strlen(prefix), false, false, toks, 256) : 0;
@@ -187,12 +189,13 @@ TEST(grammar_token_mask_brute_force) {
         vb_grammar *g = NULL;
         char err[256];
         CHECKF(vb_grammar_parse(G[i].gbnf, strlen(G[i].gbnf), &g, err, sizeof err) == VB_OK, "%s", err);
-        for (int k = 0; k < 4 && G[i].prefixes[k]; k++) {
-            char why[256] = "";
-            int n = brute_force_check(g, m, G[i].prefixes[k], why, sizeof why);
-            if (n <= 0) vb_grammar_free(g);
-            CHECKF(n > 0, "grammar %zu prefix '%s': %s (%d allowed)", i, G[i].prefixes[k], why, n);
-        }
+        for (int k = 0; k < 4 && G[i].prefixes[k]; k++)
+            for (int memo = 0; memo < 2; memo++) {
+                char why[256] = "";
+                int n = brute_force_check(g, m, G[i].prefixes[k], memo, why, sizeof why);
+                if (n <= 0) vb_grammar_free(g);
+                CHECKF(n > 0, "grammar %zu prefix '%s' memo %d: %s (%d allowed)", i, G[i].prefixes[k], memo, why, n);
+            }
         vb_grammar_free(g);
     }
     vb_model_free(m);

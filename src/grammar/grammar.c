@@ -807,6 +807,10 @@ vb_grammar *vb_grammar_clone(const vb_grammar *g) {
  * --------------------------------------------------------------------------------------------- */
 
 void vb_gstate_free(vb_gstate *s) {
+    if (s->work) {
+        vb_gstate_free(s->work);
+        free(s->work);
+    }
     free(s->data);
     free(s->hslot);
     memset(s, 0, sizeof *s);
@@ -949,13 +953,12 @@ static int expand(const vb_grammar *g, const int32_t *frames, int32_t n, vb_gsta
 int vb_gstate_init(const vb_grammar *g, vb_gstate *s) {
     gstate_clear(s);
     /* a virtual frame for `root`: the root's alternatives, each as a stack */
-    vb_gstate work = {0};
+    if (!s->work && !(s->work = calloc(1, sizeof *s->work))) return VB_ERR_NOMEM;
     int rc = VB_OK;
     for (int32_t a = g->rule_alt[g->root]; a < g->rule_alt[g->root + 1] && rc == VB_OK; a++) {
         int32_t p = g->alt[a];
-        rc = g->el[p] == GR_END ? gstate_add(s, NULL, 0) : expand(g, &p, 1, s, &work);
+        rc = g->el[p] == GR_END ? gstate_add(s, NULL, 0) : expand(g, &p, 1, s, s->work);
     }
-    vb_gstate_free(&work);
     return rc;
 }
 
@@ -965,7 +968,7 @@ int vb_gstate_accept(const vb_grammar *g, const vb_gstate *in, uint8_t byte, vb_
         out->overflow = true;
         return VB_ERR_STATE;
     }
-    vb_gstate work = {0};
+    if (!out->work && !(out->work = calloc(1, sizeof *out->work))) return VB_ERR_NOMEM;
     int rc = VB_OK;
     for (int32_t off = 0; off < in->n_data && rc == VB_OK; off += in->data[off] + 1) {
         int32_t n = in->data[off];
@@ -979,9 +982,8 @@ int vb_gstate_accept(const vb_grammar *g, const vb_gstate *in, uint8_t byte, vb_
         memcpy(nx, st, sizeof(int32_t) * (size_t)(n - 1));
         int32_t k = n - 1;
         if (g->el[p + 1] != GR_END) nx[k++] = p + 1;
-        rc = expand(g, nx, k, out, &work);
+        rc = expand(g, nx, k, out, out->work);
     }
-    vb_gstate_free(&work);
     return rc;
 }
 

@@ -55,6 +55,7 @@ typedef struct vb_gstate {
     int32_t *hslot; /* [hcap] duplicate check of larger states: stack offsets + 1 (0 = empty) */
     int32_t hcap;
     bool hlive;     /* hslot indexes the current stacks */
+    struct vb_gstate *work; /* scratch of vb_gstate_accept / init on this state as output */
 } vb_gstate;
 
 void vb_gstate_free(vb_gstate *s);

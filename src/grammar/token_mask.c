@@ -10,6 +10,26 @@
 #include "model.h"
 
 #define CACHE_ENTRIES 64
+#define MAX_STATES 16384        /* interned states before the table is cleared */
+#define MAX_TRANSITIONS (1 << 19) /* (the table is sized to the vocabulary, at most this) */
+
+/* Interned matcher states (canonical stacks) and the memo of their byte transitions: walking
+ * the token table steps (state id, byte) -> state id, so a state met again (the inside of a
+ * JSON string returns to itself after every character) costs a hash lookup per byte. */
+typedef struct interner {
+    int32_t *data;      /* arena: the states' stack data back to back */
+    int64_t n_data, cap_data;
+    int64_t *off;       /* [cap] per state: data offset, length, complete flag, hash */
+    int32_t *len;
+    bool *complete;
+    uint64_t *hash;
+    int32_t n, cap;
+    int32_t *slot;      /* [n_slot] state hash table: id + 1 (0 empty) */
+    int32_t n_slot;
+    uint64_t *tkey;     /* [n_tslot] transitions: (id << 8 | byte) + 1 (0 empty) */
+    int32_t *tval;      /* next id, or -1: the byte is not allowed */
+    int32_t n_tslot, n_trans;
+} interner;
 
 typedef struct mask_entry {
     uint64_t hash;
@@ -32,19 +52,31 @@ struct vb_grammar_run {
     int32_t *lcp;     /* [n_cand] common prefix length with the previous candidate */
     int32_t max_len;
     vb_gstate cur;    /* the current state (canonical) */
+    interner in;
+    int32_t *ids;     /* [max_len + 1] interned states after each prefix length (mask walk) */
     vb_gstate *depth; /* [max_len + 1] states after each prefix length (mask walk) */
     vb_gstate tmp;
     bool finished;    /* EOS accepted */
+    bool no_memo;     /* tests: never use the interner */
     mask_entry cache[CACHE_ENTRIES];
     int32_t next_victim;
     const mask_entry *last; /* the last mask returned */
     int64_t n_computed, n_cached;
 };
 
+/* Sort entry: the token's first 8 bytes big-endian (zero padded; shorter sorts first on a tie
+   through the full comparison), then its id. */
+typedef struct sort_key {
+    uint64_t prefix;
+    int32_t id;
+} sort_key;
+
 /* Order of candidate tokens: by bytes, then by id. */
 static int cmp_tokens(const void *a, const void *b, void *ctx) {
     const vb_grammar_run *r = ctx;
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    const sort_key *ka = a, *kb = b;
+    if (ka->prefix != kb->prefix) return ka->prefix < kb->prefix ? -1 : 1;
+    int32_t x = ka->id, y = kb->id;
     uint32_t lx = r->off[x + 1] - r->off[x], ly = r->off[y + 1] - r->off[y];
     int c = memcmp(r->bytes + r->off[x], r->bytes + r->off[y], lx < ly ? lx : ly);
     if (c != 0) return c;
@@ -60,6 +92,15 @@ void vb_grammar_run_free(vb_grammar_run *r) {
     free(r->lcp);
     vb_gstate_free(&r->cur);
     vb_gstate_free(&r->tmp);
+    free(r->in.data);
+    free(r->in.off);
+    free(r->in.len);
+    free(r->in.complete);
+    free(r->in.hash);
+    free(r->in.slot);
+    free(r->in.tkey);
+    free(r->in.tval);
+    free(r->ids);
     if (r->depth)
         for (int32_t i = 0; i <= r->max_len; i++) vb_gstate_free(&r->depth[i]);
     free(r->depth);
@@ -110,7 +151,18 @@ int vb_grammar_run_init(const vb_grammar *g, const vb_model *model, vb_grammar_r
         if (n > r->max_len) r->max_len = n;
     }
     r->off[r->n_vocab] = o;
-    qsort_r(r->order, (size_t)r->n_cand, sizeof(int32_t), cmp_tokens, r);
+    sort_key *keys = malloc(sizeof *keys * (size_t)(r->n_cand ? r->n_cand : 1));
+    if (!keys) goto fail;
+    for (int32_t i = 0; i < r->n_cand; i++) {
+        vb_token t = r->order[i];
+        uint32_t n = r->off[t + 1] - r->off[t];
+        uint64_t k = 0;
+        for (uint32_t j = 0; j < 8; j++) k = k << 8 | (j < n ? r->bytes[r->off[t] + j] : 0);
+        keys[i] = (sort_key){k, t};
+    }
+    qsort_r(keys, (size_t)r->n_cand, sizeof *keys, cmp_tokens, r);
+    for (int32_t i = 0; i < r->n_cand; i++) r->order[i] = keys[i].id;
+    free(keys);
     for (int32_t i = 0; i < r->n_cand; i++) {
         int32_t l = 0;
         if (i > 0) {
@@ -121,7 +173,8 @@ int vb_grammar_run_init(const vb_grammar *g, const vb_model *model, vb_grammar_r
         r->lcp[i] = l;
     }
     r->depth = calloc((size_t)r->max_len + 1, sizeof *r->depth);
-    if (!r->depth) goto fail;
+    r->ids = calloc((size_t)r->max_len + 1, sizeof *r->ids);
+    if (!r->depth || !r->ids) goto fail;
     rc = vb_gstate_init(r->g, &r->cur);
     if (rc != VB_OK) {
         if (rc == VB_ERR_STATE) snprintf(err, err_len, "grammar: too ambiguous (over %d stacks)", GR_MAX_STACKS);
@@ -145,8 +198,147 @@ static uint64_t state_hash(const vb_gstate *s) {
     return h;
 }
 
-/* Compute the mask of r->cur into e->bits. */
-static int compute_mask(vb_grammar_run *r, mask_entry *e) {
+
+/* ---- interner ---- */
+
+static void interner_clear(interner *in) {
+    in->n = 0;
+    in->n_data = 0;
+    in->n_trans = 0;
+    if (in->slot) memset(in->slot, 0, sizeof(int32_t) * (size_t)in->n_slot);
+    if (in->tkey) memset(in->tkey, 0, sizeof(uint64_t) * (size_t)in->n_tslot);
+}
+
+static int interner_alloc(interner *in, int32_t n_cand) {
+    if (in->slot) return VB_OK;
+    in->cap = MAX_STATES;
+    in->n_slot = 2 * MAX_STATES;
+    in->n_tslot = 8192; /* about 4 transitions per candidate token, at most 2 MAX_TRANSITIONS */
+    while (in->n_tslot < 8 * n_cand && in->n_tslot < 2 * MAX_TRANSITIONS) in->n_tslot *= 2;
+    in->off = malloc(sizeof(int64_t) * (size_t)in->cap);
+    in->len = malloc(sizeof(int32_t) * (size_t)in->cap);
+    in->complete = malloc(sizeof(bool) * (size_t)in->cap);
+    in->hash = malloc(sizeof(uint64_t) * (size_t)in->cap);
+    in->slot = calloc((size_t)in->n_slot, sizeof(int32_t));
+    in->tkey = calloc((size_t)in->n_tslot, sizeof(uint64_t));
+    in->tval = malloc(sizeof(int32_t) * (size_t)in->n_tslot);
+    return in->off && in->len && in->complete && in->hash && in->slot && in->tkey && in->tval ? VB_OK
+                                                                                               : VB_ERR_NOMEM;
+}
+
+/* The id of canonical state s (added if new). VB_ERR_STATE: the table is full. */
+static int32_t intern(interner *in, const vb_gstate *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (int32_t i = 0; i < s->n_data; i++) h = (h ^ (uint32_t)s->data[i]) * 1099511628211ull;
+    uint32_t mask = (uint32_t)in->n_slot - 1, i = (uint32_t)h & mask;
+    for (; in->slot[i]; i = (i + 1) & mask) {
+        int32_t id = in->slot[i] - 1;
+        if (in->hash[id] == h && in->len[id] == s->n_data &&
+            memcmp(in->data + in->off[id], s->data, sizeof(int32_t) * (size_t)s->n_data) == 0)
+            return id;
+    }
+    if (in->n >= in->cap) return VB_ERR_STATE;
+    if (in->n_data + s->n_data > in->cap_data) {
+        int64_t cap = in->cap_data ? in->cap_data : 4096;
+        while (cap < in->n_data + s->n_data) cap *= 2;
+        if (cap > (int64_t)1 << 26) return VB_ERR_STATE; /* 256 MiB of stacks: start over */
+        int32_t *d = realloc(in->data, sizeof(int32_t) * (size_t)cap);
+        if (!d) return VB_ERR_NOMEM;
+        in->data = d;
+        in->cap_data = cap;
+    }
+    int32_t id = in->n++;
+    in->off[id] = in->n_data;
+    in->len[id] = s->n_data;
+    in->hash[id] = h;
+    in->complete[id] = vb_gstate_complete(s);
+    if (s->n_data) memcpy(in->data + in->n_data, s->data, sizeof(int32_t) * (size_t)s->n_data);
+    in->n_data += s->n_data;
+    in->slot[i] = id + 1;
+    return id;
+}
+
+/* The state after byte b from state id: its id, -1 (b not allowed) or a status < -1. */
+static int32_t step(vb_grammar_run *r, int32_t id, uint8_t b) {
+    interner *in = &r->in;
+    uint64_t key = ((uint64_t)id << 8 | b) + 1;
+    uint32_t mask = (uint32_t)in->n_tslot - 1, i = (uint32_t)(key * 0x9E3779B97F4A7C15ull >> 32) & mask;
+    for (; in->tkey[i]; i = (i + 1) & mask)
+        if (in->tkey[i] == key) return in->tval[i];
+    if (in->n_trans >= in->n_tslot / 2) return VB_ERR_STATE;
+    /* materialise the state, advance it, intern the result */
+    vb_gstate *src = &r->tmp;
+    src->n_data = 0;
+    src->n_stacks = 0;
+    src->overflow = false;
+    src->hlive = false;
+    if (src->cap < in->len[id]) {
+        int32_t *d = realloc(src->data, sizeof(int32_t) * (size_t)in->len[id]);
+        if (!d) return VB_ERR_NOMEM;
+        src->data = d;
+        src->cap = in->len[id];
+    }
+    memcpy(src->data, in->data + in->off[id], sizeof(int32_t) * (size_t)in->len[id]);
+    src->n_data = in->len[id];
+    for (int32_t o = 0; o < src->n_data; o += src->data[o] + 1) src->n_stacks++;
+    vb_gstate *dst = &r->depth[0];
+    int rc = vb_gstate_accept(r->g, src, b, dst);
+    if (rc != VB_OK) return rc < -1 ? rc : VB_ERR_STATE;
+    int32_t next = -1;
+    if (dst->n_stacks > 0) {
+        vb_gstate_canonical(dst);
+        next = intern(in, dst);
+        if (next < 0) return next;
+    }
+    in->tkey[i] = key;
+    in->tval[i] = next;
+    in->n_trans++;
+    return next;
+}
+
+/* compute_mask through the interner; VB_ERR_STATE when its tables fill up (then the caller
+   clears them and retries, or computes without them). */
+static int compute_mask_memo(vb_grammar_run *r, mask_entry *e) {
+    int rc = interner_alloc(&r->in, r->n_cand);
+    if (rc != VB_OK) return rc;
+    int32_t cur = intern(&r->in, &r->cur);
+    if (cur < 0) return cur;
+    memset(e->bits, 0, sizeof(uint32_t) * (size_t)r->words);
+    r->ids[0] = cur;
+    int32_t computed = 0, dead = INT32_MAX;
+    bool any = false;
+    for (int32_t i = 0; i < r->n_cand; i++) {
+        vb_token t = r->order[i];
+        int32_t l = r->lcp[i];
+        if (l >= dead) continue;
+        dead = INT32_MAX;
+        int32_t len = (int32_t)(r->off[t + 1] - r->off[t]);
+        const uint8_t *b = r->bytes + r->off[t];
+        int32_t d = l < computed ? l : computed;
+        while (d < len) {
+            int32_t next = step(r, r->ids[d], b[d]);
+            if (next < -1) return next;
+            d++;
+            if (next < 0) {
+                dead = d;
+                break;
+            }
+            r->ids[d] = next;
+        }
+        computed = d;
+        if (dead == INT32_MAX) {
+            e->bits[t >> 5] |= 1u << (t & 31);
+            any = true;
+        }
+    }
+    e->only_eos = !any;
+    if (r->eos >= 0 && r->eos < r->n_vocab && r->in.complete[cur]) e->bits[r->eos >> 5] |= 1u << (r->eos & 31);
+    return VB_OK;
+}
+
+/* Compute the mask of r->cur into e->bits without the interner (its tables too small for this
+   grammar). */
+static int compute_mask_plain(vb_grammar_run *r, mask_entry *e) {
     memset(e->bits, 0, sizeof(uint32_t) * (size_t)r->words);
     if (r->finished) {
         e->only_eos = true;
@@ -207,7 +399,16 @@ const uint32_t *vb_grammar_run_mask(vb_grammar_run *r) {
     if (nk > 0) memcpy(e->key, r->cur.data, sizeof(int32_t) * (size_t)nk);
     e->n_key = nk;
     e->hash = h;
-    if (compute_mask(r, e) != VB_OK) return NULL;
+    int rc = VB_ERR_STATE;
+    if (!r->finished && !r->no_memo) {
+        rc = compute_mask_memo(r, e);
+        if (rc == VB_ERR_STATE) { /* tables full: start them over once */
+            interner_clear(&r->in);
+            rc = compute_mask_memo(r, e);
+        }
+    }
+    if (rc == VB_ERR_STATE || r->finished) rc = compute_mask_plain(r, e);
+    if (rc != VB_OK) return NULL;
     e->used = true;
     r->n_computed++;
     r->last = e;
@@ -245,6 +446,8 @@ bool vb_grammar_run_complete(const vb_grammar_run *r) {
 }
 
 bool vb_grammar_run_finished(const vb_grammar_run *r) { return r->finished; }
+
+void vb_grammar_run_no_memo(vb_grammar_run *r) { r->no_memo = true; }
 
 void vb_grammar_run_counts(const vb_grammar_run *r, int64_t *computed, int64_t *cached) {
     if (computed) *computed = r->n_computed;

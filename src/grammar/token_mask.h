@@ -4,9 +4,11 @@
  *
  * Masks are computed over the tokens sorted by their bytes: consecutive tokens share prefixes,
  * so the matcher states after each prefix are reused (a trie walked in order), and a prefix
- * that dies rejects every token that starts with it at once. A state's mask is cached (keyed by
- * the canonical set of stacks), so a state seen again (inside a JSON string, after a comma)
- * costs a hash lookup. */
+ * that dies rejects every token that starts with it at once. Matcher states are interned and
+ * their byte transitions memoised, so a walk costs a hash lookup per trie byte once its states
+ * are known (the inside of a JSON string returns to the same state after each character). A
+ * state's mask is cached too, so a state seen again (after a comma, inside a string) costs a
+ * lookup. */
 #ifndef VB_TOKEN_MASK_H
 #define VB_TOKEN_MASK_H
 
@@ -36,6 +38,10 @@ int vb_grammar_run_accept(vb_grammar_run *r, vb_token token);
 bool vb_grammar_run_complete(const vb_grammar_run *r);
 /* EOS was accepted. */
 bool vb_grammar_run_finished(const vb_grammar_run *r);
+
+/* Compute masks without the state interner from now on (tests: the path taken when a
+ * grammar's states overflow the interner's tables). */
+void vb_grammar_run_no_memo(vb_grammar_run *r);
 
 /* Statistics: masks computed / served from the cache. */
 void vb_grammar_run_counts(const vb_grammar_run *r, int64_t *computed, int64_t *cached);
