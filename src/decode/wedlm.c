@@ -17,6 +17,10 @@
  * step until then (its row in earlier steps saw masks or later-filled slots in front of it, so
  * those rows are scratch).
  *
+ * With a grammar (vb_generate_params.grammar) exact mode is forced: a fill at a later position
+ * cannot know the grammar state there, so each is checked against the AR row sampled (masked)
+ * in the right state when it is committed; the output is then constrained AR's.
+ *
  * Exact mode (wedlm_exact): a filled slot is a draft. When it is committed, the row of the token
  * before it (forwarded in the same batch, or last_logits for the first slot) is an exact AR row;
  * the slot is kept only if sampling that row gives the same token (at temperature 0: the argmax),

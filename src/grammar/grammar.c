@@ -358,6 +358,7 @@ static int parse_char(builder *b, uint32_t *cp) {
         if ((d & 0xC0) != 0x80) return fail(b, b->s, "invalid UTF-8 in grammar%s", NULL);
         v = (v << 6) | (d & 0x3Fu);
     }
+    if (v > 0x10FFFF) return fail(b, b->s, "invalid UTF-8 in grammar%s", NULL);
     b->s += n;
     *cp = v;
     return VB_OK;
