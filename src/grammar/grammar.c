@@ -224,7 +224,7 @@ static int emit_class(builder *b, ivec *alt, const uint32_t *ranges, int n_range
     /* normalise: sort + merge, then complement if negated */
     uint32_t *r = malloc(sizeof(uint32_t) * 2 * ((size_t)n_ranges + 1));
     if (!r) return oom(b);
-    memcpy(r, ranges, sizeof(uint32_t) * 2 * (size_t)n_ranges);
+    if (n_ranges) memcpy(r, ranges, sizeof(uint32_t) * 2 * (size_t)n_ranges);
     for (int i = 1; i < n_ranges; i++) /* insertion sort by lo (classes are short) */
         for (int j = i; j > 0 && r[2 * j] < r[2 * j - 2]; j--) {
             uint32_t t0 = r[2 * j], t1 = r[2 * j + 1];
@@ -681,7 +681,7 @@ static int flatten(builder *b, int32_t root, vb_grammar **out) {
     g->rule_alt[b->n_rules] = ia;
     g->n_el = ie;
     g->n_rules = b->n_rules;
-    memcpy(g->sets, b->sets, sizeof *g->sets * (size_t)b->n_sets);
+    if (b->n_sets) memcpy(g->sets, b->sets, sizeof *g->sets * (size_t)b->n_sets);
     g->n_sets = b->n_sets;
     g->root = root;
     *out = g;
@@ -880,7 +880,7 @@ static int hash_rebuild(vb_gstate *s) {
 static int gstate_add(vb_gstate *s, const int32_t *frames, int32_t n) {
     if (s->n_stacks < 8) {
         for (int32_t off = 0; off < s->n_data; off += s->data[off] + 1)
-            if (s->data[off] == n && memcmp(s->data + off + 1, frames, sizeof(int32_t) * (size_t)n) == 0)
+            if (s->data[off] == n && (n == 0 || memcmp(s->data + off + 1, frames, sizeof(int32_t) * (size_t)n) == 0))
                 return VB_OK;
     } else {
         if ((!s->hlive || 4 * (s->n_stacks + 1) > s->hcap) && hash_rebuild(s) != VB_OK)
@@ -888,7 +888,7 @@ static int gstate_add(vb_gstate *s, const int32_t *frames, int32_t n) {
         uint32_t mask = (uint32_t)s->hcap - 1, i = stack_hash(frames, n) & mask;
         for (; s->hslot[i]; i = (i + 1) & mask) {
             int32_t off = s->hslot[i] - 1;
-            if (s->data[off] == n && memcmp(s->data + off + 1, frames, sizeof(int32_t) * (size_t)n) == 0)
+            if (s->data[off] == n && (n == 0 || memcmp(s->data + off + 1, frames, sizeof(int32_t) * (size_t)n) == 0))
                 return VB_OK;
         }
     }
@@ -899,7 +899,7 @@ static int gstate_add(vb_gstate *s, const int32_t *frames, int32_t n) {
     if (gstate_reserve(s, n + 1) != VB_OK) return VB_ERR_NOMEM;
     int32_t off = s->n_data;
     s->data[off] = n;
-    memcpy(s->data + off + 1, frames, sizeof(int32_t) * (size_t)n);
+    if (n) memcpy(s->data + off + 1, frames, sizeof(int32_t) * (size_t)n);
     s->n_data += n + 1;
     s->n_stacks++;
     if (s->hlive) hash_insert(s, off);

@@ -278,7 +278,7 @@ static int32_t step(vb_grammar_run *r, int32_t id, uint8_t b) {
         src->data = d;
         src->cap = in->len[id];
     }
-    memcpy(src->data, in->data + in->off[id], sizeof(int32_t) * (size_t)in->len[id]);
+    if (in->len[id]) memcpy(src->data, in->data + in->off[id], sizeof(int32_t) * (size_t)in->len[id]);
     src->n_data = in->len[id];
     for (int32_t o = 0; o < src->n_data; o += src->data[o] + 1) src->n_stacks++;
     vb_gstate *dst = &r->depth[0];
