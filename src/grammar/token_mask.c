@@ -40,16 +40,28 @@ typedef struct mask_entry {
     bool used;
 } mask_entry;
 
-struct vb_grammar_run {
-    vb_grammar *g;
-    int32_t n_vocab, words;
-    vb_token eos;
-    /* candidate tokens (non-empty bytes, not control), sorted by bytes */
+/* The vocabulary as the grammar sees it: candidate tokens (non-empty bytes, not control) sorted
+   by their bytes. Built once per model and kept in it (vb_model.token_table). */
+struct vb_token_table {
+    int32_t n_vocab;
     int32_t n_cand;
     int32_t *order;   /* [n_cand] token ids */
     uint32_t *off;    /* [n_vocab + 1] bytes of token t: bytes[off[t] .. off[t+1]) */
     uint8_t *bytes;
     int32_t *lcp;     /* [n_cand] common prefix length with the previous candidate */
+    int32_t max_len;
+};
+
+struct vb_grammar_run {
+    vb_grammar *g;
+    int32_t n_vocab, words;
+    vb_token eos;
+    /* the model's token table (not owned; aliases of its arrays) */
+    int32_t n_cand;
+    const int32_t *order;
+    const uint32_t *off;
+    const uint8_t *bytes;
+    const int32_t *lcp;
     int32_t max_len;
     vb_gstate cur;    /* the current state (canonical) */
     interner in;
@@ -73,7 +85,7 @@ typedef struct sort_key {
 
 /* Order of candidate tokens: by bytes, then by id. */
 static int cmp_tokens(const void *a, const void *b, void *ctx) {
-    const vb_grammar_run *r = ctx;
+    const vb_token_table *r = ctx;
     const sort_key *ka = a, *kb = b;
     if (ka->prefix != kb->prefix) return ka->prefix < kb->prefix ? -1 : 1;
     int32_t x = ka->id, y = kb->id;
@@ -86,10 +98,6 @@ static int cmp_tokens(const void *a, const void *b, void *ctx) {
 void vb_grammar_run_free(vb_grammar_run *r) {
     if (!r) return;
     vb_grammar_free(r->g);
-    free(r->order);
-    free(r->off);
-    free(r->bytes);
-    free(r->lcp);
     vb_gstate_free(&r->cur);
     vb_gstate_free(&r->tmp);
     free(r->in.data);
@@ -111,27 +119,25 @@ void vb_grammar_run_free(vb_grammar_run *r) {
     free(r);
 }
 
-int vb_grammar_run_init(const vb_grammar *g, const vb_model *model, vb_grammar_run **out,
-                        char *err, size_t err_len) {
-    *out = NULL;
-    if (!g || !model) return VB_ERR_ARG;
-    if (!model->tok) {
-        snprintf(err, err_len, "grammar: the model has no tokenizer");
-        return VB_ERR_UNSUPPORTED;
-    }
-    vb_grammar_run *r = calloc(1, sizeof *r);
-    if (!r) return VB_ERR_NOMEM;
-    int rc = VB_ERR_NOMEM;
-    r->g = vb_grammar_clone(g);
+void vb_token_table_free(vb_token_table *t) {
+    if (!t) return;
+    free(t->order);
+    free(t->off);
+    free(t->bytes);
+    free(t->lcp);
+    free(t);
+}
+
+static vb_token_table *table_build(const vb_model *model) {
+    vb_token_table *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
     r->n_vocab = model->info.n_vocab;
-    r->words = (r->n_vocab + 31) / 32;
-    r->eos = model->info.eos;
     r->off = malloc(sizeof(uint32_t) * ((size_t)r->n_vocab + 1));
-    r->order = malloc(sizeof(int32_t) * (size_t)r->n_vocab);
-    r->lcp = malloc(sizeof(int32_t) * (size_t)r->n_vocab);
-    if (!r->g || !r->off || !r->order || !r->lcp) goto fail;
-    /* token bytes (control tokens and empty ones are never candidates) */
+    r->order = malloc(sizeof(int32_t) * (size_t)r->n_vocab + 1);
+    r->lcp = malloc(sizeof(int32_t) * (size_t)r->n_vocab + 1);
     size_t total = 0;
+    sort_key *keys = NULL;
+    if (!r->off || !r->order || !r->lcp) goto fail;
     for (vb_token t = 0; t < r->n_vocab; t++) {
         int n = vb_tokenizer_token_bytes(model->tok, t, NULL, 0);
         if (n < 0 || vb_tokenizer_is_control(model->tok, t)) n = 0;
@@ -151,7 +157,7 @@ int vb_grammar_run_init(const vb_grammar *g, const vb_model *model, vb_grammar_r
         if (n > r->max_len) r->max_len = n;
     }
     r->off[r->n_vocab] = o;
-    sort_key *keys = malloc(sizeof *keys * (size_t)(r->n_cand ? r->n_cand : 1));
+    keys = malloc(sizeof *keys * (size_t)(r->n_cand ? r->n_cand : 1));
     if (!keys) goto fail;
     for (int32_t i = 0; i < r->n_cand; i++) {
         vb_token t = r->order[i];
@@ -172,6 +178,51 @@ int vb_grammar_run_init(const vb_grammar *g, const vb_model *model, vb_grammar_r
         }
         r->lcp[i] = l;
     }
+    return r;
+fail:
+    vb_token_table_free(r);
+    return NULL;
+}
+
+/* The model's token table, built on first use and kept in the model (a compare-and-swap
+   publishes it: concurrent first uses build twice and keep one). */
+static const vb_token_table *table_for(const vb_model *model) {
+    vb_model *m = (vb_model *)model; /* the table is a cache, not part of the model's value */
+    vb_token_table *t = __atomic_load_n(&m->token_table, __ATOMIC_ACQUIRE);
+    if (t) return t;
+    vb_token_table *mine = table_build(model);
+    if (!mine) return NULL;
+    vb_token_table *expected = NULL;
+    if (__atomic_compare_exchange_n(&m->token_table, &expected, mine, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        return mine;
+    vb_token_table_free(mine);
+    return expected;
+}
+
+int vb_grammar_run_init(const vb_grammar *g, const vb_model *model, vb_grammar_run **out,
+                        char *err, size_t err_len) {
+    *out = NULL;
+    if (!g || !model) return VB_ERR_ARG;
+    if (!model->tok) {
+        snprintf(err, err_len, "grammar: the model has no tokenizer");
+        return VB_ERR_UNSUPPORTED;
+    }
+    vb_grammar_run *r = calloc(1, sizeof *r);
+    if (!r) return VB_ERR_NOMEM;
+    int rc = VB_ERR_NOMEM;
+    r->g = vb_grammar_clone(g);
+    r->n_vocab = model->info.n_vocab;
+    r->words = (r->n_vocab + 31) / 32;
+    r->eos = model->info.eos;
+    const vb_token_table *t = table_for(model);
+    if (!r->g || !t) goto fail;
+    r->n_cand = t->n_cand;
+    r->order = t->order;
+    r->off = t->off;
+    r->bytes = t->bytes;
+    r->lcp = t->lcp;
+    r->max_len = t->max_len;
     r->depth = calloc((size_t)r->max_len + 1, sizeof *r->depth);
     r->ids = calloc((size_t)r->max_len + 1, sizeof *r->ids);
     if (!r->depth || !r->ids) goto fail;

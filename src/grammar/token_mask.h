@@ -2,7 +2,8 @@
  * set of tokens allowed in it (a bitmap over the vocabulary) and the advance by a committed
  * token. The decoders' sampling and commit points (src/decode/generate.c) use it.
  *
- * Masks are computed over the tokens sorted by their bytes: consecutive tokens share prefixes,
+ * Masks are computed over the tokens sorted by their bytes (a table built once per model and
+ * kept in it): consecutive tokens share prefixes,
  * so the matcher states after each prefix are reused (a trie walked in order), and a prefix
  * that dies rejects every token that starts with it at once. Matcher states are interned and
  * their byte transitions memoised, so a walk costs a hash lookup per trie byte once its states
@@ -18,6 +19,10 @@
 #include "vibee.h"
 
 typedef struct vb_grammar_run vb_grammar_run;
+typedef struct vb_token_table vb_token_table;
+
+/* Free a model's token table (vb_model_free calls it). */
+void vb_token_table_free(vb_token_table *t);
 
 /* The grammar (copied) over the model's vocabulary, in its start state. VB_OK, VB_ERR_ARG /
  * VB_ERR_UNSUPPORTED (no tokenizer) / VB_ERR_NOMEM / VB_ERR_STATE (err says why). */
