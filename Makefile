@@ -114,7 +114,7 @@ check:
 # gcc, runs them under UBSan).
 #   make fuzz-build     all targets      make fuzz FUZZ_TARGET=model FUZZ_SECONDS=600
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := gguf model tokenizer_json cost_cache
+FUZZ_TARGETS := gguf model tokenizer_json cost_cache grammar
 FUZZ_TARGET  ?= gguf
 FUZZ_BUILD   := build-fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined

@@ -1,5 +1,5 @@
 /* fuzz_entries.c - the per-input functions of the fuzz targets (see fuzz_entries.h): GGUF
- * reader, model end to end, tokenizer.json and the cost-cache file. Temporary files (the
+ * reader, model end to end, tokenizer.json, the cost-cache file and grammars (GBNF, JSON schema). Temporary files (the
  * tokenizer and cost-cache readers take paths) go to a per-process directory under $TMPDIR. */
 #include "fuzz_entries.h"
 
@@ -12,6 +12,8 @@
 
 #include "decode/cost_model.h"
 #include "gguf/gguf.h"
+#include "grammar/grammar.h"
+#include "grammar/token_mask.h"
 #include "tokenizer/tokenizer.h"
 #include "vibee.h"
 
@@ -262,5 +264,81 @@ int vb_fuzz_cost_cache(const uint8_t *data, size_t size) {
             if (back.rows[i] != mine.rows[i] || back.seconds[i] != mine.seconds[i]) __builtin_trap();
     }
     unlink(path);
+    return 0;
+}
+
+/* ---- grammars ---------------------------------------------------------------------------- */
+
+/* The input's own bytes and a few fixed texts through the byte matcher. */
+static void match_texts(const vb_grammar *g, const uint8_t *data, size_t size) {
+    static const char *const texts[] = {"{\"a\": [1, 2.5e3, \"x\\n\"], \"b\": null}", "def f(x):", "\xc3\xa9\xe2\x82\xac"};
+    vb_gstate a = {0}, b = {0};
+    for (size_t t = 0; t < 4; t++) {
+        const uint8_t *s = t < 3 ? (const uint8_t *)texts[t] : data;
+        size_t n = t < 3 ? strlen(texts[t]) : (size < 256 ? size : 256);
+        if (vb_gstate_init(g, &a) != VB_OK) break;
+        for (size_t i = 0; i < n; i++) {
+            int rc = vb_gstate_accept(g, &a, s[i], &b);
+            if (rc != VB_OK && rc != VB_ERR_STATE && rc != VB_ERR_NOMEM) __builtin_trap();
+            if (rc != VB_OK || b.n_stacks == 0) break;
+            vb_gstate_copy(&a, &b);
+            touch(&a.n_stacks, sizeof a.n_stacks);
+        }
+    }
+    vb_gstate_free(&a);
+    vb_gstate_free(&b);
+}
+
+/* A few steps over the embedded model's vocabulary: the first allowed token of each mask must
+ * be accepted. */
+static void mask_steps(const vb_grammar *g) {
+    static vb_model *m;
+    if (!m) {
+        size_t size = 0;
+        const void *data = vb_embedded_model(&size);
+        char err[128];
+        if (!data || vb_model_load_from_memory(data, size, "fuzz", NULL, &m, err, sizeof err) != VB_OK) return;
+    }
+    vb_grammar_run *r = NULL;
+    char err[128];
+    if (vb_grammar_run_init(g, m, &r, err, sizeof err) != VB_OK) return;
+    int32_t n_vocab = vb_model_get_info(m)->n_vocab;
+    for (int step = 0; step < 6; step++) {
+        const uint32_t *mask = vb_grammar_run_mask(r);
+        if (!mask) break;
+        vb_token pick = -1;
+        for (vb_token t = 0; t < n_vocab && pick < 0; t++)
+            if (mask[t >> 5] >> (t & 31) & 1u) pick = t;
+        if (pick < 0) break;
+        int rc = vb_grammar_run_accept(r, pick);
+        if (rc == VB_ERR_ARG) __builtin_trap(); /* allowed by the mask, refused by accept */
+        if (rc != VB_OK || vb_grammar_run_finished(r)) break;
+    }
+    vb_grammar_run_free(r);
+}
+
+int vb_fuzz_grammar(const uint8_t *data, size_t size) {
+    vb_grammar *g = NULL;
+    char err[256];
+    if (vb_grammar_parse((const char *)data, size, &g, err, sizeof err) == VB_OK) {
+        match_texts(g, data, size);
+        mask_steps(g);
+        vb_grammar_free(g);
+    } else if (!err[0]) {
+        __builtin_trap(); /* every refusal says why */
+    }
+    char *gbnf = NULL;
+    int rc = vb_json_schema_to_gbnf((const char *)data, size, &gbnf, err, sizeof err);
+    if (rc == VB_OK) {
+        /* the converter's output parses (a schema that refers to itself first is left-recursive) */
+        rc = vb_grammar_parse(gbnf, strlen(gbnf), &g, err, sizeof err);
+        if (rc != VB_OK && !strstr(err, "left recursion") && rc != VB_ERR_NOMEM) __builtin_trap();
+        if (rc == VB_OK) {
+            match_texts(g, data, size);
+            mask_steps(g);
+            vb_grammar_free(g);
+        }
+        free(gbnf);
+    }
     return 0;
 }

@@ -20,5 +20,9 @@ int vb_fuzz_tokenizer_json(const uint8_t *data, size_t size);
 /* The cost-cache file: load the key its first line names, store a table under another key
  * (which rewrites the file keeping the other lines), and load that back unchanged. */
 int vb_fuzz_cost_cache(const uint8_t *data, size_t size);
+/* A grammar: parse as GBNF (match fixed texts and the input byte by byte, step a few tokens over
+ * the embedded model's vocabulary: each mask's first token must be accepted), and as a JSON
+ * schema (its GBNF must parse, unless left-recursive through $ref, then the same checks). */
+int vb_fuzz_grammar(const uint8_t *data, size_t size);
 
 #endif

@@ -386,6 +386,37 @@ vb_token vb_sampler_sample(vb_sampler *s, const float *logits, int32_t n_vocab,
  * Generation (decoders over the forward primitive)
  * ------------------------------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------------------------------
+ * Grammars (constrained sampling)
+ * ------------------------------------------------------------------------------------------ */
+
+/* A compiled context-free grammar. Given in vb_generate_params.grammar, every sampled token must
+ * keep the output a prefix of a sentence of the grammar: tokens that cannot are masked out of
+ * the logits at each step (the run copies the grammar; it may be freed after the submit). EOS
+ * is allowed only where the output is a complete sentence, control tokens never; generation
+ * stops (finish "stop") once the output is complete and nothing can follow. Every decoder obeys
+ * it: AR and verify sample each committed token from a masked row (drafts are checked exactly);
+ * WeDLM switches to exact mode (every fill checked against the masked AR row). */
+typedef struct vb_grammar vb_grammar;
+
+/* Parse a grammar in GBNF (llama.cpp's format; subset: rules `name ::= ...`, "literals" with
+ * escapes, [character classes] and [^negated], `.`, ( groups ), |, postfix * + ? {m} {m,}
+ * {m,n}, # comments; the start rule is `root`). Left-recursive rules are rejected. Returns
+ * VB_OK, VB_ERR_ARG (err says what and which line) or VB_ERR_NOMEM. */
+int vb_grammar_parse(const char *gbnf, size_t len, vb_grammar **out, char *err, size_t err_len);
+
+/* A JSON schema (JSON text) as GBNF text (malloc'd, NUL-terminated; free with free()). Supports
+ * type object (properties, required, additionalProperties: false unless given as true or a
+ * schema), array (items, minItems, maxItems), string (minLength, maxLength), number, integer,
+ * boolean, null, type lists, enum, const, anyOf / oneOf, local $ref (#/$defs/..,
+ * #/definitions/..), nested. Whitespace between tokens: at most one space or newline run.
+ * VB_ERR_UNSUPPORTED when the library was built without jansson. */
+int vb_json_schema_to_gbnf(const char *schema, size_t len, char **gbnf, char *err, size_t err_len);
+/* vb_json_schema_to_gbnf then vb_grammar_parse. */
+int vb_grammar_from_json_schema(const char *schema, size_t len, vb_grammar **out, char *err,
+                                size_t err_len);
+void vb_grammar_free(vb_grammar *g); /* NULL is ignored */
+
 enum vb_decoder { VB_DECODER_AR = 0, VB_DECODER_WEDLM = 1, VB_DECODER_VERIFY = 2 };
 
 /* Called for each committed token in order; return false to stop generation. */
@@ -411,6 +442,7 @@ typedef struct vb_generate_params {
     int32_t ngram_min;        /* shortest n-gram matched for prompt lookup (default 2) */
     vb_token_callback on_token; /* optional */
     void *user;
+    const vb_grammar *grammar; /* optional: constrain the output (see vb_grammar; NULL = none) */
     /* WeDLM variants (not in the official engine; see models/wedlm-py-6m.md) */
     bool wedlm_d0_ar;             /* score and fill the leftmost mask from the AR logits row of the
                                      last committed token (default true) */

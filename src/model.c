@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "grammar/token_mask.h"
 #include "gguf/gguf_internal.h"
 #include "text/utf8.h"
 #include "types.h"
@@ -41,6 +42,7 @@ static int fail(char *err, size_t err_len, int status, const char *fmt, const ch
 void vb_model_free(vb_model *m) {
     if (!m) return;
     vb_tokenizer_free(m->tok);
+    vb_token_table_free(m->token_table);
     vb_gguf_close(m->gguf);
     free(m->native);
     free(m);

@@ -20,6 +20,8 @@ struct vb_model {
     void *native;          /* owned (free()): the owner backend's model data (sim: vb_sim_params) */
     float rope_theta;      /* from GGUF (default 10000) */
     float norm_eps;        /* RMSNorm / LayerNorm epsilon */
+    struct vb_token_table *token_table; /* owned, built on first use: the vocabulary sorted by
+                                           bytes for grammars (src/grammar/token_mask.c) */
 };
 
 #endif

@@ -49,6 +49,7 @@ static const struct {
     {"model", vb_fuzz_model, 8},
     {"tokenizer_json", vb_fuzz_tokenizer_json, 8},
     {"cost_cache", vb_fuzz_cost_cache, 8},
+    {"grammar", vb_fuzz_grammar, 10},
 };
 
 TEST(fuzz_corpus_replay) {

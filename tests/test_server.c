@@ -64,6 +64,22 @@ TEST(server_openai_fields) {
     CHECKF(rc == 0 && strstr(out, "all passed"), "openai_fields.mjs exit %d: %.400s", rc, fail ? fail : out);
 }
 
+/* response_format json_schema / json_object and the grammar extension on the shipped model,
+ * validated with ajv (tests/js/node_modules/ajv, or NODE_PATH). */
+TEST(server_structured_output) {
+    const char *why = missing_tools();
+    CHECKF(!why, "%s", why);
+    char out[256];
+    CHECKF(vbt_run_cmd("cd tests/js && node -e \"require('ajv')\" 2>/dev/null && echo yes", out, sizeof out) == 0 &&
+               strstr(out, "yes"),
+           "ajv missing: run scripts/install_deps.sh (npm install in tests/js)");
+    static char res[65536];
+    int rc;
+    run_node("structured_output.mjs", res, sizeof res, &rc);
+    const char *fail = strstr(res, "FAIL");
+    CHECKF(rc == 0 && strstr(res, "all passed"), "structured_output.mjs exit %d: %.400s", rc, fail ? fail : res);
+}
+
 TEST(server_load_disconnects) {
     const char *why = missing_tools();
     CHECKF(!why, "%s", why);

@@ -95,6 +95,10 @@ struct vb_decode_run {
     int64_t n_draft_rows;     /* verify: drafted rows forwarded / accepted */
     int64_t n_draft_accepted;
     const struct vb_cost_table *cost_override; /* optional (tests) */
+    struct vb_grammar_run *grammar; /* optional: params.grammar over the vocabulary, in the state
+                                       after the committed tokens (src/grammar/token_mask.h) */
+    float *masked;            /* [n_vocab] with a grammar: logits with disallowed tokens -inf */
+    bool grammar_stop;        /* stopped because the grammar's output is complete */
 };
 
 /* Check a request's decoder settings against the model: VB_OK, or a status and why. */
@@ -104,17 +108,27 @@ int vb_decode_check_params(const vb_model_info *info, const vb_generate_params *
 /* Logits of row i of this request's rows in the last forward (NULL: none). */
 const float *vb_decode_row_logits(vb_decode_run *run, int32_t i);
 
-/* Append a committed token to out/hist, call on_token, apply the stop rules. Returns false
- * when generation must stop (run->done is then true). Precondition: !run->done. */
+/* Append a committed token to out/hist, advance the grammar, call on_token, apply the stop
+ * rules (n_predict, EOS, callback, grammar complete with nothing allowed but EOS). Returns false
+ * when generation must stop (run->done is then true). Precondition: !run->done, and with a
+ * grammar the token was sampled by vb_decode_sample in the current state. */
 bool vb_decode_commit(vb_decode_run *run, vb_token token);
 
 /* Record one decode step that committed k tokens in the histogram. */
 void vb_decode_record_step(vb_decode_run *run, int32_t k);
 
-/* Sample from logits with the run's sampler, history = prompt + generated, never `banned`. */
+/* Sample from logits with the run's sampler, history = prompt + generated, never `banned`;
+ * with a grammar only among the tokens it allows after the committed ones (the logits are
+ * copied and masked; the context's are never modified). Returns the token or < 0 (note set). */
 vb_token vb_decode_sample(vb_decode_run *run, const float *logits, vb_token banned);
 
 /* Copy the logits of this request's row i of the last forward into run->last_logits. */
+/* Set up run->grammar / run->masked from params.grammar (no grammar: nothing). VB_OK or a
+ * status with the reason in why. */
+int vb_decode_grammar_init(vb_decode_run *run, char *why, size_t why_len);
+/* Free what vb_decode_grammar_init made. */
+void vb_decode_grammar_free(vb_decode_run *run);
+
 int vb_decode_keep_logits(vb_decode_run *run, int32_t i);
 
 /* vb_cost_measure on the request's sequence after its committed rows; the forwards it runs are

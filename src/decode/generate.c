@@ -9,6 +9,7 @@
  * token; the sequence holds the prompt and every committed token on return (except after
  * VB_KV_FULL, where the last committed token may be missing from the KV); messages for failed
  * requests go to stats->note, since the public API has no setter for the context's error. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,8 @@
 
 #include "decode/cost_model.h"
 #include "decode/decode_internal.h"
+#include "grammar/grammar.h"
+#include "grammar/token_mask.h"
 #include "sched/sched_internal.h"
 
 vb_generate_params vb_generate_default_params(void) {
@@ -82,6 +85,24 @@ bool vb_decode_commit(vb_decode_run *run, vb_token token) {
     run->out[run->n_out++] = token;
     run->hist[run->n_hist++] = token;
     bool go_on = true;
+    if (run->grammar) {
+        int rc = vb_grammar_run_accept(run->grammar, token);
+        if (rc != VB_OK) { /* the token was not sampled in this state: a decoder bug */
+            vb_decode_note(run, "grammar: token %d committed but not allowed (%d)", (int)token, rc);
+            go_on = false;
+        } else if (vb_grammar_run_finished(run->grammar)) {
+            go_on = false;
+            run->grammar_stop = true;
+        } else {
+            /* complete and nothing but EOS can follow: stop here (no EOS forward needed) */
+            const uint32_t *mask = vb_grammar_run_mask(run->grammar);
+            if (mask && vb_grammar_run_only_eos(run->grammar)) {
+                go_on = false;
+                run->grammar_stop = vb_grammar_run_complete(run->grammar);
+                if (!run->grammar_stop) vb_decode_note(run, "grammar: no token can continue the output");
+            }
+        }
+    }
     if (run->params.on_token && !run->params.on_token(token, run->params.user)) go_on = false;
     if (run->eos >= 0 && token == run->eos) go_on = false;
     if (run->n_out >= run->limit) go_on = false;
@@ -95,8 +116,47 @@ void vb_decode_record_step(vb_decode_run *run, int32_t k) {
     run->stats->commit_hist[k]++;
 }
 
+static bool mask_has(const uint32_t *mask, vb_token t) { return mask[t >> 5] >> (t & 31) & 1u; }
+
 vb_token vb_decode_sample(vb_decode_run *run, const float *logits, vb_token banned) {
-    return vb_sampler_sample(run->sampler, logits, run->n_vocab, run->hist, run->n_hist, banned);
+    if (!run->grammar)
+        return vb_sampler_sample(run->sampler, logits, run->n_vocab, run->hist, run->n_hist, banned);
+    const uint32_t *mask = vb_grammar_run_mask(run->grammar);
+    if (!mask) {
+        vb_decode_note(run, "grammar: state too large (over %d stacks) or out of memory", GR_MAX_STACKS);
+        return VB_ERR_STATE;
+    }
+    float *w = run->masked; /* [n_vocab] */
+    for (int32_t v = 0; v < run->n_vocab; v++) w[v] = mask_has(mask, v) ? logits[v] : -INFINITY;
+    vb_token t = vb_sampler_sample(run->sampler, w, run->n_vocab, run->hist, run->n_hist, banned);
+    if (t >= 0 && mask_has(mask, t) && t != banned) return t;
+    if (t < 0) return t;
+    /* every allowed logit was -inf / NaN (or only `banned` is allowed): the first allowed */
+    for (int32_t v = 0; v < run->n_vocab; v++)
+        if (mask_has(mask, v) && v != banned) return v;
+    vb_decode_note(run, "grammar: no token can continue the output");
+    return VB_ERR_STATE;
+}
+
+int vb_decode_grammar_init(vb_decode_run *run, char *why, size_t why_len) {
+    if (!run->params.grammar) return VB_OK;
+    int rc = vb_grammar_run_init(run->params.grammar, vb_context_model(run->ctx), &run->grammar,
+                                 why, why_len);
+    if (rc != VB_OK) return rc;
+    run->masked = malloc(sizeof(float) * (size_t)run->n_vocab);
+    if (!run->masked) {
+        snprintf(why, why_len, "out of memory");
+        return VB_ERR_NOMEM;
+    }
+    run->params.grammar = NULL; /* the caller's copy may be freed; run->grammar holds its own */
+    return VB_OK;
+}
+
+void vb_decode_grammar_free(vb_decode_run *run) {
+    vb_grammar_run_free(run->grammar);
+    run->grammar = NULL;
+    free(run->masked);
+    run->masked = NULL;
 }
 
 int vb_decode_keep_logits(vb_decode_run *run, int32_t i) {

@@ -17,6 +17,10 @@
  * step until then (its row in earlier steps saw masks or later-filled slots in front of it, so
  * those rows are scratch).
  *
+ * With a grammar (vb_generate_params.grammar) exact mode is forced: a fill at a later position
+ * cannot know the grammar state there, so each is checked against the AR row sampled (masked)
+ * in the right state when it is committed; the output is then constrained AR's.
+ *
  * Exact mode (wedlm_exact): a filled slot is a draft. When it is committed, the row of the token
  * before it (forwarded in the same batch, or last_logits for the first slot) is an exact AR row;
  * the slot is kept only if sampling that row gives the same token (at temperature 0: the argmax),
@@ -271,6 +275,12 @@ static int wedlm_start(vb_decode_run *run) {
         /* one token left: it is the AR row's token either way; no window forward for it */
         run->ops = &vb_decoder_ar;
         return run->ops->resume(run);
+    }
+    if (run->grammar && !p->wedlm_exact) {
+        /* fills at later positions cannot know the grammar state there: each is checked
+           against the AR row sampled (masked) in the right state before it is committed */
+        run->params.wedlm_exact = true;
+        vb_decode_note(run, "grammar: fills checked (exact mode)");
     }
     if (p->window == 0 && !p->wedlm_exact) {
         /* the window follows measured timings: checked fills keep the text independent of them */

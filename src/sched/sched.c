@@ -168,6 +168,7 @@ static void req_free(sched_req *r) {
     if (!r) return;
     if (r->run.ops && r->run.ops->release) r->run.ops->release(&r->run, false);
     vb_sampler_free(r->run.sampler);
+    vb_decode_grammar_free(&r->run);
     free(r->run.hist);
     free(r->run.out);
     free(r->run.last_logits);
@@ -292,6 +293,12 @@ int vb_sched_submit_gen(vb_sched *s, const vb_token *prompt, int32_t n_prompt,
             return sched_err(s, VB_ERR_ARG, "invalid sampling parameters (temp >= 0, "
                              "0 < top_p <= 1, 0 <= min_p < 1, repeat_penalty > 0)");
         return sched_err(s, VB_ERR_NOMEM, "out of memory");
+    }
+    int st_gr = vb_decode_grammar_init(run, why, sizeof why);
+    if (st_gr != VB_OK) {
+        run->ops = NULL;
+        req_free(r);
+        return sched_err(s, st_gr, "%s", why);
     }
     memcpy(run->hist, prompt, (size_t)n_prompt * sizeof *prompt);
     run->n_hist = r->n_prompt = n_prompt;
@@ -601,6 +608,7 @@ static int32_t admit_head(vb_sched *s, int32_t budget, int32_t *avail) {
 static int done_reason(const sched_req *r) {
     const vb_decode_run *run = &r->run;
     if (run->n_out > 0 && run->eos >= 0 && run->out[run->n_out - 1] == run->eos) return VB_FINISH_EOS;
+    if (run->grammar_stop) return VB_FINISH_EOS; /* the grammar's output is complete */
     if (run->n_out >= run->limit && r->ctx_limited) return VB_FINISH_KV;
     return VB_FINISH_LENGTH; /* n_predict, the output buffer or the on_token callback */
 }

@@ -259,6 +259,10 @@ bool vb_tokenizer_is_eog(const vb_tokenizer *t, vb_token tok) {
     return t && tok >= 0 && tok < t->n_vocab && t->eog[tok];
 }
 
+bool vb_tokenizer_is_control(const vb_tokenizer *t, vb_token tok) {
+    return t && tok >= 0 && tok < t->n_vocab && t->type && t->type[tok] == VB_TOKTYPE_CONTROL;
+}
+
 /* Longest special token starting at text[pos], -1 if none. */
 static int32_t match_special(const vb_tokenizer *t, const char *text, size_t len, size_t pos) {
     unsigned char b = (unsigned char)text[pos];

@@ -35,6 +35,9 @@ vb_token vb_tokenizer_mask(const vb_tokenizer *t); /* -1 if none */
 bool vb_tokenizer_add_bos(const vb_tokenizer *t);
 /* true for control/special tokens that end generation (EOS, EOT, <|im_end|>, ...). */
 bool vb_tokenizer_is_eog(const vb_tokenizer *t, vb_token tok);
+/* true for control tokens (BOS, EOS, <|im_start|>, masks, ...): their text is markup, not
+ * output (constrained sampling never allows them as text). */
+bool vb_tokenizer_is_control(const vb_tokenizer *t, vb_token tok);
 
 /* Same contract as vb_tokenize in vibee.h. */
 int vb_tokenizer_encode(const vb_tokenizer *t, const char *text, size_t len, bool add_special,

@@ -3,7 +3,8 @@
 import { spawn } from 'node:child_process';
 
 export async function startServer(vibee, extraArgs = [], model = 'sim', startMs = 10000) {
-  const args = ['serve', '-m', model, '--host', '127.0.0.1', '--port', '0', ...extraArgs];
+  // model null: no -m (the embedded shipped model)
+  const args = ['serve', ...(model ? ['-m', model] : []), '--host', '127.0.0.1', '--port', '0', ...extraArgs];
   const proc = spawn(vibee, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; });

@@ -5,7 +5,9 @@
  * is a 400, and text from messages is marked so it is never parsed as special tokens. Every
  * request field is either implemented, accepted only with the values that need nothing more
  * (logprobs false, best_of = n, response_format text, ...), or refused with a 400 naming it;
- * "model" and "user" are informational. Extensions: top_k, min_p, repeat_penalty, repeat_last_n,
+ * "model" and "user" are informational. response_format json_object / json_schema and the
+ * extension "grammar" (GBNF) constrain sampling (a grammar per job, vb_generate_params.grammar).
+ * Extensions: top_k, min_p, repeat_penalty, repeat_last_n,
  * ignore_eos, decoder ("ar", "wedlm", "verify": this request's decoder; the result carries
  * {"vibee": {"decoder", "n_forward", "tokens_per_forward"}}). */
 #include "http_config.h"
@@ -202,9 +204,10 @@ static const char *const fields_common[] = {
     "model", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "stop", "seed",
     "logit_bias", "presence_penalty", "frequency_penalty", "user", "logprobs",
     /* extensions */
-    "top_k", "min_p", "repeat_penalty", "repeat_last_n", "ignore_eos", "decoder", NULL};
+    "top_k", "min_p", "repeat_penalty", "repeat_last_n", "ignore_eos", "decoder", "grammar",
+    "response_format", NULL};
 static const char *const fields_completion[] = {"prompt", "echo", "best_of", "suffix", "parse_special", NULL};
-static const char *const fields_chat[] = {"messages", "max_completion_tokens", "top_logprobs", "response_format",
+static const char *const fields_chat[] = {"messages", "max_completion_tokens", "top_logprobs",
                                           "tools", "tool_choice", "parallel_tool_calls", "store",
                                           "chat_template_kwargs", NULL};
 
@@ -256,6 +259,8 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
     char *stops[SRV_MAX_STOP] = {0};
     int n_stop = 0;
     json_t *prompts = NULL; /* completions: the "prompt" value */
+    char *gbnf = NULL;      /* response_format / grammar as GBNF text */
+    const char *gbnf_field = NULL;
     json_t *root = json_loadb(body, len, 0, &jerr);
     if (!root) {
         snprintf(err, err_len, "request body is not valid JSON: %s (line %d, column %d)", jerr.text,
@@ -404,11 +409,49 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
     v = json_object_get(root, "suffix");
     if (v && !json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0))
         FAIL("suffix", "'suffix' is not supported by this server");
+    /* structured output: response_format json_object / json_schema, or a GBNF grammar; the
+       grammar text is compiled once here (a 400 names the field) and again for each job */
     v = json_object_get(root, "response_format");
     if (v && !json_is_null(v)) {
         json_t *t = json_is_object(v) ? json_object_get(v, "type") : NULL;
-        if (!json_is_string(t) || strcmp(json_string_value(t), "text") || json_object_size(v) != 1)
-            FAIL("response_format", "'response_format' other than {\"type\": \"text\"} is not supported by this server");
+        const char *type = json_is_string(t) ? json_string_value(t) : "";
+        char gerr[256] = "";
+        if (!strcmp(type, "text") && json_object_size(v) == 1) {
+        } else if (!strcmp(type, "json_object") && json_object_size(v) == 1) {
+            static const char any_object[] = "{\"type\": \"object\"}";
+            if (vb_json_schema_to_gbnf(any_object, sizeof any_object - 1, &gbnf, gerr, sizeof gerr) != VB_OK)
+                FAIL("response_format", "'response_format': %s", gerr);
+            gbnf_field = "response_format";
+        } else if (!strcmp(type, "json_schema")) {
+            json_t *js = json_object_get(v, "json_schema");
+            json_t *schema = json_is_object(js) ? json_object_get(js, "schema") : NULL;
+            if (!schema)
+                FAIL("response_format", "'response_format' json_schema needs {\"json_schema\": {\"schema\": {...}}}");
+            char *text = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY);
+            if (!text) FAIL(NULL, "out of memory");
+            int st = vb_json_schema_to_gbnf(text, strlen(text), &gbnf, gerr, sizeof gerr);
+            free(text);
+            if (st != VB_OK) FAIL("response_format", "'response_format': %s", gerr);
+            gbnf_field = "response_format";
+        } else {
+            FAIL("response_format", "'response_format' must be {\"type\": \"text\"}, {\"type\": \"json_object\"} "
+                 "or {\"type\": \"json_schema\", \"json_schema\": {\"schema\": ...}}");
+        }
+    }
+    v = json_object_get(root, "grammar");
+    if (v && !json_is_null(v)) {
+        if (!json_is_string(v)) FAIL("grammar", "'grammar' must be a string (GBNF)");
+        if (gbnf) FAIL("grammar", "'grammar' and a JSON 'response_format' cannot be combined");
+        gbnf = strdup(json_string_value(v));
+        if (!gbnf) FAIL(NULL, "out of memory");
+        gbnf_field = "grammar";
+    }
+    if (gbnf) {
+        vb_grammar *g = NULL;
+        char gerr[256] = "";
+        int st = vb_grammar_parse(gbnf, strlen(gbnf), &g, gerr, sizeof gerr);
+        vb_grammar_free(g);
+        if (st != VB_OK) FAIL(gbnf_field, "'%s': %s", gbnf_field, gerr);
     }
     v = json_object_get(root, "tools");
     if (v && !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0))
@@ -462,6 +505,8 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
             j->params.sampler.seed = req->seed + (uint64_t)i;
             j->chat = chat;
             j->decoder = decoder;
+            if (gbnf && vb_grammar_parse(gbnf, strlen(gbnf), &j->grammar, NULL, 0) != VB_OK)
+                FAIL(NULL, "out of memory");
             if (n_bias) {
                 j->logit_bias = malloc((size_t)n_bias * sizeof *bias);
                 if (!j->logit_bias) FAIL(NULL, "out of memory");
@@ -499,6 +544,7 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
     }
     for (int k = 0; k < n_stop; k++) free(stops[k]);
     free(bias);
+    free(gbnf);
     free(prompt.p);
     free(user_mask);
     json_decref(root);
@@ -506,6 +552,7 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
 fail: /* jobs made so far stay in req for api_request_free */
     for (int k = 0; k < n_stop; k++) free(stops[k]);
     free(bias);
+    free(gbnf);
     free(prompt.p);
     free(user_mask);
     json_decref(root);

@@ -26,6 +26,7 @@ static void job_free(srv_job *j) {
     free(j->prompt_user);
     free(j->prompt_tokens);
     free(j->logit_bias);
+    vb_grammar_free(j->grammar);
     for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
     free(j->text);
     free(j);
@@ -112,6 +113,7 @@ static void admit(srv_engine *e, srv_job *j) {
         }
         j->params.decoding = e->decoding;
         if (j->decoder >= 0) j->params.decoding.decoder = j->decoder;
+        j->params.decoding.grammar = j->grammar; /* the request copies it */
         j->decoder_used = j->params.decoding.decoder;
         int st = n > 0 ? vb_sched_submit(e->sched, toks, n, &j->params, &j->id) : VB_ERR_ARG;
         if (st != VB_OK) {

@@ -30,6 +30,9 @@ typedef struct srv_job {
     vb_token *prompt_tokens;    /* [n_prompt_in] owned; when set, used instead of tokenizing prompt */
     int32_t n_prompt_in;
     vb_logit_bias *logit_bias;  /* owned array behind params.sampler.logit_bias (or NULL) */
+    vb_grammar *grammar;        /* owned: response_format json_object / json_schema or the
+                                   grammar extension (NULL: none); the engine sets
+                                   params.decoding.grammar to it */
     vb_request_params params;   /* n_predict = max_tokens, sampler, stop_at_eos */
     char *stop[SRV_MAX_STOP];   /* stop strings (NULL-terminated list, owned) */
     int n_stop;
