@@ -1,28 +1,38 @@
-/* attention.c - attention over the paged KV cache (see attention.h).
+/* attention.c - attention over the paged KV cache (see attention.h), flash-decoding style.
  *
- * Work is cut into tiles: one KV head, a run of consecutive batch rows of one sequence, and the
- * query heads of those rows that read this KV head (GQA), at most ATTN_TILE_Q query vectors in
- * all. Every cached K and V row a tile needs is read (and, for an F16 cache, converted) once
- * for all of its queries. The SIMD paths (AVX2 / AVX-512) run a tile one of two ways:
- *  - tile path (>= ATTN_TILE_MIN_Q queries, e.g. the 16 rows x 2 heads of a multi-row
- *    forward): queries transposed to qt [head_dim][m_pad], so one register holds one element
- *    of 16 (8) queries; scores st [n_kv][m_pad] by broadcasting each K element against those
- *    registers (no horizontal sums); softmax down the columns (vb_op_softmax_cols_level);
- *  - row path (fewer queries, e.g. one-row decode): keys transposed to kt [head_dim][n_kv]
- *    and the same kernel with the roles swapped (scores [n_q][n_kv], vb_op_softmax_num_level);
- *  and both finish with the probability-weighted V sum (one register block of up to 6 queries
- *    x 64 columns over the V rows) scaled by 1/sum at the end.
- * Both compute each (query, key) score as one FMA chain over head_dim in order, the softmax
- * sums exactly (order-free), and the V sums as one FMA chain over the cached rows in order, so
- * a query gets the same bits at one instruction-set level whatever batch it is in (K-row
- * verify forwards equal one-row decode, as the matmul kernels guarantee too).
- * The portable path is the straightforward per-row one (dot products, softmax, axpy).
- * Causality: query row i sees cached rows [0, n_kv[i]). A tile computes scores up to the
- * largest n_kv of its rows (all those rows are written, they belong to this sequence) and sets
- * the scores a row must not see to -inf, so their probabilities are exactly 0.
- * Work split: tiles in a fixed order (KV head outermost, so consecutive tiles read the same
- * rows) are dealt out to the threads by estimated cost; when there are fewer tiles than
- * threads the tiles are made smaller (down to single query heads).
+ * Work is cut into tiles: a run of consecutive batch rows of one sequence and the query heads
+ * of those rows that read one KV head (GQA), at most ATTN_TILE_Q query vectors in all; a tile
+ * with fewer than ATTN_TILE_MIN_Q queries per KV head (one-row decode, small verify) takes
+ * several KV heads (n_kvh), so that a thread streams whole stretches of each cached row instead
+ * of 256 of every 2048 bytes per pass (measured 3-4x slower on the bench machine). Every K and
+ * V row a tile needs is read once for all of its queries, straight from the cache blocks.
+ *
+ * A tile's cached rows are processed in chunks of ATTN_CHUNK rows (whole blocks). For each
+ * chunk and query: scores, their max m_c, the softmax numerators exp(s - m_c) with their
+ * (exact, order-free) sum l_c, and the V sum acc_c (one FMA chain per element over the rows
+ * in order, from 0). The chunks are then folded in chunk order (log-sum-exp merge: out = out *
+ * exp(M - M') + acc_c * exp(m_c - M'), the same for the sum) and scaled by 1 / sum once.
+ * The SIMD paths (AVX2 / AVX-512) compute a chunk's scores one of two ways:
+ *  - tile path (>= ATTN_TILE_MIN_Q queries per KV head, e.g. the 16 rows x 2 heads of a
+ *    prefill or verify tile): queries transposed to qt [head_dim][m_pad], so one register holds
+ *    one element of 16 (8) queries; scores st [chunk][m_pad] by broadcasting each K element
+ *    against those registers (no horizontal sums); softmax down the columns;
+ *  - row path (fewer queries): keys transposed ATTN_KT_COLS at a time (F16 converted on the way)
+ *    into a small kt [head_dim][64] in L1 and the same kernel with the roles swapped, V rows
+ *    read (and converted) straight from the cache, the next rows prefetched;
+ *  both compute each (query, key) score as one FMA chain over head_dim in order, so a query gets
+ *  the same bits at one instruction-set level whatever batch it is in (K-row verify / WeDLM
+ *  forwards equal one-row decode, as the matmul kernels guarantee too).
+ * The portable path does the same per chunk with plain dot products and axpys.
+ * Causality: query row i sees cached rows [0, n_kv[i]). A chunk is computed up to the largest
+ * n_kv of its tile; rows a query must not see are -inf (probability exactly 0), and a chunk a
+ * query does not reach at all is left out of its fold.
+ * Work split: tiles in a fixed order (KV heads outermost). When there are few tiles for the
+ * threads (ATTN_SPLIT_UNITS per thread), each tile is split into ranges of chunks: phase 1 runs
+ * the (tile, chunk range) units, writing each chunk's (m_c, l_c, acc_c) into slots in the
+ * threads' scratch; phase 2 folds each split tile's chunks in chunk order, exactly as an
+ * unsplit tile folds them on the fly, so the result does not depend on the split, the thread
+ * count or the batch. Units and folds are dealt to the threads by estimated cost.
  * Instruction sets: portable, AVX2/FMA/F16C (use_avx2 and head_dim % 8 == 0), AVX-512F
  * (additionally vb_kernels_level() >= VB_KLEVEL_AVX512 and head_dim % 16 == 0). */
 #include "attention.h"
@@ -47,10 +57,16 @@ static int32_t chunk_rows(int32_t block_size) {
     return block_size >= ATTN_CHUNK ? block_size : ATTN_CHUNK / block_size * block_size;
 }
 
+/* Floats of the tmp scratch: one converted block of one KV head. */
+static int64_t tmp_floats(int32_t head_dim, int32_t block_size) {
+    return (int64_t)block_size * head_dim;
+}
+
 /* Floats of one thread's working scratch (see split_scratch), rounded up to 16. */
 static int64_t work_floats(int32_t head_dim, int32_t block_size) {
     const int64_t hd = head_dim, ch = chunk_rows(block_size);
-    return ((3 * ATTN_TILE_Q + block_size + ATTN_KT_COLS) * hd + ATTN_TILE_Q * (ch + 64) + 15) /
+    return ((3 * ATTN_TILE_Q + ATTN_KT_COLS) * hd + tmp_floats(head_dim, block_size) +
+            ATTN_TILE_Q * (ch + 64) + 15) /
            16 * 16;
 }
 
@@ -75,12 +91,13 @@ static void qk_portable(const float *const *q, int32_t n_q, int32_t hd, const fl
 
 /* out[i][:hd] += sum_r p[i * p_qstride + r * p_rstride] * v[r] for n_out outputs, v: n_v
  * rows v_stride apart (the portable pv_many). */
-static void pv_portable(float *const *out, int32_t n_out, int32_t hd, const float *v,
+static void pv_portable(float *const *out, int32_t n_out, int32_t hd, const void *v,
                         int64_t v_stride, int32_t n_v, const float *p, int64_t p_qstride,
                         int64_t p_rstride) {
     for (int32_t r = 0; r < n_v; r++)
         for (int32_t i = 0; i < n_out; i++)
-            vb_op_axpy(out[i], p[i * p_qstride + r * p_rstride], v + r * v_stride, hd);
+            vb_op_axpy(out[i], p[i * p_qstride + r * p_rstride], (const float *)v + r * v_stride,
+                       hd);
 }
 
 static void f16_to_f32_portable(const uint16_t *src, float *dst, int32_t n) {
@@ -104,8 +121,9 @@ VB_AVX2 static void f16_to_f32_avx2(const uint16_t *src, float *dst, int32_t n) 
 
 /* out[q] += sum_r p[q * p_qstride + r * p_rstride] * v[r] for NQ outputs and DV * 16 columns
  * starting at column d: the NQ x DV accumulators stay in registers over the n_v rows. */
-VB_AVX512 static VB_INLINE void pv_block_avx512(int NQ, int DV, float *const *out, int32_t d,
-                                                const float *v, int64_t v_stride, int32_t n_v,
+VB_AVX512 static VB_INLINE void pv_block_avx512(int NQ, int DV, int F16, float *const *out,
+                                                int32_t d, const void *v, int64_t v_stride,
+                                                int32_t n_v,
                                                 const float *p, int64_t p_qstride,
                                                 int64_t p_rstride) {
     __m512 acc[ATTN_PV_QUERIES][4];
@@ -114,11 +132,14 @@ VB_AVX512 static VB_INLINE void pv_block_avx512(int NQ, int DV, float *const *ou
 #pragma GCC unroll 4
         for (int j = 0; j < DV; j++) acc[i][j] = _mm512_loadu_ps(out[i] + d + 16 * j);
     for (int32_t r = 0; r < n_v; r++) {
-        const float *vr = v + r * v_stride + d;
+        const int64_t vo = r * v_stride + d;
         const float *pr = p + r * p_rstride;
         __m512 vv[4];
 #pragma GCC unroll 4
-        for (int j = 0; j < DV; j++) vv[j] = _mm512_loadu_ps(vr + 16 * j);
+        for (int j = 0; j < DV; j++)
+            vv[j] = F16 ? _mm512_cvtph_ps(_mm256_loadu_si256(
+                              (const __m256i *)((const uint16_t *)v + vo + 16 * j)))
+                        : _mm512_loadu_ps((const float *)v + vo + 16 * j);
 #pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) {
             const __m512 pi = _mm512_set1_ps(pr[i * p_qstride]);
@@ -132,34 +153,48 @@ VB_AVX512 static VB_INLINE void pv_block_avx512(int NQ, int DV, float *const *ou
         for (int j = 0; j < DV; j++) _mm512_storeu_ps(out[i] + d + 16 * j, acc[i][j]);
 }
 
-#define PV_BLOCK_CASES(FN, DV)                                                                     \
-    switch (nq) {                                                                                  \
-    case 1: FN(1, DV, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride, p_rstride);      \
-        break;                                                                                     \
-    case 2: FN(2, DV, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride, p_rstride);      \
-        break;                                                                                     \
-    case 3: FN(3, DV, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride, p_rstride);      \
-        break;                                                                                     \
-    case 4: FN(4, DV, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride, p_rstride);      \
-        break;                                                                                     \
-    case 5: FN(5, DV, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride, p_rstride);      \
-        break;                                                                                     \
-    default:                                                                                       \
-        FN(6, DV, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride, p_rstride);          \
-        break;                                                                                     \
+#define PV_BLOCK_CASES(FN, DV, F16) \
+    switch (nq) { \
+    case 1: FN(1, DV, F16, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride, p_rstride); \
+        break; \
+    case 2: FN(2, DV, F16, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride, p_rstride); \
+        break; \
+    case 3: FN(3, DV, F16, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride, p_rstride); \
+        break; \
+    case 4: FN(4, DV, F16, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride, p_rstride); \
+        break; \
+    case 5: FN(5, DV, F16, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride, p_rstride); \
+        break; \
+    default: \
+        FN(6, DV, F16, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride, p_rstride); \
+        break; \
     }
 
 /* out[i][:hd] += sum_r p[i * p_qstride + r * p_rstride] * v[r] for n_out outputs (any hd
  * multiple of 16): blocks of up to 6 outputs x 64 columns. */
-VB_AVX512 static void pv_many_avx512(float *const *out, int32_t n_out, int32_t hd, const float *v,
-                                     int64_t v_stride, int32_t n_v, const float *p,
-                                     int64_t p_qstride, int64_t p_rstride) {
+VB_AVX512 static VB_INLINE void pv_impl_avx512(float *const *out, int32_t n_out, int32_t hd,
+                                               const void *v, int64_t v_stride, int32_t n_v,
+                                               const float *p, int64_t p_qstride,
+                                               int64_t p_rstride, int F16) {
     for (int32_t i = 0; i < n_out; i += ATTN_PV_QUERIES) {
         const int32_t nq = n_out - i < ATTN_PV_QUERIES ? n_out - i : ATTN_PV_QUERIES;
         int32_t d = 0;
-        for (; d + 64 <= hd; d += 64) PV_BLOCK_CASES(pv_block_avx512, 4)
-        for (; d < hd; d += 16) PV_BLOCK_CASES(pv_block_avx512, 1)
+        for (; d + 64 <= hd; d += 64) PV_BLOCK_CASES(pv_block_avx512, 4, F16)
+        for (; d < hd; d += 16) PV_BLOCK_CASES(pv_block_avx512, 1, F16)
     }
+}
+
+VB_AVX512 static void pv_many_avx512(float *const *out, int32_t n_out, int32_t hd, const void *v,
+                                     int64_t v_stride, int32_t n_v, const float *p,
+                                     int64_t p_qstride, int64_t p_rstride) {
+    pv_impl_avx512(out, n_out, hd, v, v_stride, n_v, p, p_qstride, p_rstride, 0);
+}
+
+/* The same reading F16 V rows. */
+VB_AVX512 static void pv_many_f16_avx512(float *const *out, int32_t n_out, int32_t hd,
+                                         const void *v, int64_t v_stride, int32_t n_v,
+                                         const float *p, int64_t p_qstride, int64_t p_rstride) {
+    pv_impl_avx512(out, n_out, hd, v, v_stride, n_v, p, p_qstride, p_rstride, 1);
 }
 
 VB_AVX512 static void f16_to_f32_avx512(const uint16_t *src, float *dst, int32_t n) {
@@ -239,13 +274,17 @@ VB_AVX512 static void qk_tile_avx512(const float *qt, int64_t qt_stride, int64_t
 
 /* kt[d][c] = k[c][d] for 16 rows c of k (rows >= n are zeros) and all d < hd (hd % 16 == 0):
  * 16 x 16 register transposes.  kt: rows kt_stride apart. */
-VB_AVX512 static void transpose_rows_avx512(const float *k, int64_t k_stride, int32_t n, int32_t hd,
-                                            float *kt, int64_t kt_stride) {
+VB_AVX512 static VB_INLINE void transpose_impl_avx512(const void *k, int64_t k_stride, int32_t n,
+                                                      int32_t hd, float *kt, int64_t kt_stride,
+                                                      int F16) {
     for (int32_t d0 = 0; d0 < hd; d0 += 16) {
         __m512 r[16], a[16], b[16];
 #pragma GCC unroll 16
         for (int i = 0; i < 16; i++)
-            r[i] = i < n ? _mm512_loadu_ps(k + i * k_stride + d0) : _mm512_setzero_ps();
+            r[i] = i >= n ? _mm512_setzero_ps()
+                   : F16  ? _mm512_cvtph_ps(_mm256_loadu_si256(
+                               (const __m256i *)((const uint16_t *)k + i * k_stride + d0)))
+                          : _mm512_loadu_ps((const float *)k + i * k_stride + d0);
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++) { /* per 128-bit lane: [r2i[0] r2i+1[0] r2i[1] r2i+1[1]].. */
             a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
@@ -272,6 +311,17 @@ VB_AVX512 static void transpose_rows_avx512(const float *k, int64_t k_stride, in
             _mm512_storeu_ps(kt + (d0 + 12 + c) * kt_stride, _mm512_shuffle_f32x4(y1, y3, 0xDD));
         }
     }
+}
+
+VB_AVX512 static void transpose_rows_avx512(const void *k, int64_t k_stride, int32_t n, int32_t hd,
+                                            float *kt, int64_t kt_stride) {
+    transpose_impl_avx512(k, k_stride, n, hd, kt, kt_stride, 0);
+}
+
+/* The same reading F16 rows (converted exactly as f16_to_f32_avx512 converts them). */
+VB_AVX512 static void transpose_rows_f16_avx512(const void *k, int64_t k_stride, int32_t n,
+                                                int32_t hd, float *kt, int64_t kt_stride) {
+    transpose_impl_avx512(k, k_stride, n, hd, kt, kt_stride, 1);
 }
 
 /* The same three with AVX2: vectors of 8 columns; 6 rows x 16 columns per block, or for fewer
@@ -341,13 +391,17 @@ VB_AVX2 static void qk_tile_avx2(const float *qt, int64_t qt_stride, int64_t n_c
 }
 
 /* kt[d][c] = k[c][d] for 8 rows c (rows >= n are zeros), hd % 8 == 0: 8 x 8 transposes. */
-VB_AVX2 static void transpose_rows_avx2(const float *k, int64_t k_stride, int32_t n, int32_t hd,
-                                        float *kt, int64_t kt_stride) {
+VB_AVX2 static VB_INLINE void transpose_impl_avx2(const void *k, int64_t k_stride, int32_t n,
+                                                  int32_t hd, float *kt, int64_t kt_stride,
+                                                  int F16) {
     for (int32_t d0 = 0; d0 < hd; d0 += 8) {
         __m256 r[8], a[8], b[8];
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++)
-            r[i] = i < n ? _mm256_loadu_ps(k + i * k_stride + d0) : _mm256_setzero_ps();
+            r[i] = i >= n ? _mm256_setzero_ps()
+                   : F16  ? _mm256_cvtph_ps(_mm_loadu_si128(
+                               (const __m128i *)((const uint16_t *)k + i * k_stride + d0)))
+                          : _mm256_loadu_ps((const float *)k + i * k_stride + d0);
 #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             a[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
@@ -372,9 +426,19 @@ VB_AVX2 static void transpose_rows_avx2(const float *k, int64_t k_stride, int32_
     }
 }
 
+VB_AVX2 static void transpose_rows_avx2(const void *k, int64_t k_stride, int32_t n, int32_t hd,
+                                        float *kt, int64_t kt_stride) {
+    transpose_impl_avx2(k, k_stride, n, hd, kt, kt_stride, 0);
+}
+
+VB_AVX2 static void transpose_rows_f16_avx2(const void *k, int64_t k_stride, int32_t n, int32_t hd,
+                                            float *kt, int64_t kt_stride) {
+    transpose_impl_avx2(k, k_stride, n, hd, kt, kt_stride, 1);
+}
+
 /* pv_block_avx512 with AVX2: NQ outputs x DV * 8 columns (NQ <= 3 with DV 4). */
-VB_AVX2 static VB_INLINE void pv_block_avx2(int NQ, int DV, float *const *out, int32_t d,
-                                            const float *v, int64_t v_stride, int32_t n_v,
+VB_AVX2 static VB_INLINE void pv_block_avx2(int NQ, int DV, int F16, float *const *out, int32_t d,
+                                            const void *v, int64_t v_stride, int32_t n_v,
                                             const float *p, int64_t p_qstride, int64_t p_rstride) {
     __m256 acc[ATTN_PV_QUERIES][4];
 #pragma GCC unroll 8
@@ -382,11 +446,14 @@ VB_AVX2 static VB_INLINE void pv_block_avx2(int NQ, int DV, float *const *out, i
 #pragma GCC unroll 4
         for (int j = 0; j < DV; j++) acc[i][j] = _mm256_loadu_ps(out[i] + d + 8 * j);
     for (int32_t r = 0; r < n_v; r++) {
-        const float *vr = v + r * v_stride + d;
+        const int64_t vo = r * v_stride + d;
         const float *pr = p + r * p_rstride;
         __m256 vv[4];
 #pragma GCC unroll 4
-        for (int j = 0; j < DV; j++) vv[j] = _mm256_loadu_ps(vr + 8 * j);
+        for (int j = 0; j < DV; j++)
+            vv[j] = F16 ? _mm256_cvtph_ps(_mm_loadu_si128(
+                              (const __m128i *)((const uint16_t *)v + vo + 8 * j)))
+                        : _mm256_loadu_ps((const float *)v + vo + 8 * j);
 #pragma GCC unroll 8
         for (int i = 0; i < NQ; i++) {
             const __m256 pi = _mm256_set1_ps(pr[i * p_qstride]);
@@ -402,53 +469,73 @@ VB_AVX2 static VB_INLINE void pv_block_avx2(int NQ, int DV, float *const *out, i
 
 /* out[i][:hd] += sum_r p[i * p_qstride + r * p_rstride] * v[r] (hd multiple of 8): blocks of
  * 3 outputs x 32 columns, or 6 outputs x 8 columns for the rest of the columns. */
-VB_AVX2 static void pv_many_avx2(float *const *out, int32_t n_out, int32_t hd, const float *v,
-                                 int64_t v_stride, int32_t n_v, const float *p, int64_t p_qstride,
-                                 int64_t p_rstride) {
+VB_AVX2 static VB_INLINE void pv_impl_avx2(float *const *out, int32_t n_out, int32_t hd,
+                                           const void *v, int64_t v_stride, int32_t n_v,
+                                           const float *p, int64_t p_qstride, int64_t p_rstride,
+                                           int F16) {
     int32_t d = 0;
     for (; d + 32 <= hd; d += 32)
         for (int32_t i = 0; i < n_out; i += 3) {
             const int32_t nq = n_out - i < 3 ? n_out - i : 3;
             if (nq == 3)
-                pv_block_avx2(3, 4, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride,
+                pv_block_avx2(3, 4, F16, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride,
                               p_rstride);
             else if (nq == 2)
-                pv_block_avx2(2, 4, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride,
+                pv_block_avx2(2, 4, F16, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride,
                               p_rstride);
             else
-                pv_block_avx2(1, 4, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride,
+                pv_block_avx2(1, 4, F16, out + i, d, v, v_stride, n_v, p + i * p_qstride, p_qstride,
                               p_rstride);
         }
     for (; d < hd; d += 8)
         for (int32_t i = 0; i < n_out; i += ATTN_PV_QUERIES) {
             const int32_t nq = n_out - i < ATTN_PV_QUERIES ? n_out - i : ATTN_PV_QUERIES;
-            PV_BLOCK_CASES(pv_block_avx2, 1)
+            PV_BLOCK_CASES(pv_block_avx2, 1, F16)
         }
 }
+
+VB_AVX2 static void pv_many_avx2(float *const *out, int32_t n_out, int32_t hd, const void *v,
+                                 int64_t v_stride, int32_t n_v, const float *p, int64_t p_qstride,
+                                 int64_t p_rstride) {
+    pv_impl_avx2(out, n_out, hd, v, v_stride, n_v, p, p_qstride, p_rstride, 0);
+}
+
+VB_AVX2 static void pv_many_f16_avx2(float *const *out, int32_t n_out, int32_t hd, const void *v,
+                                     int64_t v_stride, int32_t n_v, const float *p,
+                                     int64_t p_qstride, int64_t p_rstride) {
+    pv_impl_avx2(out, n_out, hd, v, v_stride, n_v, p, p_qstride, p_rstride, 1);
+}
 #endif
+
+typedef void (*pv_many_fn)(float *const *out, int32_t n_out, int32_t hd, const void *v,
+                           int64_t v_stride, int32_t n_v, const float *p, int64_t p_qstride,
+                           int64_t p_rstride);
+typedef void (*transpose_fn)(const void *k, int64_t k_stride, int32_t n, int32_t hd, float *kt,
+                             int64_t kt_stride); /* `lanes` rows */
 
 typedef struct attn_fns {
     int level; /* enum vb_kernel_level of these kernels */
     void (*f16_to_f32)(const uint16_t *src, float *dst, int32_t n);
-    void (*pv_many)(float *const *out, int32_t n_out, int32_t hd, const float *v, int64_t v_stride,
-                    int32_t n_v, const float *p, int64_t p_qstride, int64_t p_rstride);
+    pv_many_fn pv_many; /* F32 V rows */
     /* SIMD paths only (NULL for the portable path): */
     int32_t lanes; /* floats per vector */
     void (*qk_tile)(const float *qt, int64_t qt_stride, int64_t n_cols, int32_t hd, const float *k,
                     int64_t k_stride, int32_t n_k, float scale, float *st, int64_t st_stride);
-    void (*transpose_rows)(const float *k, int64_t k_stride, int32_t n, int32_t hd, float *kt,
-                           int64_t kt_stride); /* `lanes` rows */
+    transpose_fn transpose_rows, transpose_rows_f16; /* from F32 / F16 rows */
+    pv_many_fn pv_many_f16;                          /* F16 V rows */
 } attn_fns;
 
 static attn_fns pick_fns(const vb_attn_args *a) {
-    attn_fns f = {VB_KLEVEL_PORTABLE, f16_to_f32_portable, pv_portable, 1, NULL, NULL};
+    attn_fns f = {VB_KLEVEL_PORTABLE, f16_to_f32_portable, pv_portable, 1, NULL, NULL, NULL, NULL};
 #ifdef VB_ATTN_HAVE_SIMD
     if (a->use_avx2 && a->head_dim % 8 == 0)
-        f = (attn_fns){VB_KLEVEL_AVX2, f16_to_f32_avx2, pv_many_avx2, 8,
-                       qk_tile_avx2,   transpose_rows_avx2};
+        f = (attn_fns){VB_KLEVEL_AVX2,      f16_to_f32_avx2,         pv_many_avx2, 8,
+                       qk_tile_avx2,        transpose_rows_avx2,     transpose_rows_f16_avx2,
+                       pv_many_f16_avx2};
     if (a->use_avx2 && a->head_dim % 16 == 0 && vb_kernels_level() >= VB_KLEVEL_AVX512)
-        f = (attn_fns){VB_KLEVEL_AVX512, f16_to_f32_avx512, pv_many_avx512, 16,
-                       qk_tile_avx512,   transpose_rows_avx512};
+        f = (attn_fns){VB_KLEVEL_AVX512,    f16_to_f32_avx512,       pv_many_avx512, 16,
+                       qk_tile_avx512,      transpose_rows_avx512,   transpose_rows_f16_avx512,
+                       pv_many_f16_avx512};
 #else
     (void)a;
 #endif
@@ -477,11 +564,13 @@ static const float *kv_block_rows(const void *block, int32_t n, int32_t kv_dim, 
  * (all of one sequence), which read KV head kv_head. */
 typedef struct attn_tile {
     int32_t kv_head, row0, n_rows, head0, n_heads;
+    int32_t n_kvh; /* KV heads [kv_head, kv_head + n_kvh), each with its query heads
+                      [head0 + g * group, + n_heads); > 1 only for row-path tiles (whole groups) */
 } attn_tile;
 
 /* Working scratch of one thread (floats, see work_floats): q [ATTN_TILE_Q][hd] (queries, or
  * on the tile path their transpose [hd][m_pad]), tmp [block_size][hd] (a converted F16
- * block), scores [ATTN_TILE_Q][chunk + 64] (tile path: [chunk][m_pad]), kt [hd][ATTN_KT_COLS]
+ * block of one KV head), scores [ATTN_TILE_Q][chunk + 64] (tile path: [chunk][m_pad]), kt [hd][ATTN_KT_COLS]
  * (row path: transposed keys), acc [ATTN_TILE_Q][hd] (a chunk's V sums); then the thread's
  * share of the partial results of split tiles. */
 typedef struct attn_scratch {
@@ -494,7 +583,7 @@ static attn_scratch split_scratch(const vb_attn_args *a, float *scratch) {
     attn_scratch s;
     s.q = scratch;
     s.tmp = s.q + ATTN_TILE_Q * hd;
-    s.scores = s.tmp + bs * hd;
+    s.scores = s.tmp + tmp_floats((int32_t)hd, (int32_t)bs);
     s.kt = s.scores + ATTN_TILE_Q * (ch + 64);
     s.acc = s.kt + ATTN_KT_COLS * hd;
     return s;
@@ -504,6 +593,8 @@ static attn_scratch split_scratch(const vb_attn_args *a, float *scratch) {
  * visible length, the sequence's block table and the chunking of its rows. */
 typedef struct tile_queries {
     int32_t n_q, n_kv_max, n_kv_min;
+    int32_t n_kvh, qpk, kv_head; /* KV heads, queries per KV head (query m reads KV head
+                                    kv_head + m / qpk), first KV head */
     int32_t chunk, n_chunks; /* rows per chunk, chunks covering [0, n_kv_max) */
     const int32_t *table;
     const float *q[ATTN_TILE_Q]; /* [hd] each */
@@ -512,11 +603,16 @@ typedef struct tile_queries {
 } tile_queries;
 
 static void tile_queries_init(const vb_attn_args *a, const attn_tile *t, tile_queries *tq) {
-    tq->n_q = t->n_rows * t->n_heads;
+    const int32_t group = a->n_head / a->n_head_kv;
+    tq->n_kvh = t->n_kvh;
+    tq->qpk = t->n_rows * t->n_heads;
+    tq->kv_head = t->kv_head;
+    tq->n_q = tq->qpk * t->n_kvh;
     tq->n_kv_max = 0;
     tq->n_kv_min = INT32_MAX;
     for (int32_t m = 0; m < tq->n_q; m++) {
-        const int32_t row = t->row0 + m / t->n_heads, head = t->head0 + m % t->n_heads;
+        const int32_t g = m / tq->qpk, mm = m % tq->qpk;
+        const int32_t row = t->row0 + mm / t->n_heads, head = t->head0 + g * group + mm % t->n_heads;
         const int64_t off = ((int64_t)row * a->n_head + head) * a->head_dim;
         tq->q[m] = a->q + off;
         tq->out[m] = a->out + off;
@@ -536,7 +632,7 @@ static void tile_queries_stage(const vb_attn_args *a, const attn_fns *f, const t
                                const attn_scratch *sc) {
     const int32_t hd = a->head_dim;
     if (!f->qk_tile) return;
-    if (tq->n_q >= ATTN_TILE_MIN_Q) {
+    if (tq->qpk >= ATTN_TILE_MIN_Q) {
         const int32_t m_pad = (tq->n_q + f->lanes - 1) / f->lanes * f->lanes;
         for (int32_t d = 0; d < hd; d++)
             for (int32_t m = 0; m < m_pad; m++)
@@ -583,41 +679,87 @@ static void chunk_scores_portable(const vb_attn_args *a, const attn_fns *f,
     int64_t k_stride = 0;
     for (int32_t j = j0; j < j0 + n_c; j += bs) {
         const int32_t nb = j0 + n_c - j < bs ? j0 + n_c - j : bs;
-        const float *k = kv_block_rows(vb_kvc_k(a->kv, a->layer, tq->table[j / bs]), nb,
-                                       cfg->kv_dim, kv_head, hd, a, f, sc->tmp, &k_stride);
-        qk_portable(tq->q, tq->n_q, hd, k, k_stride, nb, a->scale, sc->scores + (j - j0), stride);
+        for (int32_t g = 0; g < tq->n_kvh; g++) {
+            const float *k = kv_block_rows(vb_kvc_k(a->kv, a->layer, tq->table[j / bs]), nb,
+                                           cfg->kv_dim, kv_head + g, hd, a, f, sc->tmp, &k_stride);
+            qk_portable(tq->q + g * tq->qpk, tq->qpk, hd, k, k_stride, nb, a->scale,
+                        sc->scores + g * tq->qpk * stride + (j - j0), stride);
+        }
     }
 }
 
-/* Row-path scores of a chunk (few queries): keys transposed ATTN_KT_COLS at a time into kt
- * (in L1, not the whole context), then the queries as the rows of qk_tile, so that each
- * (query, key) score has the bits of the tile path.  sc->scores [n_q][stride]. */
+/* Prefetch the K (or V) elements of the tile's KV heads of cached rows [r0, r1) (within one
+ * block): a row-path tile reads a window of rows one KV head at a time, a pattern the hardware
+ * prefetchers do not follow (measured 2-3x slower than streaming); this streams the rows in
+ * ahead, contiguous when the tile has every KV head. */
+static void prefetch_rows(const vb_attn_args *a, const tile_queries *tq, bool v, int32_t r0,
+                          int32_t r1) {
+#if defined(__GNUC__) || defined(__clang__)
+    const vb_kv_config *cfg = vb_kvc_config(a->kv);
+    if (r0 >= r1) return;
+    const int64_t es = a->kv_type == VB_KV_F32 ? 4 : 2, row_bytes = cfg->kv_dim * es;
+    const int64_t off = (int64_t)tq->kv_head * a->head_dim * es;
+    const int64_t len = (int64_t)tq->n_kvh * a->head_dim * es;
+    const int32_t blk = tq->table[r0 / cfg->block_size];
+    const char *base =
+        (const char *)(v ? vb_kvc_v(a->kv, a->layer, blk) : vb_kvc_k(a->kv, a->layer, blk)) + off;
+    for (int32_t r = r0; r < r1; r++)
+        for (int64_t l = 0; l < len; l += 64)
+            __builtin_prefetch(base + (r % cfg->block_size) * row_bytes + l);
+#else
+    (void)a, (void)tq, (void)v, (void)r0, (void)r1;
+#endif
+}
+
+/* Prefetch block-aligned rows [r, r + block) clipped to the tile's rows. */
+static void prefetch_block(const vb_attn_args *a, const tile_queries *tq, bool v, int32_t r) {
+    const int32_t bs = vb_kvc_config(a->kv)->block_size;
+    if (r < tq->n_kv_max) prefetch_rows(a, tq, v, r, tq->n_kv_max - r < bs ? tq->n_kv_max : r + bs);
+}
+
+/* Row-path scores of a chunk (few queries per KV head): in windows of up to ATTN_KT_COLS
+ * rows, for each KV head of the tile, its keys transposed straight from the cache (F16
+ * converted on the way) into kt (L1, not the whole context), and its queries as the rows of
+ * qk_tile, so that each (query, key) score has the bits of the tile path.  sc->scores
+ * [n_q][stride]. */
 static void chunk_scores_rows(const vb_attn_args *a, const attn_fns *f, const tile_queries *tq,
                               int32_t kv_head, int32_t j0, int32_t n_c, const attn_scratch *sc,
                               int64_t stride) {
     const vb_kv_config *cfg = vb_kvc_config(a->kv);
     const int32_t bs = cfg->block_size, hd = a->head_dim, lanes = f->lanes;
-    int32_t col = 0, base = 0; /* kt columns filled; chunk row of kt column 0 */
-    int64_t k_stride = 0;
-    for (int32_t j = j0; j < j0 + n_c; j += bs) {
-        const int32_t nb = j0 + n_c - j < bs ? j0 + n_c - j : bs;
-        const float *k = kv_block_rows(vb_kvc_k(a->kv, a->layer, tq->table[j / bs]), nb,
-                                       cfg->kv_dim, kv_head, hd, a, f, sc->tmp, &k_stride);
-        for (int32_t r = 0; r < nb; r += lanes) {
-            if (col + lanes > ATTN_KT_COLS) {
-                f->qk_tile(sc->kt, ATTN_KT_COLS, (col + lanes - 1) / lanes * lanes, hd, sc->q, hd,
-                           tq->n_q, a->scale, sc->scores + base, stride);
-                base += col;
-                col = 0;
+    const int32_t win = bs <= ATTN_KT_COLS ? ATTN_KT_COLS / bs * bs : bs; /* whole blocks */
+    const bool f16 = a->kv_type != VB_KV_F32;
+    const transpose_fn transpose = f16 ? f->transpose_rows_f16 : f->transpose_rows;
+    const int64_t es = f16 ? 2 : 4;
+    for (int32_t w0 = j0; w0 < j0 + n_c; w0 += win) {
+        const int32_t w1 = j0 + n_c - w0 < win ? j0 + n_c : w0 + win;
+        for (int32_t g = 0; g < tq->n_kvh; g++) {
+            const float *qg = sc->q + (int64_t)g * tq->qpk * hd;
+            float *sg = sc->scores + g * tq->qpk * stride;
+            int32_t col = 0, base = w0 - j0; /* kt columns filled; chunk row of column 0 */
+            for (int32_t j = w0; j < w1; j += bs) {
+                const int32_t nb = w1 - j < bs ? w1 - j : bs;
+                if (g == 0) prefetch_block(a, tq, false, j + win); /* the next window */
+                const char *k = (const char *)vb_kvc_k(a->kv, a->layer, tq->table[j / bs]) +
+                                (int64_t)(kv_head + g) * hd * es;
+                for (int32_t r = 0; r < nb; r += lanes) {
+                    if (col + lanes > ATTN_KT_COLS) {
+                        f->qk_tile(sc->kt, ATTN_KT_COLS, (col + lanes - 1) / lanes * lanes, hd,
+                                   qg, hd, tq->qpk, a->scale, sg + base, stride);
+                        base += col;
+                        col = 0;
+                    }
+                    const int32_t n = nb - r < lanes ? nb - r : lanes;
+                    transpose(k + (int64_t)r * cfg->kv_dim * es, cfg->kv_dim, n, hd, sc->kt + col,
+                              ATTN_KT_COLS);
+                    col += n;
+                }
             }
-            const int32_t n = nb - r < lanes ? nb - r : lanes;
-            f->transpose_rows(k + r * k_stride, k_stride, n, hd, sc->kt + col, ATTN_KT_COLS);
-            col += n;
+            if (col > 0)
+                f->qk_tile(sc->kt, ATTN_KT_COLS, (col + lanes - 1) / lanes * lanes, hd, qg, hd,
+                           tq->qpk, a->scale, sg + base, stride);
         }
     }
-    if (col > 0)
-        f->qk_tile(sc->kt, ATTN_KT_COLS, (col + lanes - 1) / lanes * lanes, hd, sc->q, hd, tq->n_q,
-                   a->scale, sc->scores + base, stride);
 }
 
 /* Tile-path scores and softmax numerators of a chunk (many queries): queries transposed in
@@ -669,7 +811,7 @@ static void chunk_partial(const vb_attn_args *a, const attn_fns *f, const attn_t
     const int32_t n_c = tq->n_kv_max - j0 < tq->chunk ? tq->n_kv_max - j0 : tq->chunk;
     const float *p;
     int64_t p_q, p_r;
-    if (f->qk_tile && tq->n_q >= ATTN_TILE_MIN_Q) {
+    if (f->qk_tile && tq->qpk >= ATTN_TILE_MIN_Q) { /* one KV head (see next_tile) */
         const int32_t m_pad = (tq->n_q + f->lanes - 1) / f->lanes * f->lanes;
         chunk_softmax_tile(a, f, tq, t->kv_head, j0, n_c, sc, m_pad, mx, l);
         p = sc->scores;
@@ -688,11 +830,30 @@ static void chunk_partial(const vb_attn_args *a, const attn_fns *f, const attn_t
     }
     for (int32_t m = 0; m < tq->n_q; m++) memset(acc[m], 0, (size_t)hd * sizeof(float));
     int64_t v_stride = 0;
+    const bool rows_path = f->qk_tile && tq->qpk < ATTN_TILE_MIN_Q;
+    const bool f16 = a->kv_type != VB_KV_F32;
+    if (rows_path) prefetch_block(a, tq, true, j0);
     for (int32_t j = j0; j < j0 + n_c; j += bs) {
         const int32_t nb = j0 + n_c - j < bs ? j0 + n_c - j : bs;
-        const float *v = kv_block_rows(vb_kvc_v(a->kv, a->layer, tq->table[j / bs]), nb,
-                                       cfg->kv_dim, t->kv_head, hd, a, f, sc->tmp, &v_stride);
-        f->pv_many(acc, tq->n_q, hd, v, v_stride, nb, p + (j - j0) * p_r, p_q, p_r);
+        const void *vblock = vb_kvc_v(a->kv, a->layer, tq->table[j / bs]);
+        for (int32_t g = 0; g < tq->n_kvh; g++) {
+            float *const *acc_g = acc + g * tq->qpk;
+            const float *p_g = p + g * tq->qpk * p_q + (j - j0) * p_r;
+            if (rows_path) { /* V rows straight from the cache, KV head after KV head */
+                if (g == 0) prefetch_block(a, tq, true, j + bs);
+                const int64_t off = (int64_t)(t->kv_head + g) * hd;
+                if (f16)
+                    f->pv_many_f16(acc_g, tq->qpk, hd, (const uint16_t *)vblock + off, cfg->kv_dim,
+                                   nb, p_g, p_q, p_r);
+                else
+                    f->pv_many(acc_g, tq->qpk, hd, (const float *)vblock + off, cfg->kv_dim, nb,
+                               p_g, p_q, p_r);
+                continue;
+            }
+            const float *v = kv_block_rows(vblock, nb, cfg->kv_dim, t->kv_head + g, hd, a, f,
+                                           sc->tmp, &v_stride);
+            f->pv_many(acc_g, tq->qpk, hd, v, v_stride, nb, p_g, p_q, p_r);
+        }
     }
 }
 
@@ -790,12 +951,14 @@ static void combine_tile(const vb_attn_args *a, const attn_fns *f, const attn_ti
     }
 }
 
-/* Tiles of at most max_q query vectors, in a fixed order, one at a time: *t starts zeroed
- * (n_rows 0) and each call moves it to the next tile; false after the last one. */
-static bool next_tile(const vb_attn_args *a, int32_t max_q, attn_tile *t) {
+/* Tiles of at most max_q query vectors over kvw KV heads each (kvw > 1 only when max_q / kvw
+ * holds whole groups), in a fixed order, one at a time: *t starts zeroed (n_rows 0) and each
+ * call moves it to the next tile; false after the last one. */
+static bool next_tile(const vb_attn_args *a, int32_t max_q, int32_t kvw, attn_tile *t) {
     const int32_t group = a->n_head / a->n_head_kv;
-    const int32_t heads = group < max_q ? group : max_q; /* query heads per row of a tile */
-    const int32_t max_rows = max_q / heads;
+    const int32_t per_kvh = max_q / kvw > 0 ? max_q / kvw : 1;
+    const int32_t heads = group < per_kvh ? group : per_kvh; /* query heads per row and KV head */
+    const int32_t max_rows = per_kvh / heads;
     int32_t kv_head = t->kv_head, h0 = t->head0 - t->kv_head * group, row = t->row0 + t->n_rows;
     if (t->n_rows == 0) { /* the first tile */
         kv_head = 0;
@@ -807,7 +970,7 @@ static bool next_tile(const vb_attn_args *a, int32_t max_q, attn_tile *t) {
         h0 += heads;
         if (h0 >= group) {
             h0 = 0;
-            kv_head++;
+            kv_head += kvw;
         }
     }
     if (kv_head >= a->n_head_kv || a->n_rows <= 0) return false;
@@ -818,6 +981,7 @@ static bool next_tile(const vb_attn_args *a, int32_t max_q, attn_tile *t) {
     t->n_rows = end - row;
     t->head0 = kv_head * group + h0;
     t->n_heads = group - h0 < heads ? group - h0 : heads;
+    t->n_kvh = a->n_head_kv - kv_head < kvw ? a->n_head_kv - kv_head : kvw;
     return true;
 }
 
@@ -839,6 +1003,7 @@ typedef struct tile_plan {
 typedef struct attn_task {
     const vb_attn_args *args;
     int32_t max_q;      /* query vectors per tile */
+    int32_t kvw;        /* KV heads per tile */
     int32_t split;      /* chunk ranges per tile (at most its chunks; 1: no tile is split) */
     int32_t chunk;      /* rows per chunk */
     int64_t unit_cost;  /* sum of the cost of every unit */
@@ -849,8 +1014,8 @@ typedef struct attn_task {
 /* Advances to the next tile and its plan; slot bases accumulate in *next_slot. */
 static bool next_planned_tile(const attn_task *task, attn_tile *t, tile_plan *p,
                               int64_t *next_slot) {
-    if (!next_tile(task->args, task->max_q, t)) return false;
-    p->n_q = t->n_rows * t->n_heads;
+    if (!next_tile(task->args, task->max_q, task->kvw, t)) return false;
+    p->n_q = t->n_rows * t->n_heads * t->n_kvh;
     p->n_kv_max = tile_kv_max(task->args, t);
     p->n_chunks = (p->n_kv_max + task->chunk - 1) / task->chunk;
     p->units = task->split < p->n_chunks ? task->split : p->n_chunks;
@@ -930,22 +1095,50 @@ static int64_t plan_totals(attn_task *task) {
     return next_slot;
 }
 
+/* Number of tiles of the plan's shape. */
+static int64_t count_tiles(const attn_task *task) {
+    attn_tile t = {0};
+    int64_t n = 0;
+    while (next_tile(task->args, task->max_q, task->kvw, &t)) n++;
+    return n;
+}
+
 void vb_attention(vb_threadpool *tp, const vb_attn_args *args) {
     const int nth = tp ? vb_threadpool_size(tp) : 1;
     const int32_t hd = args->head_dim, bs = vb_kvc_config(args->kv)->block_size;
-    attn_task task = {.args = args, .max_q = ATTN_TILE_Q, .split = 1, .chunk = chunk_rows(bs)};
+    const int32_t group = args->n_head / args->n_head_kv;
+    attn_task task = {
+        .args = args, .max_q = ATTN_TILE_Q, .kvw = 1, .split = 1, .chunk = chunk_rows(bs)};
     task.slots.scratch = args->scratch;
     task.slots.stride = args->scratch_stride;
     task.slots.work = work_floats(hd, bs);
     task.slots.floats = (int64_t)hd + 2;
     task.slots.per_thread = (args->scratch_stride - task.slots.work) / task.slots.floats;
-    int64_t n_tiles = 0;
-    for (;;) { /* smaller tiles until every thread has one (or tiles are single heads) */
-        attn_tile t = {0};
-        n_tiles = 0;
-        while (next_tile(args, task.max_q, &t)) n_tiles++;
-        if (n_tiles >= nth || task.max_q == 1) break;
+    if (args->n_rows <= 0) return;
+    /* row-path tiles (fewer than ATTN_TILE_MIN_Q queries per KV head, e.g. one-row decode)
+       take several KV heads, so that a thread reads whole stretches of each cached row; as
+       many as fit a tile while tiles x chunks still give every thread ATTN_SPLIT_UNITS units */
+    int32_t max_run = 0, min_kv = INT32_MAX;
+    for (int32_t i = 0, run = 0; i < args->n_rows; i++) {
+        run = i > 0 && args->seq[i] == args->seq[i - 1] ? run + 1 : 1;
+        if (run > max_run) max_run = run;
+        if (args->n_kv[i] < min_kv) min_kv = args->n_kv[i];
+    }
+    if ((int64_t)max_run * group < ATTN_TILE_MIN_Q) {
+        int32_t kvw = ATTN_TILE_Q / (max_run * group);
+        if (kvw > args->n_head_kv) kvw = args->n_head_kv;
+        const int64_t chunks = ((int64_t)min_kv + task.chunk - 1) / task.chunk;
+        for (; kvw > 1; kvw--) {
+            task.kvw = kvw;
+            if (count_tiles(&task) * chunks >= (int64_t)ATTN_SPLIT_UNITS * nth) break;
+        }
+        task.kvw = kvw;
+    }
+    int64_t n_tiles = count_tiles(&task);
+    /* smaller tiles until every thread has one (or tiles are single heads) */
+    while (task.kvw == 1 && n_tiles < nth && task.max_q > 1) {
         task.max_q /= 2;
+        n_tiles = count_tiles(&task);
     }
     /* few tiles for the threads (e.g. one-row decode with few KV heads): split tiles over
        their chunks, when the partial results fit the scratch */
