@@ -374,10 +374,11 @@ static double run_attn_case(const attn_case *tc, char *where, size_t where_len) 
     float *q = malloc((size_t)qn * sizeof *q), *out = malloc((size_t)qn * sizeof *out);
     double *ref = malloc((size_t)qn * sizeof *ref);
     float *single = malloc((size_t)tc->n_head * hd * sizeof *single);
+    float *first = malloc((size_t)qn * sizeof *first); /* one thread's output at this level */
     const int64_t stride =
         vb_attention_scratch_floats(n_blocks * bs, hd, tc->n_head / tc->n_head_kv, bs);
     float *scratch = malloc((size_t)(stride * 3) * sizeof *scratch);
-    if (!q || !out || !ref || !scratch || !single) return -1.0;
+    if (!q || !out || !ref || !scratch || !single || !first) return -1.0;
     for (int64_t i = 0; i < qn; i++) q[i] = uniform(-2.5f, 2.5f);
     const double scale = 1.0 / sqrt((double)hd);
     for (int32_t i = 0; i < n_rows; i++)
@@ -427,6 +428,13 @@ static double run_attn_case(const attn_case *tc, char *where, size_t where_len) 
                 }
             }
             vb_threadpool_free(tp);
+            /* chunks split over threads and combined in a fixed order: the same bits whatever
+               the thread count */
+            if (nth == 1) memcpy(first, out, (size_t)qn * sizeof *out);
+            else if (memcmp(first, out, (size_t)qn * sizeof *out) != 0) {
+                snprintf(where, where_len, "level %d: %d threads differ from one", level, nth);
+                worst = INFINITY;
+            }
             for (int64_t i = 0; i < qn && worst < INFINITY; i++) {
                 const double e = isnan(out[i]) ? INFINITY : fabs(out[i] - ref[i]);
                 if (e > worst) {
@@ -443,6 +451,7 @@ static double run_attn_case(const attn_case *tc, char *where, size_t where_len) 
     free(out);
     free(ref);
     free(single);
+    free(first);
     free(scratch);
     vb_kvc_free(kv);
     return worst;
@@ -455,6 +464,13 @@ TEST(ops_fast_attention_matches_double_reference) {
         {4, 2, 64, VB_KV_F16, {700, 0}, 17, 0, 0},
         {4, 2, 64, VB_KV_F32, {999, 0}, 1, 0, 0},
         {4, 2, 64, VB_KV_F16, {300, 0}, 1, 0, 0},
+        /* rows on both sides of a chunk boundary (256 rows), decode over several chunks with
+           several KV heads per tile (F16 and F32), MQA decode split over chunks */
+        {4, 2, 64, VB_KV_F32, {250, 0}, 17, 0, 0},
+        {4, 2, 64, VB_KV_F16, {240, 0}, 4, 0, 0},
+        {16, 8, 32, VB_KV_F16, {1500, 0}, 1, 0, 0},
+        {16, 8, 32, VB_KV_F32, {1100, 0}, 2, 0, 0},
+        {8, 1, 32, VB_KV_F32, {1300, 0}, 1, 0, 0},
         /* two interleaved sequences, compacted rows (arbitrary visible lengths) */
         {4, 2, 64, VB_KV_F32, {130, 257}, 33, 1, 0},
         {4, 2, 64, VB_KV_F16, {130, 57}, 33, 1, 1},

@@ -2,11 +2,13 @@
  * (DESIGN §3): query row i of sequence seq[i] attends to the first n_kv[i] cached rows of its
  * sequence (the rows cached before the batch plus the batch rows of that sequence up to and
  * including itself, already written), reading K and V straight from the cache blocks through
- * the sequence's block table. Grouped-query attention: query head h reads KV head
- * h / (n_head / n_head_kv). Work is split into tiles (a KV head, consecutive rows of one
- * sequence, their query heads of that KV head: up to 32 query vectors) so that each K/V row is
- * read once per tile; portable, AVX2 and AVX-512 paths (see attention.c), bit-identical
- * results for a row whatever batch it is in. */
+ * the sequence's block table (no copy or transpose of the context). Grouped-query attention:
+ * query head h reads KV head h / (n_head / n_head_kv). Work is split into tiles (KV heads,
+ * consecutive rows of one sequence, their query heads) so that each K/V row is read once per
+ * tile, and each tile's rows into chunks with a partial softmax per chunk and one log-sum-exp
+ * combine (flash-decoding), split across threads when tiles are few; portable, AVX2 and
+ * AVX-512 paths (see attention.c). A row's result is bit-identical whatever batch it is in and
+ * whatever the thread count. */
 #ifndef VB_CPU_ATTENTION_H
 #define VB_CPU_ATTENTION_H
 
@@ -34,7 +36,9 @@ typedef struct vb_attn_args {
 } vb_attn_args;
 
 /* Floats of scratch one thread needs for sequences of up to max_kv rows, with `group` query
- * heads per KV head (n_head / n_head_kv) and cache blocks of block_size rows. */
+ * heads per KV head (n_head / n_head_kv) and cache blocks of block_size rows: a fixed working
+ * part plus room for partial results of split tiles (proportional to max_kv; with less, tiles
+ * are not split and each runs whole on one thread). */
 int64_t vb_attention_scratch_floats(int32_t max_kv, int32_t head_dim, int32_t group,
                                     int32_t block_size);
 
