@@ -94,7 +94,7 @@ fixtures: $(BUILD)/vibee
 	@mkdir -p $(BUILD)/fixtures
 	VB_FIXTURES=$(BUILD)/fixtures VIBEE=$(BUILD)/vibee sh scripts/make_fixtures.sh
 
-test: $(BUILD)/test_runner $(BUILD)/vibee fixtures
+test: $(BUILD)/test_runner $(BUILD)/vibee $(BUILD)/libvibee.so fixtures
 	VB_FIXTURES=$(BUILD)/fixtures VIBEE=$(BUILD)/vibee $(BUILD)/test_runner $(T)
 
 # The same tests under AddressSanitizer + UBSan (fixtures shared with the normal build).
