@@ -199,26 +199,15 @@ int vb_decode_check_params(const vb_model_info *info, const vb_generate_params *
     return VB_OK;
 }
 
-static int check_request(vb_context *ctx, const vb_token *prompt, int32_t n_prompt,
-                         const vb_generate_params *p, const vb_token *out, int32_t max_out,
-                         vb_generate_stats *st) {
+/* What only vb_generate asks of a request: the output buffer and an empty sequence. The prompt,
+   n_predict and the decoder settings are checked by vb_sched_submit_gen. */
+static int check_request(vb_context *ctx, const vb_generate_params *p, const vb_token *out,
+                         int32_t max_out, vb_generate_stats *st) {
     if (!ctx) return VB_ERR_ARG;
-    const vb_model_info *info = vb_model_get_info(vb_context_model(ctx));
-    if (!info) return VB_ERR_ARG;
-    if (!prompt || n_prompt <= 0) {
-        snprintf(st->note, sizeof st->note, "empty prompt: give at least one token (e.g. BOS)");
+    if (max_out < 0 || (max_out > 0 && !out)) {
+        snprintf(st->note, sizeof st->note, "bad output buffer");
         return VB_ERR_ARG;
     }
-    if (max_out < 0 || (max_out > 0 && !out) || p->n_predict < 0) {
-        snprintf(st->note, sizeof st->note, "bad output buffer or n_predict < 0");
-        return VB_ERR_ARG;
-    }
-    for (int32_t i = 0; i < n_prompt; i++)
-        if (prompt[i] < 0 || prompt[i] >= info->n_vocab) {
-            snprintf(st->note, sizeof st->note, "prompt token %d out of range [0, %d)",
-                     (int)prompt[i], (int)info->n_vocab);
-            return VB_ERR_ARG;
-        }
     int32_t len = vb_kv_seq_len(ctx, p->seq);
     if (len < 0) {
         snprintf(st->note, sizeof st->note, "bad sequence id %d", (int)p->seq);
@@ -230,7 +219,7 @@ static int check_request(vb_context *ctx, const vb_token *prompt, int32_t n_prom
                  (int)p->seq, (int)len);
         return VB_ERR_STATE;
     }
-    return vb_decode_check_params(info, p, st->note, sizeof st->note);
+    return VB_OK;
 }
 
 int vb_generate_hooked(vb_context *ctx, const vb_token *prompt, int32_t n_prompt,
@@ -243,7 +232,7 @@ int vb_generate_hooked(vb_context *ctx, const vb_token *prompt, int32_t n_prompt
     vb_generate_params defaults = vb_generate_default_params();
     const vb_generate_params *p = params ? params : &defaults;
 
-    int rc = check_request(ctx, prompt, n_prompt, p, out, max_out, st);
+    int rc = check_request(ctx, p, out, max_out, st);
     if (rc != VB_OK) return rc;
 
     vb_sched_params sp = vb_sched_default_params();

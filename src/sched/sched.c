@@ -676,8 +676,7 @@ static int keep_prefill_logits(vb_sched *s, sched_req *r) {
 
 /* Resume r's decoder from its kept logits. Runs after every request of the step has read its
    rows: a decoder may run forwards here (cost measurements), which replace the logits. */
-static int resume_decoder(vb_sched *s, sched_req *r) {
-    (void)s;
+static int resume_decoder(sched_req *r) {
     vb_decode_run *run = &r->run;
     r->decoding = true;
     run->in_decode = true;
@@ -688,6 +687,15 @@ static int resume_decoder(vb_sched *s, sched_req *r) {
     r->stats.prefill_seconds -= dt;
     r->stats.decode_seconds += dt;
     return rc;
+}
+
+/* After r's decoder ran (status st; it had out_before tokens): count what it committed, then
+   fail r or finish it when it is done (keep_kv: a request with committed tokens outside the KV
+   finishes after the flush at the end of the step). */
+static void after_decoder(vb_sched *s, sched_req *r, int32_t out_before, int st) {
+    s->n_generated += r->run.n_out - out_before;
+    if (st != VB_OK) fail_req(s, r, st);
+    else if (r->run.done && !(s->o.keep_kv && r->n_cached < r->run.n_hist)) finish_req(s, r, done_reason(r));
 }
 
 /* Rows a decoding request may forward this step: its budget, the KV blocks, the model's
@@ -867,21 +875,16 @@ int vb_sched_step(vb_sched *s) {
             if (keep < len) vb_kv_truncate(s->ctx, kv_seq(s, r->seq), keep);
             r->n_cached = run->kv_len = keep;
         }
-        s->n_generated += run->n_out - out_before;
         s->n_draft_rows += run->n_draft_rows - draft_before;
         s->n_draft_accepted += run->n_draft_accepted - accepted_before;
-        if (st != VB_OK) fail_req(s, r, st);
-        else if (run->done && !(s->o.keep_kv && r->n_cached < run->n_hist)) finish_req(s, r, done_reason(r));
+        after_decoder(s, r, out_before, st);
     }
     for (int32_t i = 0; i < n_run; i++) { /* decoders whose prefill completed in this step */
         sched_req *r = stepped[i];
         if (!to_resume[i] || r->state != REQ_RUNNING) continue;
         vb_decode_run *run = &r->run;
         int32_t out_before = run->n_out;
-        int st = resume_decoder(s, r);
-        s->n_generated += run->n_out - out_before;
-        if (st != VB_OK) fail_req(s, r, st);
-        else if (run->done && !(s->o.keep_kv && r->n_cached < run->n_hist)) finish_req(s, r, done_reason(r));
+        after_decoder(s, r, out_before, resume_decoder(r));
     }
     double dt = vb_time_now() - t0;
     for (int32_t i = 0; i < n_run; i++) {
