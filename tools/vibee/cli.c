@@ -312,6 +312,7 @@ int cli_parse_sampler_opt(vb_sampler_params *sp, int argc, char **argv, int *i) 
         {"--repeat-penalty", 0, 0, 0},
     };
     const char *a = argv[*i];
+    if (!strcmp(a, "-s")) a = "--seed"; /* llama.cpp's short spelling */
     for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
         if (strcmp(a, opts[k].flag) != 0) continue;
         const char *v = cli_value(argc, argv, i);
@@ -325,7 +326,7 @@ int cli_parse_sampler_opt(vb_sampler_params *sp, int argc, char **argv, int *i) 
             return -1;
         }
         switch (k) {
-        case 0: sp->seed = (uint64_t)x; break;
+        case 0: sp->seed = (uint64_t)x; return 2;
         case 1: sp->top_k = (int32_t)x; break;
         case 2: sp->repeat_last_n = (int32_t)x; break;
         case 3: sp->temp = f; break;
@@ -361,6 +362,7 @@ int cli_parse_decoder_opt(vb_generate_params *gp, int argc, char **argv, int *i)
         {"--wedlm-official", 3, 0, 0}, {"--wedlm-exact", 3, 0, 0},
     };
     const char *a = argv[*i];
+    if (!strcmp(a, "-s")) a = "--seed"; /* llama.cpp's short spelling */
     for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
         if (strcmp(a, opts[k].flag) != 0) continue;
         const char *v = opts[k].kind == 3 ? "" : cli_value(argc, argv, i);

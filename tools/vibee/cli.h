@@ -28,8 +28,9 @@ void cli_model_opts_init(cli_model_opts *o);
 /* If argv[*i] is one of the common model options, consume it (and its value) and return 1;
  * return 0 if it is not one; -1 (message printed) on a bad value. */
 int cli_parse_model_opt(cli_model_opts *o, int argc, char **argv, int *i);
-/* Sampling options (--temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n --seed): like
- * cli_parse_model_opt, 1 consumed, 0 not one of them, -1 bad value (message printed). */
+/* Sampling options (--temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n, -s/--seed):
+ * like cli_parse_model_opt, 1 consumed (2: it was the seed), 0 not one of them, -1 bad value
+ * (message printed). */
 int cli_parse_sampler_opt(vb_sampler_params *sp, int argc, char **argv, int *i);
 /* Open model + context; prints the error and returns nonzero on failure. */
 int cli_open(const cli_model_opts *o, vb_model **model, vb_context **ctx);

@@ -104,9 +104,8 @@ int cmd_batch(int argc, char **argv) {
     rp.decoding.draft_max = -1; /* not given */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
-        if (!strcmp(a, "--seed")) seeded = true;
         int r = cli_parse_model_opt(&mo, argc, argv, &i);
-        if (r == 0) r = cli_parse_sampler_opt(&rp.sampler, argc, argv, &i);
+        if (r == 0 && (r = cli_parse_sampler_opt(&rp.sampler, argc, argv, &i)) == 2) seeded = true;
         if (r == 0) r = cli_parse_decoder_opt(&rp.decoding, argc, argv, &i);
         if (r < 0) return 2;
         if (r > 0) continue;

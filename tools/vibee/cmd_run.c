@@ -49,7 +49,7 @@ static void usage(FILE *f) {
             "      --top-k K              (default 0 = off)      --top-p P   (default 1 = off)\n"
             "      --min-p P              (default 0 = off)\n"
             "      --repeat-penalty R     (default 1 = off)      --repeat-last-n N (default %d)\n"
-            "      --seed S               RNG seed (default: random, printed with --json and in the summary)\n"
+            "  -s, --seed S               RNG seed (default: random, printed with --json and in the summary)\n"
             "chat (-cnv, --conversation, or vibee chat):\n"
             "  -cnv, --conversation       read user turns from stdin, answer each with the model\n"
             "  -sys, --system TEXT        system prompt\n"
@@ -219,7 +219,7 @@ static int parse_args(run_args *a, int argc, char **argv) {
         int r = cli_parse_model_opt(&a->mo, argc, argv, &i);
         if (r == 0) {
             r = cli_parse_sampler_opt(&a->gp.sampler, argc, argv, &i);
-            if (r > 0 && !strcmp(s, "--seed")) a->seed_given = true;
+            if (r == 2) a->seed_given = true;
         }
         if (r == 0) r = cli_parse_decoder_opt(&a->gp, argc, argv, &i);
         if (r < 0) return 2;
