@@ -427,7 +427,12 @@ typedef bool (*vb_token_callback)(vb_token token, void *user);
 typedef struct vb_generate_params {
     int32_t decoder;          /* enum vb_decoder */
     int32_t n_predict;        /* tokens to generate (default 128) */
-    vb_seq seq;               /* sequence id to use (default 0; must be empty) */
+    vb_seq seq;               /* sequence id to use (default 0; must be empty unless reuse_kv) */
+    bool reuse_kv;            /* vb_generate only: the rows seq already holds are the KV of
+                                 prompt[0 .. rows) (the caller keeps them in step, e.g. a chat
+                                 truncates the sequence to the common prefix of the previous and
+                                 the new prompt with vb_kv_truncate); only prompt[rows ..) is
+                                 forwarded. rows must be < n_prompt (default false) */
     vb_sampler_params sampler;
     bool stop_at_eos;         /* stop when EOS is committed (default true) */
     /* WeDLM */
@@ -463,6 +468,7 @@ vb_generate_params vb_generate_default_params(void);
 
 typedef struct vb_generate_stats {
     int32_t n_prompt;
+    int32_t n_prompt_reused;    /* of them, rows found in the sequence (reuse_kv), not forwarded */
     int32_t n_generated;
     int64_t n_forward;          /* all forwards (prefill + decode) */
     int64_t n_forward_decode;   /* forwards after prefill */
@@ -478,8 +484,9 @@ typedef struct vb_generate_stats {
 } vb_generate_stats;
 
 /* Generate after prompt[n_prompt] into out[max_out] (generated tokens only) using the
- * context's sequence params->seq, which must be empty; the sequence keeps the prompt and
- * the committed tokens afterwards. Returns VB_OK (also when stopped by EOS or callback),
+ * context's sequence params->seq, which must be empty (or, with params->reuse_kv, hold the KV of
+ * a prefix of the prompt); the sequence keeps the prompt and the committed tokens afterwards
+ * (after a failed prefill, only the rows it held before). Returns VB_OK (also when stopped by EOS or callback),
  * VB_KV_FULL (context ran out; tokens so far are kept and counted in stats), or an error.
  * *n_out receives the number of generated tokens. */
 int vb_generate(vb_context *ctx, const vb_token *prompt, int32_t n_prompt,

@@ -147,13 +147,23 @@ TEST(cli_chat_two_turns) {
     char *e = strchr(again, '\n');
     if (e) *e = 0;
     CHECKF(strcmp(again, a2) == 0, "second answer '%s' differs from run on the rendered conversation '%s'", a2, again);
-    /* the sim model's tokens are bytes: the prompt tokens of both turns count the history */
+    /* the sim model's tokens are bytes: the second turn finds the first prompt and answer in the
+       KV and forwards only the rest; with --no-kv-reuse it forwards the whole history */
     char p2[512];
     const char *p1 = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n";
     snprintf(p2, sizeof p2, "%s%s<|im_end|>\n<|im_start|>user\nand then?<|im_end|>\n<|im_start|>assistant\n", p1, a1);
-    char want[64];
-    snprintf(want, sizeof want, "2 turns, %zu prompt tokens", strlen(p1) + strlen(p2));
+    size_t reused = strlen(p1) + strlen(a1);
+    char want[96];
+    snprintf(want, sizeof want, "2 turns, %zu prompt tokens", strlen(p1) + strlen(p2) - reused);
     CHECKF(strstr(out, want), "expected '%s' in %s", want, out);
+    snprintf(want, sizeof want, "%zu more reused from the KV", reused);
+    CHECKF(strstr(out, want), "expected '%s' in %s", want, out);
+    rc = run(again, sizeof again,
+             "printf 'hi\\nand then?\\n' | '%s' chat -m sim -n 12 --chat-template chatml --no-kv-reuse 2>&1%s", NULL);
+    snprintf(want, sizeof want, "%s\n%s\n", a1, a2);
+    CHECKF(rc == 0 && strncmp(again, want, strlen(want)) == 0, "--no-kv-reuse answers differ: %s", again);
+    snprintf(want, sizeof want, "2 turns, %zu prompt tokens", strlen(p1) + strlen(p2));
+    CHECKF(strstr(again, want) && strstr(again, " 0 more reused"), "expected '%s' in %s", want, again);
 }
 
 /* Special tokens typed by a user stay text; the template's are control tokens (real Qwen2.5

@@ -12,6 +12,7 @@
 #include "model.h"
 #include "test.h"
 #include "vibee.h"
+#include "vibee_sched.h"
 
 /* ------------------------------------------------------------------------------------------
  * helpers
@@ -1031,4 +1032,101 @@ TEST(engine_adaptive_window_text_independent_of_costs) {
     CHECK_EQ_INT(na, nb);
     for (int i = 0; i < na; i++) CHECK_EQ_INT(a[i], b[i]);
     sim_close(&e);
+}
+
+/* reuse_kv: a sequence holding the KV of a prefix of the prompt (a chat's previous turn, cut to
+ * the common prefix) forwards only the rest, and every decoder then generates what it generates
+ * from an empty sequence; misuse is refused with the sequence left as it was. The shipped model
+ * on the cpu backend (prefill rows against decode rows) and the sim backend. */
+static void check_reuse(vb_context *ctx, const vb_token *p1, int32_t n1, const char *what) {
+    for (int d = 0; d < 3; d++) {
+        vb_generate_params p = params_for(d, 16);
+        p.stop_at_eos = false;
+        p.tau = 0.0f;
+        p.window = 4;
+        p.draft_max = 3;
+        vb_token first[32], p2[128], fresh[32], reused[32];
+        int32_t n_first = 0, n_fresh = 0, n_reused = 0;
+        vb_generate_stats st;
+        CHECK_EQ_INT(gen(ctx, p1, n1, &p, first, 32, &n_first, &st), VB_OK);
+        CHECK_EQ_INT(vb_kv_seq_len(ctx, 0), n1 + n_first);
+        /* the next prompt: the first prompt, 10 of its answer's tokens, then 5 new tokens */
+        int32_t keep = n1 + 10, n2 = 0;
+        memcpy(p2, p1, sizeof *p1 * (size_t)n1);
+        memcpy(p2 + n1, first, sizeof *first * 10);
+        n2 = keep;
+        for (int i = 0; i < 5; i++) p2[n2++] = p1[i % n1];
+        CHECK_EQ_INT(vb_kv_truncate(ctx, 0, keep), VB_OK);
+        p.reuse_kv = true;
+        CHECK_EQ_INT(vb_generate(ctx, p2, n2, &p, reused, 32, &n_reused, &st), VB_OK);
+        CHECK_EQ_INT(st.n_prompt, n2);
+        CHECK_EQ_INT(st.n_prompt_reused, keep);
+        CHECK_EQ_INT(vb_kv_seq_len(ctx, 0), n2 + n_reused);
+        p.reuse_kv = false;
+        CHECK_EQ_INT(gen(ctx, p2, n2, &p, fresh, 32, &n_fresh, &st), VB_OK);
+        CHECK_EQ_INT(st.n_prompt_reused, 0);
+        CHECK_EQ_INT(n_reused, n_fresh);
+        for (int i = 0; i < n_fresh && i < n_reused; i++)
+            CHECKF(reused[i] == fresh[i], "%s decoder %d: token %d: %d reusing the KV, %d fresh", what, d, i,
+                   reused[i], fresh[i]);
+        /* misuse: as many rows as the prompt, or rows without reuse_kv; nothing is dropped */
+        int32_t held = vb_kv_seq_len(ctx, 0);
+        p.reuse_kv = true;
+        CHECK_EQ_INT(vb_generate(ctx, p2, held, &p, reused, 32, &n_reused, &st), VB_ERR_ARG);
+        CHECK(strstr(st.note, "reuse_kv"));
+        p.reuse_kv = false;
+        CHECK_EQ_INT(vb_generate(ctx, p2, n2, &p, reused, 32, &n_reused, &st), VB_ERR_STATE);
+        CHECK_EQ_INT(vb_kv_seq_len(ctx, 0), held);
+    }
+}
+
+TEST(engine_reuse_kv_equals_fresh_prefill) {
+    sim_env e;
+    CHECK(sim_open(&e, 3, 8.0f, 4096, 1) == 0);
+    vb_token prompt[64];
+    check_reuse(e.ctx, prompt, text_tokens("def f(x):\n    return", prompt), "sim");
+    /* the scheduler has its own prefix sharing: reuse_kv is vb_generate's */
+    vb_sched *s = NULL;
+    vb_kv_free_seq(e.ctx, 0);
+    CHECK_EQ_INT(vb_sched_init(e.ctx, NULL, &s, NULL, 0), VB_OK);
+    vb_request_params rp = vb_request_default_params();
+    rp.decoding.reuse_kv = true;
+    vb_request_id id;
+    CHECK_EQ_INT(vb_sched_submit(s, prompt, 4, &rp, &id), VB_ERR_ARG);
+    CHECK(strstr(vb_sched_error(s), "reuse_kv"));
+    vb_sched_free(s);
+    sim_close(&e);
+    /* a prefill that finds the KV full keeps the rows the sequence held before, no more */
+    CHECK(sim_open(&e, 3, 8.0f, 64, 1) == 0);
+    vb_token longp[200], out[8];
+    int32_t n_out = 0;
+    for (int i = 0; i < 200; i++) longp[i] = 'a' + i % 26;
+    vb_generate_params p = params_for(VB_DECODER_AR, 4);
+    vb_generate_stats st;
+    CHECK_EQ_INT(gen(e.ctx, longp, 20, &p, out, 8, &n_out, &st), VB_OK);
+    CHECK_EQ_INT(vb_kv_truncate(e.ctx, 0, 12), VB_OK);
+    p.reuse_kv = true;
+    CHECK_EQ_INT(vb_generate(e.ctx, longp, 200, &p, out, 8, &n_out, &st), VB_KV_FULL);
+    CHECK_EQ_INT(n_out, 0);
+    CHECK_EQ_INT(vb_kv_seq_len(e.ctx, 0), 12);
+    sim_close(&e);
+
+    vb_model *m = NULL;
+    char err[256] = "";
+    size_t size = 0;
+    const void *data = vb_embedded_model(&size);
+    CHECK(data && size);
+    CHECKF(vb_model_load_from_memory(data, size, "wedlm-py-6m", NULL, &m, err, sizeof err) == VB_OK, "%s", err);
+    vb_context_params cp = vb_context_default_params();
+    cp.backend = "cpu";
+    cp.n_ctx = 512;
+    cp.n_seq_max = 1;
+    vb_context *ctx = NULL;
+    CHECKF(vb_context_init(m, &cp, &ctx, err, sizeof err) == VB_OK, "%s", err);
+    const char *text = "import os\nimport sys\n\ndef main(";
+    int32_t n = vb_tokenize(m, text, strlen(text), true, false, prompt, 64);
+    CHECK(n > 2);
+    check_reuse(ctx, prompt, n, "shipped model");
+    vb_context_free(ctx);
+    vb_model_free(m);
 }

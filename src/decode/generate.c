@@ -5,6 +5,9 @@
  * logits of a request, the commit rule (n_predict / EOS / callback), sampling with the history
  * and the decoder-settings check the scheduler's submit uses too.
  *
+ * With reuse_kv the caller's sequence may already hold the KV of a prefix of the prompt (a chat's
+ * earlier turns): the engine starts with those rows cached and forwards the rest.
+ *
  * Conventions of every decoder: a committed EOS is written to out (and counted) as the last
  * token; the sequence holds the prompt and every committed token on return (except after
  * VB_KV_FULL, where the last committed token may be missing from the KV); messages for failed
@@ -199,10 +202,11 @@ int vb_decode_check_params(const vb_model_info *info, const vb_generate_params *
     return VB_OK;
 }
 
-/* What only vb_generate asks of a request: the output buffer and an empty sequence. The prompt,
-   n_predict and the decoder settings are checked by vb_sched_submit_gen. */
-static int check_request(vb_context *ctx, const vb_generate_params *p, const vb_token *out,
-                         int32_t max_out, vb_generate_stats *st) {
+/* What only vb_generate asks of a request: the output buffer and an empty sequence (reuse_kv:
+   fewer rows than the prompt, *n_reuse = its rows). The prompt, n_predict and the decoder
+   settings are checked by vb_sched_submit_gen. */
+static int check_request(vb_context *ctx, const vb_generate_params *p, int32_t n_prompt,
+                         const vb_token *out, int32_t max_out, int32_t *n_reuse, vb_generate_stats *st) {
     if (!ctx) return VB_ERR_ARG;
     if (max_out < 0 || (max_out > 0 && !out)) {
         snprintf(st->note, sizeof st->note, "bad output buffer");
@@ -213,12 +217,19 @@ static int check_request(vb_context *ctx, const vb_generate_params *p, const vb_
         snprintf(st->note, sizeof st->note, "bad sequence id %d", (int)p->seq);
         return VB_ERR_ARG;
     }
-    if (len != 0) {
+    if (len != 0 && !p->reuse_kv) {
         snprintf(st->note, sizeof st->note,
-                 "sequence %d holds %d rows: vb_generate needs an empty sequence (vb_kv_free_seq)",
-                 (int)p->seq, (int)len);
+                 "sequence %d holds %d rows: vb_generate needs an empty sequence (vb_kv_free_seq) "
+                 "or reuse_kv", (int)p->seq, (int)len);
         return VB_ERR_STATE;
     }
+    if (len >= n_prompt && len > 0) {
+        snprintf(st->note, sizeof st->note,
+                 "reuse_kv: sequence %d holds %d rows, not fewer than the prompt's %d tokens",
+                 (int)p->seq, (int)len, (int)n_prompt);
+        return VB_ERR_ARG;
+    }
+    *n_reuse = len;
     return VB_OK;
 }
 
@@ -232,7 +243,8 @@ int vb_generate_hooked(vb_context *ctx, const vb_token *prompt, int32_t n_prompt
     vb_generate_params defaults = vb_generate_default_params();
     const vb_generate_params *p = params ? params : &defaults;
 
-    int rc = check_request(ctx, p, out, max_out, st);
+    int32_t n_reuse = 0;
+    int rc = check_request(ctx, p, n_prompt, out, max_out, &n_reuse, st);
     if (rc != VB_OK) return rc;
 
     vb_sched_params sp = vb_sched_default_params();
@@ -240,7 +252,7 @@ int vb_generate_hooked(vb_context *ctx, const vb_token *prompt, int32_t n_prompt
     sp.n_seq = 1;
     sp.token_budget = caps.max_batch > 0 ? caps.max_batch : 512; /* prefill chunks of max_batch */
     sp.prefix_sharing = sp.prefix_cache = false;
-    vb_engine_opts eo = {.seq_base = p->seq, .keep_kv = true, .single = true, .hooks = hooks};
+    vb_engine_opts eo = {.seq_base = p->seq, .keep_kv = true, .single = true, .hooks = hooks, .n_reuse = n_reuse};
     vb_sched *s = NULL;
     char err[256] = "";
     rc = vb_sched_init_engine(ctx, &sp, &eo, &s, err, sizeof err);

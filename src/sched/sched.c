@@ -125,8 +125,12 @@ int vb_sched_init_engine(vb_context *ctx, const vb_sched_params *params, const v
     if (p.token_budget < p.n_seq) p.token_budget = p.n_seq;
     if (!caps.kv_fork) p.prefix_sharing = p.prefix_cache = false;
     if (!p.prefix_sharing) p.prefix_cache = false;
+    if (o.n_reuse < 0 || (o.n_reuse > 0 && !o.single)) {
+        if (err && err_len) snprintf(err, err_len, "vb_sched_init: n_reuse %d without a single request", o.n_reuse);
+        return VB_ERR_ARG;
+    }
     for (int32_t q = 0; q < p.n_seq; q++)
-        if (vb_kv_seq_len(ctx, o.seq_base + q) != 0) {
+        if (vb_kv_seq_len(ctx, o.seq_base + q) != (q == 0 ? o.n_reuse : 0)) {
             if (err && err_len) snprintf(err, err_len, "vb_sched_init: sequence %d of the context is not empty", q);
             return VB_ERR_STATE;
         }
@@ -244,6 +248,12 @@ int vb_sched_submit_gen(vb_sched *s, const vb_token *prompt, int32_t n_prompt,
     char why[160];
     int st_chk = vb_decode_check_params(info, gen, why, sizeof why);
     if (st_chk != VB_OK) return sched_err(s, st_chk, "%s", why);
+    if (gen->reuse_kv && !s->o.single)
+        return sched_err(s, VB_ERR_ARG, "reuse_kv is for vb_generate (the scheduler shares prefixes itself)");
+    if (s->o.n_reuse >= n_prompt)
+        return sched_err(s, VB_ERR_ARG, "the sequence holds %d rows, the prompt only %d tokens: with "
+                         "reuse_kv it must hold fewer rows than the prompt (vb_kv_truncate it)",
+                         s->o.n_reuse, n_prompt);
     if (s->paged && !s->o.single) {
         vb_stats st = vb_context_stats(s->ctx);
         int64_t capacity = (int64_t)st.kv.blocks_total * st.kv.block_size;
@@ -303,6 +313,7 @@ int vb_sched_submit_gen(vb_sched *s, const vb_token *prompt, int32_t n_prompt,
     memcpy(run->hist, prompt, (size_t)n_prompt * sizeof *prompt);
     run->n_hist = r->n_prompt = n_prompt;
     r->stats.n_prompt = n_prompt;
+    r->stats.n_prompt_reused = s->o.n_reuse;
     r->seq = -1;
     r->state = REQ_WAITING;
     r->id = s->next_id++;
@@ -365,7 +376,7 @@ static void finish_req(vb_sched *s, sched_req *r, int reason) {
         r->run.ops->release(&r->run, reason != VB_FINISH_ERROR && reason != VB_FINISH_CANCELLED);
     if (r->state == REQ_RUNNING && s->o.keep_kv && !r->decoding &&
         (reason == VB_FINISH_KV || reason == VB_FINISH_ERROR))
-        vb_kv_truncate(s->ctx, kv_seq(s, r->seq), 0); /* a partial prefill is useless */
+        vb_kv_truncate(s->ctx, kv_seq(s, r->seq), s->o.n_reuse); /* a partial prefill is useless */
     if (r->state == REQ_RUNNING) {
         remove_ptr(s->running, &s->n_running, r);
         r->finish = reason;
@@ -580,7 +591,7 @@ static int32_t admit_head(vb_sched *s, int32_t budget, int32_t *avail) {
             *avail = free_blocks(s) - s->reserved;
         }
     } else {
-        shared = 0;
+        shared = s->o.n_reuse; /* 0, or vb_generate's reused rows (single: no prefix sharing) */
     }
     memmove(s->waiting, s->waiting + 1, (size_t)(s->n_waiting - 1) * sizeof *s->waiting);
     s->n_waiting--;

@@ -47,6 +47,8 @@ typedef struct vb_engine_opts {
     bool single;              /* one request: a forward that finds the KV full asks the decoder
                                  for fewer rows before giving up; no prompt-size check */
     const vb_decode_hooks *hooks; /* optional test hooks */
+    int32_t n_reuse;          /* single: sequence seq_base already holds the KV of the prompt's
+                                 first n_reuse tokens (vb_generate_params.reuse_kv) */
 } vb_engine_opts;
 
 int vb_sched_init_engine(vb_context *ctx, const vb_sched_params *params, const vb_engine_opts *opts,

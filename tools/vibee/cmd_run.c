@@ -55,6 +55,8 @@ static void usage(FILE *f) {
             "  -sys, --system TEXT        system prompt\n"
             "      --chat-template NAME|FILE   the model's own template (GGUF tokenizer.chat_template) by\n"
             "                             default; built-ins: chatml, llama3, gemma, phi3, mistral, plain\n"
+            "      --no-kv-reuse          re-prefill the whole conversation each turn (default: keep the\n"
+            "                             KV of the previous turns and forward only what is new)\n"
             "WeDLM and draft-and-verify:\n"
             "      --window W             (default %d; 0 = choose from measured costs)\n"
             "      --tau T                entropy threshold in nats (default %g)\n"
@@ -209,7 +211,7 @@ typedef struct run_args {
     cli_model_opts mo;
     vb_generate_params gp;
     const char *prompt, *prompt_file, *prompt_tokens, *reverse, *system, *chat_template;
-    bool json, conversation, display_prompt, seed_given, no_parse_special;
+    bool json, conversation, display_prompt, seed_given, no_parse_special, no_kv_reuse;
 } run_args;
 
 /* Parse the options of run / chat; returns -1 to continue, else the exit status. */
@@ -242,6 +244,7 @@ static int parse_args(run_args *a, int argc, char **argv) {
         else if (!strcmp(s, "-cnv") || !strcmp(s, "--conversation")) a->conversation = true;
         else if (!strcmp(s, "--no-display-prompt")) a->display_prompt = false;
         else if (!strcmp(s, "--no-parse-special")) a->no_parse_special = true;
+        else if (!strcmp(s, "--no-kv-reuse")) a->no_kv_reuse = true;
         else if (!strcmp(s, "--json")) a->json = true;
         else if (!strcmp(s, "--ignore-eos")) a->gp.stop_at_eos = false;
         else if (!strcmp(s, "-n") || !strcmp(s, "--n-predict")) { NEED_INT(0, 1 << 24); a->gp.n_predict = (int)x; }
@@ -281,6 +284,9 @@ static int chat_loop(run_args *a, vb_model *model, vb_context *ctx) {
     size_t line_cap = 0;
     int rc = 0, turns = 0;
     vb_generate_stats total = {0};
+    /* the tokens whose KV the sequence holds: the last prompt and its committed answer */
+    vb_token *kv_toks = NULL;
+    int32_t n_kv_toks = 0;
     for (;;) {
         if (tty) {
             fputs("\n> ", stdout);
@@ -330,12 +336,33 @@ static int chat_loop(run_args *a, vb_model *model, vb_context *ctx) {
         gp.stop_at_eos = false; /* on_token ends the turn at any end-of-turn token */
         if (gp.n_predict > cap - nt) gp.n_predict = cap - nt;
         vb_token *out = malloc(((size_t)gp.n_predict + 1) * sizeof *out);
-        vb_kv_free_seq(ctx, gp.seq);
+        /* keep the KV of the longest common prefix of what the sequence holds and the new
+           conversation (at least one prompt row is forwarded, for its logits) */
+        int32_t keep = 0;
+        while (!a->no_kv_reuse && keep < n_kv_toks && keep < nt - 1 && kv_toks[keep] == toks[keep]) keep++;
+        if (keep == 0 || vb_kv_seq_len(ctx, gp.seq) != n_kv_toks || vb_kv_truncate(ctx, gp.seq, keep) != VB_OK) {
+            vb_kv_free_seq(ctx, gp.seq);
+            keep = 0;
+        }
+        gp.reuse_kv = keep > 0;
         vb_generate_stats gs;
         int32_t n_out = 0;
         g_interrupted = 0;
         st = out ? vb_generate(ctx, toks, nt, &gp, out, gp.n_predict, &n_out, &gs) : VB_ERR_NOMEM;
         finish_text(&ro);
+        /* what the sequence now holds: the prompt and the committed answer (after a full KV the
+           last token may be missing: then the next turn starts afresh) */
+        vb_token *held = st >= 0 && out ? realloc(toks, ((size_t)nt + (size_t)n_out + 1) * sizeof *toks) : NULL;
+        if (held) {
+            memcpy(held + nt, out, (size_t)n_out * sizeof *out);
+            toks = held;
+            free(kv_toks);
+            kv_toks = toks;
+            n_kv_toks = nt + n_out;
+            toks = NULL;
+        } else {
+            n_kv_toks = 0;
+        }
         free(out);
         free(toks);
         fputc('\n', stdout);
@@ -350,17 +377,21 @@ static int chat_loop(run_args *a, vb_model *model, vb_context *ctx) {
                                               cli_json_text(ro.text ? ro.text : "", ro.len)));
         free(ro.text);
         turns++;
-        total.n_prompt += gs.n_prompt;
+        total.n_prompt += gs.n_prompt - gs.n_prompt_reused;
+        total.n_prompt_reused += gs.n_prompt_reused;
         total.n_generated += gs.n_generated;
         total.prefill_seconds += gs.prefill_seconds;
         total.decode_seconds += gs.decode_seconds;
         g_interrupted = 0; /* Ctrl-C during an answer stops that answer only */
     }
     free(line);
+    free(kv_toks);
     json_decref(msgs);
     vb_chat_template_free(tmpl);
-    fprintf(stderr, "\n[vibee] chat: %d turns, %d prompt tokens (%.1f tok/s), %d generated tokens (%.1f tok/s), seed %llu\n",
+    fprintf(stderr, "\n[vibee] chat: %d turns, %d prompt tokens (%.1f tok/s; %d more reused from the KV), "
+            "%d generated tokens (%.1f tok/s), seed %llu\n",
             turns, total.n_prompt, total.prefill_seconds > 0 ? total.n_prompt / total.prefill_seconds : 0,
+            total.n_prompt_reused,
             total.n_generated, total.decode_seconds > 0 ? total.n_generated / total.decode_seconds : 0,
             (unsigned long long)a->gp.sampler.seed);
     return rc;
