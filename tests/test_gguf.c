@@ -979,3 +979,45 @@ TEST(gguf_write_fuzz_seeds) {
     vb_gguf_writer_free(w);
     CHECKF(rc == VB_OK, "%s", err);
 }
+
+/* vb_gguf_release_pages: a file mapping gives its whole pages back and reads the same bytes
+ * afterwards (from the file); a malloc'd copy and caller memory are left alone. */
+TEST(gguf_release_pages_keeps_bytes) {
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/models/gpt2-f32.gguf", vbt_fixture_dir());
+    for (int mode = 0; mode < 3; mode++) { /* mmap, read copy, caller memory */
+        vb_gguf *g = NULL, *file = NULL;
+        int rc = vb_gguf_open(path, mode == 0, &file, err, sizeof err);
+        CHECKF(rc == VB_OK, "%s", err);
+        if (rc != VB_OK) return;
+        g = file;
+        void *image = NULL;
+        if (mode == 2) { /* caller memory: a private copy of the file */
+            FILE *f = fopen(path, "rb");
+            CHECK(f);
+            fseek(f, 0, SEEK_END);
+            long n = ftell(f);
+            rewind(f);
+            image = malloc((size_t)n);
+            CHECK(image && fread(image, 1, (size_t)n, f) == (size_t)n);
+            fclose(f);
+            CHECK_EQ_INT(vb_gguf_open_memory(image, (size_t)n, &g, err, sizeof err), VB_OK);
+        }
+        size_t released = 0;
+        for (int64_t i = 0; i < vb_gguf_n_tensors(g); i++) {
+            const vb_gguf_tensor *t = vb_gguf_tensor_at(g, i);
+            void *copy = malloc(t->nbytes);
+            CHECK(copy);
+            memcpy(copy, t->data, t->nbytes);
+            released += vb_gguf_release_pages(g, t->data, t->nbytes);
+            CHECKF(memcmp(copy, t->data, t->nbytes) == 0, "mode %d: tensor %s changed", mode, t->name);
+            free(copy);
+        }
+        CHECK_EQ_INT(vb_gguf_release_pages(g, (const char *)path, 4096), 0); /* not its memory */
+        if (mode == 0) CHECKF(released > 0, "a mapped file released no page");
+        else CHECKF(released == 0, "mode %d released %zu bytes of memory it does not map", mode, released);
+        if (g != file) vb_gguf_close(g);
+        vb_gguf_close(file);
+        free(image);
+    }
+}

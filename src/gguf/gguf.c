@@ -684,6 +684,20 @@ int vb_gguf_open(const char *path, bool use_mmap, vb_gguf **out, char *err, size
     return open_image(g, out, err, err_len);
 }
 
+size_t vb_gguf_release_pages(const vb_gguf *g, const void *p, size_t n) {
+    if (!g || !g->mapping || !p || n == 0) return 0;
+    uintptr_t lo = (uintptr_t)g->mapping, hi = lo + g->mapping_len, a = (uintptr_t)p;
+    if (a < lo || a >= hi || n > hi - a) return 0; /* not inside the file mapping */
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) return 0;
+    uintptr_t first = (a + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    uintptr_t last = (a + n) / (uintptr_t)page * (uintptr_t)page; /* whole pages only */
+    if (last <= first) return 0;
+    /* a private read-only file mapping: dropped pages are read back from the file on access */
+    if (madvise((void *)first, last - first, MADV_DONTNEED) != 0) return 0;
+    return last - first;
+}
+
 void vb_gguf_close(vb_gguf *g) {
     if (!g) return;
     for (int64_t i = 0; i < g->n_keys; i++) {

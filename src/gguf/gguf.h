@@ -39,6 +39,11 @@ int vb_gguf_open(const char *path, bool use_mmap, vb_gguf **out, char *err, size
  * 8-byte aligned (the reader requires general.alignment to be a power of two >= 8). */
 int vb_gguf_open_memory(const void *data, size_t size, vb_gguf **out, char *err, size_t err_len);
 void vb_gguf_close(vb_gguf *g); /* NULL ignored */
+/* The bytes [p, p + n) of g's tensor data will not be read again soon (a backend keeps its own
+ * repacked copy): when g maps its file, the whole pages inside the range leave memory (a later
+ * read brings them back from the file); a malloc'd copy or caller memory is left alone. Returns
+ * the bytes released. */
+size_t vb_gguf_release_pages(const vb_gguf *g, const void *p, size_t n);
 
 uint32_t vb_gguf_version(const vb_gguf *g);
 uint32_t vb_gguf_alignment(const vb_gguf *g);

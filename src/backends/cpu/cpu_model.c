@@ -332,6 +332,10 @@ static int pack_mat(vb_cpu_model *m, vb_cpu_mat *w, char *err) {
                        (long long)w->n_in);
     w->packed = p;
     m->packed_bytes += packed_size(w);
+    /* the products read the copy from now on: the mapped pages it was made from leave memory
+       (a tied output's embedding lookup faults back only the rows it reads), so the copy
+       replaces the mapping rather than doubling the weights' memory */
+    m->released_bytes += (int64_t)vb_gguf_release_pages(m->gguf, w->data, (size_t)vb_type_row_bytes(w->type, w->n_in) * (size_t)w->n_out);
     return VB_OK;
 }
 
@@ -425,6 +429,7 @@ int vb_cpu_model_init(vb_cpu_model *m, const vb_model *model, char *err) {
         rc = load_layer(m, model, il, err);
         if (rc != VB_OK) goto fail;
     }
+    m->gguf = model->gguf;
     rc = pack_weights(m, err);
     if (rc != VB_OK) goto fail;
     return VB_OK;
