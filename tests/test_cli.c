@@ -136,3 +136,53 @@ TEST(cli_cost_cache_and_exact) {
     CHECK_EQ_INT(json_int_array(out, "tokens", tw, 64), 48);
     CHECK(memcmp(ta, tw, sizeof(int) * 48) == 0);
 }
+
+/* integer value of "key": in a JSON text (-1 if absent) */
+static long json_long(const char *js, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(js, pat);
+    return p ? strtol(p + strlen(pat), NULL, 10) : -1;
+}
+
+/* vibee bench: one JSON line per depth (-d), time to first token and memory in it, the prompt of
+ * --prompt-file counted as `vibee run` tokenizes it, and clear failures. */
+TEST(cli_bench_depth_prompt_file_memory) {
+    static char out[8192], ref[8192];
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' bench -m sim -b sim -p 16 -n 8 -r 2 -d 0,100 --no-bandwidth --json 2>&1", vbt_vibee_bin());
+    CHECK_EQ_INT(vbt_run_cmd(cmd, out, sizeof out), 0);
+    const char *l2 = strchr(out, '\n');
+    CHECKF(l2 && strchr(l2 + 1, '\n') && !strchr(strchr(l2 + 1, '\n') + 1, '\n'), "two lines expected: %s", out);
+    if (!l2) return;
+    CHECK_EQ_INT(json_long(out, "depth"), 0);
+    CHECK_EQ_INT(json_long(l2 + 1, "depth"), 100);
+    CHECK_EQ_INT(json_long(out, "n_prompt"), 16);
+    CHECKF(strstr(out, "\"ttft_ms\":") && json_long(out, "rss_mib") >= 1 && json_long(out, "peak_rss_mib") >= json_long(out, "rss_mib"),
+           "%s", out);
+    /* a depth that does not fit the context given with -c */
+    snprintf(cmd, sizeof cmd, "'%s' bench -m sim -b sim -c 64 -p 16 -n 8 -r 1 -d 100 --no-bandwidth 2>&1", vbt_vibee_bin());
+    int rc = vbt_run_cmd(cmd, out, sizeof out);
+    CHECKF(rc == 1 && strstr(out, "depth 100 failed"), "rc %d: %s", rc, out);
+    /* --prompt-file: as many prompt tokens as vibee run finds in the same file (BOS included) */
+    snprintf(cmd, sizeof cmd, "printf 'import os\\nimport sys\\n\\ndef main():\\n' > /tmp/vb_bench_pf.%d", (int)getpid());
+    CHECK_EQ_INT(vbt_run_cmd(cmd, out, sizeof out), 0);
+    snprintf(cmd, sizeof cmd, "'%s' run -f /tmp/vb_bench_pf.%d -n 1 --json -t 1 2>/dev/null", vbt_vibee_bin(), (int)getpid());
+    CHECK_EQ_INT(vbt_run_cmd(cmd, ref, sizeof ref), 0);
+    int toks[256];
+    int n_ref = json_int_array(ref, "prompt_tokens", toks, 256);
+    CHECK(n_ref > 3);
+    snprintf(cmd, sizeof cmd, "'%s' bench --prompt-file /tmp/vb_bench_pf.%d -n 2 -r 1 -t 1 --no-bandwidth --json 2>&1",
+             vbt_vibee_bin(), (int)getpid());
+    CHECK_EQ_INT(vbt_run_cmd(cmd, out, sizeof out), 0);
+    CHECKF(json_long(out, "n_prompt") == n_ref, "bench prompt %ld tokens, run %d: %s", json_long(out, "n_prompt"), n_ref, out);
+    snprintf(cmd, sizeof cmd, "'%s' bench --prompt-file /tmp/vb_bench_pf.%d -p 3 -n 2 -r 1 -t 1 --no-bandwidth --json 2>&1; "
+             "rm -f /tmp/vb_bench_pf.%d", vbt_vibee_bin(), (int)getpid(), (int)getpid());
+    CHECK_EQ_INT(vbt_run_cmd(cmd, out, sizeof out), 0);
+    CHECK_EQ_INT(json_long(out, "n_prompt"), 3);
+    snprintf(cmd, sizeof cmd, "'%s' bench --prompt-file /nonexistent/prompt.txt 2>&1", vbt_vibee_bin());
+    rc = vbt_run_cmd(cmd, out, sizeof out);
+    CHECKF(rc == 1 && strstr(out, "prompt.txt"), "rc %d: %s", rc, out);
+    snprintf(cmd, sizeof cmd, "'%s' bench -d -5 2>&1", vbt_vibee_bin());
+    CHECK_EQ_INT(vbt_run_cmd(cmd, out, sizeof out), 2);
+}
