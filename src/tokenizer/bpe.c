@@ -33,6 +33,20 @@ static const char PAT_QWEN2[] =
     "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
     "\\p{N}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|[" WS "]*[\\r\\n]+|"
     "[" WS "]+(?![^" WS "])|[" WS "]+";
+/* SmolLM (llama.cpp's "smollm"; Hugging Face's Digits(individual_digits) then ByteLevel): every
+ * digit is a piece of its own, the rest is split by GPT-2's rule. As one regex: a digit ends the
+ * text GPT-2's rule sees, so " ?\p{N}+" goes and whitespace before a digit is whitespace at the
+ * end of a piece (the lookahead lets a digit end a whitespace run as the end of text does). */
+static const char PAT_SMOLLM[] =
+    "\\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?[^" WS "\\p{L}\\p{N}]+|"
+    "[" WS "]+(?![^" WS "\\p{N}])|[" WS "]+";
+
+static const char *const PRE_PATTERNS[VB_TOKPRE_COUNT] = {
+    [VB_TOKPRE_GPT2] = PAT_GPT2,
+    [VB_TOKPRE_QWEN2] = PAT_QWEN2,
+    [VB_TOKPRE_LLAMA3] = PAT_LLAMA3,
+    [VB_TOKPRE_SMOLLM] = PAT_SMOLLM,
+};
 
 /* GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the other 68 bytes to
  * U+0100.. in byte order. cp_to_byte inverts it (code points < 324). */
@@ -136,9 +150,7 @@ int vb_bpe_init(vb_tokenizer *t, const vb_tok_desc *d, char *err, size_t err_len
                  (long long)n_skipped);
     if (build_decoded(t, cp_to_byte) != VB_OK) goto nomem;
 
-    const char *pat = t->pre == VB_TOKPRE_QWEN2    ? PAT_QWEN2
-                      : t->pre == VB_TOKPRE_LLAMA3 ? PAT_LLAMA3
-                                                   : PAT_GPT2;
+    const char *pat = t->pre >= 0 && t->pre < VB_TOKPRE_COUNT ? PRE_PATTERNS[t->pre] : PAT_GPT2;
     int ec;
     PCRE2_SIZE eo;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,

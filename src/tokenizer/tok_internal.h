@@ -24,7 +24,7 @@ enum vb_tok_type {
 };
 
 enum vb_tok_model { VB_TOKMODEL_BPE = 0, VB_TOKMODEL_SPM = 1, VB_TOKMODEL_BYTES = 2 };
-enum vb_tok_pre { VB_TOKPRE_GPT2 = 0, VB_TOKPRE_QWEN2 = 1, VB_TOKPRE_LLAMA3 = 2 };
+enum vb_tok_pre { VB_TOKPRE_GPT2 = 0, VB_TOKPRE_QWEN2 = 1, VB_TOKPRE_LLAMA3 = 2, VB_TOKPRE_SMOLLM = 3, VB_TOKPRE_COUNT };
 
 /* Everything a tokenizer is built from. Strings are (pointer, length), not NUL-terminated;
  * optional arrays may be NULL. Ids < 0 mean "absent". */

@@ -98,6 +98,30 @@ static int32_t valid_id(const vb_tokenizer *t, int32_t id) {
     return id >= 0 && id < t->n_vocab ? id : -1;
 }
 
+/* The pre-tokenizers of byte-level BPE vocabularies, by the tokenizer.ggml.pre names llama.cpp's
+ * converter writes (several names share one rule), with what llama.cpp does for each: whether a
+ * whole pre-token found in the vocabulary skips the merges, and whether BOS is prepended when the
+ * file has no tokenizer.ggml.add_bos_token. The regex of each rule is in bpe.c. */
+typedef struct pre_entry {
+    const char *names; /* NUL-separated, ending with an empty name */
+    enum vb_tok_pre pre;
+    bool ignore_merges, add_bos;
+} pre_entry;
+
+static const pre_entry PRE_TABLE[] = {
+    {"gpt2\0gpt-2\0phi-2\0", VB_TOKPRE_GPT2, false, false},
+    {"qwen2\0deepseek-r1-qwen\0megrez\0", VB_TOKPRE_QWEN2, false, false},
+    {"llama-bpe\0llama3\0llama-v3\0falcon3\0pixtral\0", VB_TOKPRE_LLAMA3, true, true},
+    {"smollm\0", VB_TOKPRE_SMOLLM, false, false},
+};
+
+static const pre_entry *find_pre(const char *name, size_t len) {
+    for (size_t i = 0; i < sizeof PRE_TABLE / sizeof PRE_TABLE[0]; i++)
+        for (const char *n = PRE_TABLE[i].names; *n; n += strlen(n) + 1)
+            if (str_is(name, len, n)) return &PRE_TABLE[i];
+    return NULL;
+}
+
 int vb_tokenizer_from_desc(const vb_tok_desc *d, vb_tokenizer **out, char *err, size_t err_len) {
     if (err && err_len) err[0] = '\0';
     if (!d || !out) return tok_fail(err, err_len, VB_ERR_ARG, "tokenizer: NULL argument");
@@ -111,25 +135,20 @@ int vb_tokenizer_from_desc(const vb_tok_desc *d, vb_tokenizer **out, char *err, 
         return tok_fail(err, err_len, VB_ERR_UNSUPPORTED,
                         "tokenizer.ggml.model '%.*s' is not supported (supported: gpt2, llama)",
                         (int)(d->model_len > 64 ? 64 : d->model_len), d->model ? d->model : "");
-    enum vb_tok_pre pre = VB_TOKPRE_GPT2;
+    const pre_entry *pe = &PRE_TABLE[0]; /* GPT-2 */
     const char *note = "";
     if (model == VB_TOKMODEL_BPE) {
         if (!d->pre || str_is(d->pre, d->pre_len, "default")) {
             note = "tokenizer.ggml.pre absent or 'default': using the GPT-2 pre-tokenizer";
-        } else if (str_is(d->pre, d->pre_len, "gpt2") || str_is(d->pre, d->pre_len, "gpt-2")) {
-            pre = VB_TOKPRE_GPT2;
-        } else if (str_is(d->pre, d->pre_len, "qwen2")) {
-            pre = VB_TOKPRE_QWEN2;
-        } else if (str_is(d->pre, d->pre_len, "llama-bpe") ||
-                   str_is(d->pre, d->pre_len, "llama3") || str_is(d->pre, d->pre_len, "llama-v3")) {
-            pre = VB_TOKPRE_LLAMA3;
-        } else {
+        } else if (!(pe = find_pre(d->pre, d->pre_len))) {
             return tok_fail(err, err_len, VB_ERR_UNSUPPORTED,
-                            "tokenizer.ggml.pre '%.*s' is not supported (supported: gpt2, qwen2, "
-                            "llama-bpe/llama3, default)",
+                            "tokenizer.ggml.pre '%.*s' is not supported (supported: gpt2/gpt-2/phi-2, "
+                            "qwen2/deepseek-r1-qwen/megrez, llama-bpe/llama3/llama-v3/falcon3/pixtral, "
+                            "smollm, default)",
                             (int)(d->pre_len > 64 ? 64 : d->pre_len), d->pre);
         }
     }
+    enum vb_tok_pre pre = pe->pre;
     if (d->n_vocab <= 0 || d->n_vocab > VB_TOK_MAX_VOCAB || !d->tokens || !d->token_lens)
         return tok_fail(err, err_len, VB_ERR_FORMAT,
                         "tokenizer.ggml.tokens: %d tokens (expected 1..%d)", (int)d->n_vocab,
@@ -194,11 +213,13 @@ int vb_tokenizer_from_desc(const vb_tok_desc *d, vb_tokenizer **out, char *err, 
         if (d->eos < 0 && t->n_vocab > 2) t->eos = 2;
         if (d->unk < 0) t->unk = 0;
     }
-    t->add_bos = d->add_bos >= 0 ? d->add_bos != 0 : model == VB_TOKMODEL_SPM;
+    /* without tokenizer.ggml.add_bos_token: SentencePiece and the Llama 3 family prepend BOS (older
+       Llama 3 conversions lack the key), other byte-level BPE vocabularies do not */
+    t->add_bos = d->add_bos >= 0 ? d->add_bos != 0 : model == VB_TOKMODEL_SPM || (model == VB_TOKMODEL_BPE && pe->add_bos);
     t->add_eos = d->add_eos > 0;
     t->add_space_prefix =
         d->add_space_prefix >= 0 ? d->add_space_prefix != 0 : model == VB_TOKMODEL_SPM;
-    t->ignore_merges = pre == VB_TOKPRE_LLAMA3 && model == VB_TOKMODEL_BPE;
+    t->ignore_merges = model == VB_TOKMODEL_BPE && pe->ignore_merges;
     for (int32_t i = 0; i < t->n_vocab; i++) {
         size_t len;
         const char *s = vb_tok_text(t, i, &len);

@@ -1,7 +1,7 @@
 /* tokenizer_hf.c - vb_tokenizer_from_hf_json: reads a Hugging Face tokenizer.json holding a
- * byte-level BPE model (GPT-2, Qwen2/Qwen2.5/Qwen3, Llama 3): model.vocab, model.merges ("a b"
+ * byte-level BPE model (GPT-2, Qwen2/Qwen2.5/Qwen3, Llama 3, SmolLM): model.vocab, model.merges ("a b"
  * strings or [a, b] pairs), added_tokens, the pre-tokenizer (recognised by its Split regex or
- * as a lone ByteLevel = GPT-2), the normalizer (NFC is noted, not applied), and BOS/EOS from the
+ * as a lone ByteLevel = GPT-2, or Digits + ByteLevel = SmolLM), the normalizer (NFC is noted, not applied), and BOS/EOS from the
  * tokenizer_config.json next to it (else from well-known added tokens). Builds the tokenizer
  * through vb_tokenizer_from_desc, like the GGUF path. Parsed with jansson: the build defines
  * VB_HAVE_JANSSON and links -ljansson; without them vb_tokenizer_from_hf_json only reports
@@ -99,12 +99,25 @@ static int detect_pre(json_t *root, const char **pre, char *err, size_t err_len)
     /* expected: [Split{Regex, Isolated, invert false}, ByteLevel{use_regex false}] */
     if (json_array_size(seq) != 2)
         return hf_fail(err, err_len, VB_ERR_UNSUPPORTED,
-                       "pre_tokenizer.pretokenizers: %zu entries (supported: Split + ByteLevel)",
+                       "pre_tokenizer.pretokenizers: %zu entries (supported: Split + ByteLevel, "
+                       "Digits + ByteLevel)",
                        json_array_size(seq));
     json_t *split = json_array_get(seq, 0), *bl = json_array_get(seq, 1);
     if (!json_is_object(split) || !json_is_object(bl))
         return hf_fail(err, err_len, VB_ERR_FORMAT,
                        "pre_tokenizer.pretokenizers[]: entries are not objects");
+    /* SmolLM: [Digits{individual_digits}, ByteLevel{use_regex}] */
+    if (type_is(split, "Digits") && type_is(bl, "ByteLevel")) {
+        if (!json_is_true(json_object_get(split, "individual_digits")) ||
+            json_is_false(json_object_get(bl, "use_regex")))
+            return hf_fail(err, err_len, VB_ERR_UNSUPPORTED,
+                           "pre_tokenizer: Digits + ByteLevel is supported with individual_digits "
+                           "true and the ByteLevel regex (SmolLM's)");
+        int st = check_byte_level(bl, "pre_tokenizer.pretokenizers[1]", err, err_len);
+        if (st != VB_OK) return st;
+        *pre = "smollm";
+        return VB_OK;
+    }
     if (!type_is(split, "Split") || !type_is(bl, "ByteLevel"))
         return hf_fail(err, err_len, VB_ERR_UNSUPPORTED,
                        "pre_tokenizer.pretokenizers: not [Split, ByteLevel]");
