@@ -24,6 +24,7 @@ const pageFile = path.join(here, '..', '..', 'tools', 'vibee', 'chat_page.html')
 const [vibee, mode = 'http', modelArg = 'sim'] = process.argv.slice(2);
 const KEY = 'page-test-key';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+let liveBrowser = null; // killed by the time limit
 
 function findChromium() {
   const names = process.env.VB_CHROMIUM ? [process.env.VB_CHROMIUM]
@@ -83,9 +84,11 @@ class Browser {
                   '--no-default-browser-check', '--disable-gpu', '--disable-dev-shm-usage', '--disable-extensions',
                   '--disable-background-networking', '--disable-component-update', '--disable-sync', '--mute-audio',
                   '--window-size=1000,800'];
-    if (process.getuid && process.getuid() === 0) args.push('--no-sandbox'); // Chromium refuses root otherwise
-    args.push('about:blank');
+    // --no-sandbox: Chromium refuses to run as root with its sandbox, and containers often lack the
+    // user namespaces it needs; the browser opens only the page under test on loopback.
+    args.push('--no-sandbox', 'about:blank');
     this.proc = spawn(exe, args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
+    liveBrowser = this.proc;
     this.stderr = '';
     this.proc.stderr.on('data', (d) => { if (this.stderr.length < 20000) this.stderr += d; });
     this.exited = new Promise((r) => this.proc.on('exit', r));
@@ -284,7 +287,9 @@ async function browserChecks(exe) {
       const t0 = Date.now();
       while (!r.finished && Date.now() - t0 < 10000) await sleep(20);
       const { body, base64Encoded } = await b.send('Network.getResponseBody', { requestId: r.id });
-      return base64Encoded ? Buffer.from(body, 'base64').toString('utf8') : body;
+      if (base64Encoded) return Buffer.from(body, 'base64').toString('utf8');
+      // text/event-stream carries no charset: DevTools gives the bytes as Latin-1 characters (SSE is UTF-8)
+      return /[^\x00-\xff]/.test(body) ? body : Buffer.from(body, 'latin1').toString('utf8');
     };
 
     // 1. No key yet: the server's 401 message is shown and the text comes back to the box.
@@ -340,7 +345,8 @@ async function browserChecks(exe) {
                                                                  { role: 'user', content: 'hello\nthere' }]),
           'request 1: the system prompt and the message (the failed turn is not kept)');
     const s1 = sseText(await bodyOf(r1));
-    check(s1.done && s1.text === a1.text, `answer 1 shown = the deltas of the stream received (${s1.text.length} chars)`);
+    check(s1.done && s1.text === a1.text, `answer 1 shown = the deltas of the stream received (${s1.text.length} chars)` +
+          (s1.text === a1.text ? '' : `: ${JSON.stringify(a1.text)} vs ${JSON.stringify(s1.text)}`));
     const direct = async (messages) => {
       const r = await fetch(srv.base + '/v1/chat/completions', {
         method: 'POST', headers: { Authorization: 'Bearer ' + KEY, 'Content-Type': 'application/json' },
@@ -404,7 +410,11 @@ async function browserChecks(exe) {
   }
 }
 
-const guard = setTimeout(() => { console.log('FAIL time limit (90 s)'); process.exit(1); }, 90000);
+const guard = setTimeout(() => {
+  console.log('FAIL time limit (90 s)');
+  if (liveBrowser) liveBrowser.kill('SIGKILL');
+  process.exit(1);
+}, 90000);
 try {
   if (mode === 'http') await httpChecks();
   else {
