@@ -231,15 +231,17 @@ function pacingProxy(target, pace) {
 
 // The assistant text of an SSE body (what the page should have rendered), parsed independently.
 function sseText(body) {
-  let text = '', done = false;
+  let text = '', done = false, finish = null, events = 0;
   for (const event of body.split(/\r?\n\r?\n/)) {
     const data = event.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('\n');
     if (!data) continue;
     if (data === '[DONE]') { done = true; continue; }
     const c = JSON.parse(data);
     text += c.choices?.[0]?.delta?.content ?? '';
+    finish = c.choices?.[0]?.finish_reason ?? finish;
+    events++;
   }
-  return { text, done };
+  return { text, done, finish, events };
 }
 
 async function browserChecks(exe) {
@@ -353,6 +355,8 @@ async function browserChecks(exe) {
         body: JSON.stringify({ messages, temperature: 0, max_tokens: maxTokens }) });
       return (await r.json()).choices[0].message.content;
     };
+    const note1 = { length: 'cut at max tokens', stop: '' }[s1.finish] ?? 'finish: ' + s1.finish;
+    check(a1.note === note1, `answer 1's note tells the finish reason ${s1.finish} (${JSON.stringify(a1.note)})`);
     if (!shipped) check(a1.text === await direct(r1.body.messages), 'answer 1 = the plain answer to the same messages (sim, greedy)');
 
     // 4. Enter sends; the request carries the conversation; markup stays text.
@@ -369,7 +373,7 @@ async function browserChecks(exe) {
     check(m[4].text === hostile && await b.eval(`document.querySelectorAll('#messages img, #messages b').length === 0 && window.__pwned === undefined`),
           'markup in a message is shown as text (no element, no script)');
     const s2 = sseText(await bodyOf(r2));
-    check(m[5].state === 'done' && s2.done && s2.text === m[5].text, `answer 2 shown = the deltas of its stream (${s2.text.length} chars)`);
+    check(m[5].state === 'done' && s2.done && s2.text === m[5].text, `answer 2 shown = the deltas of its stream, unpaced (${s2.text.length} chars in ${s2.events} events)`);
     if (!shipped) check(m[5].text === await direct(expect2), 'answer 2 = the plain answer to the same conversation (sim, greedy)');
 
     // 5. Stop midway (slow stream): the answer keeps what came, the page is ready again.
@@ -393,6 +397,11 @@ async function browserChecks(exe) {
     const r4 = requests[4];
     check(r4 && r4.body.messages.length === 8 && r4.body.messages[6].role === 'assistant' && r4.body.messages[6].content === a3.text,
           'the next request carries the stopped answer as shown');
+
+    if (process.env.VB_CHAT_PAGE_SCREENSHOT) { // a look at the page for people: PNG of the conversation so far
+      const { data } = await b.send('Page.captureScreenshot', { format: 'png' });
+      fs.writeFileSync(process.env.VB_CHAT_PAGE_SCREENSHOT, Buffer.from(data, 'base64'));
+    }
 
     // 6. New chat forgets the conversation.
     await b.click('#new-chat');
