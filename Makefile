@@ -73,6 +73,11 @@ $(BUILD)/embedded_model.o: src/embedded_model.S $(EMBED_MODEL)
 	@mkdir -p $(dir $@)
 	$(CC) -c -DVB_EMBED_PATH='"$(EMBED_MODEL)"' $< -o $@
 
+# The chat page `vibee serve` answers at / is linked into the CLI the same way (srv_chat_page_data).
+$(BUILD)/chat_page.o: src/embedded_model.S tools/vibee/chat_page.html
+	@mkdir -p $(dir $@)
+	$(CC) -c -DVB_EMBED_PATH='"tools/vibee/chat_page.html"' -DVB_EMBED_NAME=srv_chat_page $< -o $@
+
 $(BUILD)/libvibee.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
@@ -82,7 +87,7 @@ $(BUILD)/libvibee.so: $(LIB_OBJS) src/libvibee.map
 	$(CC) -shared $(LDFLAGS) -Wl,-soname,libvibee.so.0 -Wl,--version-script=src/libvibee.map \
 	  -o $@ $(LIB_OBJS) $(LDLIBS)
 
-$(BUILD)/vibee: $(CLI_OBJS) $(BUILD)/libvibee.a
+$(BUILD)/vibee: $(CLI_OBJS) $(BUILD)/chat_page.o $(BUILD)/libvibee.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CLI_LIBS)
 
 # (the CUDA tests call the kernels directly: the runner links the backend's objects and CUDA)

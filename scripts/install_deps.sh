@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # install_deps.sh - installs what vibee's build and tests need on a Debian 12 machine:
 # compilers and libraries (apt), the npm packages the tests use as independent references
-# (tests/js), and the optional llama.cpp build (cached outside the clone). Idempotent.
+# (tests/js), Chromium for the chat page's browser test (headless, driven over its DevTools pipe)
+# and the optional llama.cpp build (cached outside the clone). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PKGS="build-essential pkg-config libpcre2-dev libmicrohttpd-dev libjansson-dev python3 python3-numpy python3-regex python3-onnx python3-jinja2 clang libclang-rt-14-dev"
+APT_PKGS="build-essential pkg-config libpcre2-dev libmicrohttpd-dev libjansson-dev python3 python3-numpy python3-regex python3-onnx python3-jinja2 clang libclang-rt-14-dev chromium"
 missing=""
 for p in $APT_PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -1,4 +1,5 @@
-/* runner.c - runs the registered tests (see test.h) and prints "N passed, N failed". */
+/* runner.c - runs the registered tests (see test.h) and prints "N passed, N failed" (and
+ * ", N skipped" when tests called vbt_skip). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -11,6 +12,7 @@
 static struct { const char *name; vbt_fn fn; const char *file; } tests[VBT_MAX];
 static int n_tests;
 static int current_failed;
+static char current_skip[256]; /* why the running test skipped ("" = it ran) */
 
 void vbt_register(const char *name, vbt_fn fn, const char *file) {
     if (n_tests < VBT_MAX) {
@@ -27,6 +29,8 @@ void vbt_fail(const char *file, int line, const char *msg) {
 }
 
 int vbt_failed_now(void) { return current_failed; }
+
+void vbt_skip(const char *why) { snprintf(current_skip, sizeof current_skip, "%s", why && *why ? why : "?"); }
 
 const char *vbt_fixture_dir(void) {
     const char *d = getenv("VB_FIXTURES");
@@ -62,22 +66,27 @@ int main(int argc, char **argv) {
     /* hermetic: CLI runs started by tests keep measured costs out of the user's cache
        (tests that need a cost cache pass --cost-cache FILE) */
     setenv("VIBEE_COST_CACHE", "off", 0);
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < n_tests; i++) {
         if (filter && !strstr(tests[i].name, filter) && !strstr(tests[i].file, filter)) continue;
         current_failed = 0;
+        current_skip[0] = 0;
         double t0 = now_s();
         tests[i].fn();
         double dt = now_s() - t0;
         if (current_failed) {
             failed++;
             printf("FAIL %-48s %7.3fs  (%s)\n", tests[i].name, dt, tests[i].file);
+        } else if (current_skip[0]) {
+            skipped++;
+            printf("skip %-48s %7.3fs  (%s)\n", tests[i].name, dt, current_skip);
         } else {
             passed++;
             printf("ok   %-48s %7.3fs\n", tests[i].name, dt);
         }
         fflush(stdout);
     }
-    printf("%d passed, %d failed\n", passed, failed);
+    if (skipped) printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    else printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

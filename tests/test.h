@@ -1,6 +1,6 @@
 /* test.h - the tiny test harness: TEST(name) registers a test at load time, CHECK macros record
  * failures; tests/runner.c runs them all (or those whose name contains argv[1]) and prints the
- * closing line "N passed, N failed". */
+ * closing line "N passed, N failed" (", N skipped" when some were). */
 #ifndef VB_TEST_H
 #define VB_TEST_H
 
@@ -16,6 +16,9 @@ typedef void (*vbt_fn)(void);
 void vbt_register(const char *name, vbt_fn fn, const char *file);
 void vbt_fail(const char *file, int line, const char *msg);
 int vbt_failed_now(void); /* nonzero if the running test has failed */
+/* The running test cannot run here (a missing optional tool): printed with the reason and
+ * counted as skipped, not passed. Return from the test after calling it. */
+void vbt_skip(const char *why);
 /* The vibee CLI under test: $VIBEE or build/vibee. */
 const char *vbt_vibee_bin(void);
 /* Run a shell command, capture its stdout (up to cap-1 bytes, NUL-terminated; the rest is read

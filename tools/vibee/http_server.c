@@ -2,7 +2,8 @@
  * key and CORS checks, request bodies accumulated under a size limit (413 also for chunked
  * bodies, after reading them), jobs of the engine thread waited for (non-streaming) or streamed
  * as server-sent events, cancellation of jobs whose client has gone, a reaper thread that
- * closes connections past their request deadline, a request log and graceful shutdown. */
+ * closes connections past their request deadline, a request log, graceful shutdown and the
+ * chat page at / (tools/vibee/chat_page.html, linked into the binary). */
 #include "http_config.h"
 #ifdef VB_HAVE_SERVE
 
@@ -33,7 +34,7 @@ struct srv_conn {
     srv_conn *prev, *next;
 };
 
-enum route_id { R_COMPLETIONS, R_CHAT, R_MODELS, R_HEALTH, R_METRICS, R_PROPS, R_TOKENIZE, R_DETOKENIZE };
+enum route_id { R_PAGE, R_COMPLETIONS, R_CHAT, R_MODELS, R_HEALTH, R_METRICS, R_PROPS, R_TOKENIZE, R_DETOKENIZE };
 
 static const struct route {
     const char *path;
@@ -41,6 +42,8 @@ static const struct route {
     int id;
     bool open;          /* answered without the API key */
 } routes[] = {
+    {"/", "GET", R_PAGE, true},           /* the chat page (its requests need the key) */
+    {"/index.html", "GET", R_PAGE, true},
     {"/v1/completions", "POST", R_COMPLETIONS, false},
     {"/v1/chat/completions", "POST", R_CHAT, false},
     {"/v1/models", "GET", R_MODELS, false},
@@ -261,6 +264,31 @@ static enum MHD_Result send_props(rq *q) {
                    s->cfg.idle_timeout_s,
                    s->cfg.api_key != NULL};
     return reply(q, 200, api_props_json(&p), "application/json", NULL);
+}
+
+/* ---- the chat page ---- */
+
+/* tools/vibee/chat_page.html, linked in by the Makefile (src/embedded_model.S), NUL-terminated. */
+extern const char srv_chat_page_data[], srv_chat_page_end[];
+
+/* The page's inline script and style are its own; everything else is refused, and it may talk
+   only to this server. no-cache: a browser revalidates, so a new binary's page is seen at once. */
+static enum MHD_Result send_chat_page(rq *q) {
+    static const char *const headers[] = {
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+        "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        "X-Content-Type-Options", "nosniff",
+        "Referrer-Policy", "no-referrer",
+        "Cache-Control", "no-cache",
+        NULL};
+    size_t n = (size_t)(srv_chat_page_end - srv_chat_page_data);
+    char *page = malloc(n + 1);
+    if (page) {
+        memcpy(page, srv_chat_page_data, n);
+        page[n] = 0;
+    }
+    return reply(q, 200, page, "text/html; charset=utf-8", headers);
 }
 
 /* ---- streaming ---- */
@@ -568,7 +596,7 @@ static enum MHD_Result first_call(rq *q, const char *url, const char *method) {
     cs->route = rt;
     if (!rt) {
         char msg[400];
-        snprintf(msg, sizeof msg, "unknown route %.64s %.64s (routes: POST /v1/completions, POST /v1/chat/completions, "
+        snprintf(msg, sizeof msg, "unknown route %.64s %.64s (routes: GET /, POST /v1/completions, POST /v1/chat/completions, "
                  "GET /v1/models, GET /health, GET /metrics, GET /props, POST /tokenize, POST /detokenize)", method, url);
         cs->responded = true;
         return reply_error(q, 404, msg, NULL);
@@ -671,6 +699,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     char *out = NULL;
     int st;
     switch (cs->route->id) {
+    case R_PAGE: return send_chat_page(&q);
     case R_COMPLETIONS: return handle_completion(&q, false);
     case R_CHAT: return handle_completion(&q, true);
     case R_HEALTH: return reply(&q, 200, strdup("{\"status\":\"ok\"}"), "application/json", NULL);

@@ -2,7 +2,8 @@
  * poll): routes, API key, CORS, body limits, request ids, streaming with server-sent events,
  * client-disconnect detection, connection caps (total and per client IP), a deadline per
  * request that trickled bytes cannot extend (slowloris), a request log, graceful shutdown,
- * /health, /v1/models, /props, /tokenize, /detokenize and Prometheus-style /metrics. */
+ * /health, /v1/models, /props, /tokenize, /detokenize, Prometheus-style /metrics and a chat
+ * page at / (tools/vibee/chat_page.html). */
 #ifndef VB_HTTP_SERVER_H
 #define VB_HTTP_SERVER_H
 
