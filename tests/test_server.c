@@ -214,9 +214,11 @@ TEST(server_curl_errors_and_metrics) {
         {"POST", "/v1/completions", "-d '{\"prompt\":\"x\",\"presence_penalty\":3}'", 400, "\"param\":\"presence_penalty\""},
         {"POST", "/v1/completions", "-d '{\"prompt\":\"x\",\"n\":0}'", 400, "\"param\":\"n\""},
         {"POST", "/v1/completions", "-d '{\"prompt\":[\"a\",\"b\"],\"n\":40}'", 400, "\"param\":\"n\""},
-        /* a prompt longer than the KV pool: the message does not name library functions */
+        /* a prompt longer than the KV pool (-c 64: 4 blocks of 16, plus one per sequence: --parallel 1
+           and embeddings' own, 96 tokens): the message does not name library functions */
         {"POST", "/v1/completions", "-d '{\"prompt\":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
-         "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}'", 400,
+         "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
+         "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}'", 400,
          "\"message\":\"prompt of"},
         {"POST", "/v1/completions", "-d '{\"prompt\":\"x\",\"stream\":\"yes\"}'", 400, "\"param\":\"stream\""},
         {"POST", "/v1/completions", "-d '{\"prompt\":\"x\",\"max_tokens\":65}'", 400, "[1, 64]"},
