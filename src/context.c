@@ -321,6 +321,10 @@ int vb_embed(vb_context *c, const vb_token *tokens, int32_t n_tokens, const vb_e
     if (!out || out_len < need)
         return ctx_err(c, VB_ERR_ARG, "vb_embed: out holds %lld floats, %lld needed",
                        out ? (long long)out_len : 0LL, (long long)need);
+    for (int32_t t = 0; t < n_tokens; t++)
+        if (tokens[t] < 0 || tokens[t] >= c->model->info.n_vocab)
+            return ctx_err(c, VB_ERR_ARG, "vb_embed: token %d (input position %d) out of range [0, %d)",
+                           tokens[t], t, c->model->info.n_vocab);
     if (n_ctx > 0 && n_tokens > n_ctx)
         return ctx_err(c, VB_ERR_ARG, "vb_embed: the input of %d tokens is longer than the model's "
                        "context of %d", n_tokens, n_ctx);

@@ -17,7 +17,7 @@
  *   - the sequence is empty again afterwards and the KV pool has every block back; a sequence
  *     that holds rows is left alone (vb_embed picks another).
  * Errors: a backend without hidden states (sim) answers VB_ERR_UNSUPPORTED with a message; empty
- * input, bad pooling, too small an output, input longer than the model's context or the KV cache:
+ * input, a token out of range, bad pooling, too small an output, input longer than the model's context or the KV cache:
  * VB_ERR_ARG; a busy sequence: VB_ERR_STATE; a pool too full now: VB_KV_FULL with nothing kept. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,6 +250,8 @@ TEST(embed_errors) {
     vb_embed_params ep = vb_embed_default_params();
     int r_empty = vb_embed(c, toks, 0, NULL, out, E);
     int r_null = vb_embed(c, NULL, 3, NULL, out, E);
+    vb_token bad_tok[2] = {5, 300}; /* n_vocab 300 */
+    int r_tok = vb_embed(c, bad_tok, 2, NULL, out, E);
     ep.pooling = 9;
     int r_pool = vb_embed(c, toks, 3, &ep, out, E);
     ep.pooling = VB_POOLING_NONE;
@@ -288,6 +290,7 @@ TEST(embed_errors) {
     vb_model_free(m);
     CHECK_EQ_INT(r_empty, VB_ERR_ARG);
     CHECK_EQ_INT(r_null, VB_ERR_ARG);
+    CHECK_EQ_INT(r_tok, VB_ERR_ARG);
     CHECK_EQ_INT(r_pool, VB_ERR_ARG);
     CHECKF(r_small == VB_ERR_ARG && strstr(msg, "floats"), "out too small: %d '%s'", r_small, msg);
     CHECKF(r_ctx == VB_ERR_ARG && strstr(msg_ctx, "context of 256"), "too long: %d '%s'", r_ctx, msg_ctx);
