@@ -86,6 +86,9 @@ try {
   const nTok = tok.tokens.length + 5 + singles[2].usage.prompt_tokens + 1;
   check(many.usage.prompt_tokens === nTok && many.usage.total_tokens === nTok, `usage counts every input's tokens (${many.usage.prompt_tokens} = ${nTok})`);
   check(!same(singles[0].data[0].embedding, singles[2].data[0].embedding), 'different texts give different vectors');
+  const forty = await client.embeddings.create({ model: 'qwen3-f32', input: Array(40).fill(refQ.tokens), encoding_format: 'float' });
+  check(forty.data.length === 40 && forty.data.every((d, i) => d.index === i && same(d.embedding, v)) && forty.usage.prompt_tokens === 640,
+        '40 inputs (640 tokens: two engine passes of at most 512) each equal the single answer');
   const strs = await client.embeddings.create({ model: 'qwen3-f32', input: ['a', 'b'], encoding_format: 'float' });
   check(strs.data.length === 2 && strs.data[1].index === 1, 'an array of strings');
   const lists = await client.embeddings.create({ model: 'qwen3-f32', input: [[1, 2], [3]], encoding_format: 'float', dimensions: refQ.E });

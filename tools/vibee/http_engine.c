@@ -237,15 +237,21 @@ void srv_embed_job_free(srv_embed_job *j) {
     free(j);
 }
 
-/* Run the queued embedding jobs (mu not held). An input the KV pool cannot take now, even after
-   the cached prefixes gave their blocks back, waits (its job stays queued) while requests run
-   and may free blocks; with none running it fails. */
+/* Embedding tokens run between two scheduler steps (at least one input): a long list of inputs
+   does not stall the requests being decoded. */
+#define EMBED_TOKENS_PER_PASS 512
+
+/* Run queued embedding inputs, up to EMBED_TOKENS_PER_PASS tokens (mu not held); jobs with inputs
+   left stay queued, ahead of newer ones. An input the KV pool cannot take now, even after the
+   cached prefixes gave their blocks back, waits while requests run and may free blocks; with
+   none running it fails. */
 static void run_embeds(srv_engine *e) {
     pthread_mutex_lock(&e->mu);
     srv_embed_job *list = e->embed_head, *wait_head = NULL, *wait_last = NULL;
     e->embed_head = e->embed_tail = NULL;
     pthread_mutex_unlock(&e->mu);
     const int32_t E = e->info->n_embd;
+    int32_t budget = EMBED_TOKENS_PER_PASS;
     while (list) {
         srv_embed_job *j = list;
         list = j->next;
@@ -254,7 +260,8 @@ static void run_embeds(srv_engine *e) {
         ep.pooling = j->pooling;
         ep.seq = e->embed_seq;
         int st = VB_OK, n_run = 0;
-        for (; j->n_done < j->n_inputs; j->n_done++, n_run++) {
+        for (; j->n_done < j->n_inputs && budget > 0; j->n_done++, n_run++) {
+            budget -= j->n_tokens[j->n_done];
             float *v = j->out + (size_t)j->n_done * (size_t)E;
             st = vb_embed(e->ctx, j->tokens[j->n_done], j->n_tokens[j->n_done], &ep, v, E);
             if (st == VB_KV_FULL) {
@@ -266,8 +273,8 @@ static void run_embeds(srv_engine *e) {
         const bool wait = st == VB_KV_FULL && !vb_sched_idle(e->sched);
         pthread_mutex_lock(&e->mu);
         e->metrics.embed_inputs += n_run;
-        if (wait) {
-            e->metrics.embed_waits++;
+        if (wait || (st == VB_OK && j->n_done < j->n_inputs)) { /* blocks, or this pass's budget */
+            e->metrics.embed_waits += wait;
             if (wait_last) wait_last->next = j;
             else wait_head = j;
             wait_last = j;
