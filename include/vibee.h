@@ -346,6 +346,37 @@ vb_stats vb_context_stats(const vb_context *ctx);
 void vb_context_reset_stats(vb_context *ctx);
 
 /* ------------------------------------------------------------------------------------------
+ * Embeddings: the model's final hidden states (after the output norm, before the output
+ * matrix) of a whole input, pooled as llama.cpp's --pooling does
+ * ------------------------------------------------------------------------------------------ */
+
+enum vb_pooling {
+    VB_POOLING_NONE = 0, /* every token's hidden state: out is [n_tokens][n_embd] */
+    VB_POOLING_MEAN = 1, /* the mean over the tokens: out is [n_embd] */
+    VB_POOLING_CLS = 2,  /* the first token's (in a causal model it sees only itself) */
+    VB_POOLING_LAST = 3, /* the last token's (the one that has seen the whole input) */
+};
+
+typedef struct vb_embed_params {
+    int32_t pooling; /* enum vb_pooling (default VB_POOLING_MEAN) */
+    bool normalize;  /* scale each output vector to unit Euclidean length (default true) */
+    vb_seq seq;      /* the sequence to run in, which must be empty and is emptied again
+                        afterwards; -1 = the first empty one (default) */
+} vb_embed_params;
+
+vb_embed_params vb_embed_default_params(void);
+
+/* Run tokens[n_tokens] at positions 0..n_tokens-1 on one sequence (in chunks of the backend's
+ * batch limit) and write the pooled hidden states to out[out_len]; the sequence's KV rows are
+ * released before returning, whatever happened. params NULL: defaults. Returns VB_OK;
+ * VB_ERR_UNSUPPORTED when the backend cannot return hidden states (only cpu can);
+ * VB_ERR_ARG (empty input, bad pooling, out too small, input longer than the model's trained
+ * context or the whole KV cache); VB_ERR_STATE (no empty sequence, or params->seq not empty);
+ * VB_KV_FULL (soft: the KV pool has too few free blocks now); other errors of vb_forward. */
+int vb_embed(vb_context *ctx, const vb_token *tokens, int32_t n_tokens, const vb_embed_params *params,
+             float *out, int64_t out_len);
+
+/* ------------------------------------------------------------------------------------------
  * Sampling
  * ------------------------------------------------------------------------------------------ */
 

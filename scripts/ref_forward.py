@@ -18,6 +18,7 @@ Conventions (llama.cpp's, on the GGUF tensors as stored; W[n_out][n_in], y = W x
   when absent, token_embd.weight (tied).
 
 Library:  m = RefModel(path); logits = m.forward(tokens, positions)   # [n_rows][n_vocab] float64
+          h = m.hidden(tokens, positions)   # [n_rows][n_embd] after the output norm (forward = h W_out^T)
           toks, margins = m.greedy(prompt_tokens, prompt_positions, n_steps)
 Options to *simulate* a kernel's roundings (for estimating error bounds, never for references):
   m.forward(..., act="ggml") quantizes each matmul input like ggml's CPU kernels do (Q8_0 blocks
@@ -30,6 +31,9 @@ CLI:  ref_forward.py --selftest   (quantizer round trips, causality, RoPE shift 
           [--greedy-prompt 6 --greedy-steps 32]
   writes ref.bin (little-endian f32 [n_rows][n_vocab]) and ref.json (header: model, arch,
   n_rows, n_vocab, tokens, positions, weight type, greedy continuation and its margins).
+      ref_forward.py MODEL.gguf --tokens 1,2,3 [--positions 0,1,2] --hidden-out hid.bin
+  writes hid.bin: little-endian f32 [n_rows][n_embd], the final hidden states (after the output
+  norm, before the output matrix) that embeddings pool (with or without --out).
 """
 import argparse
 import json
@@ -163,6 +167,10 @@ class RefModel:
     # ---- the forward pass ------------------------------------------------------------------
     def forward(self, tokens, positions, act=None, kv_f16=False):
         """tokens, positions: int sequences of equal length -> logits [n_rows][n_vocab] float64."""
+        return self._mm(self.hidden(tokens, positions, act, kv_f16), self.out_name, act)
+
+    def hidden(self, tokens, positions, act=None, kv_f16=False):
+        """The final hidden states (after the output norm) [n_rows][n_embd] float64."""
         tok = np.asarray(tokens, dtype=np.int64)
         pos = np.asarray(positions, dtype=np.int64)
         if tok.shape != pos.shape or tok.ndim != 1:
@@ -208,10 +216,8 @@ class RefModel:
                 u = self._mm(h, b + "ffn_up.weight", act)
                 x = x + self._mm(gt / (1.0 + np.exp(-gt)) * u, b + "ffn_down.weight", act)
         if self.arch == "gpt2":
-            x = self._layernorm(x, "output_norm.weight")
-        else:
-            x = self._rmsnorm(x, "output_norm.weight")
-        return self._mm(x, self.out_name, act)
+            return self._layernorm(x, "output_norm.weight")
+        return self._rmsnorm(x, "output_norm.weight")
 
     def greedy(self, prompt_tokens, prompt_positions, n_steps, **kw):
         """Greedy continuation: the argmax of the last row is appended at the next position
@@ -307,6 +313,8 @@ def selftest():
                 swapped = m.forward(tok, pos[:6] + [pos[7], pos[6]] + pos[8:])
                 assert max_rel_err(swapped[7:], full[7:]) > 1e-4, arch + ": positions have no effect"
             assert np.all(np.abs(full).max(1) > 1.0), arch + ": degenerate (flat) logits"
+            hid = m.hidden(tok, pos)
+            assert hid.shape == (len(tok), m.n_embd), arch + ": hidden states have the wrong shape"
     # The shipped trained model's documented greedy example (models/wedlm-py-6m.md), qwen3 path:
     # BOS + the prompt "import os\nimport sys\n\ndef main(" as encoded by scripts/wedlm/bpe.py
     # (with python3-regex) -> 'env):\n    """Return a path to a path ...'.
@@ -337,21 +345,27 @@ def main():
     ap.add_argument("--tokens", default="", help="comma-separated token ids")
     ap.add_argument("--positions", default="", help="comma-separated positions (default 0..n-1)")
     ap.add_argument("--out", default="", help="logits file (.bin); the header goes to .json beside it")
+    ap.add_argument("--hidden-out", default="", help="final hidden states file (f32 [n_rows][n_embd])")
     ap.add_argument("--greedy-prompt", type=int, default=0, help="rows of the script used as greedy prompt")
     ap.add_argument("--greedy-steps", type=int, default=0)
     a = ap.parse_args()
     if a.selftest:
         selftest()
         return
-    if not (a.model and a.tokens and a.out):
-        ap.error("MODEL, --tokens and --out are required")
+    if not (a.model and a.tokens and (a.out or a.hidden_out)):
+        ap.error("MODEL, --tokens and --out or --hidden-out are required")
     toks = _ints(a.tokens)
     poss = _ints(a.positions) if a.positions else list(range(len(toks)))
     if len(poss) != len(toks):
         ap.error("--tokens and --positions differ in length")
     m = RefModel(a.model)
-    hdr = write_reference(m, toks, poss, a.out, a.greedy_prompt, a.greedy_steps)
-    print("wrote %s: %d rows x %d logits" % (a.out, hdr["n_rows"], hdr["n_vocab"]))
+    if a.out:
+        hdr = write_reference(m, toks, poss, a.out, a.greedy_prompt, a.greedy_steps)
+        print("wrote %s: %d rows x %d logits" % (a.out, hdr["n_rows"], hdr["n_vocab"]))
+    if a.hidden_out:
+        with open(a.hidden_out, "wb") as f:
+            f.write(m.hidden(toks, poss).astype("<f4").tobytes())
+        print("wrote %s: %d rows x %d hidden values" % (a.hidden_out, len(toks), m.n_embd))
 
 
 if __name__ == "__main__":

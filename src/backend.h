@@ -14,7 +14,7 @@
 
 #define VB_ERR_LEN 512
 /* The layout of vb_backend_ops; a table written against another one is refused. */
-#define VB_BACKEND_VERSION 2
+#define VB_BACKEND_VERSION 3
 
 typedef struct vb_backend_ops {
     int version;     /* VB_BACKEND_VERSION */
@@ -50,6 +50,10 @@ typedef struct vb_backend_ops {
     int (*kv_fork)(void *state, vb_seq src, vb_seq dst);
     /* optional (NULL: zeros) */
     void (*kv_stats)(void *state, vb_kv_stats *out);
+    /* optional (NULL: vb_embed answers VB_ERR_UNSUPPORTED): forward's contract, but for the k-th
+       row with want_logits the model's final hidden state (after the output norm, before the
+       output matrix) goes to hidden + k * n_embd instead of logits. */
+    int (*forward_hidden)(void *state, const vb_batch *batch, float *hidden);
 } vb_backend_ops;
 
 /* A backend by name: compiled in, or a module loaded now (cuda). NULL if unknown or its module

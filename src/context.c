@@ -1,6 +1,8 @@
 /* context.c - vb_context: a backend instance over a model. Validates every batch and KV call
  * before it reaches the backend, maps batch rows to their logits, keeps statistics and the
- * per-context error string; also the vb_batch helpers. */
+ * per-context error string; vb_embed (final hidden states of a prompt run on one sequence,
+ * pooled); also the vb_batch helpers. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,50 +164,56 @@ static int ctx_err(vb_context *c, int status, const char *fmt, ...) {
     return status;
 }
 
-int vb_forward(vb_context *c, const vb_batch *b) {
-    if (!c) return VB_ERR_ARG;
+/* Validate batch b (messages start with fn), then run it: logits of the rows with want_logits
+ * into c->logits, or with hidden (the backend's forward_hidden, which the caller checked) their
+ * final hidden states [rows with want_logits][n_embd] into hidden. */
+static int run_batch(vb_context *c, const vb_batch *b, float *hidden, const char *fn) {
     c->n_last = 0;
     if (!b || b->n < 0 || (b->n > 0 && (!b->token || !b->pos || !b->seq || !b->want_logits)))
-        return ctx_err(c, VB_ERR_ARG, "vb_forward: batch is NULL or incomplete");
+        return ctx_err(c, VB_ERR_ARG, "%s: batch is NULL or incomplete", fn);
     if (b->n > b->capacity)
-        return ctx_err(c, VB_ERR_ARG, "vb_forward: batch has %d rows but room for %d", b->n,
-                       b->capacity);
+        return ctx_err(c, VB_ERR_ARG, "%s: batch has %d rows but room for %d", fn, b->n, b->capacity);
     if (b->n == 0) return VB_OK;
     if (b->n > c->caps.max_batch)
-        return ctx_err(c, VB_ERR_ARG, "vb_forward: %d rows exceed the backend's batch limit %d",
-                       b->n, c->caps.max_batch);
+        return ctx_err(c, VB_ERR_ARG, "%s: %d rows exceed the backend's batch limit %d", fn, b->n,
+                       c->caps.max_batch);
     int32_t n_vocab = c->model->info.n_vocab, n_out = 0;
     for (int32_t i = 0; i < b->n; i++) {
         if (b->token[i] < 0 || b->token[i] >= n_vocab)
-            return ctx_err(c, VB_ERR_ARG, "vb_forward: row %d: token %d out of range [0, %d)", i,
+            return ctx_err(c, VB_ERR_ARG, "%s: row %d: token %d out of range [0, %d)", fn, i,
                            b->token[i], n_vocab);
         if (b->seq[i] < 0 || b->seq[i] >= c->params.n_seq_max)
-            return ctx_err(c, VB_ERR_ARG, "vb_forward: row %d: sequence %d out of range [0, %d)",
-                           i, b->seq[i], c->params.n_seq_max);
+            return ctx_err(c, VB_ERR_ARG, "%s: row %d: sequence %d out of range [0, %d)", fn, i,
+                           b->seq[i], c->params.n_seq_max);
         if (b->pos[i] < 0 || b->pos[i] >= VB_POS_LIMIT)
-            return ctx_err(c, VB_ERR_ARG, "vb_forward: row %d: position %d out of range [0, %d)",
-                           i, b->pos[i], VB_POS_LIMIT);
+            return ctx_err(c, VB_ERR_ARG, "%s: row %d: position %d out of range [0, %d)", fn, i,
+                           b->pos[i], VB_POS_LIMIT);
         c->logit_index[i] = b->want_logits[i] ? n_out++ : -1;
     }
-    if (n_out > c->logits_cap) {
+    if (!hidden && n_out > c->logits_cap) {
         float *grown = realloc(c->logits, (size_t)n_out * (size_t)n_vocab * sizeof(float));
-        if (!grown) return ctx_err(c, VB_ERR_NOMEM, "vb_forward: cannot allocate logits for %d rows", n_out);
+        if (!grown) return ctx_err(c, VB_ERR_NOMEM, "%s: cannot allocate logits for %d rows", fn, n_out);
         c->logits = grown;
         c->logits_cap = n_out;
     }
     c->err[0] = 0;
     double t0 = vb_time_now();
-    int st = c->ops->forward(c->state, b, c->logits);
+    int st = hidden ? c->ops->forward_hidden(c->state, b, hidden) : c->ops->forward(c->state, b, c->logits);
     c->stats.forward_seconds += vb_time_now() - t0;
     if (st != VB_OK) {
-        if (!c->err[0]) ctx_err(c, st, "vb_forward: backend %s: %s", c->ops->name, vb_status_str(st));
+        if (!c->err[0]) ctx_err(c, st, "%s: backend %s: %s", fn, c->ops->name, vb_status_str(st));
         return st;
     }
-    c->n_last = b->n;
+    if (!hidden) c->n_last = b->n; /* vb_get_logits: no rows after a hidden-state forward */
     c->stats.n_forward++;
     c->stats.n_rows += b->n;
-    c->stats.n_logit_rows += n_out;
+    c->stats.n_logit_rows += hidden ? 0 : n_out;
     return VB_OK;
+}
+
+int vb_forward(vb_context *c, const vb_batch *b) {
+    if (!c) return VB_ERR_ARG;
+    return run_batch(c, b, NULL, "vb_forward");
 }
 
 const float *vb_get_logits(const vb_context *c, int32_t i) {
@@ -266,6 +274,118 @@ int vb_kv_free_seq(vb_context *c, vb_seq seq) {
     if (!c->kv) return c->ops->kv_free_seq(c->state, seq);
     kv_changed(c, seq);
     return vb_kvc_free_seq(c->kv, seq);
+}
+
+/* ---- embeddings ---- */
+
+vb_embed_params vb_embed_default_params(void) {
+    vb_embed_params p = {.pooling = VB_POOLING_MEAN, .normalize = true, .seq = -1};
+    return p;
+}
+
+/* Pools the hidden rows hid[n][E] (rows first..first+n-1 of the input) into acc[E] (mean: sum;
+ * cls / last: the one row asked for) or, for NONE, copies them to out. */
+static void pool_rows(int32_t pooling, const float *hid, int32_t n, int32_t E, int32_t first,
+                      double *acc, float *out) {
+    if (pooling == VB_POOLING_NONE) {
+        memcpy(out + (size_t)first * (size_t)E, hid, (size_t)n * (size_t)E * sizeof(float));
+        return;
+    }
+    for (int32_t i = 0; i < n; i++)
+        for (int32_t d = 0; d < E; d++) acc[d] += hid[(size_t)i * (size_t)E + (size_t)d];
+}
+
+static void unit_length(float *v, int32_t E) {
+    double ss = 0.0;
+    for (int32_t d = 0; d < E; d++) ss += (double)v[d] * (double)v[d];
+    if (ss > 0.0) {
+        const double inv = 1.0 / sqrt(ss);
+        for (int32_t d = 0; d < E; d++) v[d] = (float)(v[d] * inv);
+    }
+}
+
+int vb_embed(vb_context *c, const vb_token *tokens, int32_t n_tokens, const vb_embed_params *params,
+             float *out, int64_t out_len) {
+    if (!c) return VB_ERR_ARG;
+    const vb_embed_params p = params ? *params : vb_embed_default_params();
+    const int32_t E = c->model->info.n_embd, n_ctx = c->model->info.n_ctx_train;
+    if (!c->ops->forward_hidden)
+        return ctx_err(c, VB_ERR_UNSUPPORTED, "vb_embed: backend %s cannot return hidden states "
+                       "(embeddings run on the cpu backend)", c->ops->name);
+    if (!tokens || n_tokens < 1)
+        return ctx_err(c, VB_ERR_ARG, "vb_embed: the input is empty (give at least one token)");
+    if (p.pooling < VB_POOLING_NONE || p.pooling > VB_POOLING_LAST)
+        return ctx_err(c, VB_ERR_ARG, "vb_embed: pooling %d is not none (0), mean (1), cls (2) or "
+                       "last (3)", p.pooling);
+    const int64_t need = p.pooling == VB_POOLING_NONE ? (int64_t)n_tokens * E : E;
+    if (!out || out_len < need)
+        return ctx_err(c, VB_ERR_ARG, "vb_embed: out holds %lld floats, %lld needed",
+                       out ? (long long)out_len : 0LL, (long long)need);
+    for (int32_t t = 0; t < n_tokens; t++)
+        if (tokens[t] < 0 || tokens[t] >= c->model->info.n_vocab)
+            return ctx_err(c, VB_ERR_ARG, "vb_embed: token %d (input position %d) out of range [0, %d)",
+                           tokens[t], t, c->model->info.n_vocab);
+    if (n_ctx > 0 && n_tokens > n_ctx)
+        return ctx_err(c, VB_ERR_ARG, "vb_embed: the input of %d tokens is longer than the model's "
+                       "context of %d", n_tokens, n_ctx);
+    if (c->kv) {
+        vb_kv_stats ks;
+        vb_kvc_stats(c->kv, &ks);
+        if ((int64_t)n_tokens > (int64_t)ks.blocks_total * ks.block_size)
+            return ctx_err(c, VB_ERR_ARG, "vb_embed: the input of %d tokens is longer than the KV "
+                           "cache (%lld tokens)", n_tokens,
+                           (long long)ks.blocks_total * ks.block_size);
+    }
+    vb_seq seq = p.seq;
+    if (seq < 0) { /* the first empty sequence */
+        for (vb_seq q = 0; q < c->params.n_seq_max && seq < 0; q++)
+            if (vb_kv_seq_len(c, q) == 0) seq = q;
+        if (seq < 0)
+            return ctx_err(c, VB_ERR_STATE, "vb_embed: every one of the %d sequences holds rows "
+                           "(free one, or pass an empty one in params->seq)", c->params.n_seq_max);
+    } else {
+        int st = check_seq(c, seq, "vb_embed");
+        if (st) return st;
+        if (vb_kv_seq_len(c, seq) != 0)
+            return ctx_err(c, VB_ERR_STATE, "vb_embed: sequence %d is not empty", seq);
+    }
+    /* the prompt in chunks of the batch limit on one sequence; output rows: all (none, mean),
+       the first (cls) or the last (last) */
+    const int32_t chunk = c->caps.max_batch < n_tokens ? c->caps.max_batch : n_tokens;
+    const int32_t n_hid = p.pooling == VB_POOLING_MEAN || p.pooling == VB_POOLING_NONE ? chunk : 1;
+    vb_batch *b = vb_batch_init(chunk);
+    float *hid = malloc((size_t)n_hid * (size_t)E * sizeof *hid);   /* [n_hid][E] */
+    double *acc = calloc((size_t)E, sizeof *acc);                     /* [E] pooled sum */
+    int st = b && hid && acc ? VB_OK : ctx_err(c, VB_ERR_NOMEM, "vb_embed: out of memory");
+    for (int32_t start = 0; st == VB_OK && start < n_tokens; start += chunk) {
+        const int32_t m = n_tokens - start < chunk ? n_tokens - start : chunk;
+        vb_batch_clear(b);
+        int32_t first = -1, n_want = 0;
+        for (int32_t i = 0; i < m; i++) {
+            const int32_t t = start + i;
+            const bool want = p.pooling == VB_POOLING_MEAN || p.pooling == VB_POOLING_NONE ||
+                              (p.pooling == VB_POOLING_CLS && t == 0) ||
+                              (p.pooling == VB_POOLING_LAST && t == n_tokens - 1);
+            if (want && first < 0) first = t;
+            n_want += want;
+            vb_batch_add(b, tokens[t], t, seq, want);
+        }
+        st = run_batch(c, b, hid, "vb_embed");
+        if (st == VB_OK && n_want) pool_rows(p.pooling, hid, n_want, E, first, acc, out);
+    }
+    /* release the sequence whatever happened (error messages stay: freeing sets none) */
+    vb_kv_free_seq(c, seq);
+    if (st == VB_OK && p.pooling != VB_POOLING_NONE) {
+        const double scale = p.pooling == VB_POOLING_MEAN ? 1.0 / n_tokens : 1.0;
+        for (int32_t d = 0; d < E; d++) out[d] = (float)(acc[d] * scale);
+    }
+    if (st == VB_OK && p.normalize)
+        for (int32_t r = 0; r < (p.pooling == VB_POOLING_NONE ? n_tokens : 1); r++)
+            unit_length(out + (size_t)r * (size_t)E, E);
+    vb_batch_free(b);
+    free(hid);
+    free(acc);
+    return st;
 }
 
 vb_stats vb_context_stats(const vb_context *c) {

@@ -3,7 +3,8 @@
  * unknown route, wrong method) and metrics; the real OpenAI client from npm
  * (tests/server/openai_client.mjs: completions, chat, streaming, greedy text equal to `vibee run`;
  * tests/server/openai_fields.mjs: seeds, logit_bias, penalties, n, echo, token and list prompts,
- * include_usage, refused fields); a bounded load test from a second process (tests/server/load.mjs:
+ * include_usage, refused fields; tests/server/embeddings.mjs: /v1/embeddings against the numpy
+ * reference's hidden states); a bounded load test from a second process (tests/server/load.mjs:
  * concurrent streams under a small KV pool, abrupt disconnects, malformed requests, no leaked
  * blocks in /metrics afterwards); availability over raw sockets (1,000 idle connections, the
  * per-IP share, slowloris, Expect: 100-continue, chunked 413, graceful SIGTERM, --timeout); and
@@ -78,6 +79,20 @@ TEST(server_structured_output) {
     run_node("structured_output.mjs", res, sizeof res, &rc);
     const char *fail = strstr(res, "FAIL");
     CHECKF(rc == 0 && strstr(res, "all passed"), "structured_output.mjs exit %d: %.400s", rc, fail ? fail : res);
+}
+
+/* /v1/embeddings through client.embeddings.create on fixture models against the numpy reference's
+ * hidden states (scripts/fixtures/models.sh: <model>.hidden.bin). */
+TEST(server_embeddings) {
+    const char *why = missing_tools();
+    CHECKF(!why, "%s", why);
+    static char out[65536];
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "timeout 120 node tests/server/embeddings.mjs '%s' '%s' 2>&1", vbt_vibee_bin(),
+             vbt_fixture_dir());
+    int rc = vbt_run_cmd(cmd, out, sizeof out);
+    const char *fail = strstr(out, "FAIL");
+    CHECKF(rc == 0 && strstr(out, "all passed"), "embeddings.mjs exit %d: %.400s", rc, fail ? fail : out);
 }
 
 TEST(server_load_disconnects) {
@@ -199,9 +214,11 @@ TEST(server_curl_errors_and_metrics) {
         {"POST", "/v1/completions", "-d '{\"prompt\":\"x\",\"presence_penalty\":3}'", 400, "\"param\":\"presence_penalty\""},
         {"POST", "/v1/completions", "-d '{\"prompt\":\"x\",\"n\":0}'", 400, "\"param\":\"n\""},
         {"POST", "/v1/completions", "-d '{\"prompt\":[\"a\",\"b\"],\"n\":40}'", 400, "\"param\":\"n\""},
-        /* a prompt longer than the KV pool: the message does not name library functions */
+        /* a prompt longer than the KV pool (-c 64: 4 blocks of 16, plus one per sequence: --parallel 1
+           and embeddings' own, 96 tokens): the message does not name library functions */
         {"POST", "/v1/completions", "-d '{\"prompt\":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
-         "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}'", 400,
+         "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
+         "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}'", 400,
          "\"message\":\"prompt of"},
         {"POST", "/v1/completions", "-d '{\"prompt\":\"x\",\"stream\":\"yes\"}'", 400, "\"param\":\"stream\""},
         {"POST", "/v1/completions", "-d '{\"prompt\":\"x\",\"max_tokens\":65}'", 400, "[1, 64]"},

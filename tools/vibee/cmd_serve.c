@@ -1,5 +1,5 @@
 /* cmd_serve.c - `vibee serve`: an OpenAI-compatible HTTP server (POST /v1/completions,
- * POST /v1/chat/completions with or without streaming, GET /v1/models, /health, /metrics,
+ * POST /v1/chat/completions with or without streaming, POST /v1/embeddings, GET /v1/models, /health, /metrics,
  * /props, POST /tokenize, /detokenize) over
  * the continuous-batching scheduler. One engine thread owns the model (http_engine.c); HTTP runs
  * on libmicrohttpd (http_server.c) and JSON on jansson (http_api.c). Built when their headers
@@ -28,10 +28,13 @@ static void usage(void) {
             "                   [--decoder ar|wedlm|verify] [--window W] [--tau T] [--lambda L]\n"
             "                   [--draft-max K] [--wedlm-exact] [--wedlm-official]\n"
             "                   [--api-key KEY] [--alias NAME] [--cors-origin ORIGIN|off] [--no-request-log]\n"
-            "                   [--chat-template NAME|FILE]\n"
+            "                   [--chat-template NAME|FILE] [--pooling mean|last|cls]\n"
             "  Routes: POST /v1/completions, POST /v1/chat/completions (\"stream\": true gives\n"
-            "  server-sent events ending with data: [DONE]), GET /v1/models, /health, /metrics,\n"
-            "  /props, POST /tokenize, /detokenize. --host takes an IPv4 or IPv6 address (:: = both).\n"
+            "  server-sent events ending with data: [DONE]), POST /v1/embeddings, GET /v1/models,\n"
+            "  /health, /metrics, /props, POST /tokenize, /detokenize.\n"
+            "  --pooling: how /v1/embeddings pools the final hidden states of an input (default mean;\n"
+            "  last = the last token's, cls = the first token's), normalised to unit length; cpu only.\n"
+            "  --host takes an IPv4 or IPv6 address (:: = both).\n"
             "  --port 0 picks a free port; the address is printed on stdout as\n"
             "  'vibee serve: listening on http://HOST:PORT'. --parallel N: sequences decoded\n"
             "  together (default 8). Limits (defaults): --max-body 1048576, --max-tokens 4096,\n"
@@ -74,7 +77,8 @@ int cmd_serve(int argc, char **argv) {
                       .shutdown_grace_s = 5.0,
                       .api_key = getenv("VIBEE_API_KEY"),
                       .cors_origin = "*",
-                      .log_requests = true};
+                      .log_requests = true,
+                      .pooling = VB_POOLING_MEAN};
     long max_queue = 64;
     vb_generate_params decoding = vb_generate_default_params();
     decoding.draft_max = -1; /* not given */
@@ -102,7 +106,7 @@ int cmd_serve(int argc, char **argv) {
     }
         if (!strcmp(a, "--host")) { if (!(cfg.host = cli_value(argc, argv, &i))) return 2; }
         else if (!strcmp(a, "--port")) { NEED_INT(0, 65535); cfg.port = (int)x; }
-        else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) { NEED_INT(1, 4096); mo.n_seq_max = (int)x; }
+        else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) { NEED_INT(1, 4095); mo.n_seq_max = (int)x; }
         else if (!strcmp(a, "--max-body")) { NEED_INT(64, 1L << 30); cfg.max_body = (size_t)x; }
         else if (!strcmp(a, "--max-tokens")) { NEED_INT(1, 1 << 24); cfg.max_tokens = (int32_t)x; }
         else if (!strcmp(a, "--timeout")) { NEED_INT(1, 86400); cfg.timeout_s = (double)x; }
@@ -118,6 +122,18 @@ int cmd_serve(int argc, char **argv) {
             if (!strcmp(cfg.cors_origin, "off")) cfg.cors_origin = NULL;
         }
         else if (!strcmp(a, "--no-request-log")) cfg.log_requests = false;
+        else if (!strcmp(a, "--pooling")) {
+            static const struct { const char *name; int32_t pooling; } poolings[] = {
+                {"mean", VB_POOLING_MEAN}, {"last", VB_POOLING_LAST}, {"cls", VB_POOLING_CLS}};
+            if (!(v = cli_value(argc, argv, &i))) return 2;
+            int k = 0;
+            while (k < 3 && strcmp(v, poolings[k].name)) k++;
+            if (k == 3) {
+                fprintf(stderr, "vibee serve: --pooling expects mean, last or cls, not '%s'\n", v);
+                return 2;
+            }
+            cfg.pooling = poolings[k].pooling;
+        }
         else if (!strcmp(a, "--idle-timeout")) { NEED_INT(1, 86400); cfg.idle_timeout_s = (unsigned)x; }
         else {
             fprintf(stderr, "vibee serve: unknown option '%s' (see vibee serve --help)\n", a);
@@ -136,6 +152,7 @@ int cmd_serve(int argc, char **argv) {
     if (cfg.api_key && !cfg.api_key[0]) cfg.api_key = NULL;
     vb_model *model = NULL;
     vb_context *ctx = NULL;
+    mo.n_seq_max++; /* one more sequence than --parallel: embeddings' own (srv_engine_start) */
     if (cli_open(&mo, &model, &ctx)) return 1;
     static srv_engine engine;
     static srv_server server;
@@ -170,7 +187,7 @@ int cmd_serve(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     printf("vibee serve: listening on %s (model %s, backend %s, parallel %d, chat template %s%s)\n", server.url,
-           server.model_name, vb_context_backend_name(ctx), mo.n_seq_max, server.chat_template,
+           server.model_name, vb_context_backend_name(ctx), mo.n_seq_max - 1, server.chat_template,
            cfg.api_key ? ", API key required" : "");
     fflush(stdout);
     while (!g_stop) sleep(1); /* a signal ends the sleep early */

@@ -643,6 +643,171 @@ char *api_usage_chunk_json(bool chat, const char *id, long created, const char *
                           n_generated, "total_tokens", n_prompt + n_generated));
 }
 
+/* ---- /v1/embeddings ---- */
+
+static const char *const fields_embeddings[] = {"input", "model", "encoding_format", "dimensions", "user", NULL};
+
+/* Token ids of one input (a string, tokenized, or an array of ids) into job->tokens[i]. Returns 0,
+   or 400 / 500 with err set. */
+static int embed_input(const vb_model *model, json_t *in, srv_embed_job *job, int32_t i, char *err, size_t err_len) {
+    int32_t n = json_is_string(in) ? vb_tokenize(model, json_string_value(in), json_string_length(in), true, false, NULL, 0)
+                                   : (int32_t)json_array_size(in);
+    if (n < 0) {
+        snprintf(err, err_len, "input %d cannot be tokenized: %s", (int)i, vb_status_str(n));
+        return 400;
+    }
+    if (n == 0) {
+        snprintf(err, err_len, "input %d is empty (it has no tokens)", (int)i);
+        return 400;
+    }
+    vb_token *t = malloc((size_t)n * sizeof *t);
+    if (!t) {
+        snprintf(err, err_len, "out of memory");
+        return 500;
+    }
+    if (json_is_string(in)) n = vb_tokenize(model, json_string_value(in), json_string_length(in), true, false, t, n);
+    else
+        for (int32_t k = 0; k < n; k++) t[k] = (vb_token)json_integer_value(json_array_get(in, (size_t)k));
+    job->tokens[i] = t;
+    job->n_tokens[i] = n;
+    return 0;
+}
+
+int api_parse_embeddings(const vb_model *model, int32_t pooling, const char *body, size_t len,
+                         srv_embed_job **job, bool *base64, char *err, size_t err_len, const char **param) {
+    static _Thread_local char unknown[64]; /* *param for a field name not in the table */
+    const vb_model_info *info = vb_model_get_info(model);
+    *job = NULL;
+    *base64 = false;
+    *param = NULL;
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, 0, &jerr), *v;
+    int status = 400;
+    if (!root) {
+        snprintf(err, err_len, "request body is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                 jerr.column);
+        return 400;
+    }
+    if (!json_is_object(root)) FAIL(NULL, "request body must be a JSON object");
+    const char *key;
+    json_object_foreach(root, key, v) {
+        bool known = false;
+        for (const char *const *f = fields_embeddings; *f && !known; f++) known = !strcmp(*f, key);
+        if (known) continue;
+        snprintf(unknown, sizeof unknown, "%s", key);
+        FAIL(unknown, "'%.60s' is not supported by /v1/embeddings (see docs/serve.md for the supported fields)", key);
+    }
+    v = json_object_get(root, "model");
+    if (v && !json_is_null(v) && !json_is_string(v)) FAIL("model", "'model' must be a string");
+    v = json_object_get(root, "user");
+    if (v && !json_is_null(v) && !json_is_string(v)) FAIL("user", "'user' must be a string");
+    v = json_object_get(root, "encoding_format");
+    if (v && !json_is_null(v)) {
+        if (!json_is_string(v) || (strcmp(json_string_value(v), "float") && strcmp(json_string_value(v), "base64")))
+            FAIL("encoding_format", "'encoding_format' must be \"float\" or \"base64\"");
+        *base64 = !strcmp(json_string_value(v), "base64");
+    }
+    v = json_object_get(root, "dimensions");
+    if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == info->n_embd))
+        FAIL("dimensions", "'dimensions' must be %d, this model's embedding width (no truncation)", (int)info->n_embd);
+    json_t *in = json_object_get(root, "input");
+    if (!in) FAIL("input", "'input' is required");
+    /* one input (a string, or token ids) or a non-empty array of inputs */
+    bool one = json_is_string(in) || token_array(in, info->n_vocab);
+    bool list_ok = !one && json_is_array(in) && json_array_size(in) > 0;
+    size_t i;
+    json_t *x;
+    json_array_foreach(list_ok ? in : NULL, i, x) list_ok = list_ok && (json_is_string(x) || token_array(x, info->n_vocab));
+    if (!one && !list_ok)
+        FAIL("input", "'input' must be a string, an array of strings, an array of token ids in [0, %d) or an "
+             "array of such arrays", (int)info->n_vocab);
+    int32_t n_in = one ? 1 : (int32_t)json_array_size(in);
+    if (n_in > API_MAX_EMBED_INPUTS) FAIL("input", "at most %d inputs per request", API_MAX_EMBED_INPUTS);
+    *job = srv_embed_job_new(n_in, info->n_embd);
+    if (!*job) {
+        status = 500;
+        FAIL(NULL, "out of memory");
+    }
+    (*job)->pooling = pooling;
+    for (int32_t k = 0; k < n_in; k++) {
+        int st = embed_input(model, one ? in : json_array_get(in, (size_t)k), *job, k, err, err_len);
+        if (st) {
+            status = st;
+            *param = st == 400 ? "input" : NULL;
+            goto fail;
+        }
+    }
+    json_decref(root);
+    return 0;
+fail:
+    srv_embed_job_free(*job);
+    *job = NULL;
+    json_decref(root);
+    return status;
+}
+
+/* RFC 4648 base64 of b[n] (malloc'd, NUL-terminated; NULL when out of memory). */
+static char *base64_encode(const unsigned char *b, size_t n) {
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t w = (uint32_t)b[i] << 16 | (i + 1 < n ? (uint32_t)b[i + 1] << 8 : 0) | (i + 2 < n ? b[i + 2] : 0);
+        *o++ = alphabet[w >> 18 & 63];
+        *o++ = alphabet[w >> 12 & 63];
+        *o++ = i + 1 < n ? alphabet[w >> 6 & 63] : '=';
+        *o++ = i + 2 < n ? alphabet[w & 63] : '=';
+    }
+    *o = 0;
+    return out;
+}
+
+/* One embedding as JSON: numbers, or base64 of the little-endian f32 bytes. */
+static json_t *embedding_value(const float *v, int32_t n, bool base64) {
+    if (!base64) {
+        json_t *a = json_array();
+        for (int32_t d = 0; a && d < n; d++)
+            if (json_array_append_new(a, json_real((double)v[d])) != 0) {
+                json_decref(a);
+                a = NULL;
+            }
+        return a;
+    }
+    unsigned char *bytes = malloc((size_t)n * 4);
+    if (!bytes) return NULL;
+    for (int32_t d = 0; d < n; d++) {
+        uint32_t u;
+        memcpy(&u, &v[d], 4);
+        for (int k = 0; k < 4; k++) bytes[(size_t)d * 4 + (size_t)k] = (unsigned char)(u >> (8 * k));
+    }
+    char *text = base64_encode(bytes, (size_t)n * 4);
+    free(bytes);
+    json_t *s = text ? json_string(text) : NULL;
+    free(text);
+    return s;
+}
+
+char *api_embeddings_json(const srv_embed_job *job, int32_t n_embd, bool base64, const char *model) {
+    json_t *data = json_array();
+    long long n_tokens = 0;
+    for (int32_t k = 0; data && k < job->n_inputs; k++) {
+        n_tokens += job->n_tokens[k];
+        json_t *e = embedding_value(job->out + (size_t)k * (size_t)n_embd, n_embd, base64);
+        json_t *item = e ? json_pack("{s:s, s:i, s:o}", "object", "embedding", "index", (int)k, "embedding", e) : NULL;
+        if (!item || json_array_append_new(data, item) != 0) {
+            json_decref(data);
+            data = NULL;
+        }
+    }
+    if (!data) return NULL;
+    json_t *root = json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data, "model", model, "usage",
+                             "prompt_tokens", (json_int_t)n_tokens, "total_tokens", (json_int_t)n_tokens);
+    /* 9 significant digits give every f32 back exactly */
+    char *s = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(root);
+    return s;
+}
+
 /* ---- /tokenize, /detokenize, /props ---- */
 
 static int reply_error(char **out, const char *msg, const char *param) {

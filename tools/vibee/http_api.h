@@ -1,8 +1,9 @@
 /* http_api.h - the OpenAI-compatible JSON layer of `vibee serve` (jansson): parse request bodies
  * of /v1/completions and /v1/chat/completions into native srv_job fields (with the chat
- * template applied; one job per prompt and choice), refuse every field it does not implement
- * with a 400 naming it, and format responses, stream chunks, model lists, /tokenize,
- * /detokenize, /props and errors. JSON never reaches the engine. */
+ * template applied; one job per prompt and choice) and of /v1/embeddings into a srv_embed_job
+ * (inputs tokenized), refuse every field it does not implement with a 400 naming it, and format
+ * responses, stream chunks, embeddings, model lists, /tokenize, /detokenize, /props and errors.
+ * JSON never reaches the engine. */
 #ifndef VB_HTTP_API_H
 #define VB_HTTP_API_H
 
@@ -71,6 +72,19 @@ char *api_chunk_json(bool chat, const char *id, long created, const char *model,
 /* The last chunk of a stream with stream_options.include_usage: no choices, usage counts. */
 char *api_usage_chunk_json(bool chat, const char *id, long created, const char *model, int n_prompt,
                            int n_generated);
+
+/* /v1/embeddings {"input", "model", "encoding_format", "dimensions", "user"}: input is a string,
+ * an array of strings, an array of token ids or an array of such arrays (mixed allowed; at most
+ * API_MAX_EMBED_INPUTS); strings are tokenized with the model's BOS when it wants one, never
+ * parsing special tokens. dimensions must equal n_embd. Returns 0 with *job (pooling set) and
+ * *base64, or an HTTP status (400) with err and the offending field in *param (*job NULL). */
+#define API_MAX_EMBED_INPUTS 2048
+int api_parse_embeddings(const vb_model *model, int32_t pooling, const char *body, size_t len,
+                         srv_embed_job **job, bool *base64, char *err, size_t err_len, const char **param);
+/* The answer to a finished job: {"object": "list", "data": [{"object": "embedding", "index",
+ * "embedding"}], "model", "usage": {"prompt_tokens", "total_tokens"}}; an embedding is an array of
+ * numbers or, with base64, the base64 text of its little-endian f32 values. NULL when out of memory. */
+char *api_embeddings_json(const srv_embed_job *job, int32_t n_embd, bool base64, const char *model);
 
 /* /tokenize {"content", "add_special" (false), "parse_special" (true), "with_pieces" (false)}
  * and /detokenize {"tokens"}: the answer body in *out; returns the HTTP status (200 or 400

@@ -1,6 +1,7 @@
 /* http_engine.c - the server's engine thread (see http_engine.h): takes jobs from the bounded
  * queue, tokenizes and submits them to the scheduler, steps it, turns each job's new tokens into
- * text (stop tokens, stop strings, deadlines, cancellation), and publishes a metrics snapshot. */
+ * text (stop tokens, stop strings, deadlines, cancellation), runs embedding jobs between steps
+ * (vb_embed on the sequence the scheduler leaves free), and publishes a metrics snapshot. */
 #include "http_config.h"
 #ifdef VB_HAVE_SERVE
 
@@ -213,6 +214,90 @@ static void collect_all(srv_engine *e) {
     e->metrics.queue_len = e->queue_len;
 }
 
+srv_embed_job *srv_embed_job_new(int32_t n_inputs, int32_t n_embd) {
+    srv_embed_job *j = calloc(1, sizeof *j);
+    if (!j) return NULL;
+    j->n_inputs = n_inputs;
+    j->tokens = calloc((size_t)n_inputs, sizeof *j->tokens);
+    j->n_tokens = calloc((size_t)n_inputs, sizeof *j->n_tokens);
+    j->out = malloc((size_t)n_inputs * (size_t)n_embd * sizeof *j->out);
+    if (!j->tokens || !j->n_tokens || !j->out) {
+        srv_embed_job_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+void srv_embed_job_free(srv_embed_job *j) {
+    if (!j) return;
+    for (int32_t i = 0; j->tokens && i < j->n_inputs; i++) free(j->tokens[i]);
+    free(j->tokens);
+    free(j->n_tokens);
+    free(j->out);
+    free(j);
+}
+
+/* Embedding tokens run between two scheduler steps (at least one input): a long list of inputs
+   does not stall the requests being decoded. */
+#define EMBED_TOKENS_PER_PASS 512
+
+/* Run queued embedding inputs, up to EMBED_TOKENS_PER_PASS tokens (mu not held); jobs with inputs
+   left stay queued, ahead of newer ones. An input the KV pool cannot take now, even after the
+   cached prefixes gave their blocks back, waits while requests run and may free blocks; with
+   none running it fails. */
+static void run_embeds(srv_engine *e) {
+    pthread_mutex_lock(&e->mu);
+    srv_embed_job *list = e->embed_head, *wait_head = NULL, *wait_last = NULL;
+    e->embed_head = e->embed_tail = NULL;
+    pthread_mutex_unlock(&e->mu);
+    const int32_t E = e->info->n_embd;
+    int32_t budget = EMBED_TOKENS_PER_PASS;
+    while (list) {
+        srv_embed_job *j = list;
+        list = j->next;
+        j->next = NULL;
+        vb_embed_params ep = vb_embed_default_params();
+        ep.pooling = j->pooling;
+        ep.seq = e->embed_seq;
+        int st = VB_OK, n_run = 0;
+        for (; j->n_done < j->n_inputs && budget > 0; j->n_done++, n_run++) {
+            budget -= j->n_tokens[j->n_done];
+            float *v = j->out + (size_t)j->n_done * (size_t)E;
+            st = vb_embed(e->ctx, j->tokens[j->n_done], j->n_tokens[j->n_done], &ep, v, E);
+            if (st == VB_KV_FULL) {
+                vb_sched_clear_cache(e->sched);
+                st = vb_embed(e->ctx, j->tokens[j->n_done], j->n_tokens[j->n_done], &ep, v, E);
+            }
+            if (st != VB_OK) break;
+        }
+        const bool wait = st == VB_KV_FULL && !vb_sched_idle(e->sched);
+        pthread_mutex_lock(&e->mu);
+        e->metrics.embed_inputs += n_run;
+        if (wait || (st == VB_OK && j->n_done < j->n_inputs)) { /* blocks, or this pass's budget */
+            e->metrics.embed_waits += wait;
+            if (wait_last) wait_last->next = j;
+            else wait_head = j;
+            wait_last = j;
+        } else {
+            if (st != VB_OK) {
+                j->http_status = st == VB_ERR_ARG ? 400 : st == VB_ERR_UNSUPPORTED ? 501 : st == VB_KV_FULL ? 503 : 500;
+                snprintf(j->error, sizeof j->error, j->n_inputs > 1 ? "%s (input %d)" : "%s", vb_context_error(e->ctx),
+                         (int)j->n_done);
+            }
+            j->done = true;
+        }
+        pthread_mutex_unlock(&e->mu);
+    }
+    pthread_mutex_lock(&e->mu);
+    if (wait_head) { /* ahead of jobs queued meanwhile */
+        wait_last->next = e->embed_head;
+        if (!e->embed_head) e->embed_tail = wait_last;
+        e->embed_head = wait_head;
+    }
+    pthread_cond_broadcast(&e->cond);
+    pthread_mutex_unlock(&e->mu);
+}
+
 static void *engine_main(void *arg) {
     srv_engine *e = arg;
     pthread_mutex_lock(&e->mu);
@@ -227,6 +312,7 @@ static void *engine_main(void *arg) {
             admit(e, fresh);
             fresh = next;
         }
+        run_embeds(e);
         pthread_mutex_lock(&e->mu);
         collect_all(e); /* cancellations and deadlines before the step */
         bool busy = !vb_sched_idle(e->sched);
@@ -235,7 +321,7 @@ static void *engine_main(void *arg) {
         pthread_mutex_lock(&e->mu);
         if (busy) collect_all(e);
         pthread_cond_broadcast(&e->cond);
-        if (!busy && !e->queue_head && !e->stopping) {
+        if (!busy && !e->queue_head && !e->embed_head && !e->stopping) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += 200 * 1000000L;
@@ -267,7 +353,13 @@ int srv_engine_start(srv_engine *e, vb_model *model, vb_context *ctx, int32_t ma
         e->im_end = t[0];
     }
     vb_sched_params sp = vb_sched_default_params();
-    int32_t n_seq = vb_context_n_seq(ctx);
+    int32_t n_seq = vb_context_n_seq(ctx) - 1; /* the last sequence: embeddings' */
+    if (n_seq < 1) {
+        snprintf(err, err_len, "the context needs at least 2 sequences (one for embeddings)");
+        return VB_ERR_ARG;
+    }
+    e->embed_seq = n_seq;
+    sp.n_seq = n_seq;
     e->max_active = max_queue + n_seq;
     sp.max_waiting = e->max_active;
     sp.max_requests = e->max_active;
@@ -309,6 +401,12 @@ void srv_engine_stop(srv_engine *e) {
             job_unref_locked(e->active[i]);
         }
         e->n_active = 0;
+        for (srv_embed_job *j = e->embed_head; j; j = j->next) {
+            j->http_status = 503;
+            snprintf(j->error, sizeof j->error, "server shutting down");
+            j->done = true;
+        }
+        e->embed_head = e->embed_tail = NULL;
         pthread_cond_broadcast(&e->cond);
         pthread_mutex_unlock(&e->mu);
     }
@@ -336,6 +434,22 @@ int srv_engine_submit(srv_engine *e, srv_job *j) {
     e->queue_tail = j;
     e->queue_len++;
     pthread_cond_broadcast(&e->cond);
+    pthread_mutex_unlock(&e->mu);
+    return 0;
+}
+
+int srv_engine_embed(srv_engine *e, srv_embed_job *j) {
+    pthread_mutex_lock(&e->mu);
+    if (e->stopping) {
+        pthread_mutex_unlock(&e->mu);
+        return 503;
+    }
+    j->next = NULL;
+    if (e->embed_tail) e->embed_tail->next = j;
+    else e->embed_head = j;
+    e->embed_tail = j;
+    pthread_cond_broadcast(&e->cond);
+    while (!j->done) pthread_cond_wait(&e->cond, &e->mu);
     pthread_mutex_unlock(&e->mu);
     return 0;
 }

@@ -1,6 +1,8 @@
 /* http_engine.h - the server's engine: ONE thread owns the model, the context and the scheduler
  * (include/vibee_sched.h); HTTP threads hand it jobs (prompt text, limits, sampling) through a
- * bounded queue and read back the generated text. No JSON here: the HTTP layer (http_server.c,
+ * bounded queue and read back the generated text. Embedding jobs (token inputs) go through a
+ * second queue; the same thread runs them between scheduler steps with vb_embed on a sequence
+ * of the context the scheduler does not use (the last one). No JSON here: the HTTP layer (http_server.c,
  * http_api.c) parses requests into srv_job fields and formats the results.
  *
  * Locking: one mutex (engine->mu) guards the queue, every job's output fields and the metrics
@@ -64,6 +66,24 @@ typedef struct srv_job {
     struct srv_job *next;       /* queue link */
 } srv_job;
 
+/* One /v1/embeddings request: its inputs already tokenized. The HTTP thread owns it (frees it
+   with srv_embed_job_free once done is set); the engine fills the output. */
+typedef struct srv_embed_job {
+    /* input: set before srv_engine_embed, then read-only */
+    int32_t n_inputs;
+    vb_token **tokens;          /* [n_inputs] arrays of n_tokens[i] ids (owned) */
+    int32_t *n_tokens;          /* [n_inputs] */
+    int32_t pooling;            /* enum vb_pooling; vectors are normalised to unit length */
+    float *out;                 /* [n_inputs][n_embd], allocated by srv_embed_job_new */
+    /* output: guarded by engine->mu */
+    bool done;
+    int http_status;            /* 0: fine; else 4xx/5xx with error */
+    char error[256];
+    /* engine-private */
+    int32_t n_done;             /* inputs embedded so far (a job waits when the KV pool is full) */
+    struct srv_embed_job *next;
+} srv_embed_job;
+
 typedef struct srv_metrics {
     int64_t http_requests;      /* requests received (all routes) */
     int64_t http_errors_4xx;
@@ -71,6 +91,8 @@ typedef struct srv_metrics {
     int64_t jobs_submitted;
     int64_t jobs_completed;
     int64_t jobs_cancelled;     /* client gone or timed out */
+    int64_t embed_inputs;       /* embedding inputs computed */
+    int64_t embed_waits;        /* engine passes an embedding job spent waiting for KV blocks */
     int32_t queue_len;          /* jobs waiting for the engine thread */
     vb_sched_stats sched;       /* snapshot after the last step */
 } srv_metrics;
@@ -94,10 +116,13 @@ typedef struct srv_engine {
     srv_job **active;           /* [max_active] jobs submitted to the scheduler */
     int32_t n_active, max_active;
     srv_metrics metrics;
+    srv_embed_job *embed_head, *embed_tail; /* embedding jobs waiting for the engine thread */
+    vb_seq embed_seq;           /* the context's sequence for embeddings (not the scheduler's) */
 } srv_engine;
 
 /* Take ownership of model + ctx, make the scheduler (draft_max: see vb_sched_params) and start
-   the engine thread. */
+   the engine thread. The scheduler gets every sequence of ctx but the last (embeddings'), so ctx
+   needs at least 2. */
 int srv_engine_start(srv_engine *e, vb_model *model, vb_context *ctx, int32_t max_queue,
                      const vb_generate_params *decoding, char *err, size_t err_len);
 /* Stop the thread, fail the remaining jobs, free everything. */
@@ -111,6 +136,13 @@ void srv_job_unref(srv_engine *e, srv_job *job);
 int srv_engine_submit(srv_engine *e, srv_job *job);
 /* Ask the engine to cancel a job (client disconnected). Takes mu. */
 void srv_engine_cancel(srv_engine *e, srv_job *job);
+/* A job for n_inputs inputs of n_embd values each (tokens filled in by the caller); NULL when out
+   of memory. */
+srv_embed_job *srv_embed_job_new(int32_t n_inputs, int32_t n_embd);
+void srv_embed_job_free(srv_embed_job *j);
+/* Run an embedding job on the engine thread and wait for it (takes mu). Returns 0 (job->done;
+   http_status says how it went), or 503 when the engine is stopping. */
+int srv_engine_embed(srv_engine *e, srv_embed_job *job);
 /* Copy of the metrics (takes mu). */
 srv_metrics srv_engine_metrics(srv_engine *e);
 /* Count an HTTP request / error (takes mu). */

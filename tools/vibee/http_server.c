@@ -34,7 +34,7 @@ struct srv_conn {
     srv_conn *prev, *next;
 };
 
-enum route_id { R_PAGE, R_COMPLETIONS, R_CHAT, R_MODELS, R_HEALTH, R_METRICS, R_PROPS, R_TOKENIZE, R_DETOKENIZE };
+enum route_id { R_PAGE, R_COMPLETIONS, R_CHAT, R_EMBEDDINGS, R_MODELS, R_HEALTH, R_METRICS, R_PROPS, R_TOKENIZE, R_DETOKENIZE };
 
 static const struct route {
     const char *path;
@@ -46,6 +46,7 @@ static const struct route {
     {"/index.html", "GET", R_PAGE, true},
     {"/v1/completions", "POST", R_COMPLETIONS, false},
     {"/v1/chat/completions", "POST", R_CHAT, false},
+    {"/v1/embeddings", "POST", R_EMBEDDINGS, false},
     {"/v1/models", "GET", R_MODELS, false},
     {"/health", "GET", R_HEALTH, true},
     {"/metrics", "GET", R_METRICS, false},
@@ -244,6 +245,9 @@ static enum MHD_Result send_metrics(rq *q) {
              (long long)t->n_prefix_hits, (long long)t->n_prefix_tokens, t->kv_block_size, t->kv_blocks_total,
              t->kv_blocks_used, t->kv_blocks_free, t->kv_blocks_cached, t->n_cached_seqs, t->kv_blocks_leaked,
              t->kv_waste, (long long)t->n_draft_rows, (long long)t->n_draft_accepted);
+    size_t used = strlen(buf);
+    snprintf(buf + used, 4096 - used, "vibee_embedding_inputs_total %lld\nvibee_embedding_waits_total %lld\n",
+             (long long)m.embed_inputs, (long long)m.embed_waits);
     return reply(q, 200, buf, "text/plain; version=0.0.4", NULL);
 }
 
@@ -573,6 +577,40 @@ static enum MHD_Result handle_completion(rq *q, bool chat) {
     return ok;
 }
 
+/* ---- embeddings ---- */
+
+/* /v1/embeddings: parse and tokenize here, embed on the engine thread (serialized with the
+   scheduler's steps), answer when all inputs are done. */
+static enum MHD_Result handle_embeddings(rq *q) {
+    srv_server *s = q->s;
+    srv_engine *e = s->engine;
+    conn_state *cs = q->cs;
+    srv_embed_job *job = NULL;
+    bool base64 = false;
+    char err[320];
+    const char *param = NULL;
+    int st = api_parse_embeddings(e->model, s->cfg.pooling, cs->body ? cs->body : "", cs->body_len, &job, &base64, err,
+                                  sizeof err, &param);
+    if (st) return reply_error(q, (unsigned)st, err, param);
+    pthread_mutex_lock(&e->mu);
+    cs->busy = true; /* graceful shutdown waits for it */
+    s->n_busy++;
+    pthread_mutex_unlock(&e->mu);
+    st = srv_engine_embed(e, job); /* job->done afterwards: its fields no longer change */
+    char *body = NULL;
+    if (st) snprintf(err, sizeof err, "server shutting down");
+    else if (job->http_status) {
+        st = job->http_status;
+        snprintf(err, sizeof err, "%s", job->error);
+    } else {
+        for (int32_t k = 0; k < job->n_inputs; k++) cs->n_prompt += job->n_tokens[k];
+        body = api_embeddings_json(job, e->info->n_embd, base64, s->model_name);
+    }
+    srv_embed_job_free(job);
+    if (st) return reply_error(q, (unsigned)st, err, st == 400 ? "input" : NULL);
+    return reply(q, 200, body, "application/json", NULL);
+}
+
 /* ---- dispatch ---- */
 
 /* Constant-time comparison of the Authorization header with "Bearer KEY". */
@@ -597,7 +635,7 @@ static enum MHD_Result first_call(rq *q, const char *url, const char *method) {
     if (!rt) {
         char msg[400];
         snprintf(msg, sizeof msg, "unknown route %.64s %.64s (routes: GET /, POST /v1/completions, POST /v1/chat/completions, "
-                 "GET /v1/models, GET /health, GET /metrics, GET /props, POST /tokenize, POST /detokenize)", method, url);
+                 "POST /v1/embeddings, GET /v1/models, GET /health, GET /metrics, GET /props, POST /tokenize, POST /detokenize)", method, url);
         cs->responded = true;
         return reply_error(q, 404, msg, NULL);
     }
@@ -702,6 +740,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     case R_PAGE: return send_chat_page(&q);
     case R_COMPLETIONS: return handle_completion(&q, false);
     case R_CHAT: return handle_completion(&q, true);
+    case R_EMBEDDINGS: return handle_embeddings(&q);
     case R_HEALTH: return reply(&q, 200, strdup("{\"status\":\"ok\"}"), "application/json", NULL);
     case R_METRICS: return send_metrics(&q);
     case R_PROPS: return send_props(&q);

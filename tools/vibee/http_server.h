@@ -2,8 +2,8 @@
  * poll): routes, API key, CORS, body limits, request ids, streaming with server-sent events,
  * client-disconnect detection, connection caps (total and per client IP), a deadline per
  * request that trickled bytes cannot extend (slowloris), a request log, graceful shutdown,
- * /health, /v1/models, /props, /tokenize, /detokenize, Prometheus-style /metrics and a chat
- * page at / (tools/vibee/chat_page.html). */
+ * /v1/embeddings, /health, /v1/models, /props, /tokenize, /detokenize, Prometheus-style /metrics
+ * and a chat page at / (tools/vibee/chat_page.html). */
 #ifndef VB_HTTP_SERVER_H
 #define VB_HTTP_SERVER_H
 
@@ -30,6 +30,7 @@ typedef struct srv_config {
     const char *cors_origin; /* Access-Control-Allow-Origin value; NULL: no CORS headers */
     const char *alias;       /* model name reported (NULL: the model's name) */
     bool log_requests;       /* one line per request on stderr */
+    int32_t pooling;         /* /v1/embeddings: enum vb_pooling (mean, cls or last) */
 } srv_config;
 
 typedef struct srv_conn srv_conn;

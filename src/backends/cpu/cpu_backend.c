@@ -2,7 +2,8 @@
  * batched transformer forward pass of DESIGN §3 for gpt2, llama, qwen2 and qwen3 over the paged
  * KV cache. All rows of a batch go through each layer together (one matrix-matrix product per
  * weight), each row's K and V are written into its cache slot, attention reads the cache blocks
- * directly (attention.c), and only rows that want logits get the final norm and output matmul.
+ * directly (attention.c), and only rows that want logits get the final norm and output matmul
+ * (or, for forward_hidden, only the final norm: the hidden states behind vb_embed).
  * KV operations delegate to the paged cache (src/kv). */
 #include <math.h>
 #include <stdint.h>
@@ -280,8 +281,10 @@ static void feed_forward(cpu_state *s, const vb_cpu_layer *L, int32_t n_rows) {
     vb_op_add(s->x, s->xn, (int64_t)n_rows * w->n_embd);
 }
 
-/* The layers and the output head over batch rows already appended to the cache. */
-static int compute(cpu_state *s, const vb_batch *batch, float *logits) {
+/* The layers and the output head over batch rows already appended to the cache: out gets
+ * [rows with want_logits][n_vocab] logits, or with hidden [rows with want_logits][n_embd] final
+ * normalised hidden states (the output matrix skipped). */
+static int compute(cpu_state *s, const vb_batch *batch, float *out, bool hidden) {
     const vb_cpu_model *w = &s->w;
     const int32_t n = batch->n;
     const int64_t E = w->n_embd;
@@ -348,12 +351,12 @@ static int compute(cpu_state *s, const vb_batch *batch, float *logits) {
     }
     if (n_want == 0) return VB_OK;
     /* here n_rows == n_want: the last layer kept only the logit rows (in batch order) */
-    norm_rows(w, s->x, s->xn, w->output_norm, w->output_norm_b, n_rows);
-    linear(s, &w->output, w->output_b, s->xn, n_rows, logits);
+    norm_rows(w, s->x, hidden ? out : s->xn, w->output_norm, w->output_norm_b, n_rows);
+    if (!hidden) linear(s, &w->output, w->output_b, s->xn, n_rows, out);
     return VB_OK;
 }
 
-static int cpu_forward(void *state, const vb_batch *batch, float *logits) {
+static int run_batch(void *state, const vb_batch *batch, float *out, bool hidden) {
     cpu_state *s = state;
     const vb_cpu_model *w = &s->w;
     const int32_t n = batch->n;
@@ -388,9 +391,17 @@ static int cpu_forward(void *state, const vb_batch *batch, float *logits) {
     }
 
     /* (compute may compact row_seq; the batch itself still names every row's sequence) */
-    const int rc = compute(s, batch, logits);
+    const int rc = compute(s, batch, out, hidden);
     if (rc != VB_OK) vb_kvc_undo_batch(s->kv, batch, s->kv_row, n);
     return rc;
+}
+
+static int cpu_forward(void *state, const vb_batch *batch, float *logits) {
+    return run_batch(state, batch, logits, false);
+}
+
+static int cpu_forward_hidden(void *state, const vb_batch *batch, float *hidden) {
+    return run_batch(state, batch, hidden, true);
 }
 
 static struct vb_kv_cache *cpu_paged_kv(void *state) { return ((cpu_state *)state)->kv; }
@@ -404,4 +415,5 @@ const vb_backend_ops vb_backend_cpu = {
     .caps = cpu_caps,
     .forward = cpu_forward,
     .paged_kv = cpu_paged_kv,
+    .forward_hidden = cpu_forward_hidden,
 };
