@@ -7,13 +7,16 @@
  * (greedy token = the most likely, alternatives sorted, sum of their probabilities <= 1), the
  * other decoders (verify, WeDLM exact: the same greedy tokens and logprobs as AR within 1e-4;
  * WeDLM free: each token the most likely of the row it was filled from, mask aside), the
- * scheduler's delivery (vb_sched_logprobs equal to vb_generate's) and out-of-range settings. */
+ * scheduler's delivery (vb_sched_logprobs equal to vb_generate's) and out-of-range settings; and
+ * the row computation on hand-made rows (ties, -inf, NaN, fewer tokens than asked, 37 entries:
+ * the vectorized blocks and the tail) against log-softmax in double here. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "decode/decode_internal.h"
 #include "test.h"
 #include "vibee.h"
 #include "vibee_sched.h"
@@ -367,4 +370,49 @@ TEST(logprobs_scheduler_and_errors) {
     CHECK_EQ_INT(rc_hi, VB_ERR_ARG);
     CHECK_EQ_INT(rc_lo, VB_ERR_ARG);
     CHECK_EQ_INT(rc_gen, VB_ERR_ARG);
+}
+
+/* vb_logprobs_compute on hand-made rows against a direct double computation. */
+TEST(logprobs_row_edge_cases) {
+    enum { N = 37 };
+    float row[N];
+    for (int i = 0; i < N; i++) row[i] = (float)((i * 7919) % 23) * 0.37f - 3.0f;
+    row[5] = row[9] = 9.0f;  /* a tie at the top: the lower id first */
+    row[11] = -INFINITY;    /* ruled out */
+    row[30] = NAN;          /* counts as -inf */
+    double max = -INFINITY, sum = 0.0;
+    for (int i = 0; i < N; i++)
+        if (!isnan(row[i]) && row[i] > max) max = row[i];
+    for (int i = 0; i < N; i++)
+        if (!isnan(row[i]) && row[i] > -INFINITY) sum += exp((double)row[i] - max);
+    double log_z = max + log(sum);
+    vb_logprobs lp;
+    vb_logprobs_compute(row, N, 9, VB_LOGPROBS_MAX, &lp);
+    CHECK_EQ_INT(lp.token, 9);
+    CHECK_EQ_INT(lp.n_top, VB_LOGPROBS_MAX);
+    CHECKF(fabs(lp.logprob - (9.0 - log_z)) < 1e-6, "logprob %.8f, expected %.8f", lp.logprob, 9.0 - log_z);
+    CHECK_EQ_INT(lp.top[0].token, 5);
+    CHECK_EQ_INT(lp.top[1].token, 9);
+    double total = 0.0;
+    for (int k = 0; k < lp.n_top; k++) {
+        vb_token t = lp.top[k].token;
+        CHECKF(t != 11 && t != 30, "alternative %d is the -inf / NaN entry %d", k, t);
+        CHECKF(fabs(lp.top[k].logprob - ((double)row[t] - log_z)) < 1e-6, "alternative %d (%d): %.8f", k, t,
+               lp.top[k].logprob);
+        total += exp(lp.top[k].logprob);
+        for (int v = 0; v < N; v++) /* nothing left out is likelier */
+            if (v != 11 && v != 30 && row[v] > lp.top[lp.n_top - 1].logprob + log_z + 1e-5) {
+                int listed = 0;
+                for (int m = 0; m < lp.n_top; m++) listed |= lp.top[m].token == v;
+                CHECKF(listed, "token %d (%.4f) is likelier than the last alternative but not listed", v, row[v]);
+            }
+    }
+    CHECKF(total < 1.0, "top 20 of 35 finite entries hold all the probability (%.8f)", total);
+    vb_logprobs_compute(row, N, 11, 0, &lp);
+    CHECKF(lp.n_top == 0 && isinf(lp.logprob) && lp.logprob < 0, "a -inf logit: logprob -inf (%f)", lp.logprob);
+    vb_logprobs_compute(row, 3, 1, 5, &lp); /* a vocabulary smaller than asked */
+    CHECK_EQ_INT(lp.n_top, 3);
+    float none[4] = {-INFINITY, -INFINITY, NAN, -INFINITY};
+    vb_logprobs_compute(none, 4, 0, 2, &lp);
+    CHECKF(isinf(lp.logprob) && lp.n_top == 2 && isinf(lp.top[0].logprob), "no distribution: -inf everywhere");
 }

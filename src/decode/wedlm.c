@@ -108,6 +108,19 @@ static void entropy_sums_blocks(const float *x, int32_t n_blocks, float max, dou
     }
 }
 
+void vb_wedlm_exp_sums(const float *x, int32_t n, float max, double *sum, double *sum_d) {
+    *sum = *sum_d = 0.0;
+    int32_t n_blocks = n / ENT_LANES;
+    entropy_sums_blocks(x, n_blocks, max, sum, sum_d);
+    for (int32_t i = n_blocks * ENT_LANES; i < n; i++) { /* the tail, exactly */
+        if (!(x[i] > -INFINITY)) continue;
+        double d = (double)x[i] - max;
+        double e = exp(d);
+        *sum += e;
+        *sum_d += e * d;
+    }
+}
+
 double vb_wedlm_entropy(const float *logits, int32_t n) {
     float max = -INFINITY;
     for (int32_t i = 0; i < n; i++) {
@@ -116,16 +129,8 @@ double vb_wedlm_entropy(const float *logits, int32_t n) {
     }
     if (n <= 0 || isinf(max)) return NAN; /* all -inf, or a +inf logit */
     /* H = log(sum e^d) - sum(e^d * d) / sum(e^d), d = x - max; -inf entries have p = 0 */
-    double sum = 0.0, sum_d = 0.0;
-    int32_t n_blocks = n / ENT_LANES;
-    entropy_sums_blocks(logits, n_blocks, max, &sum, &sum_d);
-    for (int32_t i = n_blocks * ENT_LANES; i < n; i++) { /* the tail, exactly */
-        if (logits[i] == -INFINITY) continue;
-        double d = (double)logits[i] - max;
-        double e = exp(d);
-        sum += e;
-        sum_d += e * d;
-    }
+    double sum, sum_d;
+    vb_wedlm_exp_sums(logits, n, max, &sum, &sum_d);
     double h = log(sum) - sum_d / sum;
     return h > 0.0 ? h : 0.0; /* rounding can give -1e-17 for a one-hot row */
 }
