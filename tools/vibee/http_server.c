@@ -376,6 +376,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         if (all) usage(req, &n_prompt, &n_generated);
         pthread_mutex_unlock(&e->mu);
         for (int32_t k = 0; k < req->n_jobs; k++) {
+            bool had_delta = delta[k] != NULL;
             if (delta[k]) {
                 char *ch = api_chunk_json(req->chat, x->id, x->created, model, k, delta[k], n_delta[k], NULL,
                                           x->first[k]);
@@ -386,7 +387,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             }
             if (finish[k]) {
                 char *ch = api_chunk_json(req->chat, x->id, x->created, model, k, "", 0, finish[k], x->first[k]);
-                if (lps[k] && !delta[k]) ch = api_add_logprobs(ch, req->chat, e->model, k, lps[k], n_lps[k], 0);
+                if (lps[k] && !had_delta) ch = api_add_logprobs(ch, req->chat, e->model, k, lps[k], n_lps[k], 0);
                 out_event(x, ch);
                 x->first[k] = false;
             } else if (x->fin[k] && error[k][0]) {
