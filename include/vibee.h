@@ -455,6 +455,25 @@ typedef bool (*vb_token_callback)(vb_token token, void *user);
 
 #define VB_HIST_MAX 33
 
+/* Log-probabilities of one committed token (vb_generate_params.n_logprobs >= 0), from the
+ * log-softmax of the raw logits row the token was committed from, in double: temperature 1 and
+ * before logit_bias, penalties, top-k / top-p / min-p and grammar masks, i.e. the model's own
+ * distribution, as OpenAI reports it (NaN logits count as -inf). The row: AR and verify, the row
+ * the token was sampled from; WeDLM, the window row the slot was filled from, or in exact mode
+ * the AR row that checked it (the same row AR would have used). */
+#define VB_LOGPROBS_MAX 20
+typedef struct vb_token_logprob {
+    vb_token token;
+    float logprob;
+} vb_token_logprob;
+typedef struct vb_logprobs {
+    vb_token token;      /* the committed token */
+    float logprob;       /* its log-probability (-inf if its logit is -inf or NaN) */
+    int32_t n_top;       /* entries in top: n_logprobs (fewer only for a smaller vocabulary) */
+    vb_token_logprob top[VB_LOGPROBS_MAX]; /* the most likely tokens, logprob descending (ties:
+                                              lower id first); may or may not hold `token` */
+} vb_logprobs;
+
 typedef struct vb_generate_params {
     int32_t decoder;          /* enum vb_decoder */
     int32_t n_predict;        /* tokens to generate (default 128) */
@@ -493,6 +512,12 @@ typedef struct vb_generate_params {
                                      have sampled, replace the first that is not and re-mask
                                      the slots after it. Greedy output then equals AR greedy for
                                      any tau (default false) */
+    /* log-probabilities (vb_logprobs): computed only when asked, one pass over the vocabulary
+       per committed token */
+    int32_t n_logprobs;       /* -1: off (default); 0: each committed token's own; 1..20
+                                 (VB_LOGPROBS_MAX): also that many top alternatives */
+    vb_logprobs *logprobs;    /* vb_generate only: optional [max_out] output, entry i for out[i]
+                                 (with n_logprobs >= 0); the scheduler has vb_sched_logprobs */
 } vb_generate_params;
 
 vb_generate_params vb_generate_default_params(void);

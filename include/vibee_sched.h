@@ -63,9 +63,9 @@ typedef struct vb_request_params {
     bool stop_at_eos;           /* finish when the model's EOS is generated (default true); the
                                    EOS token is returned as the last token */
     vb_generate_params decoding; /* the decoder and its settings (default AR): decoder, window,
-                                   tau, lambda, mask_token, draft_max, ngram_min and wedlm_* are
-                                   read; n_predict, sampler, stop_at_eos come from the fields
-                                   above; seq and on_token are ignored */
+                                   tau, lambda, mask_token, draft_max, ngram_min, wedlm_* and
+                                   n_logprobs are read; n_predict, sampler, stop_at_eos come from
+                                   the fields above; seq, on_token and logprobs are ignored */
 } vb_request_params;
 
 vb_request_params vb_request_default_params(void);
@@ -114,6 +114,11 @@ int32_t vb_sched_poll(vb_sched *s, vb_request_id id, vb_token *out, int32_t max_
 /* All tokens generated so far (owned by the scheduler, valid until the next step, cancel or
  * release); *n receives their number. NULL for an unknown id. */
 const vb_token *vb_sched_tokens(const vb_sched *s, vb_request_id id, int32_t *n);
+
+/* With decoding.n_logprobs >= 0: the log-probabilities of every token generated so far, entry i
+ * for token i of vb_sched_tokens (owned by the scheduler, valid until the next step, cancel or
+ * release); *n receives their number. NULL for an unknown id or a request that did not ask. */
+const vb_logprobs *vb_sched_logprobs(const vb_sched *s, vb_request_id id, int32_t *n);
 
 /* The request's decoding statistics so far (vb_generate_stats: forwards, rows, tokens per
  * forward, commit histogram, window/draft length used, note). VB_OK or VB_ERR_ARG. */

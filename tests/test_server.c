@@ -4,7 +4,8 @@
  * (tests/server/openai_client.mjs: completions, chat, streaming, greedy text equal to `vibee run`;
  * tests/server/openai_fields.mjs: seeds, logit_bias, penalties, n, echo, token and list prompts,
  * include_usage, refused fields; tests/server/embeddings.mjs: /v1/embeddings against the numpy
- * reference's hidden states); a bounded load test from a second process (tests/server/load.mjs:
+ * reference's hidden states; tests/server/logprobs.mjs: logprobs against the numpy reference
+ * on a fixture model); a bounded load test from a second process (tests/server/load.mjs:
  * concurrent streams under a small KV pool, abrupt disconnects, malformed requests, no leaked
  * blocks in /metrics afterwards); availability over raw sockets (1,000 idle connections, the
  * per-IP share, slowloris, Expect: 100-continue, chunked 413, graceful SIGTERM, --timeout); and
@@ -93,6 +94,18 @@ TEST(server_embeddings) {
     int rc = vbt_run_cmd(cmd, out, sizeof out);
     const char *fail = strstr(out, "FAIL");
     CHECKF(rc == 0 && strstr(out, "all passed"), "embeddings.mjs exit %d: %.400s", rc, fail ? fail : out);
+}
+
+/* logprobs / top_logprobs through the OpenAI client on the gpt2-f32 fixture, checked against the
+ * numpy reference forward (tests/server/logprobs.mjs). */
+TEST(server_logprobs) {
+    const char *why = missing_tools();
+    CHECKF(!why, "%s", why);
+    static char out[65536];
+    int rc;
+    run_node("logprobs.mjs", out, sizeof out, &rc);
+    const char *fail = strstr(out, "FAIL");
+    CHECKF(rc == 0 && strstr(out, "all passed"), "logprobs.mjs exit %d: %.400s", rc, fail ? fail : out);
 }
 
 TEST(server_load_disconnects) {
@@ -202,7 +215,7 @@ TEST(server_curl_errors_and_metrics) {
         {"POST", "/v1/completions", "-d '{\"prompt\":[1,\"a\"]}'", 400, "\"param\":\"prompt\""},
         {"POST", "/v1/completions", "-d '{\"prompt\":[1,300]}'", 400, "[0, 258)"},
         {"POST", "/v1/completions", "-d '{\"prompt\":\"x\",\"frobnicate\":1}'", 400, "\"param\":\"frobnicate\""},
-        {"POST", "/v1/completions", "-d '{\"prompt\":\"x\",\"logprobs\":2}'", 400, "\"param\":\"logprobs\""},
+        {"POST", "/v1/completions", "-d '{\"prompt\":\"x\",\"logprobs\":21}'", 400, "\"param\":\"logprobs\""},
         {"POST", "/v1/chat/completions", "-d '{\"messages\":[{\"role\":\"user\"}],\"top_logprobs\":3}'", 400, "\"param\":\"top_logprobs\""},
         {"POST", "/v1/chat/completions", "-d '{\"messages\":[{\"role\":\"user\"}],\"tools\":[{}]}'", 400, "\"param\":\"tools\""},
         {"POST", "/v1/chat/completions", "-d '{\"messages\":[{\"role\":\"user\"}],\"echo\":true}'", 400, "\"param\":\"echo\""},

@@ -13,7 +13,7 @@ static int ar_commit_sample(vb_decode_run *run, const float *logits) {
         return VB_ERR_BACKEND;
     }
     vb_decode_record_step(run, 1);
-    vb_decode_commit(run, token);
+    vb_decode_commit(run, token, logits);
     return VB_OK;
 }
 

@@ -99,6 +99,8 @@ struct vb_decode_run {
                                        after the committed tokens (src/grammar/token_mask.h) */
     float *masked;            /* [n_vocab] with a grammar: logits with disallowed tokens -inf */
     bool grammar_stop;        /* stopped because the grammar's output is complete */
+    vb_logprobs *lp;          /* [limit + 1] with params.n_logprobs >= 0: lp[i] for out[i]
+                                 (else NULL) */
 };
 
 /* Check a request's decoder settings against the model: VB_OK, or a status and why. */
@@ -111,8 +113,15 @@ const float *vb_decode_row_logits(vb_decode_run *run, int32_t i);
 /* Append a committed token to out/hist, advance the grammar, call on_token, apply the stop
  * rules (n_predict, EOS, callback, grammar complete with nothing allowed but EOS). Returns false
  * when generation must stop (run->done is then true). Precondition: !run->done, and with a
- * grammar the token was sampled by vb_decode_sample in the current state. */
-bool vb_decode_commit(vb_decode_run *run, vb_token token);
+ * grammar the token was sampled by vb_decode_sample in the current state. row: the raw logits
+ * row the token was committed from (its log-probabilities go to run->lp[n_out] when the request
+ * asked for them); NULL: the caller has written run->lp[run->n_out] itself (or lp is NULL). */
+bool vb_decode_commit(vb_decode_run *run, vb_token token, const float *row);
+
+/* The log-probabilities of `token` and the n_top most likely tokens of the raw logits
+ * row[n_vocab] (log-softmax in double; logprobs.c). */
+void vb_logprobs_compute(const float *row, int32_t n_vocab, vb_token token, int32_t n_top,
+                         vb_logprobs *out);
 
 /* Record one decode step that committed k tokens in the histogram. */
 void vb_decode_record_step(vb_decode_run *run, int32_t k);

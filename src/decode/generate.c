@@ -43,6 +43,8 @@ vb_generate_params vb_generate_default_params(void) {
     p.wedlm_d0_ar = true;
     p.wedlm_leftmost_fallback = true;
     p.wedlm_exact = false;
+    p.n_logprobs = -1;
+    p.logprobs = NULL;
     return p;
 }
 
@@ -84,7 +86,9 @@ const vb_decoder_ops *vb_decoder_for(int decoder) {
     }
 }
 
-bool vb_decode_commit(vb_decode_run *run, vb_token token) {
+bool vb_decode_commit(vb_decode_run *run, vb_token token, const float *row) {
+    if (run->lp && row)
+        vb_logprobs_compute(row, run->n_vocab, token, run->params.n_logprobs, &run->lp[run->n_out]);
     run->out[run->n_out++] = token;
     run->hist[run->n_hist++] = token;
     bool go_on = true;
@@ -195,6 +199,11 @@ int vb_decode_check_params(const vb_model_info *info, const vb_generate_params *
             return VB_ERR_ARG;
         }
     }
+    if (p->n_logprobs < -1 || p->n_logprobs > VB_LOGPROBS_MAX) {
+        snprintf(why, why_len, "n_logprobs %d out of range [-1, %d]", (int)p->n_logprobs,
+                 VB_LOGPROBS_MAX);
+        return VB_ERR_ARG;
+    }
     if (p->decoder == VB_DECODER_VERIFY && (p->draft_max < 0 || p->ngram_min < 0)) {
         snprintf(why, why_len, "verify: draft_max and ngram_min must be >= 0");
         return VB_ERR_ARG;
@@ -274,6 +283,8 @@ int vb_generate_hooked(vb_context *ctx, const vb_token *prompt, int32_t n_prompt
     st->tokens_per_forward =
         st->n_forward_decode > 0 ? (double)r->run.n_out / (double)st->n_forward_decode : 0.0;
     if (r->run.n_out > 0 && out) memcpy(out, r->run.out, sizeof(vb_token) * (size_t)r->run.n_out);
+    if (r->run.n_out > 0 && p->logprobs && r->run.lp)
+        memcpy(p->logprobs, r->run.lp, sizeof(vb_logprobs) * (size_t)r->run.n_out);
     if (n_out) *n_out = r->run.n_out;
     if (r->finish == VB_FINISH_KV) rc = VB_KV_FULL;
     else if (r->finish == VB_FINISH_ERROR) rc = r->rc != VB_OK ? r->rc : (rc != VB_OK ? rc : VB_ERR_BACKEND);

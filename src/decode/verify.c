@@ -148,7 +148,7 @@ static int verify_resume(vb_decode_run *run) {
         return VB_ERR_BACKEND;
     }
     vb_decode_record_step(run, 1);
-    vb_decode_commit(run, pending);
+    vb_decode_commit(run, pending, run->last_logits);
     return VB_OK;
 }
 
@@ -224,7 +224,7 @@ static int verify_consume(vb_decode_run *run, int32_t *kv_keep) {
             return VB_ERR_BACKEND;
         }
         bool agrees = i < nd && x == v->draft[i];
-        bool go_on = vb_decode_commit(run, x);
+        bool go_on = vb_decode_commit(run, x, lg);
         n_commit++;
         if (agrees) n_accepted++;
         if (!agrees || !go_on) break; /* an accepted draft that ended generation is in the KV */

@@ -33,6 +33,9 @@
  * the first one may be filled (prefix_only), so the window is always [filled...][masks...] and
  * physical order equals logical order; every step then commits >= 1 token.
  *
+ * Log-probabilities (n_logprobs >= 0): a slot's are computed from the row it was filled from
+ * and travel with it; in exact mode a slot checked at its commit takes the checking AR row's.
+ *
  * window = 0 (adaptive): W is chosen from the measured cost(K) and the observed tokens per step;
  * when a 1-slot window is best, the rest is decoded autoregressively from the last AR row. */
 #include "decode/wedlm.h"
@@ -105,6 +108,19 @@ static void entropy_sums_blocks(const float *x, int32_t n_blocks, float max, dou
     }
 }
 
+void vb_wedlm_exp_sums(const float *x, int32_t n, float max, double *sum, double *sum_d) {
+    *sum = *sum_d = 0.0;
+    int32_t n_blocks = n / ENT_LANES;
+    entropy_sums_blocks(x, n_blocks, max, sum, sum_d);
+    for (int32_t i = n_blocks * ENT_LANES; i < n; i++) { /* the tail, exactly */
+        if (!(x[i] > -INFINITY)) continue;
+        double d = (double)x[i] - max;
+        double e = exp(d);
+        *sum += e;
+        *sum_d += e * d;
+    }
+}
+
 double vb_wedlm_entropy(const float *logits, int32_t n) {
     float max = -INFINITY;
     for (int32_t i = 0; i < n; i++) {
@@ -113,16 +129,8 @@ double vb_wedlm_entropy(const float *logits, int32_t n) {
     }
     if (n <= 0 || isinf(max)) return NAN; /* all -inf, or a +inf logit */
     /* H = log(sum e^d) - sum(e^d * d) / sum(e^d), d = x - max; -inf entries have p = 0 */
-    double sum = 0.0, sum_d = 0.0;
-    int32_t n_blocks = n / ENT_LANES;
-    entropy_sums_blocks(logits, n_blocks, max, &sum, &sum_d);
-    for (int32_t i = n_blocks * ENT_LANES; i < n; i++) { /* the tail, exactly */
-        if (logits[i] == -INFINITY) continue;
-        double d = (double)logits[i] - max;
-        double e = exp(d);
-        sum += e;
-        sum_d += e * d;
-    }
+    double sum, sum_d;
+    vb_wedlm_exp_sums(logits, n, max, &sum, &sum_d);
     double h = log(sum) - sum_d / sum;
     return h > 0.0 ? h : 0.0; /* rounding can give -1e-17 for a one-hot row */
 }
@@ -173,6 +181,8 @@ typedef struct wedlm_buffers {
     int8_t *chosen;   /* [cap] */
     int8_t *checked;  /* [cap] exact mode: the slot was sampled from an exact AR row (d0-AR or a
                          correction), so it needs no check */
+    vb_logprobs *lp;  /* [cap] with n_logprobs >= 0: each filled slot's log-probabilities, from
+                         the row it was filled from (else NULL) */
 } wedlm_buffers;
 
 static void buffers_free(wedlm_buffers *b) {
@@ -182,9 +192,10 @@ static void buffers_free(wedlm_buffers *b) {
     free(b->entropy);
     free(b->chosen);
     free(b->checked);
+    free(b->lp);
 }
 
-static int buffers_alloc(wedlm_buffers *b, int32_t cap) {
+static int buffers_alloc(wedlm_buffers *b, int32_t cap, bool logprobs) {
     memset(b, 0, sizeof *b);
     b->slot = malloc(sizeof(vb_token) * (size_t)cap);
     b->order = malloc(sizeof(int32_t) * (size_t)cap);
@@ -192,7 +203,9 @@ static int buffers_alloc(wedlm_buffers *b, int32_t cap) {
     b->entropy = malloc(sizeof(double) * (size_t)cap);
     b->chosen = malloc((size_t)cap);
     b->checked = calloc((size_t)cap, 1);
-    if (!b->slot || !b->order || !b->mask_j || !b->entropy || !b->chosen || !b->checked) {
+    b->lp = logprobs ? malloc(sizeof(vb_logprobs) * (size_t)cap) : NULL;
+    if (!b->slot || !b->order || !b->mask_j || !b->entropy || !b->chosen || !b->checked ||
+        (logprobs && !b->lp)) {
         buffers_free(b);
         return VB_ERR_NOMEM;
     }
@@ -317,7 +330,7 @@ static int wedlm_start(vb_decode_run *run) {
     if (w->W > max_rows / 2) w->W = max_rows / 2;
     run->stats->window_used = w->W;
     int32_t cap = 2 * (w->W > ADAPT_MAX_WINDOW ? w->W : ADAPT_MAX_WINDOW) + 1;
-    if (buffers_alloc(&w->b, cap) != VB_OK) return VB_ERR_NOMEM;
+    if (buffers_alloc(&w->b, cap, run->lp != NULL) != VB_OK) return VB_ERR_NOMEM;
     int32_t left = run->limit - run->n_out;
     w->n = left < w->W ? left : w->W;
     for (int32_t j = 0; j < w->n; j++) w->b.slot[j] = VB_WEDLM_MASK;
@@ -396,12 +409,20 @@ static int wedlm_consume(vb_decode_run *run, int32_t *kv_keep) {
             if (x != b->slot[n_commit]) {
                 b->slot[n_commit] = x;
                 b->checked[n_commit] = 1;
+                if (b->lp) vb_logprobs_compute(ar, run->n_vocab, x, p->n_logprobs, &b->lp[n_commit]);
                 w->n = n_commit + 1; /* the refill of the next step adds the masks */
                 rejected = true;
                 break;
             }
         }
-        bool go_on = vb_decode_commit(run, b->slot[n_commit]);
+        /* the log-probabilities: of the AR row that just checked the slot, else of the row it
+           was filled from (d0-AR and corrections: an AR row too) */
+        const float *lp_row = p->wedlm_exact && !b->checked[n_commit]
+                                  ? (n_commit == 0 ? run->last_logits
+                                                   : vb_decode_row_logits(run, n_commit - 1))
+                                  : NULL;
+        if (run->lp && !lp_row) run->lp[run->n_out] = b->lp[n_commit];
+        bool go_on = vb_decode_commit(run, b->slot[n_commit], lp_row);
         n_commit++;
         if (!go_on) break;
     }
@@ -449,11 +470,13 @@ static int wedlm_consume(vb_decode_run *run, int32_t *kv_keep) {
         }
         b->slot[nlead + b->mask_j[k]] = t;
         b->checked[nlead + b->mask_j[k]] = from_ar;
+        if (b->lp) vb_logprobs_compute(lg, run->n_vocab, t, p->n_logprobs, &b->lp[nlead + b->mask_j[k]]);
     }
 
     /* the window slides by the committed run (the engine truncates the scratch rows) */
     memmove(b->slot, b->slot + n_commit, sizeof(vb_token) * (size_t)(w->n - n_commit));
     memmove(b->checked, b->checked + n_commit, (size_t)(w->n - n_commit));
+    if (b->lp) memmove(b->lp, b->lp + n_commit, sizeof(vb_logprobs) * (size_t)(w->n - n_commit));
     w->n -= n_commit;
     if (w->learn_costs) { /* the whole step: forward, checks, entropies, fills */
         double dt = vb_time_now() - run->step_t0;
@@ -498,12 +521,18 @@ static void wedlm_at_kv_full(vb_decode_run *run) {
     wedlm_state *w = run->state;
     if (!w || run->done || run->n_out >= run->limit) return;
     vb_token t = -1;
+    const float *row = run->last_logits;
     bool slot0 = w->n > 0 && w->b.slot[0] != VB_WEDLM_MASK;
-    if (slot0 && (!p->wedlm_exact || w->b.checked[0])) t = w->b.slot[0];
-    else t = vb_decode_sample(run, run->last_logits, p->wedlm_exact ? -1 : w->mask);
+    if (slot0 && (!p->wedlm_exact || w->b.checked[0])) {
+        t = w->b.slot[0];
+        row = NULL; /* its log-probabilities are those of the row it was filled from */
+        if (run->lp) run->lp[run->n_out] = w->b.lp[0];
+    } else {
+        t = vb_decode_sample(run, run->last_logits, p->wedlm_exact ? -1 : w->mask);
+    }
     if (t < 0) return;
     vb_decode_record_step(run, 1);
-    vb_decode_commit(run, t);
+    vb_decode_commit(run, t, row);
 }
 
 const vb_decoder_ops vb_decoder_wedlm = {"wedlm", wedlm_resume, wedlm_plan, wedlm_consume,

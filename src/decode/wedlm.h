@@ -27,6 +27,11 @@ int32_t vb_wedlm_order(const vb_token *slot, int32_t n, int32_t *order);
  * every logit is -inf. Computed in double. */
 double vb_wedlm_entropy(const float *logits, int32_t n);
 
+/* sum e^d and sum d e^d over d = x[i] - max, i < n (max >= every x[i], finite; -inf entries add
+ * 0; NaN ones ~0): float lanes with a polynomial e^d of relative error ~2e-7 for whole blocks of
+ * 16, libm for the tail. The entropy above and the log-softmax of vb_logprobs use it. */
+void vb_wedlm_exp_sums(const float *x, int32_t n, float max, double *sum, double *sum_d);
+
 typedef struct vb_wedlm_rule {
     float tau;              /* fill every mask with score < tau */
     float lambda;           /* distance penalty per slot */

@@ -176,6 +176,7 @@ static void req_free(sched_req *r) {
     free(r->run.hist);
     free(r->run.out);
     free(r->run.last_logits);
+    free(r->run.lp);
     free(r);
 }
 
@@ -295,7 +296,10 @@ int vb_sched_submit_gen(vb_sched *s, const vb_token *prompt, int32_t n_prompt,
     run->hist = malloc(sizeof(vb_token) * ((size_t)n_prompt + (size_t)limit + 1));
     run->last_logits = malloc(sizeof(float) * (size_t)s->n_vocab);
     run->sampler = vb_sampler_init(&gen->sampler);
-    if (!run->out || !run->hist || !run->last_logits || !run->sampler) {
+    run->params.logprobs = NULL; /* vb_generate copies run->lp out itself */
+    if (gen->n_logprobs >= 0) run->lp = malloc(sizeof(vb_logprobs) * ((size_t)limit + 1));
+    if (!run->out || !run->hist || !run->last_logits || !run->sampler ||
+        (gen->n_logprobs >= 0 && !run->lp)) {
         bool bad = run->out && run->hist && run->last_logits && !run->sampler;
         run->ops = NULL;
         req_free(r);
@@ -428,6 +432,13 @@ const vb_token *vb_sched_tokens(const vb_sched *s, vb_request_id id, int32_t *n)
     if (!r) return NULL;
     if (n) *n = r->run.n_out;
     return r->run.out;
+}
+
+const vb_logprobs *vb_sched_logprobs(const vb_sched *s, vb_request_id id, int32_t *n) {
+    sched_req *r = s ? find_req(s, id) : NULL;
+    if (!r || !r->run.lp) return NULL;
+    if (n) *n = r->run.n_out;
+    return r->run.lp;
 }
 
 int vb_sched_request_stats(const vb_sched *s, vb_request_id id, vb_generate_stats *out) {

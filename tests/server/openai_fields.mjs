@@ -2,7 +2,7 @@
 // client: random seeds (absent or -1) reported and reproducible, logit_bias, presence and frequency
 // penalties, n > 1 as independent requests (choice i = a request with seed + i),
 // stream_options.include_usage, echo, prompts as token arrays and lists, and a 400 naming the
-// field for everything not implemented (logprobs, a response_format schema it cannot compile, tools, unknown fields).
+// field for everything not implemented (logprobs out of range, a response_format schema it cannot compile, tools, unknown fields).
 // Usage: node openai_fields.mjs VIBEE. Prints ok/FAIL lines; exit 1 on failure.
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -101,7 +101,7 @@ try {
 
   // everything not implemented: 400 naming the field
   const refused = [
-    [{ prompt, logprobs: 2 }, 'logprobs'],
+    [{ prompt, logprobs: 21 }, 'logprobs'],
     [{ prompt, best_of: 4 }, 'best_of'],
     [{ prompt, suffix: 'end' }, 'suffix'],
     [{ prompt, frobnicate: true }, 'frobnicate'],
@@ -116,7 +116,7 @@ try {
     check(status === 400 && param === field, `completions ${field}: 400 naming it (${status} ${param})`);
   }
   const chatRefused = [
-    [{ logprobs: true }, 'logprobs'],
+    [{ logprobs: 1 }, 'logprobs'],
     [{ top_logprobs: 2 }, 'top_logprobs'],
     [{ response_format: { type: 'json_schema', json_schema: { schema: { type: 'nope' } } } }, 'response_format'],
     [{ tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] }, 'tools'],

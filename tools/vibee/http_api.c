@@ -5,7 +5,9 @@
  * is a 400, and text from messages is marked so it is never parsed as special tokens. Every
  * request field is either implemented, accepted only with the values that need nothing more
  * (logprobs false, best_of = n, response_format text, ...), or refused with a 400 naming it;
- * "model" and "user" are informational. response_format json_object / json_schema and the
+ * "model" and "user" are informational. Log-probabilities (chat logprobs + top_logprobs,
+ * completions logprobs = alternatives, 0..20) come from the engine (vb_logprobs: the model's
+ * distribution, before sampler transforms); echo with logprobs is a 400 naming echo. response_format json_object / json_schema and the
  * extension "grammar" (GBNF) constrain sampling (a grammar per job, vb_generate_params.grammar).
  * Extensions: top_k, min_p, repeat_penalty, repeat_last_n,
  * ignore_eos, decoder ("ar", "wedlm", "verify": this request's decoder; the result carries
@@ -396,13 +398,31 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
         if (!json_is_boolean(v)) FAIL("ignore_eos", "'ignore_eos' must be a boolean");
         params.stop_at_eos = !json_is_true(v);
     }
-    /* accepted only with the values that need no feature this server lacks */
+    /* log-probabilities: chat "logprobs": true with "top_logprobs" alternatives, completions
+       "logprobs": the number of alternatives (both 0..VB_LOGPROBS_MAX) */
+    int32_t n_logprobs = -1;
     v = json_object_get(root, "logprobs");
-    if (v && !json_is_null(v) && !json_is_false(v))
-        FAIL("logprobs", "'logprobs' is not supported by this server");
-    v = json_object_get(root, "top_logprobs");
-    if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == 0))
-        FAIL("top_logprobs", "'top_logprobs' is not supported by this server");
+    if (chat) {
+        if (v && !json_is_null(v) && !json_is_boolean(v)) FAIL("logprobs", "'logprobs' must be a boolean");
+        bool on = v && json_is_true(v);
+        json_t *tl = json_object_get(root, "top_logprobs");
+        json_int_t k = 0;
+        if (tl && !json_is_null(tl)) {
+            k = json_is_integer(tl) ? json_integer_value(tl) : -1;
+            if (k < 0 || k > VB_LOGPROBS_MAX)
+                FAIL("top_logprobs", "'top_logprobs' must be an integer in [0, %d]", VB_LOGPROBS_MAX);
+            if (k > 0 && !on) FAIL("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+        }
+        if (on) n_logprobs = (int32_t)k;
+    } else if (v && !json_is_null(v)) {
+        json_int_t k = json_is_integer(v) ? json_integer_value(v) : -1;
+        if (k < 0 || k > VB_LOGPROBS_MAX)
+            FAIL("logprobs", "'logprobs' must be an integer in [0, %d] (alternatives per token)", VB_LOGPROBS_MAX);
+        if (req->echo)
+            FAIL("echo", "'echo' cannot be combined with 'logprobs': prompt tokens have no log-probabilities here");
+        n_logprobs = (int32_t)k;
+    }
+    req->n_logprobs = n_logprobs;
     v = json_object_get(root, "best_of");
     if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == req->n))
         FAIL("best_of", "'best_of' is not supported by this server (only best_of equal to n)");
@@ -505,6 +525,7 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
             j->params.sampler.seed = req->seed + (uint64_t)i;
             j->chat = chat;
             j->decoder = decoder;
+            j->n_logprobs = n_logprobs;
             if (gbnf && vb_grammar_parse(gbnf, strlen(gbnf), &j->grammar, NULL, 0) != VB_OK)
                 FAIL(NULL, "out of memory");
             if (n_bias) {
@@ -633,6 +654,79 @@ char *api_chunk_json(bool chat, const char *id, long created, const char *model,
     return dump(json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", id, "object",
                           chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)created,
                           "model", model, "choices", choice));
+}
+
+/* A log-probability for JSON: -inf (a token the model rules out) as -9999, as OpenAI does. */
+static json_t *lp_real(float x) { return json_real(isfinite(x) ? (double)x : -9999.0); }
+
+/* The text of one token (strict UTF-8: a partial character becomes U+FFFD) and, when bytes is
+   not NULL, its raw bytes as an array of integers. */
+static json_t *token_text(const vb_model *model, vb_token t, json_t **bytes) {
+    char piece[256];
+    int b = vb_token_to_bytes(model, t, piece, sizeof piece);
+    if (b < 0) b = 0;
+    if (b > (int)sizeof piece) b = (int)sizeof piece;
+    if (bytes) {
+        *bytes = json_array();
+        for (int i = 0; i < b && *bytes; i++) json_array_append_new(*bytes, json_integer((unsigned char)piece[i]));
+    }
+    return cli_json_text(piece, (size_t)b);
+}
+
+/* The logprobs object of tokens lp[n]: chat {"content": [{token, logprob, bytes, top_logprobs:
+   [{token, logprob, bytes}]}], "refusal": null}; completions {tokens, token_logprobs,
+   top_logprobs: [{text: logprob}], text_offset (in characters, as OpenAI)}. */
+static json_t *logprobs_json(bool chat, const vb_model *model, const srv_token_lp *lp, int32_t n, size_t offset_base) {
+    if (chat) {
+        json_t *content = json_array();
+        for (int32_t i = 0; i < n && content; i++) {
+            json_t *top = json_array(), *bytes = NULL;
+            for (int32_t k = 0; k < lp[i].v.n_top && top; k++) {
+                json_t *tb = NULL, *tt = token_text(model, lp[i].v.top[k].token, &tb);
+                json_array_append_new(top, json_pack("{s:o, s:o, s:o}", "token", tt, "logprob",
+                                                     lp_real(lp[i].v.top[k].logprob), "bytes", tb));
+            }
+            json_t *tt = token_text(model, lp[i].v.token, &bytes);
+            json_array_append_new(content, json_pack("{s:o, s:o, s:o, s:o}", "token", tt, "logprob",
+                                                     lp_real(lp[i].v.logprob), "bytes", bytes, "top_logprobs", top));
+        }
+        return json_pack("{s:o, s:n}", "content", content, "refusal");
+    }
+    json_t *tokens = json_array(), *values = json_array(), *tops = json_array(), *offsets = json_array();
+    for (int32_t i = 0; i < n; i++) {
+        json_array_append_new(tokens, token_text(model, lp[i].v.token, NULL));
+        json_array_append_new(values, lp_real(lp[i].v.logprob));
+        json_t *top = json_object();
+        for (int32_t k = 0; k < lp[i].v.n_top && top; k++) { /* tokens of the same text: the likelier */
+            json_t *tt = token_text(model, lp[i].v.top[k].token, NULL);
+            const char *key = tt ? json_string_value(tt) : NULL;
+            if (key && !json_object_get(top, key)) json_object_set_new(top, key, lp_real(lp[i].v.top[k].logprob));
+            json_decref(tt);
+        }
+        json_array_append_new(tops, top);
+        json_array_append_new(offsets, json_integer((json_int_t)(offset_base + lp[i].chars)));
+    }
+    return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", values, "top_logprobs", tops,
+                     "text_offset", offsets);
+}
+
+char *api_add_logprobs(char *json, bool chat, const vb_model *model, int index, const srv_token_lp *lp, int32_t n,
+                       size_t offset_base) {
+    json_t *root = json ? json_loads(json, JSON_ALLOW_NUL, NULL) : NULL; /* text may hold U+0000 */
+    free(json);
+    if (!root) return NULL;
+    json_t *choices = json_object_get(root, "choices"), *c;
+    size_t i;
+    json_array_foreach(choices, i, c) {
+        if (json_integer_value(json_object_get(c, "index")) != index) continue;
+        json_t *o = logprobs_json(chat, model, lp, n, offset_base);
+        if (!o) {
+            json_decref(root);
+            return NULL;
+        }
+        json_object_set_new(c, "logprobs", o);
+    }
+    return dump(root);
 }
 
 char *api_usage_chunk_json(bool chat, const char *id, long created, const char *model, int n_prompt,

@@ -31,6 +31,7 @@ typedef struct api_request {
     bool stream;
     bool include_usage;      /* stream_options.include_usage: a last chunk with usage */
     bool echo;               /* completions: the prompt text starts each choice */
+    int32_t n_logprobs;      /* -1: no log-probabilities; else alternatives per token (0..20) */
     int32_t n;               /* choices per prompt */
     int32_t n_prompts;
     int32_t n_jobs;          /* n_prompts * n */
@@ -69,6 +70,13 @@ char *api_add_decoding(char *result_json, const char *decoder, long long n_forwa
  * running). For chat, first adds the assistant role to the delta. */
 char *api_chunk_json(bool chat, const char *id, long created, const char *model, int index, const char *text,
                      size_t text_len, const char *finish, bool first);
+/* Set choice `index`'s "logprobs" in a result or chunk (takes and frees json; NULL on failure)
+ * to the OpenAI object of tokens lp[n]: chat {content: [{token, logprob, bytes, top_logprobs}],
+ * refusal}, completions {tokens, token_logprobs, top_logprobs, text_offset} (offsets in
+ * characters, + offset_base). Token texts are strict UTF-8 (a partial character becomes U+FFFD; chat's bytes
+ * keep the raw bytes); a log-probability of -inf is written as -9999. */
+char *api_add_logprobs(char *json, bool chat, const vb_model *model, int index, const srv_token_lp *lp, int32_t n,
+                       size_t offset_base);
 /* The last chunk of a stream with stream_options.include_usage: no choices, usage counts. */
 char *api_usage_chunk_json(bool chat, const char *id, long created, const char *model, int n_prompt,
                            int n_generated);

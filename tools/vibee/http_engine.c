@@ -18,6 +18,7 @@ srv_job *srv_job_new(void) {
     if (!j) return NULL;
     j->params = vb_request_default_params();
     j->decoder = -1;
+    j->n_logprobs = -1;
     j->refs = 1;
     return j;
 }
@@ -30,6 +31,7 @@ static void job_free(srv_job *j) {
     vb_grammar_free(j->grammar);
     for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
     free(j->text);
+    free(j->lp);
     free(j);
 }
 
@@ -64,6 +66,33 @@ static void text_append(srv_job *j, const char *s, size_t n) {
     memcpy(j->text + j->text_len, s, n);
     j->text_len += n;
     j->text[j->text_len] = 0;
+}
+
+/* Bytes of text the detokenizer writes before token t's own text: the U+FFFD of an incomplete
+   character held from earlier tokens that t's first byte does not continue (3), else 0. */
+static size_t held_replaced(const vb_model *model, const vb_detok *d, vb_token t) {
+    char first, o[16];
+    int n = d->utf8.n_pending;
+    if (n == 0 || vb_token_to_bytes(model, t, &first, 1) < 1) return 0;
+    vb_utf8_stream probe = d->utf8; /* as vb_detok_push would go on with the first byte */
+    int w = vb_utf8_stream_push(&probe, &first, 1, false, o, sizeof o);
+    bool completes = w == n + 1 && !memcmp(o, d->utf8.pending, (size_t)n) && o[n] == first;
+    return w > 0 && !completes ? 3 : 0;
+}
+
+/* Record the log-probabilities of the token whose text starts `lead` bytes after text_len (a
+   replaced held character before it, see held_replaced). */
+static void lp_append(srv_job *j, const vb_logprobs *v, size_t lead) {
+    if (j->n_lp == j->lp_cap) {
+        int32_t cap = j->lp_cap ? 2 * j->lp_cap : 64;
+        srv_token_lp *t = realloc(j->lp, (size_t)cap * sizeof *t);
+        if (!t) return;
+        j->lp = t;
+        j->lp_cap = cap;
+    }
+    for (; j->lp_bytes < j->text_len; j->lp_bytes++) /* UTF-8: every byte but continuations */
+        j->lp_chars += ((unsigned char)j->text[j->lp_bytes] & 0xc0) != 0x80;
+    j->lp[j->n_lp++] = (srv_token_lp){*v, j->text_len + lead, j->lp_chars + (lead ? 1 : 0)};
 }
 
 /* Bytes of text that may be sent now: all when done, else all but a tail that could still
@@ -115,6 +144,7 @@ static void admit(srv_engine *e, srv_job *j) {
         j->params.decoding = e->decoding;
         if (j->decoder >= 0) j->params.decoding.decoder = j->decoder;
         j->params.decoding.grammar = j->grammar; /* the request copies it */
+        j->params.decoding.n_logprobs = j->n_logprobs;
         j->decoder_used = j->params.decoding.decoder;
         int st = n > 0 ? vb_sched_submit(e->sched, toks, n, &j->params, &j->id) : VB_ERR_ARG;
         if (st != VB_OK) {
@@ -155,15 +185,18 @@ static bool collect(srv_engine *e, srv_job *j) {
     int finish = 0;
     int32_t n;
     while ((n = vb_sched_poll(e->sched, j->id, toks, 64, &finish)) > 0) {
+        int32_t n_all = 0; /* the log-probabilities of every token so far (NULL: not asked) */
+        const vb_logprobs *lps = j->n_logprobs >= 0 ? vb_sched_logprobs(e->sched, j->id, &n_all) : NULL;
         for (int32_t k = 0; k < n; k++) {
             vb_token t = toks[k];
-            j->n_generated++;
+            int32_t index = j->n_generated++;
             if (j->chat && ((e->im_end >= 0 && t == e->im_end) || vb_token_is_eog(e->model, t))) {
                 vb_sched_cancel(e->sched, j->id);
                 job_finish(e, j, "stop");
                 return true;
             }
             if (t == e->info->eos && j->params.stop_at_eos) continue; /* EOS has no text */
+            if (lps && index < n_all) lp_append(j, &lps[index], held_replaced(e->model, &j->detok, t));
             char buf[256];
             int w = vb_detok_push(e->model, &j->detok, t, buf, sizeof buf);
             if (w <= 0) continue;
@@ -175,6 +208,7 @@ static bool collect(srv_engine *e, srv_job *j) {
                 if (hit) {
                     j->text_len = (size_t)(hit - j->text);
                     j->text[j->text_len] = 0;
+                    while (j->n_lp > 0 && j->lp[j->n_lp - 1].offset >= j->text_len) j->n_lp--;
                     vb_sched_cancel(e->sched, j->id);
                     job_finish(e, j, "stop");
                     return true;

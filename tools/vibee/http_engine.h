@@ -25,6 +25,13 @@ enum srv_job_state {
     SRV_JOB_DONE = 2,    /* finished (see finish / http_status) */
 };
 
+/* The log-probabilities of one generated token whose text is in srv_job.text. */
+typedef struct srv_token_lp {
+    vb_logprobs v;              /* token, logprob, top alternatives (vb_sched_logprobs) */
+    size_t offset;              /* byte offset in text where the token's text starts */
+    size_t chars;               /* the same in characters (code points: OpenAI's text_offset) */
+} srv_token_lp;
+
 typedef struct srv_job {
     /* input: set by the HTTP thread before srv_engine_submit, then read-only */
     char *prompt;               /* UTF-8 prompt text (chat already templated) */
@@ -44,6 +51,7 @@ typedef struct srv_job {
     bool chat;                  /* stop at the chat template's end-of-turn token too */
     int decoder;                /* enum vb_decoder chosen by the request; -1: the server's */
     double deadline;            /* vb_time_now() limit; the job is cancelled past it */
+    int32_t n_logprobs;         /* -1: no log-probabilities; 0..20: alternatives per token */
     /* output: guarded by engine->mu */
     int state;                  /* enum srv_job_state */
     int http_status;            /* 0 while fine; 4xx/5xx when the engine rejected or failed it */
@@ -53,6 +61,11 @@ typedef struct srv_job {
     char *text;                 /* generated text; text_len bytes (NUL-terminated) */
     size_t text_len, text_cap;
     size_t text_stable;         /* bytes that can be sent: a held-back tail may still match a stop string */
+    srv_token_lp *lp;           /* [n_lp] with n_logprobs >= 0: every token with text in text (EOS
+                                   and the end-of-turn token excluded, tokens cut by a stop string
+                                   dropped), in order */
+    int32_t n_lp, lp_cap;
+    size_t lp_bytes, lp_chars;  /* characters in text[0 .. lp_bytes) (counted as it grows) */
     int32_t n_prompt_tokens;
     int32_t n_generated;
     int decoder_used;           /* enum vb_decoder that ran it */

@@ -306,6 +306,7 @@ typedef struct stream_ctx {
     size_t sent[API_MAX_CHOICES];  /* bytes of job->text turned into chunks */
     bool first[API_MAX_CHOICES];   /* no chunk of this choice yet (chat: role in the delta) */
     bool fin[API_MAX_CHOICES];     /* final chunk of this choice formatted */
+    int32_t sent_lp[API_MAX_CHOICES]; /* entries of job->lp sent (logprobs) */
     int n_fin;
     bool ended;                    /* [DONE] formatted */
     conn_state *cs;
@@ -360,6 +361,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         char *delta[API_MAX_CHOICES] = {0};
         size_t n_delta[API_MAX_CHOICES] = {0};
         const char *finish[API_MAX_CHOICES] = {0};
+        srv_token_lp *lps[API_MAX_CHOICES] = {0}; /* log-probabilities of this round's tokens */
+        int32_t n_lps[API_MAX_CHOICES] = {0};
         char error[API_MAX_CHOICES][256];
         pthread_mutex_lock(&e->mu);
         for (;;) {
@@ -384,7 +387,16 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 n_delta[k] = n;
             }
             x->sent[k] += n;
-            if (j->state == SRV_JOB_DONE && x->sent[k] >= j->text_stable) {
+            bool ends = j->state == SRV_JOB_DONE && x->sent[k] >= j->text_stable;
+            /* the tokens whose text starts in what was sent (at the end: all the rest) */
+            int32_t upto = x->sent_lp[k];
+            while (upto < j->n_lp && (ends || j->lp[upto].offset < x->sent[k])) upto++;
+            if (upto > x->sent_lp[k] && (lps[k] = malloc((size_t)(upto - x->sent_lp[k]) * sizeof *lps[k]))) {
+                n_lps[k] = upto - x->sent_lp[k];
+                memcpy(lps[k], j->lp + x->sent_lp[k], (size_t)n_lps[k] * sizeof *lps[k]);
+            }
+            x->sent_lp[k] = upto;
+            if (ends) {
                 finish[k] = j->http_status ? NULL : finish_reason(j);
                 snprintf(error[k], sizeof error[k], "%s", j->http_status ? j->error : "");
                 x->fin[k] = true;
@@ -396,19 +408,25 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         if (all) usage(req, &n_prompt, &n_generated);
         pthread_mutex_unlock(&e->mu);
         for (int32_t k = 0; k < req->n_jobs; k++) {
+            bool had_delta = delta[k] != NULL;
             if (delta[k]) {
-                out_event(x, api_chunk_json(req->chat, x->id, x->created, model, k, delta[k], n_delta[k], NULL,
-                                            x->first[k]));
+                char *ch = api_chunk_json(req->chat, x->id, x->created, model, k, delta[k], n_delta[k], NULL,
+                                          x->first[k]);
+                if (lps[k]) ch = api_add_logprobs(ch, req->chat, e->model, k, lps[k], n_lps[k], 0);
+                out_event(x, ch);
                 x->first[k] = false;
                 free(delta[k]);
             }
             if (finish[k]) {
-                out_event(x, api_chunk_json(req->chat, x->id, x->created, model, k, "", 0, finish[k], x->first[k]));
+                char *ch = api_chunk_json(req->chat, x->id, x->created, model, k, "", 0, finish[k], x->first[k]);
+                if (lps[k] && !had_delta) ch = api_add_logprobs(ch, req->chat, e->model, k, lps[k], n_lps[k], 0);
+                out_event(x, ch);
                 x->first[k] = false;
             } else if (x->fin[k] && error[k][0]) {
                 out_event(x, api_error_json(api_public_message(error[k]), "server_error", NULL));
                 error[k][0] = 0;
             }
+            free(lps[k]);
         }
         if (all) {
             if (req->include_usage)
@@ -523,6 +541,8 @@ static enum MHD_Result handle_completion(rq *q, bool chat) {
         if (status == 200) {
             body = api_result_json(chat, cs->id, created, s->model_name, choices, req.n_jobs, cs->n_prompt,
                                    cs->n_generated, req.seed);
+            for (int32_t k = 0; k < req.n_jobs && req.n_logprobs >= 0; k++)
+                body = api_add_logprobs(body, chat, e->model, k, req.jobs[k]->lp, req.jobs[k]->n_lp, 0);
             long long n_forward = 0; /* the jobs are done: these fields no longer change */
             for (int32_t k = 0; k < req.n_jobs; k++) n_forward += req.jobs[k]->n_forward;
             if (body)
