@@ -245,8 +245,10 @@ int vb_chat_tool_grammar(const char *format, const char *tools, size_t len, cons
                          char **gbnf, char *err, size_t err_len);
 /* Generated text -> *calls: a JSON array (malloc'd) [{"id", "type": "function", "function":
  * {"name", "arguments": JSON text}}], NULL when the text is not calls in `format` (then all of
- * it is content); *content_len: the bytes before the calls. Only whitespace may follow them. */
-int vb_chat_tool_parse(const char *format, const char *text, size_t len, char **calls, size_t *content_len);
+ * it is content); *content_len: the bytes before the calls. Only whitespace may follow them,
+ * unless `cut` (the text ended at a token limit): then the complete calls before an unfinished
+ * one count. */
+int vb_chat_tool_parse(const char *format, const char *text, size_t len, bool cut, char **calls, size_t *content_len);
 /* While streaming: the leading bytes of text that no call in `format` can be part of. */
 size_t vb_chat_tool_content_len(const char *format, const char *text, size_t len);
 

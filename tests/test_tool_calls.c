@@ -105,7 +105,7 @@ TEST(tool_calls_parse_each_format) {
         const pcase *p = &cases[c];
         char *calls = NULL;
         size_t cl = 0, n = strlen(p->text);
-        CHECK_EQ_INT(vb_chat_tool_parse(p->format, p->text, n, &calls, &cl), VB_OK);
+        CHECK_EQ_INT(vb_chat_tool_parse(p->format, p->text, n, false, &calls, &cl), VB_OK);
         if (!p->n_calls) {
             CHECKF(!calls && cl == n, "case %zu (%s): parsed as calls: %s", c, p->format, calls ? calls : "");
             continue;
@@ -130,6 +130,25 @@ TEST(tool_calls_parse_each_format) {
         }
         json_decref(arr);
     }
+}
+
+/* A text cut at the token limit: the complete calls before the unfinished one count. */
+TEST(tool_calls_parse_cut_text) {
+    const char *t = "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</tool_call>\n<tool_call>\n{\"name\": \"f\", \"argu";
+    char *calls = NULL;
+    size_t cl = 0;
+    CHECK_EQ_INT(vb_chat_tool_parse("hermes", t, strlen(t), false, &calls, &cl), VB_OK);
+    CHECK(!calls && cl == strlen(t));
+    CHECK_EQ_INT(vb_chat_tool_parse("hermes", t, strlen(t), true, &calls, &cl), VB_OK);
+    CHECKF(calls && cl == 0 && strstr(calls, "\"arguments\":\"{\\\"a\\\": 1}\""),
+           "%s", calls ? calls : "(none)");
+    json_t *arr = json_loads(calls, 0, NULL);
+    free(calls);
+    CHECK_EQ_INT(json_array_size(arr), 1);
+    json_decref(arr);
+    const char *none = "<tool_call>\n{\"name\": \"f\", \"argu";
+    CHECK_EQ_INT(vb_chat_tool_parse("hermes", none, strlen(none), true, &calls, &cl), VB_OK);
+    CHECK(!calls && cl == strlen(none));
 }
 
 TEST(tool_calls_stream_bound) {
@@ -204,7 +223,7 @@ TEST(tool_calls_grammar_each_format) {
             int m = matches(g, s);
             char *calls = NULL;
             size_t cl;
-            vb_chat_tool_parse(cases[c].format, s, strlen(s), &calls, &cl);
+            vb_chat_tool_parse(cases[c].format, s, strlen(s), false, &calls, &cl);
             bool ok = m == 1 && calls && cl == 0;
             free(calls);
             if (!ok) vb_grammar_free(g);

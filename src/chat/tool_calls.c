@@ -105,8 +105,8 @@ int vb_chat_tool_grammar(const char *format, const char *tools, size_t len, cons
     if (err && err_len) snprintf(err, err_len, "tool calls need a library built with jansson");
     return VB_ERR_UNSUPPORTED;
 }
-int vb_chat_tool_parse(const char *format, const char *text, size_t len, char **calls, size_t *content_len) {
-    (void)format, (void)text;
+int vb_chat_tool_parse(const char *format, const char *text, size_t len, bool cut, char **calls, size_t *content_len) {
+    (void)format, (void)text, (void)cut;
     if (calls) *calls = NULL;
     if (content_len) *content_len = len;
     return VB_ERR_UNSUPPORTED;
@@ -588,7 +588,7 @@ static bool parse_call(const tool_format *f, const char *s, size_t n, size_t *i,
     return true;
 }
 
-int vb_chat_tool_parse(const char *format, const char *text, size_t len, char **calls, size_t *content_len) {
+int vb_chat_tool_parse(const char *format, const char *text, size_t len, bool cut, char **calls, size_t *content_len) {
     if (!calls || !content_len || (!text && len)) return VB_ERR_ARG;
     *calls = NULL;
     *content_len = len;
@@ -633,9 +633,10 @@ int vb_chat_tool_parse(const char *format, const char *text, size_t len, char **
         free(name);
         free(args);
     }
-    /* after the calls: the end text, then nothing but whitespace; else the text holds no call */
+    /* after the calls: the end text, then nothing but whitespace (or, in a cut text, anything);
+       else the text holds no call */
     int st = VB_OK;
-    if (json_array_size(arr) > 0 && expect(text, len, &i, f->end) && skip_ws(text, i, len) == len) {
+    if (json_array_size(arr) > 0 && (cut || (expect(text, len, &i, f->end) && skip_ws(text, i, len) == len))) {
         *calls = json_dumps(arr, JSON_COMPACT);
         if (*calls) *content_len = start;
         else st = VB_ERR_NOMEM;
