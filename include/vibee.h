@@ -225,15 +225,16 @@ void vb_chat_prompt_free(vb_chat_prompt *p);
  * the template text by one table (src/chat/tool_calls.c): "hermes" (<tool_call>\n{"name": N,
  * "arguments": A}\n</tool_call>: Qwen2.5/3, Hermes 3), "llama3" ({"name": N, "parameters": A},
  * one call), "mistral" ([TOOL_CALLS][{"name": N, "arguments": A}, ...]), "mistral-args"
- * ([TOOL_CALLS]N[ARGS]A), "granite" (<|tool_call|>[...]), or "generic" for templates that never
- * read `tools` (the hermes tags; vb_chat_tool_vars describes the tools in the system message).
+ * ([TOOL_CALLS]N[ARGS]A), "granite" (<|tool_call|>[...]), "deepseek" (its tool-call markers), or
+ * "generic" for templates with none of these (the hermes tags).
  * The functions below need a library built with jansson (else VB_ERR_UNSUPPORTED). */
 const char *vb_chat_tool_format(const vb_chat_template *t);
 /* Template variables (a JSON object with "messages", "tools", ...) in OpenAI's shape -> what the
  * template expects (*out malloc'd JSON): tool_calls[].function.arguments JSON strings parsed
- * into objects; for a "generic" template, the tools and the call format added to the system
- * message and earlier assistant tool_calls written into their content. VB_ERR_ARG (err) for
- * malformed tool_calls. */
+ * into objects (except for "deepseek", whose template concatenates them); for a template that
+ * never reads `tools`, the tools and the call format added to the system message; for one that
+ * never reads `tool_calls`, earlier assistant calls written into their content in the format.
+ * VB_ERR_ARG (err) for malformed tool_calls. */
 int vb_chat_tool_vars(const vb_chat_template *t, const char *json, size_t len, char **out, char *err,
                       size_t err_len);
 /* GBNF (malloc'd) whose sentences are calls of `tools` (a JSON array of {"type": "function",

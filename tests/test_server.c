@@ -3,8 +3,8 @@
  * unknown route, wrong method) and metrics; the real OpenAI client from npm
  * (tests/server/openai_client.mjs: completions, chat, streaming, greedy text equal to `vibee run`;
  * tests/server/openai_fields.mjs: seeds, logit_bias, penalties, n, echo, token and list prompts,
- * include_usage, refused fields); a bounded load test from a second process (tests/server/load.mjs:
- * concurrent streams under a small KV pool, abrupt disconnects, malformed requests, no leaked
+ * include_usage, refused fields; tests/server/tool_calls.mjs: tools and tool_choice); a bounded
+ * load test from a second process (tests/server/load.mjs: concurrent streams under a small KV pool, abrupt disconnects, malformed requests, no leaked
  * blocks in /metrics afterwards); availability over raw sockets (1,000 idle connections, the
  * per-IP share, slowloris, Expect: 100-continue, chunked 413, graceful SIGTERM, --timeout); and
  * the basics (--api-key, CORS, --alias, /props, /tokenize, /detokenize, the request log, IPv6).
@@ -78,6 +78,23 @@ TEST(server_structured_output) {
     run_node("structured_output.mjs", res, sizeof res, &rc);
     const char *fail = strstr(res, "FAIL");
     CHECKF(rc == 0 && strstr(res, "all passed"), "structured_output.mjs exit %d: %.400s", rc, fail ? fail : res);
+}
+
+/* tools / tool_choice / parallel_tool_calls on the shipped model: calls of the right function
+ * whose arguments validate against the tool's schema with ajv, streamed and not, a second turn
+ * with tool_calls and a tool result, 400s naming the field (tests/server/tool_calls.mjs). */
+TEST(server_tool_calls) {
+    const char *why = missing_tools();
+    CHECKF(!why, "%s", why);
+    char out[256];
+    CHECKF(vbt_run_cmd("cd tests/js && node -e \"require('ajv')\" 2>/dev/null && echo yes", out, sizeof out) == 0 &&
+               strstr(out, "yes"),
+           "ajv missing: run scripts/install_deps.sh (npm install in tests/js)");
+    static char res[65536];
+    int rc;
+    run_node("tool_calls.mjs", res, sizeof res, &rc);
+    const char *fail = strstr(res, "FAIL");
+    CHECKF(rc == 0 && strstr(res, "all passed"), "tool_calls.mjs exit %d: %.400s", rc, fail ? fail : res);
 }
 
 TEST(server_load_disconnects) {

@@ -53,7 +53,7 @@ TEST(tool_calls_format_of_templates) {
         {"qwen2.5.jinja", "hermes"},       {"qwen3.jinja", "hermes"},        {"hermes3-tool-use.jinja", "hermes"},
         {"llama3.2.jinja", "llama3"},      {"llama3.3.jinja", "llama3"},     {"mistral-nemo.jinja", "mistral"},
         {"mistral-small-3.2.jinja", "mistral-args"}, {"granite3.3.jinja", "granite"}, {"chatml.jinja", "generic"},
-        {"llama3.jinja", "generic"},       {"gemma2.jinja", "generic"},      {"mistral-v0.1.jinja", "generic"},
+        {"deepseek-r1-distill.jinja", "deepseek"}, {"llama3.jinja", "generic"},       {"gemma2.jinja", "generic"},      {"mistral-v0.1.jinja", "generic"},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         vb_chat_template *t = load(want[i][0]);
@@ -67,6 +67,12 @@ TEST(tool_calls_format_of_templates) {
     CHECK(!strcmp(vb_chat_tool_format(t), "generic"));
     vb_chat_template_free(t);
 }
+
+/* DeepSeek's markers (fullwidth bars, U+2581 lower blocks) */
+#define DS_BEGIN "<\uff5ctool\u2581calls\u2581begin\uff5c>"
+#define DS_END "<\uff5ctool\u2581calls\u2581end\uff5c>"
+#define DS_OPEN "<\uff5ctool\u2581call\u2581begin\uff5c>function<\uff5ctool\u2581sep\uff5c>"
+#define DS_CLOSE "<\uff5ctool\u2581call\u2581end\uff5c>"
 
 /* Parse text; check n calls with the given names and arguments texts and content length. */
 typedef struct pcase {
@@ -91,6 +97,8 @@ TEST(tool_calls_parse_each_format) {
         {"mistral-args", "ok [TOOL_CALLS]get_weather[ARGS]{\"city\": \"Paris\"}[TOOL_CALLS]f[ARGS]{}", 2, 3,
          {"get_weather", "f"}, {"{\"city\": \"Paris\"}", "{}"}},
         {"granite", "<|tool_call|>[{\"name\": \"f\", \"arguments\": {\"a\": [1, 2]}}]", 1, 0, {"f"}, {"{\"a\": [1, 2]}"}},
+        {"deepseek", "<think>\nhm\n</think>\n\n" DS_BEGIN DS_OPEN "get_weather\n```json\n{\"city\": \"Paris\"}\n```" DS_CLOSE "\n"
+         DS_OPEN "f\n```json\n{}\n```" DS_CLOSE DS_END, 2, 21, {"get_weather", "f"}, {"{\"city\": \"Paris\"}", "{}"}},
         /* not calls: the text is content */
         {"hermes", "no calls here", 0, 0, {0}, {0}},
         {"hermes", "<tool_call>\n{\"name\": \"f\", \"argu", 0, 0, {0}, {0}},                       /* cut */
@@ -212,6 +220,9 @@ TEST(tool_calls_grammar_each_format) {
         {"mistral-args", NULL, true,
          {"[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Rome\", \"unit\": \"f\"}[TOOL_CALLS]ping[ARGS]{}"},
          {"[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Rome\"}"}},
+        {"deepseek", NULL, true,
+         {DS_BEGIN DS_OPEN "ping\n```json\n{}\n```" DS_CLOSE "\n" DS_OPEN "add\n```json\n{\"xs\": [1]}\n```" DS_CLOSE DS_END},
+         {DS_BEGIN DS_OPEN "ping\n```json\n{}\n```" DS_CLOSE}},
         {"granite", "ping", true, {"<|tool_call|>[{\"name\": \"ping\", \"arguments\": {}}]"},
          {"<|tool_call|>[{\"name\": \"add\", \"arguments\": {\"xs\": []}}]"}},
     };
@@ -295,6 +306,56 @@ TEST(tool_calls_generic_rendering) {
     st = vb_chat_tool_vars(t, bad, strlen(bad), &out, err, sizeof err);
     vb_chat_template_free(t);
     CHECKF(st == VB_ERR_ARG && strstr(err, "arguments"), "%d %s", st, err);
+}
+
+/* DeepSeek-R1-Distill adds the arguments to its text: they stay OpenAI's JSON string; the
+ * template never reads `tools`, so they open the system prompt. */
+TEST(tool_calls_deepseek_rendering) {
+    vb_chat_template *t = load("deepseek-r1-distill.jinja");
+    CHECK(t);
+    const char *vars =
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"Weather?\"}, {\"role\": \"assistant\", \"content\": null, "
+        "\"tool_calls\": [{\"id\": \"call_1\", \"type\": \"function\", \"function\": {\"name\": \"get_weather\", "
+        "\"arguments\": \"{\\\"city\\\":\\\"Paris\\\"}\"}}]}], \"tools\": [{\"type\": \"function\", \"function\": "
+        "{\"name\": \"get_weather\"}}]}";
+    char *out = NULL, err[256];
+    CHECKF(vb_chat_tool_vars(t, vars, strlen(vars), &out, err, sizeof err) == VB_OK, "%s", err);
+    vb_chat_prompt p;
+    int st = vb_chat_template_apply(t, out, strlen(out), false, "<s>", "</s>", &p, err, sizeof err);
+    free(out);
+    vb_chat_template_free(t);
+    CHECKF(st == VB_OK, "%s", err);
+    bool ok = strstr(p.text, DS_OPEN "get_weather\n```json\n{\"city\":\"Paris\"}\n```" DS_CLOSE) &&
+              strstr(p.text, "To call a function, answer with " DS_BEGIN DS_OPEN "<function name>\n```json\n") &&
+              strstr(p.text, "\"name\": \"get_weather\"");
+    if (!ok) fprintf(stderr, "    got:\n%s\n", p.text);
+    vb_chat_prompt_free(&p);
+    CHECK(ok);
+}
+
+/* Granite 3.3's template shows only an assistant turn's content: the calls are written into it
+ * in Granite's format, so the model sees what it called. */
+TEST(tool_calls_granite_rendering) {
+    vb_chat_template *t = load("granite3.3.jinja");
+    CHECK(t);
+    const char *vars =
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"Weather?\"}, {\"role\": \"assistant\", \"content\": null, "
+        "\"tool_calls\": [{\"id\": \"call_1\", \"type\": \"function\", \"function\": {\"name\": \"get_weather\", "
+        "\"arguments\": \"{\\\"city\\\":\\\"Paris\\\"}\"}}, {\"id\": \"call_2\", \"type\": \"function\", "
+        "\"function\": {\"name\": \"ping\", \"arguments\": \"{}\"}}]}, {\"role\": \"tool\", \"content\": \"21 C\"}], "
+        "\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"}}]}";
+    char *out = NULL, err[256];
+    CHECKF(vb_chat_tool_vars(t, vars, strlen(vars), &out, err, sizeof err) == VB_OK, "%s", err);
+    vb_chat_prompt p;
+    int st = vb_chat_template_apply(t, out, strlen(out), true, "", "", &p, err, sizeof err);
+    free(out);
+    vb_chat_template_free(t);
+    CHECKF(st == VB_OK, "%s", err);
+    bool ok = strstr(p.text, "<|start_of_role|>assistant<|end_of_role|><|tool_call|>[{\"name\": \"get_weather\", "
+                             "\"arguments\": {\"city\": \"Paris\"}}, {\"name\": \"ping\", \"arguments\": {}}]<|end_of_text|>") != NULL;
+    if (!ok) fprintf(stderr, "    got:\n%s\n", p.text);
+    vb_chat_prompt_free(&p);
+    CHECK(ok);
 }
 
 #endif /* VB_HAVE_JANSSON */

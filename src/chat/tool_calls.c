@@ -1,9 +1,10 @@
 /* tool_calls.c - tool calls (OpenAI function calling) in the format of a chat template's model
  * family (vb_chat_tool_* in vibee.h): which format a template uses (one table below: Hermes /
  * Qwen <tool_call> tags, Llama 3 JSON, Mistral [TOOL_CALLS] lists and [ARGS], Granite
- * <|tool_call|>, and a generic format for templates that do not render tools); the template
+ * <|tool_call|>, DeepSeek's markers, and a generic format for the other templates); the template
  * variables a template expects from OpenAI-shaped messages (arguments strings parsed into
- * objects; for templates without tools, the tools and earlier calls written into the text); a
+ * objects; the tools and earlier calls written into the text where the template does not show
+ * them); a
  * GBNF grammar whose sentences are calls of the given tools, each call's arguments following
  * its parameters schema (the JSON-schema converter of src/grammar, rules renamed per tool); and
  * a parser of generated text into OpenAI tool_calls with the text before the calls. Uses
@@ -31,16 +32,20 @@ typedef struct tool_format {
     const char *args_key;        /* the arguments' key in the JSON object */
     int max_calls;               /* 0: any number */
     int id_len;                  /* ids: 9 alphanumerics (Mistral checks), 0: "call_" + 24 */
+    bool args_string;            /* the template adds arguments to text: keep OpenAI's JSON string */
 } tool_format;
 
 /* First match wins (Mistral Small 3.2's template also holds "[TOOL_CALLS]"). */
 static const tool_format k_formats[] = {
-    {"mistral-args", "[ARGS]", "", "", "[TOOL_CALLS]", "", "", "[ARGS]", NULL, 0, 9},
-    {"mistral", "[TOOL_CALLS]", "[TOOL_CALLS][", "]", "", "", ", ", NULL, "arguments", 0, 9},
-    {"granite", "<|tool_call|>", "<|tool_call|>[", "]", "", "", ", ", NULL, "arguments", 0, 0},
-    {"hermes", "<tool_call>", "", "", "<tool_call>\n", "\n</tool_call>", "\n", NULL, "arguments", 0, 0},
-    {"llama3", "\"parameters\": ", "", "", "", "", "", NULL, "parameters", 1, 0},
-    {"generic", NULL, "", "", "<tool_call>\n", "\n</tool_call>", "\n", NULL, "arguments", 0, 0},
+    {"mistral-args", "[ARGS]", "", "", "[TOOL_CALLS]", "", "", "[ARGS]", NULL, 0, 9, false},
+    {"mistral", "[TOOL_CALLS]", "[TOOL_CALLS][", "]", "", "", ", ", NULL, "arguments", 0, 9, false},
+    {"granite", "<|tool_call|>", "<|tool_call|>[", "]", "", "", ", ", NULL, "arguments", 0, 0, false},
+    {"deepseek", "<\uff5ctool\u2581calls\u2581begin\uff5c>", "<\uff5ctool\u2581calls\u2581begin\uff5c>",
+     "<\uff5ctool\u2581calls\u2581end\uff5c>", "<\uff5ctool\u2581call\u2581begin\uff5c>function<\uff5ctool\u2581sep\uff5c>",
+     "\n```<\uff5ctool\u2581call\u2581end\uff5c>", "\n", "\n```json\n", NULL, 0, 0, true},
+    {"hermes", "<tool_call>", "", "", "<tool_call>\n", "\n</tool_call>", "\n", NULL, "arguments", 0, 0, false},
+    {"llama3", "\"parameters\": ", "", "", "", "", "", NULL, "parameters", 1, 0, false},
+    {"generic", NULL, "", "", "<tool_call>\n", "\n</tool_call>", "\n", NULL, "arguments", 0, 0, false},
 };
 #define N_FORMATS (sizeof k_formats / sizeof k_formats[0])
 
@@ -62,10 +67,8 @@ static const tool_format *format_by_name(const char *name) {
 
 const char *vb_chat_tool_format(const vb_chat_template *t) {
     const char *src = vb_chat_template_source(t);
-    /* a template that never reads `tools` cannot show them: the generic format */
-    if (strstr(src, "tools"))
-        for (size_t i = 0; i + 1 < N_FORMATS; i++)
-            if (strstr(src, k_formats[i].marker)) return k_formats[i].name;
+    for (size_t i = 0; i + 1 < N_FORMATS; i++)
+        if (strstr(src, k_formats[i].marker)) return k_formats[i].name;
     return k_formats[N_FORMATS - 1].name;
 }
 
@@ -240,7 +243,9 @@ int vb_chat_tool_vars(const vb_chat_template *t, const char *json, size_t len, c
         return fail(err, err_len, VB_ERR_ARG, "template variables must be an object with a 'messages' array");
     }
     const tool_format *f = format_by_name(vb_chat_tool_format(t));
-    bool native = strstr(vb_chat_template_source(t), "tools") != NULL;
+    /* what the template renders itself: the tool list, earlier calls */
+    bool reads_tools = strstr(vb_chat_template_source(t), "tools") != NULL;
+    bool reads_calls = strstr(vb_chat_template_source(t), "tool_calls") != NULL;
     int st = VB_OK;
     sbuf text = {0};
     size_t i;
@@ -265,7 +270,7 @@ int vb_chat_tool_vars(const vb_chat_template *t, const char *json, size_t len, c
             }
             /* templates expect the arguments as an object (Hugging Face's convention): parse the
                JSON string OpenAI sends */
-            if (json_is_string(args)) {
+            if (json_is_string(args) && !f->args_string) {
                 json_t *parsed = json_loadb(json_string_value(args), json_string_length(args), JSON_DECODE_ANY, NULL);
                 if (!json_is_object(parsed)) {
                     json_decref(parsed);
@@ -276,13 +281,14 @@ int vb_chat_tool_vars(const vb_chat_template *t, const char *json, size_t len, c
                 json_object_set_new(fn, "arguments", parsed);
                 args = parsed;
             }
-            if (!native) {
-                if (k) sb_str(&text, f->sep);
+            if (!reads_calls) {
+                sb_str(&text, k ? f->sep : f->begin);
                 write_call(&text, f, json_string_value(name), args ? args : json_object());
             }
         }
         if (st != VB_OK) break;
-        if (!native && text.n) { /* the calls become the turn's text */
+        if (!reads_calls && json_array_size(calls)) sb_str(&text, f->end);
+        if (!reads_calls && text.n) { /* the calls become the turn's text */
             json_t *c0 = json_object_get(m, "content");
             sbuf both = {0};
             if (json_is_string(c0) && json_string_length(c0)) {
@@ -297,7 +303,7 @@ int vb_chat_tool_vars(const vb_chat_template *t, const char *json, size_t len, c
     }
     /* a template without tools: the tools and how to call them open the system message */
     json_t *tools = json_object_get(root, "tools");
-    if (st == VB_OK && !native && json_is_array(tools) && json_array_size(tools)) {
+    if (st == VB_OK && !reads_tools && json_is_array(tools) && json_array_size(tools)) {
         sbuf sys = {0};
         sb_str(&sys, "You can call these functions (their parameters as JSON schemas):\n<tools>\n");
         json_t *tool;
@@ -308,9 +314,19 @@ int vb_chat_tool_vars(const vb_chat_template *t, const char *json, size_t len, c
             free(d);
         }
         sb_str(&sys, "</tools>\nTo call a function, answer with ");
+        sb_str(&sys, f->begin);
         sb_str(&sys, f->open);
-        sb_str(&sys, "{\"name\": <function name>, \"arguments\": <arguments object>}");
+        if (f->mid) {
+            sb_str(&sys, "<function name>");
+            sb_str(&sys, f->mid);
+            sb_str(&sys, "<arguments object>");
+        } else {
+            sb_str(&sys, "{\"name\": <function name>, \"");
+            sb_str(&sys, f->args_key);
+            sb_str(&sys, "\": <arguments object>}");
+        }
         sb_str(&sys, f->close);
+        sb_str(&sys, f->end);
         json_t *first = json_array_get(msgs, 0);
         json_t *role = json_object_get(first, "role"), *content = json_object_get(first, "content");
         if (json_is_string(role) && !strcmp(json_string_value(role), "system") && json_is_string(content)) {
