@@ -239,7 +239,8 @@ int vb_chat_tool_vars(const vb_chat_template *t, const char *json, size_t len, c
                       size_t err_len);
 /* GBNF (malloc'd) whose sentences are calls of `tools` (a JSON array of {"type": "function",
  * "function": {"name", "description", "parameters"}}) in `format`: only the function named
- * `only` when not NULL; one or more calls when parallel (and the format allows several), else
+ * `only` when not NULL (every tool is checked all the same); one or more calls when parallel
+ * (and the format allows several), else
  * one; each call's arguments follow its parameters schema (vb_json_schema_to_gbnf). VB_ERR_ARG
  * with err naming the tool for a bad tool or a schema the converter refuses. */
 int vb_chat_tool_grammar(const char *format, const char *tools, size_t len, const char *only, bool parallel,

@@ -260,6 +260,9 @@ TEST(tool_calls_grammar_refusals) {
         {"[{\"type\": \"code\"}]", NULL, {"tools[0]", "function"}},
         {"[{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": 3}}]", NULL, {"parameters", "schema"}},
         {"[{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]", "g", {"no tool is named", "'g'"}},
+        /* a tool not chosen is checked all the same */
+        {"[{\"type\": \"function\", \"function\": {\"name\": \"f\"}}, {\"type\": \"function\", \"function\": {\"name\": \"g\", "
+         "\"parameters\": {\"type\": \"string\", \"pattern\": \"x\"}}}]", "f", {"tools[1] (g)", "pattern"}},
         {"[]", NULL, {"non-empty", "tools"}},
     };
     for (size_t c = 0; c < sizeof bad / sizeof bad[0]; c++) {

@@ -283,7 +283,9 @@ int vb_chat_tool_vars(const vb_chat_template *t, const char *json, size_t len, c
             }
             if (!reads_calls) {
                 sb_str(&text, k ? f->sep : f->begin);
-                write_call(&text, f, json_string_value(name), args ? args : json_object());
+                json_t *none = args ? NULL : json_object();
+                write_call(&text, f, json_string_value(name), args ? args : none);
+                json_decref(none);
             }
         }
         if (st != VB_OK) break;
@@ -413,7 +415,6 @@ int vb_chat_tool_grammar(const char *format, const char *tools, size_t len, cons
             break;
         }
         const char *name = json_string_value(json_object_get(fn, "name"));
-        if (only && strcmp(only, name)) continue;
         json_t *params = json_object_get(fn, "parameters");
         char *schema = params && !json_is_null(params) ? json_dumps(params, JSON_COMPACT)
                                                        : strdup("{\"type\": \"object\", \"properties\": {}}");
@@ -423,6 +424,10 @@ int vb_chat_tool_grammar(const char *format, const char *tools, size_t len, cons
         if (st != VB_OK) {
             fail(err, err_len, st, "tools[%zu] (%s) parameters: %s", i, name, serr[0] ? serr : "out of memory");
             break;
+        }
+        if (only && strcmp(only, name)) { /* checked, not offered */
+            free(sg);
+            continue;
         }
         char prefix[32];
         snprintf(prefix, sizeof prefix, "t%zu-", i);
