@@ -332,9 +332,11 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         pthread_mutex_lock(&e->mu);
         for (;;) {
             bool ready = false;
-            for (int32_t k = 0; k < req->n_jobs && !ready; k++) /* with tools, text a call may start in waits */
-                ready = !x->fin[k] && (api_tool_content_len(req, req->jobs[k]->text, req->jobs[k]->text_stable) > x->sent[k] ||
-                                       req->jobs[k]->state == SRV_JOB_DONE);
+            for (int32_t k = 0; k < req->n_jobs && !ready; k++) { /* with tools, text a call may start in waits */
+                srv_job *j = req->jobs[k];
+                ready = !x->fin[k] && (api_tool_content_len(req, j->text, j->text_stable) > x->sent[k] ||
+                                       j->state == SRV_JOB_DONE);
+            }
             if (ready) break;
             if (x->s->stopping) cancel_jobs(e, req); /* grace over: end with finish_reason "abort" */
             timed_wait_100ms(&e->cond, &e->mu);
