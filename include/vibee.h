@@ -221,6 +221,39 @@ int vb_chat_apply(const vb_model *model, const vb_chat_template *t, const char *
                   size_t err_len);
 void vb_chat_prompt_free(vb_chat_prompt *p);
 
+/* Tool calls (OpenAI function calling) in the format of a template's model family, chosen from
+ * the template text by one table (src/chat/tool_calls.c): "hermes" (<tool_call>\n{"name": N,
+ * "arguments": A}\n</tool_call>: Qwen2.5/3, Hermes 3), "llama3" ({"name": N, "parameters": A},
+ * one call), "mistral" ([TOOL_CALLS][{"name": N, "arguments": A}, ...]), "mistral-args"
+ * ([TOOL_CALLS]N[ARGS]A), "granite" (<|tool_call|>[...]), "deepseek" (its tool-call markers), or
+ * "generic" for templates with none of these (the hermes tags).
+ * The functions below need a library built with jansson (else VB_ERR_UNSUPPORTED). */
+const char *vb_chat_tool_format(const vb_chat_template *t);
+/* Template variables (a JSON object with "messages", "tools", ...) in OpenAI's shape -> what the
+ * template expects (*out malloc'd JSON): tool_calls[].function.arguments JSON strings parsed
+ * into objects (except for "deepseek", whose template concatenates them); for a template that
+ * never reads `tools`, the tools and the call format added to the system message; for one that
+ * never reads `tool_calls`, earlier assistant calls written into their content in the format.
+ * VB_ERR_ARG (err) for malformed tool_calls. */
+int vb_chat_tool_vars(const vb_chat_template *t, const char *json, size_t len, char **out, char *err,
+                      size_t err_len);
+/* GBNF (malloc'd) whose sentences are calls of `tools` (a JSON array of {"type": "function",
+ * "function": {"name", "description", "parameters"}}) in `format`: only the function named
+ * `only` when not NULL (every tool is checked all the same); one or more calls when parallel
+ * (and the format allows several), else
+ * one; each call's arguments follow its parameters schema (vb_json_schema_to_gbnf). VB_ERR_ARG
+ * with err naming the tool for a bad tool or a schema the converter refuses. */
+int vb_chat_tool_grammar(const char *format, const char *tools, size_t len, const char *only, bool parallel,
+                         char **gbnf, char *err, size_t err_len);
+/* Generated text -> *calls: a JSON array (malloc'd) [{"id", "type": "function", "function":
+ * {"name", "arguments": JSON text}}], NULL when the text is not calls in `format` (then all of
+ * it is content); *content_len: the bytes before the calls. Only whitespace may follow them,
+ * unless `cut` (the text ended at a token limit): then the complete calls before an unfinished
+ * one count. */
+int vb_chat_tool_parse(const char *format, const char *text, size_t len, bool cut, char **calls, size_t *content_len);
+/* While streaming: the leading bytes of text that no call in `format` can be part of. */
+size_t vb_chat_tool_content_len(const char *format, const char *text, size_t len);
+
 /* Tokenize text recognising special-token strings only where no byte of them is marked in
  * user[text_len] (user NULL: everywhere, as vb_tokenize with parse_special). Same return
  * contract as vb_tokenize. */

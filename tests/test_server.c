@@ -5,8 +5,9 @@
  * tests/server/openai_fields.mjs: seeds, logit_bias, penalties, n, echo, token and list prompts,
  * include_usage, refused fields; tests/server/embeddings.mjs: /v1/embeddings against the numpy
  * reference's hidden states; tests/server/logprobs.mjs: logprobs against the numpy reference
- * on a fixture model); a bounded load test from a second process (tests/server/load.mjs:
- * concurrent streams under a small KV pool, abrupt disconnects, malformed requests, no leaked
+ * on a fixture model; tests/server/tool_calls.mjs: tools and tool_choice); a bounded load test
+ * from a second process (tests/server/load.mjs: concurrent streams under a small KV pool,
+ * abrupt disconnects, malformed requests, no leaked
  * blocks in /metrics afterwards); availability over raw sockets (1,000 idle connections, the
  * per-IP share, slowloris, Expect: 100-continue, chunked 413, graceful SIGTERM, --timeout); and
  * the basics (--api-key, CORS, --alias, /props, /tokenize, /detokenize, the request log, IPv6).
@@ -106,6 +107,23 @@ TEST(server_logprobs) {
     run_node("logprobs.mjs", out, sizeof out, &rc);
     const char *fail = strstr(out, "FAIL");
     CHECKF(rc == 0 && strstr(out, "all passed"), "logprobs.mjs exit %d: %.400s", rc, fail ? fail : out);
+}
+
+/* tools / tool_choice / parallel_tool_calls on the shipped model: calls of the right function
+ * whose arguments validate against the tool's schema with ajv, streamed and not, a second turn
+ * with tool_calls and a tool result, 400s naming the field (tests/server/tool_calls.mjs). */
+TEST(server_tool_calls) {
+    const char *why = missing_tools();
+    CHECKF(!why, "%s", why);
+    char out[256];
+    CHECKF(vbt_run_cmd("cd tests/js && node -e \"require('ajv')\" 2>/dev/null && echo yes", out, sizeof out) == 0 &&
+               strstr(out, "yes"),
+           "ajv missing: run scripts/install_deps.sh (npm install in tests/js)");
+    static char res[65536];
+    int rc;
+    run_node("tool_calls.mjs", res, sizeof res, &rc);
+    const char *fail = strstr(res, "FAIL");
+    CHECKF(rc == 0 && strstr(res, "all passed"), "tool_calls.mjs exit %d: %.400s", rc, fail ? fail : res);
 }
 
 TEST(server_load_disconnects) {

@@ -2,7 +2,7 @@
 // client: random seeds (absent or -1) reported and reproducible, logit_bias, presence and frequency
 // penalties, n > 1 as independent requests (choice i = a request with seed + i),
 // stream_options.include_usage, echo, prompts as token arrays and lists, and a 400 naming the
-// field for everything not implemented (logprobs out of range, a response_format schema it cannot compile, tools, unknown fields).
+// field for everything not implemented (logprobs out of range, a response_format schema it cannot compile, malformed tools, unknown fields).
 // Usage: node openai_fields.mjs VIBEE. Prints ok/FAIL lines; exit 1 on failure.
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -119,7 +119,7 @@ try {
     [{ logprobs: 1 }, 'logprobs'],
     [{ top_logprobs: 2 }, 'top_logprobs'],
     [{ response_format: { type: 'json_schema', json_schema: { schema: { type: 'nope' } } } }, 'response_format'],
-    [{ tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] }, 'tools'],
+    [{ tools: [{ type: 'function', function: { name: 'not a name', parameters: {} } }] }, 'tools'],
     [{ tool_choice: 'required' }, 'tool_choice'],
     [{ metadata: { a: 'b' } }, 'metadata'],
     [{ echo: true }, 'echo'],

@@ -9,6 +9,9 @@
  * completions logprobs = alternatives, 0..20) come from the engine (vb_logprobs: the model's
  * distribution, before sampler transforms); echo with logprobs is a 400 naming echo. response_format json_object / json_schema and the
  * extension "grammar" (GBNF) constrain sampling (a grammar per job, vb_generate_params.grammar).
+ * tools / tool_choice / parallel_tool_calls: the library's tool-call support (vb_chat_tool_*:
+ * the template's format, a grammar of calls for "required" or a named function, the parser of
+ * outputs into OpenAI tool_calls).
  * Extensions: top_k, min_p, repeat_penalty, repeat_last_n,
  * ignore_eos, decoder ("ar", "wedlm", "verify": this request's decoder; the result carries
  * {"vibee": {"decoder", "n_forward", "tokens_per_forward"}}). */
@@ -93,7 +96,7 @@ void api_use_chat_template(const vb_chat_template *t, const vb_model *model) {
    tool fields templates read), the request's tools and chat_template_kwargs, rendered by the
    chat template. Returns 0 or an HTTP status with err / *param set. */
 static int chat_prompt(json_t *root, json_t *msgs, const api_limits *lim, sbuf *prompt, uint8_t **user,
-                       char *err, size_t err_len, const char **param) {
+                       const char **tool_format, char *err, size_t err_len, const char **param) {
     static const char *const pass[] = {"tool_calls", "tool_call_id", "name", "reasoning_content", NULL};
     json_t *data = json_object(), *list = json_array();
     int status = 0;
@@ -174,8 +177,18 @@ static int chat_prompt(json_t *root, json_t *msgs, const api_limits *lim, sbuf *
     char terr[256];
     if (!t && vb_chat_template_for_model(NULL, lim->chatml ? "chatml" : "plain", &own, terr, sizeof terr) == VB_OK)
         t = own;
+    int st = VB_OK;
+    if (t) *tool_format = vb_chat_tool_format(t);
+    if (t && (json_object_get(data, "tools") || strstr(js, "\"tool_calls\""))) {
+        /* OpenAI's shape -> the template's: arguments strings parsed; tools described to
+           templates that do not render them */
+        char *tv = NULL;
+        st = vb_chat_tool_vars(t, js, strlen(js), &tv, err, err_len);
+        free(js);
+        js = tv;
+    }
     vb_chat_prompt cp = {0};
-    int st = !t ? VB_ERR_NOMEM
+    if (st == VB_OK) st = !t || !js ? VB_ERR_NOMEM
          : g_tmpl && g_tmpl_model ? vb_chat_apply(g_tmpl_model, t, js, strlen(js), true, &cp, err, err_len)
                                    : vb_chat_template_apply(t, js, strlen(js), true, NULL, NULL, &cp, err, err_len);
     free(js);
@@ -263,6 +276,7 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
     json_t *prompts = NULL; /* completions: the "prompt" value */
     char *gbnf = NULL;      /* response_format / grammar as GBNF text */
     const char *gbnf_field = NULL;
+    const char *tool_format = "generic"; /* chat: the template's tool-call format */
     json_t *root = json_loadb(body, len, 0, &jerr);
     if (!root) {
         snprintf(err, err_len, "request body is not valid JSON: %s (line %d, column %d)", jerr.text,
@@ -298,7 +312,7 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
         v = json_object_get(root, "messages");
         if (!v) FAIL("messages", "'messages' is required");
         if (!json_is_array(v) || json_array_size(v) == 0) FAIL("messages", "'messages' must be a non-empty array");
-        int cst = chat_prompt(root, v, lim, &prompt, &user_mask, err, err_len, param);
+        int cst = chat_prompt(root, v, lim, &prompt, &user_mask, &tool_format, err, err_len, param);
         if (cst) {
             free(prompt.p);
             free(user_mask);
@@ -466,6 +480,59 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
         if (!gbnf) FAIL(NULL, "out of memory");
         gbnf_field = "grammar";
     }
+    /* tool calls: tools reach the template (chat_prompt); "auto" parses the output for calls in
+       the template's format, "required" / a named function constrain it to calls by a grammar
+       built from the tools' parameter schemas */
+    json_t *tools = json_object_get(root, "tools");
+    bool have_tools = json_is_array(tools) && json_array_size(tools) > 0;
+    v = json_object_get(root, "parallel_tool_calls");
+    if (v && !json_is_null(v) && !json_is_boolean(v)) FAIL("parallel_tool_calls", "'parallel_tool_calls' must be a boolean");
+    req->tool_parallel = !json_is_false(v);
+    v = json_object_get(root, "tool_choice");
+    const char *choice = have_tools ? "auto" : "none", *only = NULL;
+    if (v && !json_is_null(v)) {
+        json_t *fn = json_is_object(v) ? json_object_get(v, "function") : NULL;
+        json_t *type = json_is_object(v) ? json_object_get(v, "type") : NULL;
+        if (json_is_string(v) && (!strcmp(json_string_value(v), "none") || !strcmp(json_string_value(v), "auto") ||
+                                  !strcmp(json_string_value(v), "required")))
+            choice = json_string_value(v);
+        else if (json_is_string(type) && !strcmp(json_string_value(type), "function") && json_is_object(fn) &&
+                 json_is_string(json_object_get(fn, "name")))
+            choice = "required", only = json_string_value(json_object_get(fn, "name"));
+        else
+            FAIL("tool_choice", "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", "
+                 "\"function\": {\"name\": ...}}");
+        if (!strcmp(choice, "required") && !have_tools)
+            FAIL("tool_choice", "'tool_choice' \"%s\" needs a non-empty 'tools'", only ? "function" : choice);
+        bool named = !only;
+        size_t i;
+        json_t *tl;
+        json_array_foreach(tools, i, tl) {
+            json_t *nm = json_object_get(json_object_get(tl, "function"), "name");
+            named = named || (json_is_string(nm) && !strcmp(json_string_value(nm), only));
+        }
+        if (!named) FAIL("tool_choice", "'tool_choice' names '%.64s', which is not in 'tools'", only);
+    }
+    if (have_tools) { /* every tool well formed and its parameters enforceable, even in "auto" */
+        char *text = json_dumps(tools, JSON_COMPACT), *tg = NULL, terr[256] = "";
+        if (!text) FAIL(NULL, "out of memory");
+        int st = vb_chat_tool_grammar(tool_format, text, strlen(text), only, req->tool_parallel, &tg, terr, sizeof terr);
+        free(text);
+        if (st == VB_ERR_NOMEM) FAIL(NULL, "out of memory");
+        if (st != VB_OK) FAIL("tools", "'tools': %s", terr);
+        if (!strcmp(choice, "required")) {
+            if (gbnf) {
+                free(tg);
+                FAIL("tool_choice", "'tool_choice' \"required\" or a function cannot be combined with 'grammar' or a "
+                     "JSON 'response_format'");
+            }
+            gbnf = tg;
+            gbnf_field = "tools";
+        } else {
+            free(tg);
+        }
+        if (strcmp(choice, "none")) req->tool_format = tool_format;
+    }
     if (gbnf) {
         vb_grammar *g = NULL;
         char gerr[256] = "";
@@ -473,14 +540,6 @@ int api_parse_request(const char *body, size_t len, bool chat, const api_limits 
         vb_grammar_free(g);
         if (st != VB_OK) FAIL(gbnf_field, "'%s': %s", gbnf_field, gerr);
     }
-    v = json_object_get(root, "tools");
-    if (v && !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0))
-        FAIL("tools", "'tools' is not supported by this server");
-    v = json_object_get(root, "tool_choice");
-    if (v && !json_is_null(v) && !(json_is_string(v) && !strcmp(json_string_value(v), "none")))
-        FAIL("tool_choice", "'tool_choice' other than \"none\" is not supported by this server");
-    v = json_object_get(root, "parallel_tool_calls");
-    if (v && !json_is_null(v) && !json_is_boolean(v)) FAIL("parallel_tool_calls", "'parallel_tool_calls' must be a boolean");
     v = json_object_get(root, "store");
     if (v && !json_is_null(v) && !json_is_false(v)) FAIL("store", "'store' is not supported by this server");
     v = json_object_get(root, "user");
@@ -610,11 +669,17 @@ char *api_result_json(bool chat, const char *id, long created, const char *model
     json_t *arr = json_array();
     for (int k = 0; k < n_choices && arr; k++) {
         const api_choice *c = &choices[k];
+        json_t *calls = chat && c->tool_calls ? json_loads(c->tool_calls, 0, NULL) : NULL;
+        bool blank = true; /* content before the calls: null when only whitespace */
+        for (size_t b = 0; calls && b < c->text_len && blank; b++) blank = strchr(" \t\r\n", c->text[b]) != NULL;
         json_t *choice = chat ? json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", k, "message", "role", "assistant",
-                                          "content", cli_json_text(c->text, c->text_len), "logprobs", "finish_reason",
-                                          c->finish)
+                                          "content", calls && blank ? json_null() : cli_json_text(c->text, c->text_len),
+                                          "logprobs", "finish_reason",
+                                          calls && strcmp(c->finish, "length") ? "tool_calls" : c->finish)
                               : json_pack("{s:o, s:i, s:n, s:s}", "text", cli_json_text(c->text, c->text_len), "index", k,
                                           "logprobs", "finish_reason", c->finish);
+        if (calls && choice) json_object_set_new(json_object_get(choice, "message"), "tool_calls", calls);
+        else json_decref(calls);
         if (json_array_append_new(arr, choice) != 0) {
             json_decref(arr);
             arr = NULL;
@@ -727,6 +792,35 @@ char *api_add_logprobs(char *json, bool chat, const vb_model *model, int index, 
         json_object_set_new(c, "logprobs", o);
     }
     return dump(root);
+}
+
+char *api_tool_calls(const api_request *req, const char *text, size_t len, bool cut, size_t *content_len) {
+    char *calls = NULL;
+    *content_len = len;
+    if (!req->tool_format || vb_chat_tool_parse(req->tool_format, text, len, cut, &calls, content_len) != VB_OK || !calls)
+        return NULL;
+    if (req->tool_parallel) return calls;
+    json_t *arr = json_loads(calls, 0, NULL); /* parallel_tool_calls false: the first call only */
+    free(calls);
+    while (json_array_size(arr) > 1) json_array_remove(arr, json_array_size(arr) - 1);
+    return dump(arr);
+}
+
+size_t api_tool_content_len(const api_request *req, const char *text, size_t len) {
+    return req->tool_format ? vb_chat_tool_content_len(req->tool_format, text, len) : len;
+}
+
+char *api_tool_calls_chunk_json(const char *id, long created, const char *model, int index, const char *calls,
+                                bool first) {
+    json_t *arr = json_loads(calls, 0, NULL);
+    size_t i;
+    json_t *c;
+    json_array_foreach(arr, i, c) json_object_set_new(c, "index", json_integer((json_int_t)i));
+    json_t *delta = json_pack("{s:o}", "tool_calls", arr ? arr : json_array());
+    if (delta && first) json_object_set_new(delta, "role", json_string("assistant"));
+    json_t *choice = json_pack("{s:i, s:o, s:n, s:n}", "index", index, "delta", delta, "logprobs", "finish_reason");
+    return dump(json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", id, "object", "chat.completion.chunk", "created",
+                          (json_int_t)created, "model", model, "choices", choice));
 }
 
 char *api_usage_chunk_json(bool chat, const char *id, long created, const char *model, int n_prompt,

@@ -37,6 +37,9 @@ typedef struct api_request {
     int32_t n_jobs;          /* n_prompts * n */
     srv_job *jobs[API_MAX_CHOICES];
     uint64_t seed;           /* seed of choice 0 of each prompt (choice i: seed + i) */
+    const char *tool_format; /* chat with tools and tool_choice not "none": outputs are parsed for
+                                calls in this format (vb_chat_tool_format); NULL: plain text */
+    bool tool_parallel;      /* parallel_tool_calls (default true): else at most one call */
 } api_request;
 
 /* Parse a request body into req (jobs ready for srv_engine_submit). Returns 0, or an HTTP
@@ -55,6 +58,8 @@ typedef struct api_choice {
     const char *text;
     size_t text_len;
     const char *finish;      /* "stop", "length", "timeout", "abort" */
+    const char *tool_calls;  /* chat: a JSON array of OpenAI tool_calls (api_tool_calls; text is then
+                                the content before them, finish "tool_calls"), or NULL */
 } api_choice;
 
 /* Response bodies (malloc'd, NUL-terminated JSON; NULL when out of memory). */
@@ -77,6 +82,17 @@ char *api_chunk_json(bool chat, const char *id, long created, const char *model,
  * keep the raw bytes); a log-probability of -inf is written as -9999. */
 char *api_add_logprobs(char *json, bool chat, const vb_model *model, int index, const srv_token_lp *lp, int32_t n,
                        size_t offset_base);
+/* Tool calls of a finished choice's text when req->tool_format is set: a JSON array (malloc'd;
+ * only the first call unless req->tool_parallel) or NULL, and the bytes of text before them.
+ * cut: the choice ended at max_tokens (the complete calls before an unfinished one count; the
+ * finish reason stays "length"). */
+char *api_tool_calls(const api_request *req, const char *text, size_t len, bool cut, size_t *content_len);
+/* While streaming: the leading bytes of text that can go out as content (all without tools). */
+size_t api_tool_content_len(const api_request *req, const char *text, size_t len);
+/* A stream chunk with a choice's tool calls (calls: as api_tool_calls gives them), each with its
+ * index, id, type and function {name, arguments}. */
+char *api_tool_calls_chunk_json(const char *id, long created, const char *model, int index, const char *calls,
+                                bool first);
 /* The last chunk of a stream with stream_options.include_usage: no choices, usage counts. */
 char *api_usage_chunk_json(bool chat, const char *id, long created, const char *model, int n_prompt,
                            int n_generated);

@@ -367,8 +367,11 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         pthread_mutex_lock(&e->mu);
         for (;;) {
             bool ready = false;
-            for (int32_t k = 0; k < req->n_jobs && !ready; k++)
-                ready = !x->fin[k] && (req->jobs[k]->text_stable > x->sent[k] || req->jobs[k]->state == SRV_JOB_DONE);
+            for (int32_t k = 0; k < req->n_jobs && !ready; k++) { /* with tools, text a call may start in waits */
+                srv_job *j = req->jobs[k];
+                ready = !x->fin[k] && (api_tool_content_len(req, j->text, j->text_stable) > x->sent[k] ||
+                                       j->state == SRV_JOB_DONE);
+            }
             if (ready) break;
             if (x->s->stopping) cancel_jobs(e, req); /* grace over: end with finish_reason "abort" */
             timed_wait_100ms(&e->cond, &e->mu);
@@ -378,26 +381,33 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             }
         }
+        char *calls[API_MAX_CHOICES] = {0}; /* tool calls of a finished choice */
         for (int32_t k = 0; k < req->n_jobs; k++) {
             srv_job *j = req->jobs[k];
             if (x->fin[k]) continue;
-            size_t n = j->text_stable > x->sent[k] ? j->text_stable - x->sent[k] : 0;
+            size_t upto = j->text_stable;
+            if (req->tool_format && j->state == SRV_JOB_DONE && !j->http_status)
+                calls[k] = api_tool_calls(req, j->text, j->text_stable, !strcmp(finish_reason(j), "length"), &upto);
+            else
+                upto = api_tool_content_len(req, j->text, j->text_stable);
+            size_t n = upto > x->sent[k] ? upto - x->sent[k] : 0;
             if (n && (delta[k] = malloc(n))) {
                 memcpy(delta[k], j->text + x->sent[k], n);
                 n_delta[k] = n;
             }
             x->sent[k] += n;
-            bool ends = j->state == SRV_JOB_DONE && x->sent[k] >= j->text_stable;
+            bool ends = j->state == SRV_JOB_DONE && (x->sent[k] >= j->text_stable || calls[k]);
             /* the tokens whose text starts in what was sent (at the end: all the rest) */
-            int32_t upto = x->sent_lp[k];
-            while (upto < j->n_lp && (ends || j->lp[upto].offset < x->sent[k])) upto++;
-            if (upto > x->sent_lp[k] && (lps[k] = malloc((size_t)(upto - x->sent_lp[k]) * sizeof *lps[k]))) {
-                n_lps[k] = upto - x->sent_lp[k];
+            int32_t lp_upto = x->sent_lp[k];
+            while (lp_upto < j->n_lp && (ends || j->lp[lp_upto].offset < x->sent[k])) lp_upto++;
+            if (lp_upto > x->sent_lp[k] && (lps[k] = malloc((size_t)(lp_upto - x->sent_lp[k]) * sizeof *lps[k]))) {
+                n_lps[k] = lp_upto - x->sent_lp[k];
                 memcpy(lps[k], j->lp + x->sent_lp[k], (size_t)n_lps[k] * sizeof *lps[k]);
             }
-            x->sent_lp[k] = upto;
+            x->sent_lp[k] = lp_upto;
             if (ends) {
-                finish[k] = j->http_status ? NULL : finish_reason(j);
+                finish[k] = j->http_status ? NULL
+                          : calls[k] && strcmp(finish_reason(j), "length") ? "tool_calls" : finish_reason(j);
                 snprintf(error[k], sizeof error[k], "%s", j->http_status ? j->error : "");
                 x->fin[k] = true;
                 x->n_fin++;
@@ -416,6 +426,11 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 out_event(x, ch);
                 x->first[k] = false;
                 free(delta[k]);
+            }
+            if (calls[k]) { /* each call whole, in one delta */
+                out_event(x, api_tool_calls_chunk_json(x->id, x->created, model, k, calls[k], x->first[k]));
+                x->first[k] = false;
+                free(calls[k]);
             }
             if (finish[k]) {
                 char *ch = api_chunk_json(req->chat, x->id, x->created, model, k, "", 0, finish[k], x->first[k]);
@@ -516,10 +531,15 @@ static enum MHD_Result handle_completion(rq *q, bool chat) {
                 status = (unsigned)j->http_status;
                 snprintf(msg, sizeof msg, "%s", j->error);
             }
-            choices[k] = (api_choice){j->text ? j->text : "", j->text_len, finish_reason(j)};
+            choices[k] = (api_choice){j->text ? j->text : "", j->text_len, finish_reason(j), NULL};
         }
         usage(&req, &cs->n_prompt, &cs->n_generated);
         pthread_mutex_unlock(&e->mu); /* jobs are done: their fields no longer change */
+        char *calls[API_MAX_CHOICES] = {0}; /* tool calls; the text before them stays content */
+        for (int32_t k = 0; k < req.n_jobs && status == 200 && req.tool_format; k++)
+            if ((calls[k] = api_tool_calls(&req, choices[k].text, choices[k].text_len, !strcmp(choices[k].finish, "length"),
+                                           &choices[k].text_len)))
+                choices[k].tool_calls = calls[k];
         char *body = NULL;
         if (status == 200) {
             for (int32_t k = 0; k < req.n_jobs && req.echo; k++) {
@@ -549,7 +569,7 @@ static enum MHD_Result handle_completion(rq *q, bool chat) {
                 body = api_add_decoding(body, cli_decoder_name(req.jobs[0]->decoder_used), n_forward,
                                         cs->n_generated);
         }
-        for (int32_t k = 0; k < req.n_jobs; k++) free(echo[k]);
+        for (int32_t k = 0; k < req.n_jobs; k++) free(echo[k]), free(calls[k]);
         api_request_free(e, &req);
         if (status != 200) return reply_error(q, status, msg, NULL);
         return reply(q, 200, body, "application/json", seed_header);
