@@ -270,7 +270,10 @@ int vb_tokenize_chat(const vb_model *model, const vb_chat_prompt *p, vb_token *o
 
 typedef struct vb_context vb_context;
 
-enum vb_kv_type { VB_KV_F32 = 0, VB_KV_F16 = 1 };
+/* KV cache element types. Q8_0 (llama.cpp's -ctk q8_0 -ctv q8_0): blocks of 32 values with one
+ * f16 scale, 34 bytes for 32 values (0.27x F32); the cpu and llamacpp backends store it, and on
+ * the cpu backend the head size must be a multiple of 32. */
+enum vb_kv_type { VB_KV_F32 = 0, VB_KV_F16 = 1, VB_KV_Q8_0 = 2 };
 
 typedef struct vb_context_params {
     const char *backend;  /* "cpu", "sim", "llamacpp", "onnx", "cuda"; NULL = by model format

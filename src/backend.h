@@ -14,12 +14,13 @@
 
 #define VB_ERR_LEN 512
 /* The layout of vb_backend_ops; a table written against another one is refused. */
-#define VB_BACKEND_VERSION 3
+#define VB_BACKEND_VERSION 4
 
 typedef struct vb_backend_ops {
     int version;     /* VB_BACKEND_VERSION */
     const char *name;
     bool runs_gguf;  /* runs GGUF models (else only models of its own format) */
+    bool kv_q8_0;    /* stores a VB_KV_Q8_0 cache (else the context refuses that kv_type) */
     /* optional: a model format of the backend's own (sim, onnx). model_probe: is path one (no
        message); model_load: build the model into *model (zeroed; the caller sets owner, path
        and frees it on failure). */

@@ -70,7 +70,7 @@ int vb_context_init(vb_model *model, const vb_context_params *params, vb_context
     char msg[VB_ERR_LEN];
     if (p.n_seq_max < 1 || p.n_seq_max > 4096 || p.n_batch_max < 1 || p.n_batch_max > 65536 ||
         p.block_size < 1 || p.block_size > 4096 || p.n_ctx < 0 || p.n_threads < 0 ||
-        (p.kv_type != VB_KV_F32 && p.kv_type != VB_KV_F16)) {
+        (p.kv_type != VB_KV_F32 && p.kv_type != VB_KV_F16 && p.kv_type != VB_KV_Q8_0)) {
         snprintf(msg, sizeof msg,
                  "vb_context_init: parameter out of range (n_seq_max %d, n_batch_max %d, "
                  "block_size %d, n_ctx %d, n_threads %d, kv_type %d)",
@@ -89,6 +89,11 @@ int vb_context_init(vb_model *model, const vb_context_params *params, vb_context
         snprintf(msg, sizeof msg, "backend '%s' was built for backend interface %d, this library "
                  "has %d", ops->name, ops->version, VB_BACKEND_VERSION);
         return set_err(err, err_len, VB_ERR_BACKEND, msg);
+    }
+    if (p.kv_type == VB_KV_Q8_0 && !ops->kv_q8_0) {
+        snprintf(msg, sizeof msg, "backend '%s' has no q8_0 KV cache (the cpu and llamacpp backends "
+                 "have one; use kv_type f16 or f32 here)", ops->name);
+        return set_err(err, err_len, VB_ERR_UNSUPPORTED, msg);
     }
     if (model->owner ? model->owner != ops : !ops->runs_gguf) {
         if (model->owner)

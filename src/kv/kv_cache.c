@@ -35,13 +35,14 @@ int vb_kvc_create(const vb_kv_config *cfg, vb_kv_cache **out) {
     if (!out) return VB_ERR_ARG;
     *out = NULL;
     if (!cfg || cfg->block_size < 1 || cfg->n_blocks < 1 || cfg->n_seq_max < 1 ||
-        cfg->kv_dim < 0 || cfg->n_layer < 0 || (cfg->kv_type != VB_KV_F32 && cfg->kv_type != VB_KV_F16))
+        cfg->kv_dim < 0 || cfg->n_layer < 0 ||
+        (cfg->kv_type != VB_KV_F32 && cfg->kv_type != VB_KV_F16 && cfg->kv_type != VB_KV_Q8_0) ||
+        (cfg->kv_type == VB_KV_Q8_0 && cfg->kv_dim % 32 != 0))
         return VB_ERR_ARG;
     vb_kv_cache *c = calloc(1, sizeof *c);
     if (!c) return VB_ERR_NOMEM;
     c->cfg = *cfg;
-    size_t el = cfg->kv_type == VB_KV_F16 ? 2 : 4;
-    c->row_bytes = (size_t)cfg->kv_dim * el;
+    c->row_bytes = vb_kvc_row_bytes(cfg->kv_type, cfg->kv_dim);
     c->block_bytes = c->row_bytes * (size_t)cfg->block_size;
     size_t nb = (size_t)cfg->n_blocks, slots = nb * (size_t)cfg->block_size;
     size_t kv_bytes = c->block_bytes * nb * (size_t)cfg->n_layer;

@@ -1,8 +1,8 @@
 /* kv_cache.h - the paged KV cache (vLLM-style): a block pool allocated once, an O(1) free
  * list, per-sequence block tables, reference counts so forked sequences share blocks and copy
  * a shared partially-filled block when they write to it, and per-row logical position and
- * token. Storage per layer is [n_blocks][block_size][kv_dim] for K and for V, so attention can
- * read rows straight from the blocks. With kv_dim = 0 only the row metadata is kept (the sim
+ * token. Storage per layer is [n_blocks][block_size][kv_dim] for K and for V (F32, F16, or Q8_0
+ * blocks of 32 values along each row), so attention can read rows straight from the blocks. With kv_dim = 0 only the row metadata is kept (the sim
  * backend). */
 #ifndef VB_KV_CACHE_H
 #define VB_KV_CACHE_H
@@ -24,6 +24,13 @@ typedef struct vb_kv_config {
 
 typedef struct vb_kv_cache vb_kv_cache;
 
+/* Bytes of `n` values of kv_type (F32 4, F16 2; Q8_0: n / 32 blocks of 34 bytes, n a multiple
+   of 32) and of the first `n` values of a row (the offset of value n, n a multiple of 32 for
+   Q8_0). */
+static inline size_t vb_kvc_row_bytes(int32_t kv_type, int64_t n) {
+    return kv_type == VB_KV_Q8_0 ? (size_t)(n / 32) * 34 : (size_t)n * (kv_type == VB_KV_F16 ? 2 : 4);
+}
+
 int vb_kvc_create(const vb_kv_config *cfg, vb_kv_cache **out); /* VB_OK / VB_ERR_ARG / VB_ERR_NOMEM */
 void vb_kvc_free(vb_kv_cache *c);
 const vb_kv_config *vb_kvc_config(const vb_kv_cache *c);
@@ -42,7 +49,8 @@ int vb_kvc_free_seq(vb_kv_cache *c, vb_seq seq);
 
 /* Block table of seq: block ids for rows [0, seq_len), block j holds rows j*bs..j*bs+bs-1. */
 const int32_t *vb_kvc_block_table(const vb_kv_cache *c, vb_seq seq, int32_t *n_blocks);
-/* K / V storage of one block in one layer: [block_size][kv_dim] of kv_type elements. */
+/* K / V storage of one block in one layer: [block_size][kv_dim] of kv_type elements
+   (vb_kvc_row_bytes(kv_type, kv_dim) bytes a row). */
 void *vb_kvc_k(const vb_kv_cache *c, int32_t layer, int32_t block);
 void *vb_kvc_v(const vb_kv_cache *c, int32_t layer, int32_t block);
 /* K / V of row `row` of seq in a layer ([kv_dim] elements); NULL if out of range. */

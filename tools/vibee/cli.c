@@ -115,8 +115,9 @@ int cli_parse_model_opt(cli_model_opts *o, int argc, char **argv, int *i) {
         const char *v = cli_value(argc, argv, i);
         if (v && strcmp(v, "f32") == 0) o->kv_type = VB_KV_F32;
         else if (v && strcmp(v, "f16") == 0) o->kv_type = VB_KV_F16;
+        else if (v && strcmp(v, "q8_0") == 0) o->kv_type = VB_KV_Q8_0;
         else {
-            fprintf(stderr, "vibee: --kv-type expects f32 or f16\n");
+            fprintf(stderr, "vibee: --kv-type expects f32, f16 or q8_0\n");
             return -1;
         }
         return 1;

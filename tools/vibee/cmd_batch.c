@@ -15,7 +15,7 @@ static void usage(void) {
             "                   [--seed S] [--ignore-eos] [--token-budget B] [--no-prefix-sharing]\n"
             "                   [--decoder ar|wedlm|verify] [--window W] [--tau T] [--lambda L]\n"
             "                   [--draft-max K] [--wedlm-exact] [--wedlm-official]\n"
-            "                   [-b BACKEND] [-t THREADS] [-c CTX] [--kv-type f32|f16] [--block-size B]\n"
+            "                   [-b BACKEND] [-t THREADS] [-c CTX] [--kv-type f32|f16|q8_0] [--block-size B]\n"
             "  PROMPTS.txt: one prompt per line (empty lines are skipped).\n"
             "  -n N: tokens to generate per prompt (default 64). --parallel P: sequences decoded\n"
             "  together (default 4). -c CTX: KV capacity in tokens over all sequences. Requests\n"

@@ -25,7 +25,7 @@ static void usage(FILE *f) {
             "  -t, --threads N            worker threads (default: physical cores; at most 4x the CPUs)\n"
             "  -c, --ctx-size N           KV capacity in tokens (default: trained context, at most 4096)\n"
             "      --batch-size N         most rows in one forward (default 512)\n"
-            "      --kv-type f32|f16      KV cache element type (default f32)\n"
+            "      --kv-type f32|f16|q8_0 KV cache element type (default f32; q8_0: cpu, llamacpp)\n"
             "      --block-size N         KV block size in tokens (default 16)\n"
             "      --vocab FILE.gguf      take the tokenizer from another GGUF file\n"
             "      --backend-options K=V,...   --ep cpu|cuda|tensorrt (onnx backend)\n"

@@ -21,7 +21,7 @@
 static void usage(void) {
     fprintf(stderr,
             "usage: vibee serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N]\n"
-            "                   [-c CTX] [-b BACKEND] [-t THREADS] [--kv-type f32|f16]\n"
+            "                   [-c CTX] [-b BACKEND] [-t THREADS] [--kv-type f32|f16|q8_0]\n"
             "                   [--max-body BYTES] [--max-tokens N] [--timeout SECONDS]\n"
             "                   [--max-queue N] [--max-connections N] [--max-connections-per-ip N]\n"
             "                   [--idle-timeout SECONDS] [--shutdown-grace SECONDS]\n"

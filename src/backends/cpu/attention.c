@@ -543,19 +543,24 @@ static attn_fns pick_fns(const vb_attn_args *a) {
 }
 
 /* Rows [0, n) of head `kv_head` of a cache block of kv_type elements, as float rows *stride
- * apart: a pointer into the block (F32, stride kv_dim) or converted into tmp (F16, stride
- * head_dim).  tmp: [block_size][head_dim]. */
+ * apart: a pointer into the block (F32, stride kv_dim) or converted into tmp (F16; Q8_0
+ * dequantized, its blocks of 32 never spanning two heads; stride head_dim).
+ * tmp: [block_size][head_dim]. */
 static const float *kv_block_rows(const void *block, int32_t n, int32_t kv_dim, int32_t kv_head,
                                   int32_t head_dim, const vb_attn_args *a, const attn_fns *f,
                                   float *tmp, int64_t *stride) {
-    const int64_t off = (int64_t)kv_head * head_dim;
     if (a->kv_type == VB_KV_F32) {
         *stride = kv_dim;
-        return (const float *)block + off;
+        return (const float *)block + (int64_t)kv_head * head_dim;
     }
-    for (int32_t r = 0; r < n; r++)
-        f->f16_to_f32((const uint16_t *)block + off + (int64_t)r * kv_dim,
-                      tmp + (int64_t)r * head_dim, head_dim);
+    const size_t row_bytes = vb_kvc_row_bytes(a->kv_type, kv_dim);
+    const char *src = (const char *)block + vb_kvc_row_bytes(a->kv_type, (int64_t)kv_head * head_dim);
+    for (int32_t r = 0; r < n; r++, src += row_bytes) {
+        if (a->kv_type == VB_KV_F16)
+            f->f16_to_f32((const uint16_t *)src, tmp + (int64_t)r * head_dim, head_dim);
+        else
+            vb_dequantize_row(VB_TYPE_Q8_0, src, tmp + (int64_t)r * head_dim, head_dim);
+    }
     *stride = head_dim;
     return tmp;
 }
@@ -697,9 +702,9 @@ static void prefetch_rows(const vb_attn_args *a, const tile_queries *tq, bool v,
 #if defined(__GNUC__) || defined(__clang__)
     const vb_kv_config *cfg = vb_kvc_config(a->kv);
     if (r0 >= r1) return;
-    const int64_t es = a->kv_type == VB_KV_F32 ? 4 : 2, row_bytes = cfg->kv_dim * es;
-    const int64_t off = (int64_t)tq->kv_head * a->head_dim * es;
-    const int64_t len = (int64_t)tq->n_kvh * a->head_dim * es;
+    const int64_t row_bytes = (int64_t)vb_kvc_row_bytes(a->kv_type, cfg->kv_dim);
+    const int64_t off = (int64_t)vb_kvc_row_bytes(a->kv_type, (int64_t)tq->kv_head * a->head_dim);
+    const int64_t len = (int64_t)vb_kvc_row_bytes(a->kv_type, (int64_t)tq->n_kvh * a->head_dim);
     const int32_t blk = tq->table[r0 / cfg->block_size];
     const char *base =
         (const char *)(v ? vb_kvc_v(a->kv, a->layer, blk) : vb_kvc_k(a->kv, a->layer, blk)) + off;
@@ -728,7 +733,9 @@ static void chunk_scores_rows(const vb_attn_args *a, const attn_fns *f, const ti
     const vb_kv_config *cfg = vb_kvc_config(a->kv);
     const int32_t bs = cfg->block_size, hd = a->head_dim, lanes = f->lanes;
     const int32_t win = bs <= ATTN_KT_COLS ? ATTN_KT_COLS / bs * bs : bs; /* whole blocks */
-    const bool f16 = a->kv_type != VB_KV_F32;
+    /* F32 / F16 keys are transposed straight from the cache; Q8_0 ones from a dequantized copy
+       of the block's rows of that head (sc->tmp, consumed before the next block) */
+    const bool f16 = a->kv_type == VB_KV_F16, q8 = a->kv_type == VB_KV_Q8_0;
     const transpose_fn transpose = f16 ? f->transpose_rows_f16 : f->transpose_rows;
     const int64_t es = f16 ? 2 : 4;
     for (int32_t w0 = j0; w0 < j0 + n_c; w0 += win) {
@@ -740,8 +747,11 @@ static void chunk_scores_rows(const vb_attn_args *a, const attn_fns *f, const ti
             for (int32_t j = w0; j < w1; j += bs) {
                 const int32_t nb = w1 - j < bs ? w1 - j : bs;
                 if (g == 0) prefetch_block(a, tq, false, j + win); /* the next window */
-                const char *k = (const char *)vb_kvc_k(a->kv, a->layer, tq->table[j / bs]) +
-                                (int64_t)(kv_head + g) * hd * es;
+                const void *kblock = vb_kvc_k(a->kv, a->layer, tq->table[j / bs]);
+                int64_t k_stride = cfg->kv_dim;
+                const char *k = q8 ? (const char *)kv_block_rows(kblock, nb, cfg->kv_dim, kv_head + g, hd, a, f,
+                                                                 sc->tmp, &k_stride)
+                                   : (const char *)kblock + (int64_t)(kv_head + g) * hd * es;
                 for (int32_t r = 0; r < nb; r += lanes) {
                     if (col + lanes > ATTN_KT_COLS) {
                         f->qk_tile(sc->kt, ATTN_KT_COLS, (col + lanes - 1) / lanes * lanes, hd,
@@ -750,8 +760,7 @@ static void chunk_scores_rows(const vb_attn_args *a, const attn_fns *f, const ti
                         col = 0;
                     }
                     const int32_t n = nb - r < lanes ? nb - r : lanes;
-                    transpose(k + (int64_t)r * cfg->kv_dim * es, cfg->kv_dim, n, hd, sc->kt + col,
-                              ATTN_KT_COLS);
+                    transpose(k + (int64_t)r * k_stride * es, k_stride, n, hd, sc->kt + col, ATTN_KT_COLS);
                     col += n;
                 }
             }
@@ -830,8 +839,9 @@ static void chunk_partial(const vb_attn_args *a, const attn_fns *f, const attn_t
     }
     for (int32_t m = 0; m < tq->n_q; m++) memset(acc[m], 0, (size_t)hd * sizeof(float));
     int64_t v_stride = 0;
-    const bool rows_path = f->qk_tile && tq->qpk < ATTN_TILE_MIN_Q;
-    const bool f16 = a->kv_type != VB_KV_F32;
+    /* the row path reads F32 / F16 V rows straight from the cache (Q8_0: dequantized per block) */
+    const bool rows_path = f->qk_tile && tq->qpk < ATTN_TILE_MIN_Q && a->kv_type != VB_KV_Q8_0;
+    const bool f16 = a->kv_type == VB_KV_F16;
     if (rows_path) prefetch_block(a, tq, true, j0);
     for (int32_t j = j0; j < j0 + n_c; j += bs) {
         const int32_t nb = j0 + n_c - j < bs ? j0 + n_c - j : bs;

@@ -103,10 +103,16 @@ static int cpu_init(const vb_model *model, const vb_context_params *params, void
     const int32_t block_size = params->block_size > 0 ? params->block_size : 16;
     int32_t n_ctx = params->n_ctx;
     if (n_ctx <= 0) n_ctx = w->n_ctx_train > 0 && w->n_ctx_train < 4096 ? w->n_ctx_train : 4096;
-    if (s->kv_type != VB_KV_F32 && s->kv_type != VB_KV_F16) {
+    if (s->kv_type != VB_KV_F32 && s->kv_type != VB_KV_F16 && s->kv_type != VB_KV_Q8_0) {
         cpu_free(s);
-        return vb_errf(err, VB_ERR_ARG, "cpu backend: kv_type %d is not f32 (0) or f16 (1)",
+        return vb_errf(err, VB_ERR_ARG, "cpu backend: kv_type %d is not f32 (0), f16 (1) or q8_0 (2)",
                        params->kv_type);
+    }
+    if (s->kv_type == VB_KV_Q8_0 && w->head_dim % 32 != 0) { /* Q8_0 blocks must not span heads */
+        const int32_t hd = w->head_dim;
+        cpu_free(s);
+        return vb_errf(err, VB_ERR_UNSUPPORTED, "cpu backend: a q8_0 KV cache needs a head size that is "
+                       "a multiple of 32 (this model's is %d): use kv_type f16", hd);
     }
 
     const int32_t n_blocks = vb_kvc_blocks_for_ctx(n_ctx, block_size, s->n_seq_max);
@@ -190,7 +196,7 @@ static void linear(cpu_state *s, const vb_cpu_mat *m, const float *bias, const f
 }
 
 /* Copy rows [n_rows][dim] of src into the cache rows of layer il (kv_type
- * conversion). */
+ * conversion: F32 as is, F16 rounded, Q8_0 quantized per 32 values). */
 static int store_kv(cpu_state *s, int il, const float *src, int32_t n_rows, bool is_v) {
     const int32_t dim = s->w.kv_dim;
     for (int32_t i = 0; i < n_rows; i++) {
@@ -203,9 +209,11 @@ static int store_kv(cpu_state *s, int il, const float *src, int32_t n_rows, bool
         const float *row = src + (int64_t)i * dim;
         if (s->kv_type == VB_KV_F32) {
             memcpy(dst, row, (size_t)dim * sizeof(float));
-        } else {
+        } else if (s->kv_type == VB_KV_F16) {
             uint16_t *h = dst;
             for (int32_t d = 0; d < dim; d++) h[d] = vb_f32_to_f16(row[d]);
+        } else {
+            vb_quantize_row(VB_TYPE_Q8_0, row, dst, dim); /* ggml's reference Q8_0 */
         }
     }
     return VB_OK;
@@ -410,6 +418,7 @@ const vb_backend_ops vb_backend_cpu = {
     .version = VB_BACKEND_VERSION,
     .name = "cpu",
     .runs_gguf = true,
+    .kv_q8_0 = true,
     .init = cpu_init,
     .free = cpu_free,
     .caps = cpu_caps,

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "../../backend.h"
+#include "../../kv/kv_cache.h"
 #include "../../model.h"
 #include "llama.h"
 
@@ -47,6 +48,7 @@
 #define LCPP_MAX_UBATCH 512 /* physical batch: llama.cpp's default n_ubatch */
 #define LCPP_GGML_TYPE_F32 0 /* ggml's type ids (stable across versions) */
 #define LCPP_GGML_TYPE_F16 1
+#define LCPP_GGML_TYPE_Q8_0 8
 
 /* ------------------------------------------------------------------------------------------
  * Process-wide setup: backend init once, llama.cpp's log routed through one callback
@@ -259,7 +261,9 @@ static int lcpp_init(const vb_model *model, const vb_context_params *params, voi
     cp.n_threads = n_threads;
     cp.n_threads_batch = n_threads;
     cp.kv_unified = true; /* n_ctx cells over all sequences, as vibee counts them; forks share cells */
-    cp.type_k = cp.type_v = params->kv_type == VB_KV_F16 ? LCPP_GGML_TYPE_F16 : LCPP_GGML_TYPE_F32;
+    cp.type_k = cp.type_v = params->kv_type == VB_KV_F16    ? LCPP_GGML_TYPE_F16
+                            : params->kv_type == VB_KV_Q8_0 ? LCPP_GGML_TYPE_Q8_0
+                                                            : LCPP_GGML_TYPE_F32;
     cp.no_perf = true;
     cp.flash_attn_type = flash_attn;
     s->ctx = llama_init_from_model(s->model, cp);
@@ -273,12 +277,12 @@ static int lcpp_init(const vb_model *model, const vb_context_params *params, voi
     }
     s->mem = llama_get_memory(s->ctx);
     s->n_ctx = (int32_t)llama_n_ctx(s->ctx);
-    int64_t kv_elem = params->kv_type == VB_KV_F16 ? 2 : 4;
     int64_t n_head = llama_model_n_head(s->model), n_head_kv = llama_model_n_head_kv(s->model);
     int64_t head_dim = model->info.head_dim > 0 ? model->info.head_dim
                        : n_head > 0                ? llama_model_n_embd(s->model) / n_head
                                                    : 0;
-    s->kv_bytes_per_row = 2 * (int64_t)llama_model_n_layer(s->model) * n_head_kv * head_dim * kv_elem;
+    s->kv_bytes_per_row = 2 * (int64_t)llama_model_n_layer(s->model) *
+                          (int64_t)vb_kvc_row_bytes(params->kv_type, n_head_kv * head_dim);
     s->batch = llama_batch_init(s->n_batch, 0, 1);
     if (!s->batch.token) {
         lcpp_free(s);
@@ -454,6 +458,7 @@ const vb_backend_ops vb_backend_llamacpp = {
     .version = VB_BACKEND_VERSION,
     .name = "llamacpp",
     .runs_gguf = true,
+    .kv_q8_0 = true,
     .init = lcpp_init,
     .free = lcpp_free,
     .caps = lcpp_caps,
