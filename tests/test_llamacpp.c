@@ -320,6 +320,10 @@ static int lc_for_fixtures(int (*fn)(const char *path, const char *name, void *u
     int n = 0;
     while ((e = readdir(d)) && n < 64) {
         size_t l = strlen(e->d_name);
+        /* general.architecture wedlm (llama.cpp PR 18731) is newer than the in-tree llama.cpp:
+           its fixture is checked bit for bit against qwen3-f32 instead (test_reference.c
+           reference_wedlm_arch_equals_qwen3) */
+        if (strncmp(e->d_name, "wedlm-", 6) == 0) continue;
         if (l > 5 && l < sizeof names[0] && strcmp(e->d_name + l - 5, ".gguf") == 0)
             snprintf(names[n++], sizeof names[0], "%s", e->d_name);
     }
