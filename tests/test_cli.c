@@ -137,6 +137,24 @@ TEST(cli_cost_cache_and_exact) {
     CHECK(memcmp(ta, tw, sizeof(int) * 48) == 0);
 }
 
+/* general.architecture = wedlm: vibee run defaults to the wedlm decoder (its mask token found by
+ * text); --decoder ar still wins; a qwen3 file with the same weights defaults to ar. */
+TEST(cli_wedlm_file_defaults_to_wedlm_decoder) {
+    static char out[16384];
+    char cmd[1024];
+    const struct { const char *model, *opt, *want; } cases[] = {
+        {"wedlm-f32", "", "\"decoder\":\"wedlm\""},
+        {"wedlm-f32", "--decoder ar", "\"decoder\":\"ar\""},
+        {"qwen3-f32", "", "\"decoder\":\"ar\""},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(cmd, sizeof cmd, "'%s' run -m '%s/models/%s.gguf' -p the -n 4 -t 1 %s --json 2>&1",
+                 vbt_vibee_bin(), vbt_fixture_dir(), cases[k].model, cases[k].opt);
+        CHECK_EQ_INT(vbt_run_cmd(cmd, out, sizeof out), 0);
+        CHECKF(strstr(out, cases[k].want) != NULL, "%s %s: %s", cases[k].model, cases[k].opt, out);
+    }
+}
+
 /* integer value of "key": in a JSON text (-1 if absent) */
 static long json_long(const char *js, const char *key) {
     char pat[64];
