@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """make_model.py - write a random-weight GGUF model of a real architecture (gpt2, llama, qwen2,
-qwen3, wedlm, phi3) with llama.cpp's metadata keys and tensor names, for tests and benchmarks.
+qwen3, wedlm, phi3, gemma3) with llama.cpp's metadata keys and tensor names, for tests and benchmarks.
 wedlm is qwen3's tensors under wedlm.* keys, its vocabulary holding <|mask|> (control, id
 n_vocab-2) without tokenizer.ggml.mask_token_id; phi3 has a fused attn_qkv [Q; K; V] and a fused
 ffn_up [gate; up] (2 n_ff rows), no biases; --rope-factors adds phi3's LongRoPE
 rope_factors_long/short.weight, rope.scaling.original_context_length = n_ctx and
-rope.scaling.attn_factor.
+rope.scaling.attn_factor. gemma3: qwen3's tensors plus blk.N.post_attention_norm and
+post_ffw_norm, GeGLU, gemma3.attention.sliding_window = --sliding-window (0: none, then
+--softcap writes final_logit_softcapping), --rope-scale F a linear rope.scaling.factor.
 
   make_model.py --arch qwen3 --n-layer 2 --n-embd 256 --n-head 4 --n-head-kv 2 --head-dim 64 \
       --n-ff 512 --n-vocab 512 --n-ctx 4096 --type q4_k --output-type q6_k --tied --out m.gguf
@@ -33,7 +35,7 @@ import gguf_writer as W  # noqa: E402
 from gguf_writer import (GGML_BF16, GGML_F16, GGML_F32, GGML_Q4_0, GGML_Q4_K, GGML_Q6_K, GGML_Q8_0,  # noqa: E402
                          GGUF_INT32, GGUF_STRING, TYPE_BLOCK, TYPE_FROM_NAME, TYPE_NAMES, GGUFWriter)
 
-ARCHS = ("gpt2", "llama", "qwen2", "qwen3", "wedlm", "phi3")
+ARCHS = ("gpt2", "llama", "qwen2", "qwen3", "wedlm", "phi3", "gemma3")
 # control tokens an architecture's vocabulary carries: WeDLM's mask; Phi-3's (its Llama 2 specials
 # and end of turn: llama.cpp looks </s>, <unk>, <s> up by text when general.name says phi3)
 SPECIALS = {"wedlm": ("<|mask|>",), "phi3": ("<unk>", "<s>", "</s>", "<|end|>")}
@@ -103,7 +105,7 @@ def build(a):
     E, L, V, F = a.n_embd, a.n_layer, a.n_vocab, a.n_ff
     H = a.n_head
     Hkv = H if arch == "gpt2" else (a.n_head_kv or H)
-    qwen3 = arch in ("qwen3", "wedlm")
+    qwen3 = arch in ("qwen3", "wedlm", "gemma3")  # head_dim from --head-dim, q/k norms
     if qwen3:
         hd = a.head_dim or E // H
     else:
@@ -111,7 +113,7 @@ def build(a):
             raise ValueError("n_embd %d must be a multiple of n_head %d for %s" % (E, H, arch))
         hd = E // H
         if a.head_dim and a.head_dim != hd:
-            raise ValueError("--head-dim applies to qwen3/wedlm only (%s uses n_embd/n_head)" % arch)
+            raise ValueError("--head-dim applies to qwen3/wedlm/gemma3 only (%s uses n_embd/n_head)" % arch)
     if H % Hkv:
         raise ValueError("n_head %d must be a multiple of n_head_kv %d" % (H, Hkv))
     if arch != "gpt2" and hd % 2:
@@ -168,6 +170,14 @@ def build(a):
         v = 1.0 + 0.1 * rng.standard_normal(n) if kind == "scale" else 0.1 * rng.standard_normal(n)
         w.add_tensor(name, v.astype(np.float32), GGML_F32)
 
+    if arch == "gemma3":
+        if getattr(a, "sliding_window", 0):
+            w.add_u32(p + "attention.sliding_window", a.sliding_window)
+        elif getattr(a, "softcap", 0.0):
+            w.add_f32(p + "final_logit_softcapping", a.softcap)
+        if getattr(a, "rope_scale", 0.0):
+            w.add_string(p + "rope.scaling.type", "linear")
+            w.add_f32(p + "rope.scaling.factor", a.rope_scale)
     rope_factors = getattr(a, "rope_factors", False)
     if rope_factors:
         if arch != "phi3":
@@ -221,6 +231,9 @@ def build(a):
             vec(b + "attn_q_norm.weight", hd, "scale")
             vec(b + "attn_k_norm.weight", hd, "scale")
         mat(b + "attn_output.weight", E, H * hd, std=(H * hd) ** -0.5 * res_scale)
+        if arch == "gemma3":
+            vec(b + "post_attention_norm.weight", E, "scale")
+            vec(b + "post_ffw_norm.weight", E, "scale")
         vec(b + "ffn_norm.weight", E, "scale")
         mat(b + "ffn_gate.weight", F, E)
         mat(b + "ffn_up.weight", F, E)
@@ -245,6 +258,9 @@ def main():
     ap.add_argument("--tied", action="store_true", help="no output.weight: the LM head is token_embd")
     ap.add_argument("--rope-theta", type=float, default=10000.0)
     ap.add_argument("--rope-factors", action="store_true", help="phi3: LongRoPE factor tensors")
+    ap.add_argument("--sliding-window", type=int, default=0, help="gemma3: attention.sliding_window")
+    ap.add_argument("--softcap", type=float, default=0.0, help="gemma3 without window: final_logit_softcapping")
+    ap.add_argument("--rope-scale", type=float, default=0.0, help="gemma3: linear rope.scaling.factor")
     ap.add_argument("--eps", type=float, default=None)
     ap.add_argument("--seed", type=int, default=None, help="default: derived from --out's name")
     ap.add_argument("--name", default="")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """ref_forward.py - the independent numpy reference forward pass of vibee's architectures (gpt2,
-llama, qwen2, qwen3, wedlm, phi3) from a GGUF file, in float64 from exactly dequantized weights.
+llama, qwen2, qwen3, wedlm, phi3, gemma3) from a GGUF file, in float64 from exactly dequantized weights.
 
 Semantics (DESIGN §3): the input is a sequence of rows (token, logical position) of one sequence;
 row t attends to rows 0..t (causal in row order, whatever the positions are); positions only
@@ -19,6 +19,13 @@ Conventions (llama.cpp's, on the GGUF tensors as stored; W[n_out][n_in], y = W x
           biases; LongRoPE: each pair's angle divided by rope_factors_short[i] (the short factors:
           contexts within rope.scaling.original_context_length) and q.k scaled by
           rope.scaling.attn_factor^2 (the factor multiplies cos and sin of both q and k)
+  gemma3: (HF Gemma3ForCausalLM, llama.cpp's converter: norm weights stored with the +1) token
+          embeddings times sqrt(n_embd), RMSNorm, q/k RMSNorm per head, NEOX RoPE, the attention
+          and FFN outputs RMSNormed (post_attention_norm, post_ffw_norm) before their residual
+          adds, GeGLU (gelu_tanh(gate) * up); with gemma3.attention.sliding_window W, layer il is
+          local unless (il + 1) % 6 == 0: RoPE base 10000 and a key visible only when
+          q_pos - k_pos < W; global layers: rope.freq_base, angles divided by a linear
+          rope.scaling.factor; final_logit_softcapping c (files without a window): c tanh(l / c)
   RoPE angle of pair i at position p: p * freq_base^(-2i/head_dim). GQA: query head h uses KV
   head h // (n_head / n_head_kv). Attention scale 1/sqrt(head_dim). Output = output.weight or,
   when absent, token_embd.weight (tied).
@@ -51,7 +58,7 @@ from gguf_writer import (GGML_BF16, GGML_F16, GGML_IQ4_NL, GGML_IQ4_XS, GGML_Q2_
                          GGML_Q3_K, GGML_Q4_0, GGML_Q4_1, GGML_Q4_K, GGML_Q5_0, GGML_Q5_1, GGML_Q5_K,
                          GGML_Q6_K, GGML_Q8_0, READ_ONLY_TYPE_NAMES, TYPE_NAMES, f32_to_bf16_bits)
 
-ARCHS = ("gpt2", "llama", "qwen2", "qwen3", "wedlm", "phi3")
+ARCHS = ("gpt2", "llama", "qwen2", "qwen3", "wedlm", "phi3", "gemma3")
 GRAPH = {"wedlm": "qwen3"}  # architectures that are another's graph under their own key prefix
 
 
@@ -111,6 +118,13 @@ class RefModel:
         self.out_name = "output.weight" if "output.weight" in self.w else "token_embd.weight"
         self.n_vocab = self.w["token_embd.weight"].shape[0]
         self.freq_factors = self.w.get("rope_factors_short.weight")  # phi3 LongRoPE (short)
+        self.n_swa, self.softcap = 0, 0.0
+        if arch == "gemma3":
+            self.n_swa = int(kv.get(p + "attention.sliding_window", 0))
+            if kv.get(p + "rope.scaling.type") == "linear" and float(kv.get(p + "rope.scaling.factor", 1.0)) != 1.0:
+                self.freq_factors = np.full(self.head_dim // 2, float(kv[p + "rope.scaling.factor"]))
+            if not self.n_swa:
+                self.softcap = float(kv.get(p + "final_logit_softcapping", 0.0))
         types = [self.wtype[n] for n in self.w if self.w[n].ndim == 2]
         self.weight_type = {**TYPE_NAMES, **READ_ONLY_TYPE_NAMES}.get(max(set(types), key=types.count), "?")
 
@@ -133,12 +147,18 @@ class RefModel:
         var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
         return (x - mu) / np.sqrt(var + self.eps) * self.w[name] + self.w[name[:-len("weight")] + "bias"]
 
-    def _rope(self, x, pos):
-        """x [n][heads][hd], pos [n] -> rotated copy (normal for llama, NEOX for qwen)."""
+    def _local(self, il):
+        """gemma3: whether layer il is a sliding-window (local) layer."""
+        return self.n_swa > 0 and (il + 1) % 6 != 0
+
+    def _rope(self, x, pos, local=False):
+        """x [n][heads][hd], pos [n] -> rotated copy (normal for llama, NEOX for the others);
+        local: a gemma3 sliding-window layer (base 10000, no frequency factors)."""
         hd = self.head_dim
         half = hd // 2
-        inv = self.theta ** (-np.arange(half, dtype=np.float64) * 2.0 / hd)      # [half]
-        if self.freq_factors is not None:
+        theta = 10000.0 if local else self.theta
+        inv = theta ** (-np.arange(half, dtype=np.float64) * 2.0 / hd)           # [half]
+        if self.freq_factors is not None and not local:
             inv = inv / self.freq_factors
         ang = pos.astype(np.float64)[:, None] * inv[None, :]                    # [n][half]
         c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
@@ -153,14 +173,17 @@ class RefModel:
             y[..., half:] = a * s + b * c
         return y
 
-    def _attention(self, q, k, v, kv_f16):
-        """q [n][H][hd], k/v [n][Hkv][hd] -> [n][H*hd], causal in row order."""
+    def _attention(self, q, k, v, kv_f16, pos=None, window=0):
+        """q [n][H][hd], k/v [n][Hkv][hd] -> [n][H*hd], causal in row order (window > 0: also
+        only keys with q_pos - k_pos < window)."""
         n, H, hd = q.shape
         if kv_f16:
             k = k.astype(np.float16).astype(np.float64)
             v = v.astype(np.float16).astype(np.float64)
         group = H // self.n_head_kv
         mask = np.tril(np.ones((n, n), dtype=bool))
+        if window > 0:
+            mask &= (pos[:, None] - pos[None, :]) < window
         out = np.zeros((n, H, hd))
         for h in range(H):
             kh = h // group
@@ -184,6 +207,8 @@ class RefModel:
         n = tok.size
         H, Hkv, hd = self.n_head, self.n_head_kv, self.head_dim
         x = self.w["token_embd.weight"][tok]                                     # [n][n_embd]
+        if self.arch == "gemma3":
+            x = x * math.sqrt(self.n_embd)
         if self.arch == "gpt2":
             if pos.max() >= self.w["position_embd.weight"].shape[0] or pos.min() < 0:
                 raise ValueError("position out of range of position_embd")
@@ -208,13 +233,16 @@ class RefModel:
                 q = self._mm(h, b + "attn_q.weight", act).reshape(n, H, hd)
                 k = self._mm(h, b + "attn_k.weight", act).reshape(n, Hkv, hd)
                 v = self._mm(h, b + "attn_v.weight", act).reshape(n, Hkv, hd)
-                if self.arch == "qwen3":
+                if self.arch in ("qwen3", "gemma3"):
                     q = self._rmsnorm(q, b + "attn_q_norm.weight")
                     k = self._rmsnorm(k, b + "attn_k_norm.weight")
-                q = self._rope(q, pos)
-                k = self._rope(k, pos)
-            att = self._attention(q, k, v, kv_f16)                               # [n][H*hd]
-            x = x + self._mm(att, b + "attn_output.weight", act)
+                q = self._rope(q, pos, self._local(il))
+                k = self._rope(k, pos, self._local(il))
+            att = self._attention(q, k, v, kv_f16, pos, self.n_swa if self._local(il) else 0)  # [n][H*hd]
+            o = self._mm(att, b + "attn_output.weight", act)
+            if self.arch == "gemma3":
+                o = self._rmsnorm(o, b + "post_attention_norm.weight")
+            x = x + o
             if self.arch == "gpt2":
                 h = self._layernorm(x, b + "ffn_norm.weight")
                 u = self._mm(h, b + "ffn_up.weight", act)
@@ -228,12 +256,20 @@ class RefModel:
                 else:
                     gt = self._mm(h, b + "ffn_gate.weight", act)
                     u = self._mm(h, b + "ffn_up.weight", act)
-                x = x + self._mm(gt / (1.0 + np.exp(-gt)) * u, b + "ffn_down.weight", act)
+                if self.arch == "gemma3":
+                    a = 0.5 * gt * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (gt + 0.044715 * gt ** 3)))
+                    f = self._mm(a * u, b + "ffn_down.weight", act)
+                    x = x + self._rmsnorm(f, b + "post_ffw_norm.weight")
+                else:
+                    x = x + self._mm(gt / (1.0 + np.exp(-gt)) * u, b + "ffn_down.weight", act)
         if self.arch == "gpt2":
             x = self._layernorm(x, "output_norm.weight")
         else:
             x = self._rmsnorm(x, "output_norm.weight")
-        return self._mm(x, self.out_name, act)
+        lg = self._mm(x, self.out_name, act)
+        if self.softcap > 0:
+            lg = self.softcap * np.tanh(lg / self.softcap)
+        return lg
 
     def greedy(self, prompt_tokens, prompt_positions, n_steps, **kw):
         """Greedy continuation: the argmax of the last row is appended at the next position
@@ -312,7 +348,7 @@ def selftest():
         for arch in ARCHS:
             path = os.path.join(td, arch + ".gguf")
             a = _ap.Namespace(arch=arch, n_layer=2, n_embd=64, n_head=4, n_head_kv=2 if arch != "gpt2" else 0,
-                              head_dim=32 if arch in ("qwen3", "wedlm") else 0, n_ff=96, n_vocab=300, n_ctx=256,
+                              head_dim=32 if arch in ("qwen3", "wedlm", "gemma3") else 0, n_ff=96, n_vocab=300, n_ctx=256,
                               type="f32", output_type="", tied=arch in ("qwen3", "gpt2"),
                               rope_theta=10000.0, eps=None, seed=7, name="", no_vocab=False, out=path,
                               rope_factors=arch == "phi3")

@@ -11,7 +11,12 @@
  *          mask token may be named only by its text in the vocabulary.
  *   phi3:  RMSNorm, RoPE NEOX, attn_qkv fused or separate (no biases), SwiGLU with gate and up fused in one
  *          ffn_up [2 n_ff][n_embd] (gate rows first: ggml_swiglu activates the first half),
- *          optional rope_factors_long/short (LongRoPE), optional output.bias. */
+ *          optional rope_factors_long/short (LongRoPE), optional output.bias.
+ *   gemma3: RMSNorm (weights as stored: the converter already added Gemma's +1), embeddings
+ *          scaled by sqrt(n_embd), QK norm, RoPE NEOX, post-attention and post-FFN norms, GeGLU
+ *          (GELU tanh of the gate), tied output; with gemma3.attention.sliding_window, five
+ *          local layers (RoPE base 10000) to each global one (gemma3.rope.freq_base, linear
+ *          rope.scaling.factor); final logit softcap only without sliding window (llama.cpp). */
 #include "arch.h"
 
 #include <stdio.h>
@@ -36,6 +41,9 @@ static const vb_arch ARCHS[] = {
     {.name = "phi3", .graph = "phi3", .norm = VB_ARCH_NORM_RMS, .rope = VB_ARCH_ROPE_NEOX,
      .fused_qkv = VB_ARCH_OPTIONAL, .qkv_bias = VB_ARCH_NO, .out_bias = VB_ARCH_NO,
      .ffn = VB_ARCH_FFN_SWIGLU, .fused_gate_up = true, .rope_factors = true},
+    {.name = "gemma3", .graph = "gemma3", .norm = VB_ARCH_NORM_RMS, .rope = VB_ARCH_ROPE_NEOX,
+     .qkv_bias = VB_ARCH_NO, .out_bias = VB_ARCH_NO, .qk_norm = true, .ffn = VB_ARCH_FFN_GEGLU,
+     .embd_scale = true, .post_norms = true, .swa_pattern = 6, .logit_softcap = true},
 };
 
 /* WeDLM's tokenizers: the project's own (scripts/wedlm/bpe.py, models/wedlm-py-6m.md) calls it

@@ -10,8 +10,9 @@
 
 enum vb_arch_norm { VB_ARCH_NORM_LAYER = 0, VB_ARCH_NORM_RMS = 1 };
 enum vb_arch_rope { VB_ARCH_ROPE_NONE = 0, VB_ARCH_ROPE_NORM = 1, VB_ARCH_ROPE_NEOX = 2 };
-/* the feed-forward: up -> GELU(tanh) -> down (gpt2), or gated: act(gate) * up -> down */
-enum vb_arch_ffn { VB_ARCH_FFN_GELU = 0, VB_ARCH_FFN_SWIGLU = 1 };
+/* the feed-forward: up -> GELU(tanh) -> down (gpt2), or gated: act(gate) * up -> down with
+ * act = SiLU (SwiGLU) or GELU(tanh) (GeGLU) */
+enum vb_arch_ffn { VB_ARCH_FFN_GELU = 0, VB_ARCH_FFN_SWIGLU = 1, VB_ARCH_FFN_GEGLU = 2 };
 /* whether a group of tensors must be present, may be, or is never read */
 enum vb_arch_need { VB_ARCH_NO = 0, VB_ARCH_OPTIONAL = 1, VB_ARCH_REQUIRED = 2 };
 
@@ -33,6 +34,14 @@ typedef struct vb_arch {
     bool rope_freqs;    /* optional rope_freqs.weight [n_rot/2] (Llama 3.1 frequency factors) */
     bool rope_factors;  /* optional rope_factors_long/short.weight (Phi-3 LongRoPE) */
     bool mask_from_vocab; /* no tokenizer.ggml.mask_token_id: the WeDLM mask token by its text */
+    bool embd_scale;    /* token embeddings multiplied by sqrt(n_embd) */
+    bool post_norms;    /* RMSNorm of the attention and FFN outputs before their residual adds
+                           (blk.N.post_attention_norm, blk.N.post_ffw_norm) */
+    int swa_pattern;    /* > 0 with <arch>.attention.sliding_window: every swa_pattern-th layer
+                           is global, the others sliding-window (local) layers, which use RoPE
+                           base 10000 and no frequency scaling */
+    bool logit_softcap; /* <arch>.final_logit_softcapping c > 0 (files without sliding window):
+                           logits = c tanh(logits / c) */
 } vb_arch;
 
 /* The traits of general.architecture `name`; NULL if vibee does not know it. */

@@ -22,8 +22,9 @@
  * tests/test_reference.c bounds the cpu backend's distance to the exact numpy reference per type;
  * llama.cpp, doing the same roundings, is within the same distance, so the two are within about
  * twice that (triangle inequality): F16 2e-2, BF16 4e-2, Q8_0/Q6_K 1.2e-1, Q4_0 1e-1, Q4_K 1.6e-1.
- * F32: 1e-4 (float32 rounding over 2 layers and 76 rows; measured <= 5e-6), except GPT-2 1e-3
- * because ggml evaluates GELU through an f16 lookup table (measured 3.6e-4). These comparisons
+ * F32: 1e-4 (float32 rounding over 2 layers and 76 rows; measured <= 5e-6), except the GELU
+ * architectures (GPT-2, Gemma 3's GeGLU) 1e-3 because ggml evaluates GELU through an f16 lookup
+ * table (measured 3.6e-4 on both). These comparisons
  * run llama.cpp with flash_attn=off: its CPU flash attention rounds to f16 even with F32 K/V
  * (measured 1.5e-3 on F32 models); the shipped F16 model is checked with both settings. Measured
  * worst cases on the fixtures are 3x-10x below each bound; a wrong mask, RoPE, KV row or
@@ -114,7 +115,7 @@ static double lc_rel_err(const float *a, const float *ref, int n) {
 
 /* Bound of err(row) for cpu vs llamacpp by dominant weight type (see the top of the file). */
 static double lc_bound(const char *type, const char *arch) {
-    if (!strcmp(type, "f32")) return strcmp(arch, "gpt2") == 0 ? 1e-3 : 1e-4;
+    if (!strcmp(type, "f32")) return !strcmp(arch, "gpt2") || !strcmp(arch, "gemma3") ? 1e-3 : 1e-4;
     if (!strcmp(type, "f16")) return 2e-2;
     if (!strcmp(type, "bf16")) return 4e-2;
     if (!strcmp(type, "q8_0")) return 1.2e-1;

@@ -1,6 +1,6 @@
 /* test_reference.c - whole-model check of the CPU backend against the independent numpy reference
  * (scripts/ref_forward.py, float64 from exactly dequantized weights) on the random-weight models
- * of scripts/fixtures/models.sh: every architecture (gpt2 llama qwen2 qwen3 wedlm phi3) and
+ * of scripts/fixtures/models.sh: every architecture (gpt2 llama qwen2 qwen3 wedlm phi3 gemma3) and
  * weight type.
  *
  * Uses only the public API. Per model, for KV types F32 and F16: load, create a "cpu" context,
@@ -510,7 +510,8 @@ static const struct {
     {"qwen3-f16-long", "f16", 1}, {"qwen3-bf16", "bf16", 0},    {"qwen3-q8_0", "q8_0", 0},
     {"qwen3-q4_0", "q4_0", 0},    {"qwen3-q4_k", "q4_k", 0},
     {"wedlm-f32", "f32", 0},      {"phi3-f32", "f32", 1},       {"phi3-f16-long", "f16", 1},
-    {"phi3-q8_0", "q8_0", 1},
+    {"phi3-q8_0", "q8_0", 1},     {"gemma3-f32", "f32", 1},     {"gemma3-q8_0", "q8_0", 1},
+    {"gemma3-f16-cap", "f16", 1},
     {"qwen2-896-q4_k_m", "q5_0", 1}, {"qwen2-896-q3_k_m", "iq4_nl", 1}, {"qwen2-896-q5_k_s", "q5_1", 1},
     {"llama-256-q2_k", "q2_k", 1},   {"llama-256-q3_k_l", "q3_k", 1},   {"llama-256-q5_k_m", "q5_k", 1},
     {"llama-256-q4_1", "q4_1", 1},   {"llama-256-iq4_nl", "iq4_nl", 1}, {"llama-256-iq4_xs", "iq4_xs", 1},
@@ -559,6 +560,9 @@ REFERENCE_TEST(reference_wedlm_f32, "wedlm-f32", "f32")
 REFERENCE_TEST(reference_phi3_f32, "phi3-f32", "f32")
 REFERENCE_TEST(reference_phi3_f16_long_rope_factors, "phi3-f16-long", "f16")
 REFERENCE_TEST(reference_phi3_q8_0, "phi3-q8_0", "q8_0")
+REFERENCE_TEST(reference_gemma3_f32_local_global, "gemma3-f32", "f32")
+REFERENCE_TEST(reference_gemma3_q8_0_rope_scale, "gemma3-q8_0", "q8_0")
+REFERENCE_TEST(reference_gemma3_f16_softcap, "gemma3-f16-cap", "f16")
 REFERENCE_TEST(reference_qwen2_896_q4_k_m, "qwen2-896-q4_k_m", "q5_0")
 REFERENCE_TEST(reference_qwen2_896_q3_k_m, "qwen2-896-q3_k_m", "iq4_nl")
 REFERENCE_TEST(reference_qwen2_896_q5_k_s, "qwen2-896-q5_k_s", "q5_1")
@@ -613,4 +617,34 @@ TEST(reference_wedlm_arch_equals_qwen3) {
     printf("     wedlm-f32 == qwen3-f32: %d rows x %d logits identical\n", n_rows, n_vocab);
     free(logits[0]);
     free(logits[1]);
+}
+
+/* Gemma 3's sliding-window layers: the cpu backend has no windowed attention, so it runs
+ * contexts within the window (gemma3-f32: 128 rows), where the window never binds. A context
+ * asked longer is refused naming the window; the default context is the window; a row beyond it
+ * is refused and leaves the sequence as it was. */
+TEST(reference_gemma3_context_within_window) {
+    char path[512], err[512] = "";
+    snprintf(path, sizeof path, "%s/models/gemma3-f32.gguf", vbt_fixture_dir());
+    vb_model *m = NULL;
+    CHECKF(vb_model_load(path, NULL, &m, err, sizeof err) == VB_OK, "%s", err);
+    vb_context_params cp = vb_context_default_params();
+    cp.backend = "cpu";
+    cp.n_threads = 2;
+    cp.n_ctx = 256;
+    vb_context *ctx = NULL;
+    CHECK_EQ_INT(vb_context_init(m, &cp, &ctx, err, sizeof err), VB_ERR_UNSUPPORTED);
+    CHECKF(strstr(err, "sliding window") && strstr(err, "128"), "%s", err);
+    cp.n_ctx = 0;
+    CHECKF(vb_context_init(m, &cp, &ctx, err, sizeof err) == VB_OK, "%s", err);
+    vb_batch *b = vb_batch_init(128);
+    for (int i = 0; i < 128; i++) vb_batch_add(b, (vb_token)(i % 250), i, 0, i == 127);
+    CHECK_EQ_INT(vb_forward(ctx, b), VB_OK);
+    vb_batch_clear(b);
+    vb_batch_add(b, 5, 128, 0, true);
+    CHECK_EQ_INT(vb_forward(ctx, b), VB_ERR_ARG);
+    CHECK_EQ_INT(vb_kv_seq_len(ctx, 0), 128);
+    vb_batch_free(b);
+    vb_context_free(ctx);
+    vb_model_free(m);
 }

@@ -101,6 +101,20 @@ static int cpu_init(const vb_model *model, const vb_context_params *params, void
     const int32_t block_size = params->block_size > 0 ? params->block_size : 16;
     int32_t n_ctx = params->n_ctx;
     if (n_ctx <= 0) n_ctx = w->n_ctx_train > 0 && w->n_ctx_train < 4096 ? w->n_ctx_train : 4096;
+    /* sliding-window layers: attention here has no window, so contexts stay within it (a
+       sequence's rows, in row order, never reach back further than the window) */
+    if (w->n_swa > 0 && n_ctx > w->n_swa) {
+        if (params->n_ctx > 0) {
+            const int32_t n_swa = w->n_swa;
+            cpu_free(s);
+            return vb_errf(err, VB_ERR_UNSUPPORTED,
+                           "cpu backend: n_ctx %d is longer than the model's sliding window (%d "
+                           "rows; %s.attention.sliding_window): sliding-window attention is not "
+                           "implemented, use n_ctx <= %d",
+                           params->n_ctx, n_swa, model->info.arch, n_swa);
+        }
+        n_ctx = w->n_swa;
+    }
     vb_cpu_model_set_ctx(&s->w, n_ctx);
     if (s->kv_type != VB_KV_F32 && s->kv_type != VB_KV_F16) {
         cpu_free(s);
@@ -233,12 +247,14 @@ static void project_qkv(cpu_state *s, const vb_cpu_layer *L, const vb_batch *bat
         vb_op_rmsnorm(s->k, s->k, L->k_norm, (int64_t)n_rows * w->n_head_kv, w->head_dim,
                       w->norm_eps);
     }
+    const float theta = L->swa ? w->rope_theta_swa : w->rope_theta; /* local layers: own base */
+    const float *freqs = L->swa ? NULL : w->rope_freqs;
     for (int32_t i = 0; i < n_rows && w->use_rope; i++) {
         const int32_t pos = batch->pos[i];
-        vb_op_rope(s->q + (int64_t)i * w->n_q, w->n_head, w->head_dim, w->n_rot, pos, w->rope_theta,
-                   w->rope_freqs, w->rope_kind);
-        vb_op_rope(s->k + (int64_t)i * w->kv_dim, w->n_head_kv, w->head_dim, w->n_rot, pos,
-                   w->rope_theta, w->rope_freqs, w->rope_kind);
+        vb_op_rope(s->q + (int64_t)i * w->n_q, w->n_head, w->head_dim, w->n_rot, pos, theta, freqs,
+                   w->rope_kind);
+        vb_op_rope(s->k + (int64_t)i * w->kv_dim, w->n_head_kv, w->head_dim, w->n_rot, pos, theta,
+                   freqs, w->rope_kind);
     }
 }
 
@@ -260,10 +276,14 @@ static void feed_forward(cpu_state *s, const vb_cpu_layer *L, int32_t n_rows) {
     } else {
         linear(s, &L->ffn_gate, NULL, s->xn, n_rows, s->ffn_a);
         linear(s, &L->ffn_up, NULL, s->xn, n_rows, s->ffn_b);
-        vb_op_silu_mul(s->ffn_a, s->ffn_b, n_rows * F);
+        if (w->arch->ffn == VB_ARCH_FFN_GEGLU)
+            vb_op_gelu_mul(s->ffn_a, s->ffn_b, n_rows * F);
+        else
+            vb_op_silu_mul(s->ffn_a, s->ffn_b, n_rows * F);
     }
-    /* down projection into xn (free now), then residual add */
+    /* down projection into xn (free now), [post-FFN norm,] then residual add */
     linear(s, &L->ffn_down, L->ffn_down_b, s->ffn_a, n_rows, s->xn);
+    if (L->ffn_post_norm) vb_op_rmsnorm(s->xn, s->xn, L->ffn_post_norm, n_rows, w->n_embd, w->norm_eps);
     vb_op_add(s->x, s->xn, (int64_t)n_rows * w->n_embd);
 }
 
@@ -276,6 +296,8 @@ static int compute(cpu_state *s, const vb_batch *batch, float *logits) {
     /* embeddings: x[i] = token_embd[token[i]] (+ position_embd[pos[i]] for learned positions) */
     for (int32_t i = 0; i < n; i++) {
         vb_get_row(w->tok_embd.type, w->tok_embd.data, E, batch->token[i], s->x + i * E);
+        if (w->embd_scale != 1.0f)
+            for (int64_t j = 0; j < E; j++) s->x[i * E + j] *= w->embd_scale;
         if (w->arch->pos_embd) {
             vb_get_row(w->pos_embd.type, w->pos_embd.data, E, batch->pos[i], s->xn);
             vb_op_add(s->x + i * E, s->xn, E);
@@ -328,6 +350,7 @@ static int compute(cpu_state *s, const vb_batch *batch, float *logits) {
         };
         vb_attention(s->tp, &a);
         linear(s, &L->wo, L->bo, s->attn, n_rows, s->xn);
+        if (L->attn_post_norm) vb_op_rmsnorm(s->xn, s->xn, L->attn_post_norm, n_rows, E, w->norm_eps);
         vb_op_add(s->x, s->xn, (int64_t)n_rows * E);
 
         norm_rows(w, s->x, s->xn, L->ffn_norm, L->ffn_norm_b, n_rows);
@@ -337,6 +360,7 @@ static int compute(cpu_state *s, const vb_batch *batch, float *logits) {
     /* here n_rows == n_want: the last layer kept only the logit rows (in batch order) */
     norm_rows(w, s->x, s->xn, w->output_norm, w->output_norm_b, n_rows);
     linear(s, &w->output, w->output_b, s->xn, n_rows, logits);
+    if (w->logit_softcap > 0.0f) vb_op_softcap(logits, (int64_t)n_rows * w->n_vocab, w->logit_softcap);
     return VB_OK;
 }
 
@@ -372,6 +396,14 @@ static int cpu_forward(void *state, const vb_batch *batch, float *logits) {
     for (int32_t i = 0; i < n; i++) {
         s->row_seq[i] = batch->seq[i];
         s->n_kv[i] = s->kv_row[i] + 1;
+        if (w->n_swa > 0 && s->kv_row[i] >= w->n_swa) { /* see cpu_init */
+            vb_kvc_undo_batch(s->kv, batch, s->kv_row, n);
+            return vb_errf(s->err, VB_ERR_ARG,
+                           "cpu backend: row %d would be row %d of sequence %d, beyond the "
+                           "model's %d-row sliding window (sliding-window attention is not "
+                           "implemented)",
+                           i, s->kv_row[i], batch->seq[i], w->n_swa);
+        }
     }
 
     /* (compute may compact row_seq; the batch itself still names every row's sequence) */

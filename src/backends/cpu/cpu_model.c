@@ -252,6 +252,21 @@ static int load_hparams(vb_cpu_model *m, const vb_model *model, char *err) {
                            k2, m->n_rot, m->head_dim);
         m->attn_scale *= af * af;
     }
+    /* gemma3: sliding-window layers, embedding scale, logit softcap, query scale */
+    m->embd_scale = a->embd_scale ? sqrtf((float)m->n_embd) : 1.0f;
+    m->rope_theta_swa = 10000.0f;
+    int32_t n_swa = 0;
+    arch_key(k2, sizeof k2, model, "attention.sliding_window");
+    if (a->swa_pattern > 0 && vb_gguf_get_i32(model->gguf, k2, &n_swa) && n_swa > 0) m->n_swa = n_swa;
+    float cap = 0.0f;
+    arch_key(k2, sizeof k2, model, "final_logit_softcapping");
+    if (a->logit_softcap && m->n_swa == 0 && vb_gguf_get_f32(model->gguf, k2, &cap) && cap > 0.0f) {
+        if (!isfinite(cap))
+            return vb_errf(err, VB_ERR_FORMAT, "cpu backend: %s is not finite", k2);
+        m->logit_softcap = cap;
+    }
+    if (a->swa_pattern > 0 && m->n_layer == 62) /* Gemma 3 27B: query_pre_attn_scalar = n_embd / n_head */
+        m->attn_scale = 1.0f / sqrtf((float)(m->n_embd / m->n_head));
     if (a->pos_embd && m->n_ctx_train <= 0) {
         const int64_t pe_rows = tensor_rows(model, "position_embd.weight");
         if (pe_rows > 0 && pe_rows <= INT32_MAX) m->n_ctx_train = (int32_t)pe_rows;
@@ -287,6 +302,13 @@ static int load_layer(vb_cpu_model *m, const vb_model *model, int il, char *err)
     if (a->out_bias != VB_ARCH_NO)
         TRY(load_vec(&L->bo, m, model, "blk.%d.attn_output.bias", il, E,
                      a->out_bias == VB_ARCH_REQUIRED, err));
+
+    if (a->post_norms) {
+        TRY(load_vec(&L->attn_post_norm, m, model, "blk.%d.post_attention_norm.weight", il, E, true,
+                     err));
+        TRY(load_vec(&L->ffn_post_norm, m, model, "blk.%d.post_ffw_norm.weight", il, E, true, err));
+    }
+    L->swa = m->n_swa > 0 && (il + 1) % a->swa_pattern != 0;
 
     /* Q, K, V: one fused attn_qkv [Q; K; V] (split into views) or three matrices */
     const bool bias_req = a->qkv_bias == VB_ARCH_REQUIRED;
@@ -489,6 +511,30 @@ int vb_cpu_model_init(vb_cpu_model *m, const vb_model *model, char *err) {
             goto fail;
         }
         m->rope_freqs = m->rope_short;
+    }
+    if (a->swa_pattern > 0) { /* gemma3's global layers: linear rope.scaling.factor */
+        char key[96];
+        const char *type = NULL;
+        uint64_t type_len = 0;
+        float factor = 1.0f;
+        arch_key(key, sizeof key, model, "rope.scaling.type");
+        const bool linear = vb_gguf_get_str(model->gguf, key, &type, &type_len) &&
+                            type_len == 6 && memcmp(type, "linear", 6) == 0;
+        arch_key(key, sizeof key, model, "rope.scaling.factor");
+        if (linear && vb_gguf_get_f32(model->gguf, key, &factor) && factor != 1.0f) {
+            if (!isfinite(factor) || factor <= 0.0f) {
+                rc = vb_errf(err, VB_ERR_FORMAT, "cpu backend: %s = %g is invalid", key, (double)factor);
+                goto fail;
+            }
+            float *ff = malloc((size_t)(m->n_rot / 2 > 0 ? m->n_rot / 2 : 1) * sizeof *ff);
+            if (!ff || own_vector(m, ff) != VB_OK) {
+                free(ff);
+                rc = vb_errf(err, VB_ERR_NOMEM, "cpu backend: out of memory");
+                goto fail;
+            }
+            for (int32_t i = 0; i < m->n_rot / 2; i++) ff[i] = factor; /* angle / factor */
+            m->rope_freqs = ff;
+        }
     }
     m->layers = calloc((size_t)m->n_layer, sizeof *m->layers);
     if (!m->layers) {

@@ -42,6 +42,8 @@ typedef struct vb_cpu_layer {
     vb_cpu_mat ffn_up;                    /* [n_ff][n_embd] (fused: a view of the last n_ff) */
     vb_cpu_mat ffn_down;                  /* [n_embd][n_ff] */
     const float *ffn_up_b, *ffn_down_b;   /* arch->ffn_bias: [n_ff], [n_embd] */
+    const float *attn_post_norm, *ffn_post_norm; /* arch->post_norms: [n_embd] */
+    bool swa; /* a sliding-window (local) layer: RoPE base rope_theta_swa, no frequency factors */
 } vb_cpu_layer;
 
 typedef struct vb_cpu_model {
@@ -63,7 +65,14 @@ typedef struct vb_cpu_model {
                                 context is longer than n_ctx_orig: vb_cpu_model_set_ctx) */
     const float *rope_long, *rope_short; /* phi3 LongRoPE factors [n_rot/2], optional */
     int32_t n_ctx_orig;  /* <arch>.rope.scaling.original_context_length, else n_ctx_train */
-    float attn_scale;    /* softmax scale: rope.scaling.attn_factor^2 / sqrt(head_dim) */
+    float attn_scale;    /* softmax scale: rope.scaling.attn_factor^2 / sqrt(head_dim) (gemma3
+                            27B: 1 / sqrt(n_embd / n_head), as llama.cpp) */
+    float rope_theta_swa; /* RoPE base of the sliding-window layers (arch->swa_pattern) */
+    int32_t n_swa;        /* <arch>.attention.sliding_window (0: none): the local layers' window;
+                             the cpu backend runs contexts of at most n_swa rows per sequence,
+                             where the window never binds (cpu_backend.c) */
+    float embd_scale;     /* token embeddings times this (1, or sqrt(n_embd): arch->embd_scale) */
+    float logit_softcap;  /* > 0: logits = c tanh(logits / c) (arch->logit_softcap) */
     const float *output_norm, *output_norm_b; /* [n_embd]; _b only with arch->norm_bias */
     vb_cpu_mat output;     /* [n_vocab][n_embd]: output.weight or tied token_embd */
     const float *output_b; /* optional [n_vocab] */
