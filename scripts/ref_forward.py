@@ -23,8 +23,9 @@ Conventions (llama.cpp's, on the GGUF tensors as stored; W[n_out][n_in], y = W x
           embeddings times sqrt(n_embd), RMSNorm, q/k RMSNorm per head, NEOX RoPE, the attention
           and FFN outputs RMSNormed (post_attention_norm, post_ffw_norm) before their residual
           adds, GeGLU (gelu_tanh(gate) * up); with gemma3.attention.sliding_window W, layer il is
-          local unless (il + 1) % 6 == 0: RoPE base 10000 and a key visible only when
-          q_pos - k_pos < W; global layers: rope.freq_base, angles divided by a linear
+          local unless (il + 1) % 6 == 0: RoPE base 10000 and row t sees only rows t-W+1..t (a
+          window in row order, as causality is; llama.cpp's q_pos - k_pos < W for rows at
+          consecutive positions); global layers: rope.freq_base, angles divided by a linear
           rope.scaling.factor; final_logit_softcapping c (files without a window): c tanh(l / c)
   RoPE angle of pair i at position p: p * freq_base^(-2i/head_dim). GQA: query head h uses KV
   head h // (n_head / n_head_kv). Attention scale 1/sqrt(head_dim). Output = output.weight or,
@@ -173,9 +174,9 @@ class RefModel:
             y[..., half:] = a * s + b * c
         return y
 
-    def _attention(self, q, k, v, kv_f16, pos=None, window=0):
-        """q [n][H][hd], k/v [n][Hkv][hd] -> [n][H*hd], causal in row order (window > 0: also
-        only keys with q_pos - k_pos < window)."""
+    def _attention(self, q, k, v, kv_f16, window=0):
+        """q [n][H][hd], k/v [n][Hkv][hd] -> [n][H*hd], causal in row order (window > 0: row t
+        sees only rows t-window+1..t)."""
         n, H, hd = q.shape
         if kv_f16:
             k = k.astype(np.float16).astype(np.float64)
@@ -183,7 +184,8 @@ class RefModel:
         group = H // self.n_head_kv
         mask = np.tril(np.ones((n, n), dtype=bool))
         if window > 0:
-            mask &= (pos[:, None] - pos[None, :]) < window
+            rows = np.arange(n)
+            mask &= (rows[:, None] - rows[None, :]) < window
         out = np.zeros((n, H, hd))
         for h in range(H):
             kh = h // group
@@ -238,7 +240,7 @@ class RefModel:
                     k = self._rmsnorm(k, b + "attn_k_norm.weight")
                 q = self._rope(q, pos, self._local(il))
                 k = self._rope(k, pos, self._local(il))
-            att = self._attention(q, k, v, kv_f16, pos, self.n_swa if self._local(il) else 0)  # [n][H*hd]
+            att = self._attention(q, k, v, kv_f16, self.n_swa if self._local(il) else 0)  # [n][H*hd]
             o = self._mm(att, b + "attn_output.weight", act)
             if self.arch == "gemma3":
                 o = self._rmsnorm(o, b + "post_attention_norm.weight")

@@ -618,33 +618,3 @@ TEST(reference_wedlm_arch_equals_qwen3) {
     free(logits[0]);
     free(logits[1]);
 }
-
-/* Gemma 3's sliding-window layers: the cpu backend has no windowed attention, so it runs
- * contexts within the window (gemma3-f32: 128 rows), where the window never binds. A context
- * asked longer is refused naming the window; the default context is the window; a row beyond it
- * is refused and leaves the sequence as it was. */
-TEST(reference_gemma3_context_within_window) {
-    char path[512], err[512] = "";
-    snprintf(path, sizeof path, "%s/models/gemma3-f32.gguf", vbt_fixture_dir());
-    vb_model *m = NULL;
-    CHECKF(vb_model_load(path, NULL, &m, err, sizeof err) == VB_OK, "%s", err);
-    vb_context_params cp = vb_context_default_params();
-    cp.backend = "cpu";
-    cp.n_threads = 2;
-    cp.n_ctx = 256;
-    vb_context *ctx = NULL;
-    CHECK_EQ_INT(vb_context_init(m, &cp, &ctx, err, sizeof err), VB_ERR_UNSUPPORTED);
-    CHECKF(strstr(err, "sliding window") && strstr(err, "128"), "%s", err);
-    cp.n_ctx = 0;
-    CHECKF(vb_context_init(m, &cp, &ctx, err, sizeof err) == VB_OK, "%s", err);
-    vb_batch *b = vb_batch_init(128);
-    for (int i = 0; i < 128; i++) vb_batch_add(b, (vb_token)(i % 250), i, 0, i == 127);
-    CHECK_EQ_INT(vb_forward(ctx, b), VB_OK);
-    vb_batch_clear(b);
-    vb_batch_add(b, 5, 128, 0, true);
-    CHECK_EQ_INT(vb_forward(ctx, b), VB_ERR_ARG);
-    CHECK_EQ_INT(vb_kv_seq_len(ctx, 0), 128);
-    vb_batch_free(b);
-    vb_context_free(ctx);
-    vb_model_free(m);
-}

@@ -101,21 +101,7 @@ static int cpu_init(const vb_model *model, const vb_context_params *params, void
     const int32_t block_size = params->block_size > 0 ? params->block_size : 16;
     int32_t n_ctx = params->n_ctx;
     if (n_ctx <= 0) n_ctx = w->n_ctx_train > 0 && w->n_ctx_train < 4096 ? w->n_ctx_train : 4096;
-    /* sliding-window layers: attention here has no window, so contexts stay within it (a
-       sequence's rows, in row order, never reach back further than the window) */
-    if (w->n_swa > 0 && n_ctx > w->n_swa) {
-        if (params->n_ctx > 0) {
-            const int32_t n_swa = w->n_swa;
-            cpu_free(s);
-            return vb_errf(err, VB_ERR_UNSUPPORTED,
-                           "cpu backend: n_ctx %d is longer than the model's sliding window (%d "
-                           "rows; %s.attention.sliding_window): sliding-window attention is not "
-                           "implemented, use n_ctx <= %d",
-                           params->n_ctx, n_swa, model->info.arch, n_swa);
-        }
-        n_ctx = w->n_swa;
-    }
-    vb_cpu_model_set_ctx(&s->w, n_ctx);
+    vb_cpu_model_set_ctx(&s->w, n_ctx); /* LongRoPE factors by context length */
     if (s->kv_type != VB_KV_F32 && s->kv_type != VB_KV_F16) {
         cpu_free(s);
         return vb_errf(err, VB_ERR_ARG, "cpu backend: kv_type %d is not f32 (0) or f16 (1)",
@@ -345,6 +331,7 @@ static int compute(cpu_state *s, const vb_batch *batch, float *logits) {
             .kv_type = s->kv_type,
             .use_avx2 = vb_kernels_level() >= VB_KLEVEL_AVX2,
             .scale = w->attn_scale,
+            .window = L->swa ? w->n_swa : 0, /* sliding-window (local) layer */
             .scratch = s->attn_scratch,
             .scratch_stride = s->attn_stride,
         };
@@ -396,14 +383,6 @@ static int cpu_forward(void *state, const vb_batch *batch, float *logits) {
     for (int32_t i = 0; i < n; i++) {
         s->row_seq[i] = batch->seq[i];
         s->n_kv[i] = s->kv_row[i] + 1;
-        if (w->n_swa > 0 && s->kv_row[i] >= w->n_swa) { /* see cpu_init */
-            vb_kvc_undo_batch(s->kv, batch, s->kv_row, n);
-            return vb_errf(s->err, VB_ERR_ARG,
-                           "cpu backend: row %d would be row %d of sequence %d, beyond the "
-                           "model's %d-row sliding window (sliding-window attention is not "
-                           "implemented)",
-                           i, s->kv_row[i], batch->seq[i], w->n_swa);
-        }
     }
 
     /* (compute may compact row_seq; the batch itself still names every row's sequence) */

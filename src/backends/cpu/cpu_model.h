@@ -68,9 +68,10 @@ typedef struct vb_cpu_model {
     float attn_scale;    /* softmax scale: rope.scaling.attn_factor^2 / sqrt(head_dim) (gemma3
                             27B: 1 / sqrt(n_embd / n_head), as llama.cpp) */
     float rope_theta_swa; /* RoPE base of the sliding-window layers (arch->swa_pattern) */
-    int32_t n_swa;        /* <arch>.attention.sliding_window (0: none): the local layers' window;
-                             the cpu backend runs contexts of at most n_swa rows per sequence,
-                             where the window never binds (cpu_backend.c) */
+    int32_t n_swa;        /* <arch>.attention.sliding_window (0: none): a local layer's query
+                             row sees the last n_swa rows of its sequence (row order, as
+                             causality; llama.cpp: q_pos - k_pos < n_swa, the same for rows at
+                             consecutive positions) */
     float embd_scale;     /* token embeddings times this (1, or sqrt(n_embd): arch->embd_scale) */
     float logit_softcap;  /* > 0: logits = c tanh(logits / c) (arch->logit_softcap) */
     const float *output_norm, *output_norm_b; /* [n_embd]; _b only with arch->norm_bias */
