@@ -1,6 +1,13 @@
 #!/usr/bin/env python3
 """make_model.py - write a random-weight GGUF model of a real architecture (gpt2, llama, qwen2,
-qwen3) with llama.cpp's metadata keys and tensor names, for tests and benchmarks.
+qwen3, wedlm, phi3, gemma3) with llama.cpp's metadata keys and tensor names, for tests and benchmarks.
+wedlm is qwen3's tensors under wedlm.* keys, its vocabulary holding <|mask|> (control, id
+n_vocab-2) without tokenizer.ggml.mask_token_id; phi3 has a fused attn_qkv [Q; K; V] and a fused
+ffn_up [gate; up] (2 n_ff rows), no biases; --rope-factors adds phi3's LongRoPE
+rope_factors_long/short.weight, rope.scaling.original_context_length = n_ctx and
+rope.scaling.attn_factor. gemma3: qwen3's tensors plus blk.N.post_attention_norm and
+post_ffw_norm, GeGLU, gemma3.attention.sliding_window = --sliding-window (0: none, then
+--softcap writes final_logit_softcapping), --rope-scale F a linear rope.scaling.factor.
 
   make_model.py --arch qwen3 --n-layer 2 --n-embd 256 --n-head 4 --n-head-kv 2 --head-dim 64 \
       --n-ff 512 --n-vocab 512 --n-ctx 4096 --type q4_k --output-type q6_k --tied --out m.gguf
@@ -28,7 +35,10 @@ import gguf_writer as W  # noqa: E402
 from gguf_writer import (GGML_BF16, GGML_F16, GGML_F32, GGML_Q4_0, GGML_Q4_K, GGML_Q6_K, GGML_Q8_0,  # noqa: E402
                          GGUF_INT32, GGUF_STRING, TYPE_BLOCK, TYPE_FROM_NAME, TYPE_NAMES, GGUFWriter)
 
-ARCHS = ("gpt2", "llama", "qwen2", "qwen3")
+ARCHS = ("gpt2", "llama", "qwen2", "qwen3", "wedlm", "phi3", "gemma3")
+# control tokens an architecture's vocabulary carries: WeDLM's mask; Phi-3's (its Llama 2 specials
+# and end of turn: llama.cpp looks </s>, <unk>, <s> up by text when general.name says phi3)
+SPECIALS = {"wedlm": ("<|mask|>",), "phi3": ("<unk>", "<s>", "</s>", "<|end|>")}
 # llama.cpp's general.file_type (enum llama_ftype) for a model whose weights are mostly of a type
 FILE_TYPE = {GGML_F32: 0, GGML_F16: 1, GGML_Q4_0: 2, GGML_Q8_0: 7, GGML_Q4_K: 15, GGML_Q6_K: 18,
              GGML_BF16: 32}
@@ -47,8 +57,9 @@ def byte_alphabet():
     return [out[b] for b in range(256)]
 
 
-def make_vocab(n_vocab):
-    """(tokens, token_types, merges) of a small valid byte-level BPE vocabulary."""
+def make_vocab(n_vocab, specials=()):
+    """(tokens, token_types, merges) of a small valid byte-level BPE vocabulary; the control
+    tokens `specials` come just before the last one, <|endoftext|>."""
     if n_vocab < 257:
         raise ValueError("a vocabulary needs n_vocab >= 257 (256 bytes + <|endoftext|>)")
     tokens = byte_alphabet()
@@ -57,11 +68,12 @@ def make_vocab(n_vocab):
     letters = [c for c in "etaoinsrhldcumfpgwybvkxjqz"]
     lefts = letters + ["\u0120"]  # U+0120 'Ġ' is the byte alphabet's space
     i = 0
-    while len(tokens) < n_vocab - 1:
+    n_pieces = n_vocab - 1 - len(specials)
+    while len(tokens) < n_pieces:
         left = lefts[i]
         i += 1
         for c in letters:
-            if len(tokens) >= n_vocab - 1:
+            if len(tokens) >= n_pieces:
                 break
             piece = left + c
             if piece not in have:
@@ -69,8 +81,11 @@ def make_vocab(n_vocab):
                 tokens.append(piece)
                 merges.append(left + " " + c)
                 lefts.append(piece)
+    types = [1] * len(tokens)  # 1 normal, 3 control
+    tokens += list(specials)
+    types += [3] * len(specials)
     tokens.append("<|endoftext|>")
-    types = [1] * (n_vocab - 1) + [3]  # 1 normal, 3 control
+    types.append(3)
     return tokens, types, merges
 
 
@@ -90,14 +105,15 @@ def build(a):
     E, L, V, F = a.n_embd, a.n_layer, a.n_vocab, a.n_ff
     H = a.n_head
     Hkv = H if arch == "gpt2" else (a.n_head_kv or H)
-    if arch == "qwen3":
+    qwen3 = arch in ("qwen3", "wedlm", "gemma3")  # head_dim from --head-dim, q/k norms
+    if qwen3:
         hd = a.head_dim or E // H
     else:
         if E % H:
             raise ValueError("n_embd %d must be a multiple of n_head %d for %s" % (E, H, arch))
         hd = E // H
         if a.head_dim and a.head_dim != hd:
-            raise ValueError("--head-dim applies to qwen3 only (%s uses n_embd/n_head)" % arch)
+            raise ValueError("--head-dim applies to qwen3/wedlm/gemma3 only (%s uses n_embd/n_head)" % arch)
     if H % Hkv:
         raise ValueError("n_head %d must be a multiple of n_head_kv %d" % (H, Hkv))
     if arch != "gpt2" and hd % 2:
@@ -124,13 +140,13 @@ def build(a):
         w.add_f32(p + "attention.layer_norm_rms_epsilon", a.eps if a.eps is not None else 1e-6)
         w.add_f32(p + "rope.freq_base", a.rope_theta)
         w.add_u32(p + "rope.dimension_count", hd)
-    if arch == "qwen3":
+    if qwen3:
         w.add_u32(p + "attention.key_length", hd)
         w.add_u32(p + "attention.value_length", hd)
     if not a.no_vocab:
-        tokens, types, merges = make_vocab(V)
+        tokens, types, merges = make_vocab(V, SPECIALS.get(arch, ()))
         w.add_string("tokenizer.ggml.model", "gpt2")
-        w.add_string("tokenizer.ggml.pre", "gpt-2" if arch in ("gpt2", "llama") else "qwen2")
+        w.add_string("tokenizer.ggml.pre", "gpt-2" if arch in ("gpt2", "llama", "phi3") else "qwen2")
         w.add_array("tokenizer.ggml.tokens", GGUF_STRING, tokens)
         w.add_array("tokenizer.ggml.token_type", GGUF_INT32, types)
         w.add_array("tokenizer.ggml.merges", GGUF_STRING, merges)
@@ -153,6 +169,21 @@ def build(a):
     def vec(name, n, kind):
         v = 1.0 + 0.1 * rng.standard_normal(n) if kind == "scale" else 0.1 * rng.standard_normal(n)
         w.add_tensor(name, v.astype(np.float32), GGML_F32)
+
+    if arch == "gemma3":
+        if getattr(a, "sliding_window", 0):
+            w.add_u32(p + "attention.sliding_window", a.sliding_window)
+        elif getattr(a, "softcap", 0.0):
+            w.add_f32(p + "final_logit_softcapping", a.softcap)
+        if getattr(a, "rope_scale", 0.0):
+            w.add_string(p + "rope.scaling.type", "linear")
+            w.add_f32(p + "rope.scaling.factor", a.rope_scale)
+    rope_factors = getattr(a, "rope_factors", False)
+    if rope_factors:
+        if arch != "phi3":
+            raise ValueError("--rope-factors applies to phi3 only")
+        w.add_u32(p + "rope.scaling.original_context_length", a.n_ctx)
+        w.add_f32(p + "rope.scaling.attn_factor", 1.1)
 
     res_scale = (2.0 * L) ** -0.5
     mat("token_embd.weight", V, E, std=2.0 * E ** -0.5)
@@ -179,6 +210,16 @@ def build(a):
             mat(b + "ffn_down.weight", E, F, std=F ** -0.5 * res_scale)
             vec(b + "ffn_down.bias", E, "bias")
             continue
+        if arch == "phi3":
+            if il == 0 and rope_factors:  # LongRoPE factors (llama.cpp reads layer 0's)
+                w.add_tensor("rope_factors_long.weight", (1.0 + 4.0 * rng.random(hd // 2)).astype(np.float32), GGML_F32)
+                w.add_tensor("rope_factors_short.weight", (1.0 + 0.5 * rng.random(hd // 2)).astype(np.float32), GGML_F32)
+            mat(b + "attn_qkv.weight", (H + 2 * Hkv) * hd, E)
+            mat(b + "attn_output.weight", E, H * hd, std=(H * hd) ** -0.5 * res_scale)
+            vec(b + "ffn_norm.weight", E, "scale")
+            mat(b + "ffn_up.weight", 2 * F, E)  # [gate; up]
+            mat(b + "ffn_down.weight", E, F, std=F ** -0.5 * res_scale)
+            continue
         mat(b + "attn_q.weight", H * hd, E)
         mat(b + "attn_k.weight", Hkv * hd, E)
         mat(b + "attn_v.weight", Hkv * hd, E)
@@ -186,10 +227,13 @@ def build(a):
             vec(b + "attn_q.bias", H * hd, "bias")
             vec(b + "attn_k.bias", Hkv * hd, "bias")
             vec(b + "attn_v.bias", Hkv * hd, "bias")
-        if arch == "qwen3":
+        if qwen3:
             vec(b + "attn_q_norm.weight", hd, "scale")
             vec(b + "attn_k_norm.weight", hd, "scale")
         mat(b + "attn_output.weight", E, H * hd, std=(H * hd) ** -0.5 * res_scale)
+        if arch == "gemma3":
+            vec(b + "post_attention_norm.weight", E, "scale")
+            vec(b + "post_ffw_norm.weight", E, "scale")
         vec(b + "ffn_norm.weight", E, "scale")
         mat(b + "ffn_gate.weight", F, E)
         mat(b + "ffn_up.weight", F, E)
@@ -204,7 +248,7 @@ def main():
     ap.add_argument("--n-embd", type=int, default=64)
     ap.add_argument("--n-head", type=int, default=4)
     ap.add_argument("--n-head-kv", type=int, default=0, help="0 = n_head (gpt2 always n_head)")
-    ap.add_argument("--head-dim", type=int, default=0, help="qwen3 only; 0 = n_embd/n_head")
+    ap.add_argument("--head-dim", type=int, default=0, help="qwen3/wedlm only; 0 = n_embd/n_head")
     ap.add_argument("--n-ff", type=int, default=128)
     ap.add_argument("--n-vocab", type=int, default=320)
     ap.add_argument("--n-ctx", type=int, default=512)
@@ -213,6 +257,10 @@ def main():
                     help="type of output.weight (default --type)")
     ap.add_argument("--tied", action="store_true", help="no output.weight: the LM head is token_embd")
     ap.add_argument("--rope-theta", type=float, default=10000.0)
+    ap.add_argument("--rope-factors", action="store_true", help="phi3: LongRoPE factor tensors")
+    ap.add_argument("--sliding-window", type=int, default=0, help="gemma3: attention.sliding_window")
+    ap.add_argument("--softcap", type=float, default=0.0, help="gemma3 without window: final_logit_softcapping")
+    ap.add_argument("--rope-scale", type=float, default=0.0, help="gemma3: linear rope.scaling.factor")
     ap.add_argument("--eps", type=float, default=None)
     ap.add_argument("--seed", type=int, default=None, help="default: derived from --out's name")
     ap.add_argument("--name", default="")

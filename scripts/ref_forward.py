@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """ref_forward.py - the independent numpy reference forward pass of vibee's architectures (gpt2,
-llama, qwen2, qwen3) from a GGUF file, in float64 from exactly dequantized weights.
+llama, qwen2, qwen3, wedlm, phi3, gemma3) from a GGUF file, in float64 from exactly dequantized weights.
 
 Semantics (DESIGN §3): the input is a sequence of rows (token, logical position) of one sequence;
 row t attends to rows 0..t (causal in row order, whatever the positions are); positions only
@@ -11,8 +11,22 @@ Conventions (llama.cpp's, on the GGUF tensors as stored; W[n_out][n_in], y = W x
   qwen2 : as llama with q/k/v biases and RoPE NEOX (pairs (i, i + d/2))
   qwen3 : as llama with per-head RMSNorm of q and k (attn_q_norm/attn_k_norm) before NEOX RoPE,
           head_dim from <arch>.attention.key_length
+  wedlm : qwen3 (WeDLM checkpoints; keys under wedlm.*)
   gpt2  : LayerNorm with bias, learned position_embd, fused attn_qkv (+bias; rows = [Q; K; V]),
           biases everywhere, GELU (tanh approximation)
+  phi3  : (Phi-3, HF Phi3ForCausalLM) RMSNorm, NEOX RoPE, qkv_proj fused as attn_qkv [Q; K; V],
+          gate_up_proj fused as ffn_up [gate; up] (SwiGLU: silu(first half) * second half), no
+          biases; LongRoPE: each pair's angle divided by rope_factors_short[i] (the short factors:
+          contexts within rope.scaling.original_context_length) and q.k scaled by
+          rope.scaling.attn_factor^2 (the factor multiplies cos and sin of both q and k)
+  gemma3: (HF Gemma3ForCausalLM, llama.cpp's converter: norm weights stored with the +1) token
+          embeddings times sqrt(n_embd), RMSNorm, q/k RMSNorm per head, NEOX RoPE, the attention
+          and FFN outputs RMSNormed (post_attention_norm, post_ffw_norm) before their residual
+          adds, GeGLU (gelu_tanh(gate) * up); with gemma3.attention.sliding_window W, layer il is
+          local unless (il + 1) % 6 == 0: RoPE base 10000 and row t sees only rows t-W+1..t (a
+          window in row order, as causality is; llama.cpp's q_pos - k_pos < W for rows at
+          consecutive positions); global layers: rope.freq_base, angles divided by a linear
+          rope.scaling.factor; final_logit_softcapping c (files without a window): c tanh(l / c)
   RoPE angle of pair i at position p: p * freq_base^(-2i/head_dim). GQA: query head h uses KV
   head h // (n_head / n_head_kv). Attention scale 1/sqrt(head_dim). Output = output.weight or,
   when absent, token_embd.weight (tied).
@@ -49,7 +63,8 @@ from gguf_writer import (GGML_BF16, GGML_F16, GGML_IQ4_NL, GGML_IQ4_XS, GGML_Q2_
                          GGML_Q3_K, GGML_Q4_0, GGML_Q4_1, GGML_Q4_K, GGML_Q5_0, GGML_Q5_1, GGML_Q5_K,
                          GGML_Q6_K, GGML_Q8_0, READ_ONLY_TYPE_NAMES, TYPE_NAMES, f32_to_bf16_bits)
 
-ARCHS = ("gpt2", "llama", "qwen2", "qwen3")
+ARCHS = ("gpt2", "llama", "qwen2", "qwen3", "wedlm", "phi3", "gemma3")
+GRAPH = {"wedlm": "qwen3"}  # architectures that are another's graph under their own key prefix
 
 
 def _sim_act(x, wtype):
@@ -82,7 +97,8 @@ class RefModel:
         arch = kv.get("general.architecture")
         if arch not in ARCHS:
             raise ValueError("%s: architecture %r not supported (want one of %s)" % (path, arch, ARCHS))
-        self.arch = arch
+        self.arch = GRAPH.get(arch, arch)  # the graph; keys are read under the file's own prefix
+        self.file_arch = arch
         p = arch + "."
         self.n_layer = int(kv[p + "block_count"])
         self.n_embd = int(kv[p + "embedding_length"])
@@ -92,6 +108,7 @@ class RefModel:
         self.n_ff = int(kv[p + "feed_forward_length"])
         self.n_ctx = int(kv.get(p + "context_length", 0))
         self.theta = float(kv.get(p + "rope.freq_base", 10000.0))
+        self.attn_factor = float(kv.get(p + "rope.scaling.attn_factor", 1.0)) if arch == "phi3" else 1.0
         if arch == "gpt2":
             self.eps = float(kv.get(p + "attention.layer_norm_epsilon", 1e-5))
         else:
@@ -105,6 +122,14 @@ class RefModel:
             self.wtype[name] = t.type
         self.out_name = "output.weight" if "output.weight" in self.w else "token_embd.weight"
         self.n_vocab = self.w["token_embd.weight"].shape[0]
+        self.freq_factors = self.w.get("rope_factors_short.weight")  # phi3 LongRoPE (short)
+        self.n_swa, self.softcap = 0, 0.0
+        if arch == "gemma3":
+            self.n_swa = int(kv.get(p + "attention.sliding_window", 0))
+            if kv.get(p + "rope.scaling.type") == "linear" and float(kv.get(p + "rope.scaling.factor", 1.0)) != 1.0:
+                self.freq_factors = np.full(self.head_dim // 2, float(kv[p + "rope.scaling.factor"]))
+            if not self.n_swa:
+                self.softcap = float(kv.get(p + "final_logit_softcapping", 0.0))
         types = [self.wtype[n] for n in self.w if self.w[n].ndim == 2]
         self.weight_type = {**TYPE_NAMES, **READ_ONLY_TYPE_NAMES}.get(max(set(types), key=types.count), "?")
 
@@ -127,11 +152,19 @@ class RefModel:
         var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
         return (x - mu) / np.sqrt(var + self.eps) * self.w[name] + self.w[name[:-len("weight")] + "bias"]
 
-    def _rope(self, x, pos):
-        """x [n][heads][hd], pos [n] -> rotated copy (normal for llama, NEOX for qwen)."""
+    def _local(self, il):
+        """gemma3: whether layer il is a sliding-window (local) layer."""
+        return self.n_swa > 0 and (il + 1) % 6 != 0
+
+    def _rope(self, x, pos, local=False):
+        """x [n][heads][hd], pos [n] -> rotated copy (normal for llama, NEOX for the others);
+        local: a gemma3 sliding-window layer (base 10000, no frequency factors)."""
         hd = self.head_dim
         half = hd // 2
-        inv = self.theta ** (-np.arange(half, dtype=np.float64) * 2.0 / hd)      # [half]
+        theta = 10000.0 if local else self.theta
+        inv = theta ** (-np.arange(half, dtype=np.float64) * 2.0 / hd)           # [half]
+        if self.freq_factors is not None and not local:
+            inv = inv / self.freq_factors
         ang = pos.astype(np.float64)[:, None] * inv[None, :]                    # [n][half]
         c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
         y = x.copy()
@@ -145,18 +178,22 @@ class RefModel:
             y[..., half:] = a * s + b * c
         return y
 
-    def _attention(self, q, k, v, kv_f16):
-        """q [n][H][hd], k/v [n][Hkv][hd] -> [n][H*hd], causal in row order."""
+    def _attention(self, q, k, v, kv_f16, window=0):
+        """q [n][H][hd], k/v [n][Hkv][hd] -> [n][H*hd], causal in row order (window > 0: row t
+        sees only rows t-window+1..t)."""
         n, H, hd = q.shape
         if kv_f16:
             k = k.astype(np.float16).astype(np.float64)
             v = v.astype(np.float16).astype(np.float64)
         group = H // self.n_head_kv
         mask = np.tril(np.ones((n, n), dtype=bool))
+        if window > 0:
+            rows = np.arange(n)
+            mask &= (rows[:, None] - rows[None, :]) < window
         out = np.zeros((n, H, hd))
         for h in range(H):
             kh = h // group
-            sc = (q[:, h, :] @ k[:, kh, :].T) / math.sqrt(hd)                    # [n][n]
+            sc = (q[:, h, :] @ k[:, kh, :].T) * self.attn_factor ** 2 / math.sqrt(hd)  # [n][n]
             sc = np.where(mask, sc, -np.inf)
             sc = sc - sc.max(axis=1, keepdims=True)
             p = np.exp(sc)
@@ -167,7 +204,10 @@ class RefModel:
     # ---- the forward pass ------------------------------------------------------------------
     def forward(self, tokens, positions, act=None, kv_f16=False):
         """tokens, positions: int sequences of equal length -> logits [n_rows][n_vocab] float64."""
-        return self._mm(self.hidden(tokens, positions, act, kv_f16), self.out_name, act)
+        lg = self._mm(self.hidden(tokens, positions, act, kv_f16), self.out_name, act)
+        if self.softcap > 0:
+            lg = self.softcap * np.tanh(lg / self.softcap)
+        return lg
 
     def hidden(self, tokens, positions, act=None, kv_f16=False):
         """The final hidden states (after the output norm) [n_rows][n_embd] float64."""
@@ -180,31 +220,42 @@ class RefModel:
         n = tok.size
         H, Hkv, hd = self.n_head, self.n_head_kv, self.head_dim
         x = self.w["token_embd.weight"][tok]                                     # [n][n_embd]
+        if self.arch == "gemma3":
+            x = x * math.sqrt(self.n_embd)
         if self.arch == "gpt2":
             if pos.max() >= self.w["position_embd.weight"].shape[0] or pos.min() < 0:
                 raise ValueError("position out of range of position_embd")
             x = x + self.w["position_embd.weight"][pos]
         for il in range(self.n_layer):
             b = "blk.%d." % il
-            if self.arch == "gpt2":
-                h = self._layernorm(x, b + "attn_norm.weight")
-                qkv = self._mm(h, b + "attn_qkv.weight", act)                    # [n][3*n_embd]
-                e = self.n_embd
+            if self.arch in ("gpt2", "phi3"):
+                if self.arch == "gpt2":
+                    h = self._layernorm(x, b + "attn_norm.weight")
+                else:
+                    h = self._rmsnorm(x, b + "attn_norm.weight")
+                qkv = self._mm(h, b + "attn_qkv.weight", act)                    # [n][(H+2Hkv)*hd]
+                e = H * hd
                 q = qkv[:, :e].reshape(n, H, hd)
                 k = qkv[:, e:e + Hkv * hd].reshape(n, Hkv, hd)
                 v = qkv[:, e + Hkv * hd:].reshape(n, Hkv, hd)
+                if self.arch == "phi3":
+                    q = self._rope(q, pos)
+                    k = self._rope(k, pos)
             else:
                 h = self._rmsnorm(x, b + "attn_norm.weight")
                 q = self._mm(h, b + "attn_q.weight", act).reshape(n, H, hd)
                 k = self._mm(h, b + "attn_k.weight", act).reshape(n, Hkv, hd)
                 v = self._mm(h, b + "attn_v.weight", act).reshape(n, Hkv, hd)
-                if self.arch == "qwen3":
+                if self.arch in ("qwen3", "gemma3"):
                     q = self._rmsnorm(q, b + "attn_q_norm.weight")
                     k = self._rmsnorm(k, b + "attn_k_norm.weight")
-                q = self._rope(q, pos)
-                k = self._rope(k, pos)
-            att = self._attention(q, k, v, kv_f16)                               # [n][H*hd]
-            x = x + self._mm(att, b + "attn_output.weight", act)
+                q = self._rope(q, pos, self._local(il))
+                k = self._rope(k, pos, self._local(il))
+            att = self._attention(q, k, v, kv_f16, self.n_swa if self._local(il) else 0)  # [n][H*hd]
+            o = self._mm(att, b + "attn_output.weight", act)
+            if self.arch == "gemma3":
+                o = self._rmsnorm(o, b + "post_attention_norm.weight")
+            x = x + o
             if self.arch == "gpt2":
                 h = self._layernorm(x, b + "ffn_norm.weight")
                 u = self._mm(h, b + "ffn_up.weight", act)
@@ -212,9 +263,18 @@ class RefModel:
                 x = x + self._mm(u, b + "ffn_down.weight", act)
             else:
                 h = self._rmsnorm(x, b + "ffn_norm.weight")
-                gt = self._mm(h, b + "ffn_gate.weight", act)
-                u = self._mm(h, b + "ffn_up.weight", act)
-                x = x + self._mm(gt / (1.0 + np.exp(-gt)) * u, b + "ffn_down.weight", act)
+                if self.arch == "phi3":
+                    gu = self._mm(h, b + "ffn_up.weight", act)                   # [n][2*n_ff]
+                    gt, u = gu[:, :self.n_ff], gu[:, self.n_ff:]
+                else:
+                    gt = self._mm(h, b + "ffn_gate.weight", act)
+                    u = self._mm(h, b + "ffn_up.weight", act)
+                if self.arch == "gemma3":
+                    a = 0.5 * gt * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (gt + 0.044715 * gt ** 3)))
+                    f = self._mm(a * u, b + "ffn_down.weight", act)
+                    x = x + self._rmsnorm(f, b + "post_ffw_norm.weight")
+                else:
+                    x = x + self._mm(gt / (1.0 + np.exp(-gt)) * u, b + "ffn_down.weight", act)
         if self.arch == "gpt2":
             return self._layernorm(x, "output_norm.weight")
         return self._rmsnorm(x, "output_norm.weight")
@@ -248,7 +308,7 @@ def write_reference(model, tokens, positions, out_bin, greedy_prompt=0, greedy_s
     lg = model.forward(tokens, positions)
     with open(out_bin, "wb") as f:
         f.write(lg.astype("<f4").tobytes())
-    hdr = dict(model=os.path.basename(model.path), arch=model.arch, weight_type=model.weight_type,
+    hdr = dict(model=os.path.basename(model.path), arch=model.file_arch, weight_type=model.weight_type,
                n_rows=len(tokens), n_vocab=model.n_vocab, tokens=[int(t) for t in tokens],
                positions=[int(p) for p in positions])
     if greedy_steps:
@@ -296,9 +356,10 @@ def selftest():
         for arch in ARCHS:
             path = os.path.join(td, arch + ".gguf")
             a = _ap.Namespace(arch=arch, n_layer=2, n_embd=64, n_head=4, n_head_kv=2 if arch != "gpt2" else 0,
-                              head_dim=32 if arch == "qwen3" else 0, n_ff=96, n_vocab=300, n_ctx=256,
+                              head_dim=32 if arch in ("qwen3", "wedlm", "gemma3") else 0, n_ff=96, n_vocab=300, n_ctx=256,
                               type="f32", output_type="", tied=arch in ("qwen3", "gpt2"),
-                              rope_theta=10000.0, eps=None, seed=7, name="", no_vocab=False, out=path)
+                              rope_theta=10000.0, eps=None, seed=7, name="", no_vocab=False, out=path,
+                              rope_factors=arch == "phi3")
             build(a).write(path)
             m = RefModel(path)
             full = m.forward(tok, pos)

@@ -137,6 +137,55 @@ TEST(cli_cost_cache_and_exact) {
     CHECK(memcmp(ta, tw, sizeof(int) * 48) == 0);
 }
 
+/* general.architecture = wedlm: vibee run defaults to the wedlm decoder (its mask token found by
+ * text); --decoder ar still wins; a qwen3 file with the same weights defaults to ar. */
+TEST(cli_wedlm_file_defaults_to_wedlm_decoder) {
+    static char out[16384];
+    char cmd[1024];
+    const struct { const char *model, *opt, *want; } cases[] = {
+        {"wedlm-f32", "", "\"decoder\":\"wedlm\""},
+        {"wedlm-f32", "--decoder ar", "\"decoder\":\"ar\""},
+        {"qwen3-f32", "", "\"decoder\":\"ar\""},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(cmd, sizeof cmd, "'%s' run -m '%s/models/%s.gguf' -p the -n 4 -t 1 %s --json 2>&1",
+                 vbt_vibee_bin(), vbt_fixture_dir(), cases[k].model, cases[k].opt);
+        CHECK_EQ_INT(vbt_run_cmd(cmd, out, sizeof out), 0);
+        CHECKF(strstr(out, cases[k].want) != NULL, "%s %s: %s", cases[k].model, cases[k].opt, out);
+    }
+}
+
+/* A file of an architecture vibee does not know: `vibee info` says the cpu backend cannot run
+ * it, naming the architecture, and `vibee run` fails naming it (llama-f32 with every "llama"
+ * renamed "mamba", keys included). */
+TEST(cli_unknown_architecture_named) {
+    static char out[16384];
+    char src[1024], dst[256], cmd[1400];
+    snprintf(src, sizeof src, "%s/models/llama-f32.gguf", vbt_fixture_dir());
+    snprintf(dst, sizeof dst, "/tmp/vb_cli_mamba_%d.gguf", (int)getpid());
+    FILE *f = fopen(src, "rb");
+    CHECKF(f != NULL, "missing fixture %s (make fixtures)", src);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n);
+    CHECK(buf != NULL && fread(buf, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    for (long i = 0; i + 5 <= n; i++)
+        if (!memcmp(buf + i, "llama", 5)) memcpy(buf + i, "mamba", 5);
+    f = fopen(dst, "wb");
+    CHECK(f != NULL && fwrite(buf, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    free(buf);
+    snprintf(cmd, sizeof cmd, "'%s' info '%s' 2>&1", vbt_vibee_bin(), dst);
+    CHECK_EQ_INT(vbt_run_cmd(cmd, out, sizeof out), 0);
+    CHECKF(strstr(out, "cannot run this file (architecture 'mamba' unknown"), "%s", out);
+    snprintf(cmd, sizeof cmd, "'%s' run -m '%s' -p hi -n 2 2>&1", vbt_vibee_bin(), dst);
+    int rc = vbt_run_cmd(cmd, out, sizeof out);
+    remove(dst);
+    CHECKF(rc != 0 && strstr(out, "architecture 'mamba'"), "rc %d: %s", rc, out);
+}
+
 /* integer value of "key": in a JSON text (-1 if absent) */
 static long json_long(const char *js, const char *key) {
     char pat[64];

@@ -762,7 +762,8 @@ TEST(cpu_portable_and_simd_paths_agree) {
  * whole models: the fixture models of scripts/fixtures/models.sh. */
 TEST(cpu_fixture_models_k_rows_equal_single_rows) {
     static const char *names[] = {"gpt2-q8_0",     "llama-bf16", "llama-q4_0", "llama-q4_k",
-                                  "llama-f16-mqa", "qwen2-q6_k", "qwen3-q8_0", "qwen3-f16-long"};
+                                  "llama-f16-mqa", "qwen2-q6_k", "qwen3-q8_0", "qwen3-f16-long",
+                                  "phi3-q8_0",     "phi3-f16-long", "gemma3-q8_0"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char path[1024], err[512] = "";
         snprintf(path, sizeof path, "%s/models/%s.gguf", vbt_fixture_dir(), names[i]);

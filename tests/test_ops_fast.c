@@ -283,34 +283,43 @@ typedef struct attn_case {
     int32_t n_rows;     /* batch rows; row i is in sequence seq_of(i) */
     int interleave;     /* 0: all rows sequence 0; 1: alternate runs of 10 rows of seq 0 / 1 */
     int subset;         /* keep only every other batch row (as the last layer's compaction) */
+    int32_t window;     /* > 0: sliding window, a row sees its last `window` cached rows */
 } attn_case;
 
-/* Double-precision attention of one query head from the cache rows. */
-static void reference_head(const vb_kv_cache *kv, int32_t layer, vb_seq seq, int32_t n_kv,
-                           const float *q, int32_t kv_head, int32_t hd, int32_t kv_type,
-                           double scale, double *out) {
+/* Value i of a cache row of kv_type, read from the storage layout (types.h; Q8_0: d * q of block
+   i / 32), not through the kernels. */
+static double cache_value(const void *row, int32_t i, int32_t kv_type) {
+    if (kv_type == VB_KV_F32) return ((const float *)row)[i];
+    if (kv_type == VB_KV_F16) return vb_f16_to_f32(((const uint16_t *)row)[i]);
+    const vb_block_q8_0 *b = (const vb_block_q8_0 *)row + i / VB_QK8_0;
+    return (double)vb_f16_to_f32(b->d) * b->qs[i % VB_QK8_0];
+}
+
+/* Double-precision attention of one query head from the cache rows [lo, n_kv). */
+static void reference_head(const vb_kv_cache *kv, int32_t layer, vb_seq seq, int32_t lo,
+                           int32_t n_kv, const float *q, int32_t kv_head, int32_t hd,
+                           int32_t kv_type, double scale, double *out) {
     double *s = malloc((size_t)n_kv * sizeof *s);
     double max = -INFINITY, sum = 0.0;
-    for (int32_t j = 0; j < n_kv; j++) {
+    for (int32_t j = 0; j < lo; j++) s[j] = 0.0; /* unused */
+    for (int32_t j = lo; j < n_kv; j++) {
         const void *k = vb_kvc_k_row(kv, layer, seq, j);
         double dot = 0.0;
         for (int32_t d = 0; d < hd; d++) {
             const int32_t i = kv_head * hd + d;
-            const double kd = kv_type == VB_KV_F32 ? ((const float *)k)[i]
-                                                   : vb_f16_to_f32(((const uint16_t *)k)[i]);
+            const double kd = cache_value(k, i, kv_type);
             dot += (double)q[d] * kd;
         }
         s[j] = dot * scale;
         max = fmax(max, s[j]);
     }
-    for (int32_t j = 0; j < n_kv; j++) sum += (s[j] = exp(s[j] - max));
+    for (int32_t j = lo; j < n_kv; j++) sum += (s[j] = exp(s[j] - max));
     for (int32_t d = 0; d < hd; d++) out[d] = 0.0;
-    for (int32_t j = 0; j < n_kv; j++) {
+    for (int32_t j = lo; j < n_kv; j++) {
         const void *v = vb_kvc_v_row(kv, layer, seq, j);
         for (int32_t d = 0; d < hd; d++) {
             const int32_t i = kv_head * hd + d;
-            const double vd = kv_type == VB_KV_F32 ? ((const float *)v)[i]
-                                                   : vb_f16_to_f32(((const uint16_t *)v)[i]);
+            const double vd = cache_value(v, i, kv_type);
             out[d] += s[j] / sum * vd;
         }
     }
@@ -359,15 +368,22 @@ static double run_attn_case(const attn_case *tc, char *where, size_t where_len) 
         for (int32_t r = 0; r < seq_len[s]; r++)
             for (int32_t l = 0; l < 2; l++) {
                 void *k = vb_kvc_k_row(kv, l, s, r), *v = vb_kvc_v_row(kv, l, s, r);
+                float kr[1024], vr[1024];
                 for (int32_t d = 0; d < kv_dim; d++) {
                     const float kd = uniform(-1.0f, 1.0f), vd = uniform(-1.0f, 1.0f);
+                    kr[d] = kd;
+                    vr[d] = vd;
                     if (tc->kv_type == VB_KV_F32) {
                         ((float *)k)[d] = kd;
                         ((float *)v)[d] = vd;
-                    } else {
+                    } else if (tc->kv_type == VB_KV_F16) {
                         ((uint16_t *)k)[d] = vb_f32_to_f16(kd);
                         ((uint16_t *)v)[d] = vb_f32_to_f16(vd);
                     }
+                }
+                if (tc->kv_type == VB_KV_Q8_0) {
+                    vb_quantize_row(VB_TYPE_Q8_0, kr, k, kv_dim);
+                    vb_quantize_row(VB_TYPE_Q8_0, vr, v, kv_dim);
                 }
             }
     const int64_t qn = (int64_t)n_rows * tc->n_head * hd;
@@ -383,7 +399,9 @@ static double run_attn_case(const attn_case *tc, char *where, size_t where_len) 
     const double scale = 1.0 / sqrt((double)hd);
     for (int32_t i = 0; i < n_rows; i++)
         for (int32_t h = 0; h < tc->n_head; h++)
-            reference_head(kv, layer, row_seq[i], n_kv[i], q + ((int64_t)i * tc->n_head + h) * hd,
+            reference_head(kv, layer, row_seq[i],
+                           tc->window > 0 && n_kv[i] > tc->window ? n_kv[i] - tc->window : 0,
+                           n_kv[i], q + ((int64_t)i * tc->n_head + h) * hd,
                            h / (tc->n_head / tc->n_head_kv), hd, tc->kv_type, scale,
                            ref + ((int64_t)i * tc->n_head + h) * hd);
     double worst = 0.0;
@@ -406,6 +424,7 @@ static double run_attn_case(const attn_case *tc, char *where, size_t where_len) 
                 .kv_type = tc->kv_type,
                 .use_avx2 = level >= VB_KLEVEL_AVX2,
                 .scale = (float)scale,
+                .window = tc->window,
                 .scratch = scratch,
                 .scratch_stride = stride,
             };
@@ -460,39 +479,60 @@ static double run_attn_case(const attn_case *tc, char *where, size_t where_len) 
 TEST(ops_fast_attention_matches_double_reference) {
     static const attn_case cases[] = {
         /* the shipped model's shape: 17-row windows over a long context, and one-row decode */
-        {4, 2, 64, VB_KV_F32, {700, 0}, 17, 0, 0},
-        {4, 2, 64, VB_KV_F16, {700, 0}, 17, 0, 0},
-        {4, 2, 64, VB_KV_F32, {999, 0}, 1, 0, 0},
-        {4, 2, 64, VB_KV_F16, {300, 0}, 1, 0, 0},
+        {4, 2, 64, VB_KV_F32, {700, 0}, 17, 0, 0, 0},
+        {4, 2, 64, VB_KV_F16, {700, 0}, 17, 0, 0, 0},
+        {4, 2, 64, VB_KV_F32, {999, 0}, 1, 0, 0, 0},
+        {4, 2, 64, VB_KV_F16, {300, 0}, 1, 0, 0, 0},
         /* rows on both sides of a chunk boundary (256 rows), decode over several chunks with
            several KV heads per tile (F16 and F32), MQA decode split over chunks */
-        {4, 2, 64, VB_KV_F32, {250, 0}, 17, 0, 0},
-        {4, 2, 64, VB_KV_F16, {240, 0}, 4, 0, 0},
-        {16, 8, 32, VB_KV_F16, {1500, 0}, 1, 0, 0},
-        {16, 8, 32, VB_KV_F32, {1100, 0}, 2, 0, 0},
-        {8, 1, 32, VB_KV_F32, {1300, 0}, 1, 0, 0},
+        {4, 2, 64, VB_KV_F32, {250, 0}, 17, 0, 0, 0},
+        {4, 2, 64, VB_KV_F16, {240, 0}, 4, 0, 0, 0},
+        {16, 8, 32, VB_KV_F16, {1500, 0}, 1, 0, 0, 0},
+        {16, 8, 32, VB_KV_F32, {1100, 0}, 2, 0, 0, 0},
+        {8, 1, 32, VB_KV_F32, {1300, 0}, 1, 0, 0, 0},
         /* two interleaved sequences, compacted rows (arbitrary visible lengths) */
-        {4, 2, 64, VB_KV_F32, {130, 257}, 33, 1, 0},
-        {4, 2, 64, VB_KV_F16, {130, 57}, 33, 1, 1},
-        {4, 2, 64, VB_KV_F32, {0, 0}, 40, 0, 1},
+        {4, 2, 64, VB_KV_F32, {130, 257}, 33, 1, 0, 0},
+        {4, 2, 64, VB_KV_F16, {130, 57}, 33, 1, 1, 0},
+        {4, 2, 64, VB_KV_F32, {0, 0}, 40, 0, 1, 0},
         /* qwen3-0.6b-like head size, MHA, wide groups, MQA */
-        {4, 2, 128, VB_KV_F32, {200, 0}, 9, 0, 0},
-        {3, 3, 64, VB_KV_F32, {100, 30}, 35, 1, 0},
-        {4, 4, 32, VB_KV_F32, {0, 0}, 20, 0, 0},
-        {4, 4, 32, VB_KV_F32, {5, 0}, 1, 0, 0},
-        {4, 4, 32, VB_KV_F32, {19, 0}, 1, 0, 0},
-        {8, 1, 32, VB_KV_F16, {90, 0}, 6, 0, 0},
-        {64, 1, 16, VB_KV_F32, {50, 0}, 2, 0, 0},
+        {4, 2, 128, VB_KV_F32, {200, 0}, 9, 0, 0, 0},
+        {3, 3, 64, VB_KV_F32, {100, 30}, 35, 1, 0, 0},
+        {4, 4, 32, VB_KV_F32, {0, 0}, 20, 0, 0, 0},
+        {4, 4, 32, VB_KV_F32, {5, 0}, 1, 0, 0, 0},
+        {4, 4, 32, VB_KV_F32, {19, 0}, 1, 0, 0, 0},
+        {8, 1, 32, VB_KV_F16, {90, 0}, 6, 0, 0, 0},
+        {64, 1, 16, VB_KV_F32, {50, 0}, 2, 0, 0, 0},
         /* head sizes the AVX-512 path does not take (AVX2 only) and no SIMD path takes */
-        {4, 2, 24, VB_KV_F32, {77, 0}, 17, 0, 0},
-        {4, 2, 80, VB_KV_F32, {77, 0}, 17, 0, 0},
-        {2, 1, 20, VB_KV_F16, {45, 0}, 12, 0, 0},
+        {4, 2, 24, VB_KV_F32, {77, 0}, 17, 0, 0, 0},
+        {4, 2, 80, VB_KV_F32, {77, 0}, 17, 0, 0, 0},
+        {2, 1, 20, VB_KV_F16, {45, 0}, 12, 0, 0, 0},
+        /* sliding windows (gemma3's local layers): starting inside a later chunk, decode split
+           over chunks whose first ones no query sees, interleaved and compacted rows, a window
+           shorter than the batch, exactly a chunk */
+        {4, 2, 64, VB_KV_F32, {700, 0}, 17, 0, 0, 100},
+        {4, 2, 64, VB_KV_F16, {999, 0}, 1, 0, 0, 300},
+        {16, 8, 32, VB_KV_F16, {1500, 0}, 1, 0, 0, 257},
+        {8, 1, 32, VB_KV_F32, {1300, 0}, 2, 0, 0, 256},
+        {4, 2, 64, VB_KV_F32, {130, 257}, 33, 1, 0, 64},
+        {4, 2, 64, VB_KV_F16, {130, 57}, 33, 1, 1, 40},
+        {4, 4, 32, VB_KV_F32, {0, 0}, 20, 0, 0, 5},
+        {4, 2, 24, VB_KV_F32, {300, 0}, 17, 0, 0, 7},
+        /* a Q8_0 cache (blocks of 32 values dequantized per head): decode and windows over
+           several chunks, GQA, MQA, interleaved and compacted rows, a sliding window */
+        {4, 2, 64, VB_KV_Q8_0, {700, 0}, 17, 0, 0, 0},
+        {4, 2, 64, VB_KV_Q8_0, {999, 0}, 1, 0, 0, 0},
+        {16, 8, 32, VB_KV_Q8_0, {1500, 0}, 1, 0, 0, 0},
+        {8, 1, 32, VB_KV_Q8_0, {90, 0}, 6, 0, 0, 0},
+        {4, 2, 128, VB_KV_Q8_0, {200, 0}, 9, 0, 0, 0},
+        {4, 2, 64, VB_KV_Q8_0, {130, 57}, 33, 1, 1, 0},
+        {4, 2, 64, VB_KV_Q8_0, {999, 0}, 1, 0, 0, 300},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char where[160] = "";
         const double e = run_attn_case(&cases[i], where, sizeof where);
         CHECKF(e >= 0.0, "case %zu: setup failed", i);
-        CHECKF(e <= 2e-5, "case %zu (heads %d/%d, hd %d, kv %d): max abs error %.3g at %s", i,
-               cases[i].n_head, cases[i].n_head_kv, cases[i].head_dim, cases[i].kv_type, e, where);
+        CHECKF(e <= 2e-5, "case %zu (heads %d/%d, hd %d, kv %d, window %d): max abs error %.3g at %s",
+               i, cases[i].n_head, cases[i].n_head_kv, cases[i].head_dim, cases[i].kv_type,
+               cases[i].window, e, where);
     }
 }

@@ -1,6 +1,7 @@
 /* test_reference.c - whole-model check of the CPU backend against the independent numpy reference
  * (scripts/ref_forward.py, float64 from exactly dequantized weights) on the random-weight models
- * of scripts/fixtures/models.sh: every architecture (gpt2 llama qwen2 qwen3) and weight type.
+ * of scripts/fixtures/models.sh: every architecture (gpt2 llama qwen2 qwen3 wedlm phi3 gemma3) and
+ * weight type.
  *
  * Uses only the public API. Per model, for KV types F32 and F16: load, create a "cpu" context,
  * run the 16-row script of the fixture in chunks (a prefill of 8 rows, 3 single rows, a chunk of
@@ -508,6 +509,9 @@ static const struct {
     {"qwen2-q8_0", "q8_0", 0},    {"qwen2-q6_k", "q6_k", 1},    {"qwen3-f32", "f32", 0},
     {"qwen3-f16-long", "f16", 1}, {"qwen3-bf16", "bf16", 0},    {"qwen3-q8_0", "q8_0", 0},
     {"qwen3-q4_0", "q4_0", 0},    {"qwen3-q4_k", "q4_k", 0},
+    {"wedlm-f32", "f32", 0},      {"phi3-f32", "f32", 1},       {"phi3-f16-long", "f16", 1},
+    {"phi3-q8_0", "q8_0", 1},     {"gemma3-f32", "f32", 1},     {"gemma3-q8_0", "q8_0", 1},
+    {"gemma3-f16-cap", "f16", 1},
     {"qwen2-896-q4_k_m", "q5_0", 1}, {"qwen2-896-q3_k_m", "iq4_nl", 1}, {"qwen2-896-q5_k_s", "q5_1", 1},
     {"llama-256-q2_k", "q2_k", 1},   {"llama-256-q3_k_l", "q3_k", 1},   {"llama-256-q5_k_m", "q5_k", 1},
     {"llama-256-q4_1", "q4_1", 1},   {"llama-256-iq4_nl", "iq4_nl", 1}, {"llama-256-iq4_xs", "iq4_xs", 1},
@@ -552,6 +556,13 @@ REFERENCE_TEST(reference_qwen3_bf16, "qwen3-bf16", "bf16")
 REFERENCE_TEST(reference_qwen3_q8_0, "qwen3-q8_0", "q8_0")
 REFERENCE_TEST(reference_qwen3_q4_0, "qwen3-q4_0", "q4_0")
 REFERENCE_TEST(reference_qwen3_q4_k, "qwen3-q4_k", "q4_k")
+REFERENCE_TEST(reference_wedlm_f32, "wedlm-f32", "f32")
+REFERENCE_TEST(reference_phi3_f32, "phi3-f32", "f32")
+REFERENCE_TEST(reference_phi3_f16_long_rope_factors, "phi3-f16-long", "f16")
+REFERENCE_TEST(reference_phi3_q8_0, "phi3-q8_0", "q8_0")
+REFERENCE_TEST(reference_gemma3_f32_local_global, "gemma3-f32", "f32")
+REFERENCE_TEST(reference_gemma3_q8_0_rope_scale, "gemma3-q8_0", "q8_0")
+REFERENCE_TEST(reference_gemma3_f16_softcap, "gemma3-f16-cap", "f16")
 REFERENCE_TEST(reference_qwen2_896_q4_k_m, "qwen2-896-q4_k_m", "q5_0")
 REFERENCE_TEST(reference_qwen2_896_q3_k_m, "qwen2-896-q3_k_m", "iq4_nl")
 REFERENCE_TEST(reference_qwen2_896_q5_k_s, "qwen2-896-q5_k_s", "q5_1")
@@ -561,3 +572,49 @@ REFERENCE_TEST(reference_llama_256_q5_k_m, "llama-256-q5_k_m", "q5_k")
 REFERENCE_TEST(reference_llama_256_q4_1, "llama-256-q4_1", "q4_1")
 REFERENCE_TEST(reference_llama_256_iq4_nl, "llama-256-iq4_nl", "iq4_nl")
 REFERENCE_TEST(reference_llama_256_iq4_xs, "llama-256-iq4_xs", "iq4_xs")
+
+/* general.architecture = wedlm (WeDLM checkpoints for llama.cpp: the qwen3 graph, keys under
+ * wedlm.*): the fixture wedlm-f32 holds qwen3-f32's weights, so the cpu backend must give the
+ * same logits bit for bit on the whole script; and its mask token, named only by the text
+ * <|mask|> in the vocabulary (no tokenizer.ggml.mask_token_id), must be found (id n_vocab-2). */
+TEST(reference_wedlm_arch_equals_qwen3) {
+    const char *names[2] = {"qwen3-f32", "wedlm-f32"};
+    float *logits[2] = {NULL, NULL};
+    int n_vocab = 0, n_rows = 0;
+    for (int k = 0; k < 2; k++) {
+        char msg[512], path[512], err[512] = "";
+        ref_fixture fx;
+        CHECKF(fixture_load(names[k], &fx, msg, sizeof msg), "%s", msg);
+        free(fx.logits);
+        snprintf(path, sizeof path, "%s/models/%s.gguf", vbt_fixture_dir(), names[k]);
+        vb_model *m = NULL;
+        CHECKF(vb_model_load(path, NULL, &m, err, sizeof err) == VB_OK, "%s: %s", names[k], err);
+        const vb_model_info *info = vb_model_get_info(m);
+        if (k == 1) {
+            CHECKF(!strcmp(info->arch, "wedlm"), "arch %s", info->arch);
+            CHECKF(info->mask == info->n_vocab - 2, "wedlm mask token %d, want %d", info->mask,
+                   info->n_vocab - 2);
+        }
+        n_vocab = info->n_vocab;
+        n_rows = fx.n_rows;
+        vb_context_params cp = vb_context_default_params();
+        cp.backend = "cpu";
+        cp.n_threads = 2;
+        vb_context *ctx = NULL;
+        CHECKF(vb_context_init(m, &cp, &ctx, err, sizeof err) == VB_OK, "%s: %s", names[k], err);
+        vb_batch *b = vb_batch_init(fx.n_rows);
+        for (int i = 0; i < fx.n_rows; i++) vb_batch_add(b, fx.tokens[i], fx.positions[i], 0, true);
+        CHECK_EQ_INT(vb_forward(ctx, b), VB_OK);
+        logits[k] = malloc((size_t)fx.n_rows * (size_t)n_vocab * sizeof(float));
+        CHECK(logits[k] != NULL);
+        for (int i = 0; i < fx.n_rows; i++)
+            memcpy(logits[k] + (size_t)i * n_vocab, vb_get_logits(ctx, i), (size_t)n_vocab * sizeof(float));
+        vb_batch_free(b);
+        vb_context_free(ctx);
+        vb_model_free(m);
+    }
+    CHECK(memcmp(logits[0], logits[1], (size_t)n_rows * (size_t)n_vocab * sizeof(float)) == 0);
+    printf("     wedlm-f32 == qwen3-f32: %d rows x %d logits identical\n", n_rows, n_vocab);
+    free(logits[0]);
+    free(logits[1]);
+}

@@ -1,11 +1,13 @@
 /* tokenizer_gguf.c - vb_tokenizer_from_gguf: reads the tokenizer.ggml.* keys (model, pre,
  * tokens, token_type, scores, merges, special ids, add_bos/eos, add_space_prefix), checks their
  * types and that the per-token arrays have one entry per token, and builds the tokenizer
- * through vb_tokenizer_from_desc. */
+ * through vb_tokenizer_from_desc. A WeDLM file without mask_token_id gets its mask token by
+ * text (arch.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../arch.h"
 #include "tok_internal.h"
 
 static int gguf_fail(char *err, size_t err_len, int status, const char *msg, const char *key) {
@@ -48,6 +50,26 @@ static int32_t opt_id(const vb_gguf *g, const char *key) {
 static int opt_bool(const vb_gguf *g, const char *key) {
     bool b;
     return vb_gguf_get_bool(g, key, &b) ? (int)b : -1;
+}
+
+/* An architecture whose files may name the WeDLM mask token only in the vocabulary (arch.h
+ * mask_from_vocab): the first token whose text is one of vb_arch_mask_texts; else -1. */
+static int32_t mask_from_vocab(const vb_gguf *g, const char **tokens, const size_t *lens,
+                               uint64_t n_tok) {
+    const char *s;
+    uint64_t len;
+    char name[64];
+    if (!vb_gguf_get_str(g, "general.architecture", &s, &len) || len >= sizeof name) return -1;
+    memcpy(name, s, len);
+    name[len] = 0;
+    const vb_arch *a = vb_arch_find(name);
+    if (!a || !a->mask_from_vocab) return -1;
+    for (int k = 0; k < vb_arch_n_mask_texts; k++) {
+        const size_t n = strlen(vb_arch_mask_texts[k]);
+        for (uint64_t i = 0; i < n_tok; i++)
+            if (lens[i] == n && memcmp(tokens[i], vb_arch_mask_texts[k], n) == 0) return (int32_t)i;
+    }
+    return -1;
 }
 
 int vb_tokenizer_from_gguf(const vb_gguf *g, vb_tokenizer **out, char *err, size_t err_len) {
@@ -118,6 +140,7 @@ int vb_tokenizer_from_gguf(const vb_gguf *g, vb_tokenizer **out, char *err, size
     d.eos = opt_id(g, "tokenizer.ggml.eos_token_id");
     d.unk = opt_id(g, "tokenizer.ggml.unknown_token_id");
     d.mask = opt_id(g, "tokenizer.ggml.mask_token_id");
+    if (d.mask < 0) d.mask = mask_from_vocab(g, tokens, token_lens, n_tok);
     d.eot = opt_id(g, "tokenizer.ggml.eot_token_id");
     d.eom = opt_id(g, "tokenizer.ggml.eom_token_id");
     d.add_bos = opt_bool(g, "tokenizer.ggml.add_bos_token");

@@ -340,6 +340,12 @@ int cli_parse_sampler_opt(vb_sampler_params *sp, int argc, char **argv, int *i) 
     return 0;
 }
 
+void cli_default_decoder(vb_generate_params *gp, const vb_model_info *info) {
+    if (gp->decoder >= 0) return;
+    const bool wedlm_file = info && !strcmp(info->arch, "wedlm") && info->mask >= 0;
+    gp->decoder = wedlm_file ? VB_DECODER_WEDLM : VB_DECODER_AR;
+}
+
 int cli_decoder_from_name(const char *name) {
     static const char *names[] = {[VB_DECODER_AR] = "ar", [VB_DECODER_WEDLM] = "wedlm",
                                   [VB_DECODER_VERIFY] = "verify"};

@@ -40,6 +40,10 @@ const char *cli_value(int argc, char **argv, int *i);
  * --lambda, --draft-max, --mask-token, --wedlm-official, --wedlm-exact. Same returns as
  * cli_parse_sampler_opt. */
 int cli_parse_decoder_opt(vb_generate_params *gp, int argc, char **argv, int *i);
+/* The one place the default decoder is decided (run, chat, serve): when no --decoder was given
+ * (gp->decoder < 0), wedlm for a file whose general.architecture is wedlm (a WeDLM checkpoint)
+ * and that has a mask token, else ar. */
+void cli_default_decoder(vb_generate_params *gp, const vb_model_info *info);
 /* enum vb_decoder of "ar", "wedlm", "verify" (-1: none of them), and back. */
 int cli_decoder_from_name(const char *name);
 const char *cli_decoder_name(int decoder);

@@ -3,6 +3,7 @@
  * its tensor types the cpu kernels run. */
 #include <string.h>
 
+#include "arch.h"
 #include "cli.h"
 #include "gguf/gguf.h"
 #include "types.h"
@@ -103,6 +104,7 @@ int cmd_info(int argc, char **argv) {
             json_object_set_new(o, "tensor_types", types);
             json_object_set_new(o, "n_keys", json_integer(f.n_keys));
             json_object_set_new(o, "cpu_runs_all_types", json_boolean(f.cpu_runs_all));
+            json_object_set_new(o, "arch_known", json_boolean(vb_arch_find(in->arch) != NULL));
         }
         cli_json_print(stdout, o);
         fputc('\n', stdout);
@@ -130,8 +132,13 @@ int cmd_info(int argc, char **argv) {
                        tr->supported ? "" : " (no cpu kernels)");
             }
             printf("\nmetadata     %lld keys\n", (long long)f.n_keys);
-            printf("cpu backend  %s\n", f.cpu_runs_all ? "has kernels for every matrix type"
-                                                         : "cannot run this file (types without cpu kernels above)");
+            char known[256];
+            if (!vb_arch_find(in->arch))
+                printf("cpu backend  cannot run this file (architecture '%s' unknown; known: %s)\n",
+                       in->arch, vb_arch_list(known, sizeof known));
+            else
+                printf("cpu backend  %s\n", f.cpu_runs_all ? "has kernels for every matrix type"
+                                                             : "cannot run this file (types without cpu kernels above)");
         }
         printf("chat template %s\n", tmpl_origin);
     }

@@ -42,7 +42,7 @@ static void usage(FILE *f) {
             "  -n, --n-predict N          tokens to generate (default %d)\n"
             "      --ignore-eos           do not stop at the end-of-sequence token\n"
             "  -r, --reverse-prompt TEXT  stop when the generated text ends with TEXT\n"
-            "      --decoder ar|wedlm|verify   decoder (default ar)\n"
+            "      --decoder ar|wedlm|verify   decoder (default ar; wedlm for general.architecture wedlm)\n"
             "      --json                 print one JSON object (text, tokens, timings, seed)\n"
             "sampling (default greedy):\n"
             "      --temp T               temperature (default 0 = greedy)\n"
@@ -402,6 +402,7 @@ static int run_main(int argc, char **argv, bool chat) {
     run_args a = {0};
     cli_model_opts_init(&a.mo);
     a.gp = vb_generate_default_params();
+    a.gp.decoder = -1; /* not given: cli_default_decoder once the model is open */
     a.display_prompt = true;
     a.conversation = chat;
     int prc = parse_args(&a, argc, argv);
@@ -453,6 +454,7 @@ static int run_main(int argc, char **argv, bool chat) {
         free(file_text);
         return 1;
     }
+    cli_default_decoder(&a.gp, vb_model_get_info(model));
     int rc = 1;
     if (a.conversation) {
         rc = chat_loop(&a, model, ctx);

@@ -47,7 +47,8 @@ static void usage(void) {
             "  --cors-origin (default *): Access-Control-Allow-Origin. Chat template: ChatML when\n"
             "  the vocabulary has <|im_start|>, else 'role: content' lines (header\n"
             "  X-Vibee-Chat-Template says which). temperature defaults to 1 as in OpenAI's API.\n"
-            "  --decoder: the server's default decoder (default ar; options as in vibee run); a request\n"
+            "  --decoder: the server's default decoder (default ar, wedlm for general.architecture wedlm;\n"
+            "  options as in vibee run); a request\n"
             "  picks its own with the body field \"decoder\" (docs/serve.md). --draft-max K alone:\n"
             "  lossless draft-and-verify (n-gram drafts, same output as AR).\n");
 }
@@ -82,6 +83,7 @@ int cmd_serve(int argc, char **argv) {
     long max_queue = 64;
     vb_generate_params decoding = vb_generate_default_params();
     decoding.draft_max = -1; /* not given */
+    decoding.decoder = -1;   /* not given: cli_default_decoder once the model is open */
     const char *chat_template = NULL; /* --chat-template NAME|FILE */
 #endif
     for (int i = 1; i < argc; i++) {
@@ -154,6 +156,7 @@ int cmd_serve(int argc, char **argv) {
     vb_context *ctx = NULL;
     mo.n_seq_max++; /* one more sequence than --parallel: embeddings' own (srv_engine_start) */
     if (cli_open(&mo, &model, &ctx)) return 1;
+    cli_default_decoder(&decoding, vb_model_get_info(model));
     static srv_engine engine;
     static srv_server server;
     char err[512];

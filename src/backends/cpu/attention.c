@@ -24,9 +24,10 @@
  *  the same bits at one instruction-set level whatever batch it is in (K-row verify / WeDLM
  *  forwards equal one-row decode, as the matmul kernels guarantee too).
  * The portable path does the same per chunk with plain dot products and axpys.
- * Causality: query row i sees cached rows [0, n_kv[i]). A chunk is computed up to the largest
- * n_kv of its tile; rows a query must not see are -inf (probability exactly 0), and a chunk a
- * query does not reach at all is left out of its fold.
+ * Causality: query row i sees cached rows [lo[i], n_kv[i]), lo = 0 or, in a sliding-window
+ * layer, n_kv[i] - window. A chunk is computed up to the largest n_kv of its tile; rows a query
+ * must not see are -inf (probability exactly 0), and a chunk a query does not reach at all is
+ * left out of its fold (its fold starts at the first chunk it sees).
  * Work split: tiles in a fixed order (KV heads outermost). When there are few tiles for the
  * threads (ATTN_SPLIT_UNITS per thread), each tile is split into ranges of chunks: phase 1 runs
  * the (tile, chunk range) units, writing each chunk's (m_c, l_c, acc_c) into slots in the
@@ -605,7 +606,13 @@ typedef struct tile_queries {
     const float *q[ATTN_TILE_Q]; /* [hd] each */
     float *out[ATTN_TILE_Q];     /* [hd] each */
     int32_t n_kv[ATTN_TILE_Q];
+    int32_t lo[ATTN_TILE_Q]; /* first visible cached row (0 unless a sliding window) */
 } tile_queries;
+
+/* Whether query m sees any row of the chunk starting at cached row j0. */
+static bool sees_chunk(const tile_queries *tq, int32_t m, int32_t j0) {
+    return tq->n_kv[m] > j0 && tq->lo[m] < j0 + tq->chunk;
+}
 
 static void tile_queries_init(const vb_attn_args *a, const attn_tile *t, tile_queries *tq) {
     const int32_t group = a->n_head / a->n_head_kv;
@@ -622,6 +629,7 @@ static void tile_queries_init(const vb_attn_args *a, const attn_tile *t, tile_qu
         tq->q[m] = a->q + off;
         tq->out[m] = a->out + off;
         tq->n_kv[m] = a->n_kv[row];
+        tq->lo[m] = a->window > 0 && a->n_kv[row] > a->window ? a->n_kv[row] - a->window : 0;
         if (tq->n_kv[m] > tq->n_kv_max) tq->n_kv_max = tq->n_kv[m];
         if (tq->n_kv[m] < tq->n_kv_min) tq->n_kv_min = tq->n_kv[m];
     }
@@ -652,7 +660,7 @@ static void tile_queries_stage(const vb_attn_args *a, const attn_fns *f, const t
 }
 
 /* Query-major softmax numerators of one chunk: s [n_q][stride], chunk rows [0, n_c) starting
- * at cached row j0. For each query m that sees the chunk (n_kv[m] > j0): rows it must not see
+ * at cached row j0. For each query m that sees the chunk (sees_chunk): rows it must not see
  * become -inf, s = exp(s - max) in place, mx[m] = max, l[m] = sum. For a query that does not
  * see it, p = 0 (its chunk result is not used). */
 static void softmax_rows(const attn_fns *f, const tile_queries *tq, float *s, int64_t stride,
@@ -660,12 +668,13 @@ static void softmax_rows(const attn_fns *f, const tile_queries *tq, float *s, in
     for (int32_t m = 0; m < tq->n_q; m++) {
         float *sm = s + m * stride;
         const int32_t vis = tq->n_kv[m] - j0;
-        if (vis <= 0) {
+        if (!sees_chunk(tq, m, j0)) {
             memset(sm, 0, (size_t)n_c * sizeof *sm);
             mx[m] = 0.0f;
             l[m] = 1.0f;
             continue;
         }
+        for (int32_t j = 0; j < tq->lo[m] - j0; j++) sm[j] = -INFINITY; /* before the window */
         for (int32_t j = vis; j < n_c; j++) sm[j] = -INFINITY;
         float max = sm[0];
         for (int32_t j = 1; j < n_c; j++)
@@ -787,12 +796,17 @@ static void chunk_softmax_tile(const vb_attn_args *a, const attn_fns *f, const t
         f->qk_tile(sc->q, m_pad, m_pad, hd, k, k_stride, nb, a->scale, st + (int64_t)(j - j0) * m_pad,
                    m_pad);
     }
-    /* causality: rows [n_kv[m], ...) are not visible to query m; a query that sees none of
-       the chunk gets a column of zeros (its result is not used) */
+    /* causality: rows [n_kv[m], ...) and (sliding window) rows before lo[m] are not visible to
+       query m; a query that sees none of the chunk gets a column of zeros (its result is not
+       used) */
     for (int32_t m = 0; m < tq->n_q; m++) {
         const int32_t vis = tq->n_kv[m] - j0;
-        for (int32_t j = vis < 0 ? 0 : vis; j < n_c; j++)
-            st[(int64_t)j * m_pad + m] = vis > 0 ? -INFINITY : 0.0f;
+        if (!sees_chunk(tq, m, j0)) {
+            for (int32_t j = 0; j < n_c; j++) st[(int64_t)j * m_pad + m] = 0.0f;
+            continue;
+        }
+        for (int32_t j = 0; j < tq->lo[m] - j0; j++) st[(int64_t)j * m_pad + m] = -INFINITY;
+        for (int32_t j = vis; j < n_c; j++) st[(int64_t)j * m_pad + m] = -INFINITY;
     }
     for (int32_t m = 0; m < tq->n_q; m++) {
         float max = st[m];
@@ -896,14 +910,20 @@ static void run_tile(const vb_attn_args *a, const attn_fns *f, const attn_tile *
     tile_queries_stage(a, f, &tq, sc);
     float *acc[ATTN_TILE_Q], mx[ATTN_TILE_Q], l[ATTN_TILE_Q], run_max[ATTN_TILE_Q];
     double run_sum[ATTN_TILE_Q];
+    bool started[ATTN_TILE_Q] = {false}; /* a query's first seen chunk goes straight to out */
     for (int32_t c = 0; c < tq.n_chunks; c++) {
-        for (int32_t m = 0; m < tq.n_q; m++) acc[m] = c == 0 ? tq.out[m] : sc->acc + (int64_t)m * hd;
+        bool any = false;
+        for (int32_t m = 0; m < tq.n_q; m++) any = any || sees_chunk(&tq, m, c * tq.chunk);
+        if (!any) continue; /* below every query's sliding window */
+        for (int32_t m = 0; m < tq.n_q; m++) acc[m] = started[m] ? sc->acc + (int64_t)m * hd : tq.out[m];
         chunk_partial(a, f, t, &tq, c, sc, acc, mx, l);
         for (int32_t m = 0; m < tq.n_q; m++) {
-            if (c == 0) {
+            if (!sees_chunk(&tq, m, c * tq.chunk)) continue;
+            if (!started[m]) {
                 run_max[m] = mx[m];
                 run_sum[m] = l[m];
-            } else if (tq.n_kv[m] > c * tq.chunk) {
+                started[m] = true;
+            } else {
                 fold_chunk(f->level, hd, tq.out[m], &run_max[m], &run_sum[m], acc[m], mx[m], l[m]);
             }
         }
@@ -949,11 +969,12 @@ static void combine_tile(const vb_attn_args *a, const attn_fns *f, const attn_ti
     tile_queries tq;
     tile_queries_init(a, t, &tq);
     for (int32_t m = 0; m < tq.n_q; m++) {
-        const float *s0 = slot_at(slots, base + m);
+        const int32_t c0 = tq.lo[m] / tq.chunk; /* the first chunk it sees */
+        const float *s0 = slot_at(slots, base + (int64_t)c0 * tq.n_q + m);
         float run_max = s0[0];
         double run_sum = s0[1];
         memcpy(tq.out[m], s0 + 2, (size_t)hd * sizeof(float));
-        for (int32_t c = 1; c < tq.n_chunks && tq.n_kv[m] > c * tq.chunk; c++) {
+        for (int32_t c = c0 + 1; c < tq.n_chunks && tq.n_kv[m] > c * tq.chunk; c++) {
             const float *sc = slot_at(slots, base + (int64_t)c * tq.n_q + m);
             fold_chunk(f->level, hd, tq.out[m], &run_max, &run_sum, sc + 2, sc[0], sc[1]);
         }

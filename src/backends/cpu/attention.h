@@ -1,7 +1,7 @@
 /* attention.h - scaled dot-product attention of a batch of query rows over the paged KV cache
  * (DESIGN §3): query row i of sequence seq[i] attends to the first n_kv[i] cached rows of its
  * sequence (the rows cached before the batch plus the batch rows of that sequence up to and
- * including itself, already written), reading K and V straight from the cache blocks through
+ * including itself, already written; of a sliding-window layer only the last `window` of them), reading K and V straight from the cache blocks through
  * the sequence's block table (no copy or transpose of the context). Grouped-query attention:
  * query head h reads KV head h / (n_head / n_head_kv). Work is split into tiles (KV heads,
  * consecutive rows of one sequence, their query heads) so that each K/V row is read once per
@@ -31,6 +31,9 @@ typedef struct vb_attn_args {
     bool use_avx2;          /* SIMD paths allowed (the CPU has AVX2/FMA/F16C); AVX-512 is used
                                when also vb_kernels_level() >= VB_KLEVEL_AVX512 */
     float scale;            /* softmax scale, 1/sqrt(head_dim) */
+    int32_t window;         /* > 0: a sliding-window layer: row i sees only the last `window`
+                               of its rows, [n_kv[i] - window, n_kv[i]) (in row order, as
+                               causality is); 0: all n_kv[i] */
     float *scratch;         /* [n_threads][vb_attention_scratch_floats(...)] */
     int64_t scratch_stride; /* floats per thread in scratch */
 } vb_attn_args;

@@ -1,9 +1,10 @@
 /* cpu_backend.c - vibee's own CPU backend `cpu` (the vb_backend_ops table of backend.h): the
- * batched transformer forward pass of DESIGN §3 for gpt2, llama, qwen2 and qwen3 over the paged
- * KV cache. All rows of a batch go through each layer together (one matrix-matrix product per
- * weight), each row's K and V are written into its cache slot, attention reads the cache blocks
- * directly (attention.c), and only rows that want logits get the final norm and output matmul
- * (or, for forward_hidden, only the final norm: the hidden states behind vb_embed).
+ * batched transformer forward pass of DESIGN §3 over the paged KV cache, for the architectures
+ * of src/arch.h (the traits table decides norms, position encoding and FFN kind). All rows of a
+ * batch go through each layer together (one matrix-matrix product per weight), each row's K and
+ * V are written into its cache slot, attention reads the cache blocks directly (attention.c),
+ * and only rows that want logits get the final norm and output matmul (or, for forward_hidden,
+ * only the final norm: the hidden states behind vb_embed).
  * KV operations delegate to the paged cache (src/kv). */
 #include <math.h>
 #include <stdint.h>
@@ -36,12 +37,11 @@ typedef struct cpu_state {
     float *x;            /* [B][n_embd] residual stream */
     float *xn;           /* [B][n_embd] normalised input of a sub-layer; also the position
                             row */
-    float *qkv;          /* [B][n_q + 2 kv_dim] gpt2 fused projection */
     float *q;            /* [B][n_q] */
     float *k;            /* [B][kv_dim] */
     float *v;            /* [B][kv_dim] */
     float *attn;         /* [B][n_q] attention output */
-    float *ffn_a;        /* [B][n_ff] up (gpt2) / gate (gated FFN) */
+    float *ffn_a;        /* [B][n_ff] up (GELU MLP) / gate (gated FFN) */
     float *ffn_b;        /* [B][n_ff] up (gated FFN) */
     float *attn_scratch; /* [n_threads][attn_stride] */
     int64_t attn_stride;
@@ -59,7 +59,6 @@ static void cpu_free(void *state) {
     vb_cpu_model_free(&s->w);
     free(s->x);
     free(s->xn);
-    free(s->qkv);
     free(s->q);
     free(s->k);
     free(s->v);
@@ -103,6 +102,7 @@ static int cpu_init(const vb_model *model, const vb_context_params *params, void
     const int32_t block_size = params->block_size > 0 ? params->block_size : 16;
     int32_t n_ctx = params->n_ctx;
     if (n_ctx <= 0) n_ctx = w->n_ctx_train > 0 && w->n_ctx_train < 4096 ? w->n_ctx_train : 4096;
+    vb_cpu_model_set_ctx(&s->w, n_ctx); /* LongRoPE factors by context length */
     if (s->kv_type != VB_KV_F32 && s->kv_type != VB_KV_F16 && s->kv_type != VB_KV_Q8_0) {
         cpu_free(s);
         return vb_errf(err, VB_ERR_ARG, "cpu backend: kv_type %d is not f32 (0), f16 (1) or q8_0 (2)",
@@ -150,7 +150,6 @@ static int cpu_init(const vb_model *model, const vb_context_params *params, void
     const int64_t B = s->n_batch_max;
     s->x = alloc_floats(B * w->n_embd);
     s->xn = alloc_floats(B * w->n_embd);
-    if (w->arch == VB_ARCH_GPT2) s->qkv = alloc_floats(B * (w->n_q + 2 * w->kv_dim));
     s->q = alloc_floats(B * w->n_q);
     s->k = alloc_floats(B * w->kv_dim);
     s->v = alloc_floats(B * w->kv_dim);
@@ -163,7 +162,7 @@ static int cpu_init(const vb_model *model, const vb_context_params *params, void
     s->kv_row = malloc((size_t)B * sizeof *s->kv_row);
     s->n_kv = malloc((size_t)B * sizeof *s->n_kv);
     s->row_seq = malloc((size_t)B * sizeof *s->row_seq);
-    if (!s->x || !s->xn || (w->arch == VB_ARCH_GPT2 && !s->qkv) || !s->q || !s->k || !s->v ||
+    if (!s->x || !s->xn || !s->q || !s->k || !s->v ||
         !s->attn || !s->ffn_a || !s->ffn_b || !s->attn_scratch || !s->kv_row || !s->n_kv ||
         !s->row_seq) {
         cpu_free(s);
@@ -235,18 +234,6 @@ static void compact_rows(float *buf, int64_t dim, const int8_t *want, int32_t n_
 static void project_qkv(cpu_state *s, const vb_cpu_layer *L, const vb_batch *batch,
                         int32_t n_rows) {
     const vb_cpu_model *w = &s->w;
-    if (w->arch == VB_ARCH_GPT2) {
-        const int64_t width = w->n_q + 2 * w->kv_dim;
-        linear(s, &L->wqkv, L->bqkv, s->xn, n_rows, s->qkv);
-        for (int32_t i = 0; i < n_rows; i++) {
-            const float *src = s->qkv + i * width;
-            memcpy(s->q + (int64_t)i * w->n_q, src, (size_t)w->n_q * sizeof(float));
-            memcpy(s->k + (int64_t)i * w->kv_dim, src + w->n_q, (size_t)w->kv_dim * sizeof(float));
-            memcpy(s->v + (int64_t)i * w->kv_dim, src + w->n_q + w->kv_dim,
-                   (size_t)w->kv_dim * sizeof(float));
-        }
-        return;
-    }
     linear(s, &L->wq, L->bq, s->xn, n_rows, s->q);
     linear(s, &L->wk, L->bk, s->xn, n_rows, s->k);
     linear(s, &L->wv, L->bv, s->xn, n_rows, s->v);
@@ -255,18 +242,20 @@ static void project_qkv(cpu_state *s, const vb_cpu_layer *L, const vb_batch *bat
         vb_op_rmsnorm(s->k, s->k, L->k_norm, (int64_t)n_rows * w->n_head_kv, w->head_dim,
                       w->norm_eps);
     }
-    for (int32_t i = 0; i < n_rows; i++) {
+    const float theta = L->swa ? w->rope_theta_swa : w->rope_theta; /* local layers: own base */
+    const float *freqs = L->swa ? NULL : w->rope_freqs;
+    for (int32_t i = 0; i < n_rows && w->use_rope; i++) {
         const int32_t pos = batch->pos[i];
-        vb_op_rope(s->q + (int64_t)i * w->n_q, w->n_head, w->head_dim, w->n_rot, pos, w->rope_theta,
-                   w->rope_freqs, w->rope_kind);
-        vb_op_rope(s->k + (int64_t)i * w->kv_dim, w->n_head_kv, w->head_dim, w->n_rot, pos,
-                   w->rope_theta, w->rope_freqs, w->rope_kind);
+        vb_op_rope(s->q + (int64_t)i * w->n_q, w->n_head, w->head_dim, w->n_rot, pos, theta, freqs,
+                   w->rope_kind);
+        vb_op_rope(s->k + (int64_t)i * w->kv_dim, w->n_head_kv, w->head_dim, w->n_rot, pos, theta,
+                   freqs, w->rope_kind);
     }
 }
 
 static void norm_rows(const vb_cpu_model *w, const float *x, float *y, const float *g,
                       const float *b, int32_t n_rows) {
-    if (w->arch == VB_ARCH_GPT2)
+    if (w->arch->norm == VB_ARCH_NORM_LAYER)
         vb_op_layernorm(x, y, g, b, n_rows, w->n_embd, w->norm_eps);
     else
         vb_op_rmsnorm(x, y, g, n_rows, w->n_embd, w->norm_eps);
@@ -276,16 +265,20 @@ static void norm_rows(const vb_cpu_model *w, const float *x, float *y, const flo
 static void feed_forward(cpu_state *s, const vb_cpu_layer *L, int32_t n_rows) {
     const vb_cpu_model *w = &s->w;
     const int64_t F = w->n_ff;
-    if (w->arch == VB_ARCH_GPT2) {
+    if (w->arch->ffn == VB_ARCH_FFN_GELU) {
         linear(s, &L->ffn_up, L->ffn_up_b, s->xn, n_rows, s->ffn_a);
         vb_op_gelu_tanh(s->ffn_a, n_rows * F);
     } else {
         linear(s, &L->ffn_gate, NULL, s->xn, n_rows, s->ffn_a);
         linear(s, &L->ffn_up, NULL, s->xn, n_rows, s->ffn_b);
-        vb_op_silu_mul(s->ffn_a, s->ffn_b, n_rows * F);
+        if (w->arch->ffn == VB_ARCH_FFN_GEGLU)
+            vb_op_gelu_mul(s->ffn_a, s->ffn_b, n_rows * F);
+        else
+            vb_op_silu_mul(s->ffn_a, s->ffn_b, n_rows * F);
     }
-    /* down projection into xn (free now), then residual add */
+    /* down projection into xn (free now), [post-FFN norm,] then residual add */
     linear(s, &L->ffn_down, L->ffn_down_b, s->ffn_a, n_rows, s->xn);
+    if (L->ffn_post_norm) vb_op_rmsnorm(s->xn, s->xn, L->ffn_post_norm, n_rows, w->n_embd, w->norm_eps);
     vb_op_add(s->x, s->xn, (int64_t)n_rows * w->n_embd);
 }
 
@@ -297,10 +290,12 @@ static int compute(cpu_state *s, const vb_batch *batch, float *out, bool hidden)
     const int32_t n = batch->n;
     const int64_t E = w->n_embd;
 
-    /* embeddings: x[i] = token_embd[token[i]] (+ position_embd[pos[i]] for gpt2) */
+    /* embeddings: x[i] = token_embd[token[i]] (+ position_embd[pos[i]] for learned positions) */
     for (int32_t i = 0; i < n; i++) {
         vb_get_row(w->tok_embd.type, w->tok_embd.data, E, batch->token[i], s->x + i * E);
-        if (w->arch == VB_ARCH_GPT2) {
+        if (w->embd_scale != 1.0f)
+            for (int64_t j = 0; j < E; j++) s->x[i * E + j] *= w->embd_scale;
+        if (w->arch->pos_embd) {
             vb_get_row(w->pos_embd.type, w->pos_embd.data, E, batch->pos[i], s->xn);
             vb_op_add(s->x + i * E, s->xn, E);
         }
@@ -346,12 +341,14 @@ static int compute(cpu_state *s, const vb_batch *batch, float *out, bool hidden)
             .head_dim = w->head_dim,
             .kv_type = s->kv_type,
             .use_avx2 = vb_kernels_level() >= VB_KLEVEL_AVX2,
-            .scale = 1.0f / sqrtf((float)w->head_dim),
+            .scale = w->attn_scale,
+            .window = L->swa ? w->n_swa : 0, /* sliding-window (local) layer */
             .scratch = s->attn_scratch,
             .scratch_stride = s->attn_stride,
         };
         vb_attention(s->tp, &a);
         linear(s, &L->wo, L->bo, s->attn, n_rows, s->xn);
+        if (L->attn_post_norm) vb_op_rmsnorm(s->xn, s->xn, L->attn_post_norm, n_rows, E, w->norm_eps);
         vb_op_add(s->x, s->xn, (int64_t)n_rows * E);
 
         norm_rows(w, s->x, s->xn, L->ffn_norm, L->ffn_norm_b, n_rows);
@@ -360,7 +357,10 @@ static int compute(cpu_state *s, const vb_batch *batch, float *out, bool hidden)
     if (n_want == 0) return VB_OK;
     /* here n_rows == n_want: the last layer kept only the logit rows (in batch order) */
     norm_rows(w, s->x, hidden ? out : s->xn, w->output_norm, w->output_norm_b, n_rows);
-    if (!hidden) linear(s, &w->output, w->output_b, s->xn, n_rows, out);
+    if (!hidden) {
+        linear(s, &w->output, w->output_b, s->xn, n_rows, out);
+        if (w->logit_softcap > 0.0f) vb_op_softcap(out, (int64_t)n_rows * w->n_vocab, w->logit_softcap);
+    }
     return VB_OK;
 }
 
@@ -382,11 +382,11 @@ static int run_batch(void *state, const vb_batch *batch, float *out, bool hidden
         if (batch->pos[i] < 0)
             return vb_errf(s->err, VB_ERR_ARG, "cpu backend: row %d: negative position %d", i,
                            batch->pos[i]);
-        if (w->arch == VB_ARCH_GPT2 && batch->pos[i] >= w->n_ctx_train)
+        if (w->arch->pos_embd && batch->pos[i] >= w->n_ctx_train)
             return vb_errf(s->err, VB_ERR_ARG,
-                           "cpu backend: row %d: position %d is beyond the gpt2 model's %d "
+                           "cpu backend: row %d: position %d is beyond the %s model's %d "
                            "learned positions (position_embd); keep positions below %d",
-                           i, batch->pos[i], w->n_ctx_train, w->n_ctx_train);
+                           i, batch->pos[i], w->arch->name, w->n_ctx_train, w->n_ctx_train);
     }
 
     /* every row into its sequence's cache slot, all or nothing */

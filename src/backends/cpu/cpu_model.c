@@ -1,20 +1,17 @@
 /* cpu_model.c - finds a model's tensors by their llama.cpp names, checks their shapes and
- * types, and builds the per-layer views the CPU forward pass uses (see cpu_model.h).
- * Conventions (llama.cpp src/models/{gpt2,llama,qwen2,qwen3}.cpp, llama_model_rope_type):
- *   gpt2:  LayerNorm with bias, learned position_embd, fused attn_qkv + bias, GELU, biases on
- *          every projection, output.weight optional (tied to token_embd).
- *   llama: RMSNorm, RoPE NORM (adjacent pairs), SwiGLU, optional output.weight, optional
- *          rope_freqs.weight (Llama 3.1 frequency factors), optional q/k/v/o biases.
- *   qwen2: llama + required q/k/v biases, RoPE NEOX (pairs offset by n_rot/2).
- *   qwen3: RoPE NEOX, attn_q_norm / attn_k_norm (RMSNorm over head_dim per head, before RoPE),
- *          head_dim from <arch>.attention.key_length. */
+ * types, and builds the per-layer views the CPU forward pass uses (see cpu_model.h). What
+ * differs between architectures (norms, biases, fused tensors, RoPE, ...) is read from the
+ * traits table of src/arch.h; a fused attn_qkv or gate+up ffn_up is split into views of its row
+ * ranges (rows are contiguous in every weight type), so the forward sees separate matrices. */
 #include "cpu_model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "../../arch.h"
 #include "../../backend.h"
 #include "../../types.h"
 #include "kernels.h"
@@ -132,20 +129,6 @@ static int load_vec(const float **out, vb_cpu_model *m, const vb_model *model, c
     return VB_OK;
 }
 
-static int arch_from_name(const char *arch, enum vb_cpu_arch *out) {
-    if (strcmp(arch, "gpt2") == 0)
-        *out = VB_ARCH_GPT2;
-    else if (strcmp(arch, "llama") == 0)
-        *out = VB_ARCH_LLAMA;
-    else if (strcmp(arch, "qwen2") == 0)
-        *out = VB_ARCH_QWEN2;
-    else if (strcmp(arch, "qwen3") == 0)
-        *out = VB_ARCH_QWEN3;
-    else
-        return VB_ERR_UNSUPPORTED;
-    return VB_OK;
-}
-
 /* "<arch>.<suffix>", the GGUF key a hyper-parameter came from (for messages). */
 static const char *arch_key(char *buf, size_t len, const vb_model *model, const char *suffix) {
     snprintf(buf, len, "%s.%s", model->info.arch, suffix);
@@ -196,19 +179,24 @@ static int load_hparams(vb_cpu_model *m, const vb_model *model, char *err) {
                        "cpu backend: %s = %d does not match token_embd.weight (%lld columns)",
                        arch_key(k1, sizeof k1, model, "embedding_length"), m->n_embd,
                        (long long)te->ne[0]);
-    /* the query and key/value widths against layer 0's projections */
-    const bool gpt2 = m->arch == VB_ARCH_GPT2;
-    const int64_t q_rows = gpt2 ? m->n_embd : tensor_rows(model, "blk.0.attn_q.weight");
-    const int64_t k_rows = gpt2 ? kv_dim : tensor_rows(model, "blk.0.attn_k.weight");
-    if ((q_rows >= 0 && n_q != q_rows) || (k_rows >= 0 && kv_dim != k_rows))
+    /* the query and key/value widths against layer 0's projections (fused: their sum) */
+    const vb_arch *a = m->arch;
+    const int64_t qkv_rows =
+        a->fused_qkv != VB_ARCH_NO ? tensor_rows(model, "blk.0.attn_qkv.weight") : -1;
+    const bool fused = qkv_rows >= 0 || a->fused_qkv == VB_ARCH_REQUIRED;
+    const int64_t q_rows = fused ? -1 : tensor_rows(model, "blk.0.attn_q.weight");
+    const int64_t k_rows = fused ? -1 : tensor_rows(model, "blk.0.attn_k.weight");
+    if ((q_rows >= 0 && n_q != q_rows) || (k_rows >= 0 && kv_dim != k_rows) ||
+        (qkv_rows >= 0 && n_q + 2 * kv_dim != qkv_rows))
         return vb_errf(err, VB_ERR_FORMAT,
                        "cpu backend: %s %d (%s %d) x %s %d = %lld query (%lld key/value) "
-                       "rows, but the blk.0 projections have %lld (%lld)",
+                       "rows, but the blk.0 projections have %lld (%lld)%s",
                        arch_key(k1, sizeof k1, model, "attention.head_count"), m->n_head,
                        arch_key(k3, sizeof k3, model, "attention.head_count_kv"), m->n_head_kv,
                        arch_key(k2, sizeof k2, model, "attention.key_length"), m->head_dim,
-                       (long long)n_q, (long long)kv_dim, (long long)q_rows, (long long)k_rows);
-    if (n_q > INT32_MAX || kv_dim > INT32_MAX) /* only gpt2 can get here without projections */
+                       (long long)n_q, (long long)kv_dim, (long long)(fused ? qkv_rows : q_rows),
+                       (long long)k_rows, fused ? " (fused attn_qkv: query + 2 key/value)" : "");
+    if (n_q > INT32_MAX || kv_dim > INT32_MAX) /* only a fused layout can get here unchecked */
         return vb_errf(err, VB_ERR_FORMAT, "cpu backend: %s is too large",
                        arch_key(k1, sizeof k1, model, "attention.head_count"));
     m->n_q = (int32_t)n_q;
@@ -220,24 +208,25 @@ static int load_hparams(vb_cpu_model *m, const vb_model *model, char *err) {
             return vb_errf(err, VB_ERR_FORMAT, "cpu backend: token_embd.weight has too many rows");
         m->n_vocab = (int32_t)te->ne[1];
     }
-    /* n_ff: from the up projection when the info does not say. */
+    /* n_ff: from the up projection when the info does not say (a fused gate+up has 2 n_ff rows). */
     m->n_ff = info->n_ff;
     const int64_t up_rows = tensor_rows(model, "blk.0.ffn_up.weight");
+    const int64_t up_parts = a->fused_gate_up ? 2 : 1;
     if (up_rows < 0)
         return vb_errf(err, VB_ERR_FORMAT,
                        "cpu backend: tensor 'blk.0.ffn_up.weight' is missing or not 2-D");
-    if (m->n_ff <= 0) m->n_ff = up_rows <= INT32_MAX ? (int32_t)up_rows : 0;
-    if (m->n_ff != up_rows)
+    if (m->n_ff <= 0) m->n_ff = up_rows / up_parts <= INT32_MAX ? (int32_t)(up_rows / up_parts) : 0;
+    if ((int64_t)m->n_ff * up_parts != up_rows)
         return vb_errf(err, VB_ERR_FORMAT,
-                       "cpu backend: %s = %d does not match blk.0.ffn_up.weight (%lld rows)",
+                       "cpu backend: %s = %d does not match blk.0.ffn_up.weight (%lld rows%s)",
                        arch_key(k1, sizeof k1, model, "feed_forward_length"), m->n_ff,
-                       (long long)up_rows);
+                       (long long)up_rows, up_parts == 2 ? ": gate and up, n_ff each" : "");
 
     int32_t n_rot = 0;
     arch_key(k1, sizeof k1, model, "rope.dimension_count");
     m->n_rot = vb_gguf_get_i32(model->gguf, k1, &n_rot) && n_rot > 0 ? n_rot : m->head_dim;
-    m->use_rope = m->arch != VB_ARCH_GPT2;
-    m->rope_kind = m->arch == VB_ARCH_LLAMA ? VB_ROPE_NORM : VB_ROPE_NEOX;
+    m->use_rope = a->rope != VB_ARCH_ROPE_NONE;
+    m->rope_kind = a->rope == VB_ARCH_ROPE_NORM ? VB_ROPE_NORM : VB_ROPE_NEOX;
     if (m->use_rope && (m->n_rot > m->head_dim || m->n_rot % 2 != 0 || m->n_rot > 1024))
         return vb_errf(err, VB_ERR_FORMAT,
                        "cpu backend: %s = %d invalid for head_dim %d (even, at most head_dim "
@@ -245,17 +234,59 @@ static int load_hparams(vb_cpu_model *m, const vb_model *model, char *err) {
                        k1, m->n_rot, m->head_dim);
     m->rope_theta = model->rope_theta > 0 ? model->rope_theta : 10000.0f;
     m->norm_eps = model->norm_eps > 0 ? model->norm_eps : 1e-5f;
-    if (m->arch == VB_ARCH_GPT2 && m->n_ctx_train <= 0) {
+    /* LongRoPE (a->rope_factors): the context the short factors cover, and the attention factor
+       llama.cpp multiplies into both cos and sin (so into q.k twice) */
+    int32_t n_orig = 0;
+    arch_key(k2, sizeof k2, model, "rope.scaling.original_context_length");
+    m->n_ctx_orig = vb_gguf_get_i32(model->gguf, k2, &n_orig) && n_orig > 0 ? n_orig : m->n_ctx_train;
+    m->attn_scale = 1.0f / sqrtf((float)m->head_dim);
+    float af = 1.0f;
+    arch_key(k2, sizeof k2, model, "rope.scaling.attn_factor");
+    if (a->rope_factors && vb_gguf_get_f32(model->gguf, k2, &af) && af != 1.0f) {
+        if (!isfinite(af) || af <= 0.0f || af > 16.0f)
+            return vb_errf(err, VB_ERR_FORMAT, "cpu backend: %s = %g is not in (0, 16]", k2,
+                           (double)af);
+        if (m->n_rot != m->head_dim) /* llama.cpp scales only the rotated dims */
+            return vb_errf(err, VB_ERR_UNSUPPORTED,
+                           "cpu backend: %s with partial rotary dims (%d of %d) is not supported",
+                           k2, m->n_rot, m->head_dim);
+        m->attn_scale *= af * af;
+    }
+    /* gemma3: sliding-window layers, embedding scale, logit softcap, query scale */
+    m->embd_scale = a->embd_scale ? sqrtf((float)m->n_embd) : 1.0f;
+    m->rope_theta_swa = 10000.0f;
+    int32_t n_swa = 0;
+    arch_key(k2, sizeof k2, model, "attention.sliding_window");
+    if (a->swa_pattern > 0 && vb_gguf_get_i32(model->gguf, k2, &n_swa) && n_swa > 0) m->n_swa = n_swa;
+    float cap = 0.0f;
+    arch_key(k2, sizeof k2, model, "final_logit_softcapping");
+    if (a->logit_softcap && m->n_swa == 0 && vb_gguf_get_f32(model->gguf, k2, &cap) && cap > 0.0f) {
+        if (!isfinite(cap))
+            return vb_errf(err, VB_ERR_FORMAT, "cpu backend: %s is not finite", k2);
+        m->logit_softcap = cap;
+    }
+    if (a->swa_pattern > 0 && m->n_layer == 62) /* Gemma 3 27B: query_pre_attn_scalar = n_embd / n_head */
+        m->attn_scale = 1.0f / sqrtf((float)(m->n_embd / m->n_head));
+    if (a->pos_embd && m->n_ctx_train <= 0) {
         const int64_t pe_rows = tensor_rows(model, "position_embd.weight");
         if (pe_rows > 0 && pe_rows <= INT32_MAX) m->n_ctx_train = (int32_t)pe_rows;
     }
     return VB_OK;
 }
 
+/* A view of rows [row0, row0 + n_out) of a loaded matrix (a part of a fused tensor). */
+static vb_cpu_mat mat_rows(const vb_cpu_mat *w, int64_t row0, int64_t n_out) {
+    vb_cpu_mat v = *w;
+    v.data = (const uint8_t *)w->data + (size_t)row0 * vb_type_row_bytes(w->type, w->n_in);
+    v.n_out = n_out;
+    return v;
+}
+
 static int load_layer(vb_cpu_model *m, const vb_model *model, int il, char *err) {
     vb_cpu_layer *L = &m->layers[il];
-    const bool gpt2 = m->arch == VB_ARCH_GPT2;
+    const vb_arch *a = m->arch;
     const int64_t E = m->n_embd, Q = m->n_q, KV = m->kv_dim, F = m->n_ff;
+    const bool nb = a->norm_bias;
     int rc;
 #define TRY(call)                                                                                  \
     do {                                                                                           \
@@ -263,33 +294,70 @@ static int load_layer(vb_cpu_model *m, const vb_model *model, int il, char *err)
     } while (0)
     TRY(load_vec(&L->attn_norm, m, model, "blk.%d.attn_norm.weight", il, E, true, err));
     TRY(load_vec(&L->ffn_norm, m, model, "blk.%d.ffn_norm.weight", il, E, true, err));
-    TRY(load_mat(&L->wo, model, "blk.%d.attn_output.weight", il, Q, E, false, true, err));
-    TRY(load_vec(&L->bo, m, model, "blk.%d.attn_output.bias", il, E, gpt2, err));
-    TRY(load_mat(&L->ffn_up, model, "blk.%d.ffn_up.weight", il, E, F, false, true, err));
-    TRY(load_mat(&L->ffn_down, model, "blk.%d.ffn_down.weight", il, F, E, false, true, err));
-    if (gpt2) {
+    if (nb) {
         TRY(load_vec(&L->attn_norm_b, m, model, "blk.%d.attn_norm.bias", il, E, true, err));
         TRY(load_vec(&L->ffn_norm_b, m, model, "blk.%d.ffn_norm.bias", il, E, true, err));
-        TRY(load_mat(&L->wqkv, model, "blk.%d.attn_qkv.weight", il, E, Q + 2 * KV, false, true,
-                     err));
-        TRY(load_vec(&L->bqkv, m, model, "blk.%d.attn_qkv.bias", il, Q + 2 * KV, true, err));
-        TRY(load_vec(&L->ffn_up_b, m, model, "blk.%d.ffn_up.bias", il, F, true, err));
-        TRY(load_vec(&L->ffn_down_b, m, model, "blk.%d.ffn_down.bias", il, E, true, err));
-        return VB_OK;
     }
-    const bool qkv_bias_required = m->arch == VB_ARCH_QWEN2;
-    TRY(load_mat(&L->wq, model, "blk.%d.attn_q.weight", il, E, Q, false, true, err));
-    TRY(load_mat(&L->wk, model, "blk.%d.attn_k.weight", il, E, KV, false, true, err));
-    TRY(load_mat(&L->wv, model, "blk.%d.attn_v.weight", il, E, KV, false, true, err));
-    TRY(load_vec(&L->bq, m, model, "blk.%d.attn_q.bias", il, Q, qkv_bias_required, err));
-    TRY(load_vec(&L->bk, m, model, "blk.%d.attn_k.bias", il, KV, qkv_bias_required, err));
-    TRY(load_vec(&L->bv, m, model, "blk.%d.attn_v.bias", il, KV, qkv_bias_required, err));
-    TRY(load_mat(&L->ffn_gate, model, "blk.%d.ffn_gate.weight", il, E, F, false, true, err));
-    if (m->arch == VB_ARCH_QWEN3) {
+    TRY(load_mat(&L->wo, model, "blk.%d.attn_output.weight", il, Q, E, false, true, err));
+    if (a->out_bias != VB_ARCH_NO)
+        TRY(load_vec(&L->bo, m, model, "blk.%d.attn_output.bias", il, E,
+                     a->out_bias == VB_ARCH_REQUIRED, err));
+
+    if (a->post_norms) {
+        TRY(load_vec(&L->attn_post_norm, m, model, "blk.%d.post_attention_norm.weight", il, E, true,
+                     err));
+        TRY(load_vec(&L->ffn_post_norm, m, model, "blk.%d.post_ffw_norm.weight", il, E, true, err));
+    }
+    L->swa = m->n_swa > 0 && (il + 1) % a->swa_pattern != 0;
+
+    /* Q, K, V: one fused attn_qkv [Q; K; V] (split into views) or three matrices */
+    const bool bias_req = a->qkv_bias == VB_ARCH_REQUIRED;
+    char name[64];
+    snprintf(name, sizeof name, "blk.%d.attn_qkv.weight", il);
+    if (a->fused_qkv == VB_ARCH_REQUIRED ||
+        (a->fused_qkv == VB_ARCH_OPTIONAL && vb_gguf_find_tensor(model->gguf, name))) {
+        vb_cpu_mat qkv;
+        const float *b = NULL;
+        TRY(load_mat(&qkv, model, "blk.%d.attn_qkv.weight", il, E, Q + 2 * KV, false, true, err));
+        if (a->qkv_bias != VB_ARCH_NO)
+            TRY(load_vec(&b, m, model, "blk.%d.attn_qkv.bias", il, Q + 2 * KV, bias_req, err));
+        L->wq = mat_rows(&qkv, 0, Q);
+        L->wk = mat_rows(&qkv, Q, KV);
+        L->wv = mat_rows(&qkv, Q + KV, KV);
+        if (b) L->bq = b, L->bk = b + Q, L->bv = b + Q + KV;
+    } else {
+        TRY(load_mat(&L->wq, model, "blk.%d.attn_q.weight", il, E, Q, false, true, err));
+        TRY(load_mat(&L->wk, model, "blk.%d.attn_k.weight", il, E, KV, false, true, err));
+        TRY(load_mat(&L->wv, model, "blk.%d.attn_v.weight", il, E, KV, false, true, err));
+        if (a->qkv_bias != VB_ARCH_NO) {
+            TRY(load_vec(&L->bq, m, model, "blk.%d.attn_q.bias", il, Q, bias_req, err));
+            TRY(load_vec(&L->bk, m, model, "blk.%d.attn_k.bias", il, KV, bias_req, err));
+            TRY(load_vec(&L->bv, m, model, "blk.%d.attn_v.bias", il, KV, bias_req, err));
+        }
+    }
+    if (a->qk_norm) {
         TRY(load_vec(&L->q_norm, m, model, "blk.%d.attn_q_norm.weight", il, m->head_dim, true,
                      err));
         TRY(load_vec(&L->k_norm, m, model, "blk.%d.attn_k_norm.weight", il, m->head_dim, true,
                      err));
+    }
+
+    /* feed-forward: up (GELU MLP), gate + up, or one ffn_up holding [gate; up] */
+    if (a->fused_gate_up) {
+        vb_cpu_mat gu;
+        TRY(load_mat(&gu, model, "blk.%d.ffn_up.weight", il, E, 2 * F, false, true, err));
+        L->ffn_gate = mat_rows(&gu, 0, F);
+        L->ffn_up = mat_rows(&gu, F, F);
+    } else {
+        TRY(load_mat(&L->ffn_up, model, "blk.%d.ffn_up.weight", il, E, F, false, true, err));
+        if (a->ffn != VB_ARCH_FFN_GELU)
+            TRY(load_mat(&L->ffn_gate, model, "blk.%d.ffn_gate.weight", il, E, F, false, true,
+                         err));
+    }
+    TRY(load_mat(&L->ffn_down, model, "blk.%d.ffn_down.weight", il, F, E, false, true, err));
+    if (a->ffn_bias) {
+        TRY(load_vec(&L->ffn_up_b, m, model, "blk.%d.ffn_up.bias", il, F, true, err));
+        TRY(load_vec(&L->ffn_down_b, m, model, "blk.%d.ffn_down.bias", il, E, true, err));
     }
     return VB_OK;
 #undef TRY
@@ -345,13 +413,13 @@ static int for_each_float_mat(vb_cpu_model *m, int (*fn)(vb_cpu_model *, vb_cpu_
                               char *err) {
     int rc = VB_OK;
     for (int32_t il = -1; il < m->n_layer && rc == VB_OK; il++) {
-        vb_cpu_mat *mats[8] = {&m->output};
+        vb_cpu_mat *mats[7] = {&m->output};
         size_t n = 1;
         if (il >= 0) {
             vb_cpu_layer *L = &m->layers[il];
-            vb_cpu_mat *lm[8] = {&L->wqkv, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
+            vb_cpu_mat *lm[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up, &L->ffn_down};
             memcpy(mats, lm, sizeof lm);
-            n = 8;
+            n = 7;
         }
         for (size_t k = 0; k < n && rc == VB_OK; k++)
             if (mats[k]->data && vb_packed_supported(mats[k]->type)) rc = fn(m, mats[k], err);
@@ -380,23 +448,29 @@ static int pack_weights(vb_cpu_model *m, char *err) {
     return for_each_float_mat(m, pack_mat, err);
 }
 
+void vb_cpu_model_set_ctx(vb_cpu_model *m, int32_t n_ctx) {
+    if (m->rope_long) m->rope_freqs = n_ctx > m->n_ctx_orig ? m->rope_long : m->rope_short;
+}
+
 int vb_cpu_model_init(vb_cpu_model *m, const vb_model *model, char *err) {
     memset(m, 0, sizeof *m);
     if (!model || model->owner || !model->gguf)
         return vb_errf(err, VB_ERR_UNSUPPORTED,
                        "cpu backend: needs a GGUF model (use backend 'sim' for the "
                        "sim model)");
-    if (arch_from_name(model->info.arch, &m->arch) != VB_OK)
+    m->arch = vb_arch_find(model->info.arch);
+    if (!m->arch) {
+        char list[256];
         return vb_errf(err, VB_ERR_UNSUPPORTED,
-                       "cpu backend: architecture '%s' is not supported "
-                       "(supported: gpt2, llama, "
-                       "qwen2, qwen3)",
-                       model->info.arch);
+                       "cpu backend: architecture '%s' (general.architecture) is not supported "
+                       "(supported: %s)",
+                       model->info.arch, vb_arch_list(list, sizeof list));
+    }
+    const vb_arch *a = m->arch;
     int rc = load_hparams(m, model, err);
     if (rc != VB_OK) goto fail;
 
     const int64_t E = m->n_embd, V = m->n_vocab;
-    const bool gpt2 = m->arch == VB_ARCH_GPT2;
     rc = load_mat(&m->tok_embd, model, "token_embd.weight", 0, E, V, true, true, err);
     if (rc != VB_OK) goto fail;
     rc = load_vec(&m->output_norm, m, model, "output_norm.weight", 0, E, true, err);
@@ -406,19 +480,61 @@ int vb_cpu_model_init(vb_cpu_model *m, const vb_model *model, char *err) {
     if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
     rc = load_vec(&m->output_b, m, model, "output.bias", 0, V, false, err);
     if (rc != VB_OK) goto fail;
-    if (gpt2) {
+    if (a->norm_bias) {
         rc = load_vec(&m->output_norm_b, m, model, "output_norm.bias", 0, E, true, err);
         if (rc != VB_OK) goto fail;
+    }
+    if (a->pos_embd) {
         if (m->n_ctx_train <= 0) {
-            rc = vb_errf(err, VB_ERR_FORMAT, "cpu backend: gpt2 model has no context length");
+            rc = vb_errf(err, VB_ERR_FORMAT, "cpu backend: %s model has no context length",
+                         a->name);
             goto fail;
         }
         rc = load_mat(&m->pos_embd, model, "position_embd.weight", 0, E, m->n_ctx_train, true, true,
                       err);
         if (rc != VB_OK) goto fail;
-    } else if (m->arch == VB_ARCH_LLAMA) {
+    }
+    if (a->rope_freqs) {
         rc = load_vec(&m->rope_freqs, m, model, "rope_freqs.weight", 0, m->n_rot / 2, false, err);
         if (rc != VB_OK) goto fail;
+    }
+    if (a->rope_factors) { /* LongRoPE: llama.cpp reads layer 0's (the others duplicate it) */
+        rc = load_vec(&m->rope_long, m, model, "rope_factors_long.weight", 0, m->n_rot / 2, false,
+                      err);
+        if (rc == VB_OK)
+            rc = load_vec(&m->rope_short, m, model, "rope_factors_short.weight", 0, m->n_rot / 2,
+                          false, err);
+        if (rc != VB_OK) goto fail;
+        if (!m->rope_long != !m->rope_short) {
+            rc = vb_errf(err, VB_ERR_FORMAT, "cpu backend: the model has only one of "
+                                             "rope_factors_long.weight and rope_factors_short.weight");
+            goto fail;
+        }
+        m->rope_freqs = m->rope_short;
+    }
+    if (a->swa_pattern > 0) { /* gemma3's global layers: linear rope.scaling.factor */
+        char key[96];
+        const char *type = NULL;
+        uint64_t type_len = 0;
+        float factor = 1.0f;
+        arch_key(key, sizeof key, model, "rope.scaling.type");
+        const bool linear = vb_gguf_get_str(model->gguf, key, &type, &type_len) &&
+                            type_len == 6 && memcmp(type, "linear", 6) == 0;
+        arch_key(key, sizeof key, model, "rope.scaling.factor");
+        if (linear && vb_gguf_get_f32(model->gguf, key, &factor) && factor != 1.0f) {
+            if (!isfinite(factor) || factor <= 0.0f) {
+                rc = vb_errf(err, VB_ERR_FORMAT, "cpu backend: %s = %g is invalid", key, (double)factor);
+                goto fail;
+            }
+            float *ff = malloc((size_t)(m->n_rot / 2 > 0 ? m->n_rot / 2 : 1) * sizeof *ff);
+            if (!ff || own_vector(m, ff) != VB_OK) {
+                free(ff);
+                rc = vb_errf(err, VB_ERR_NOMEM, "cpu backend: out of memory");
+                goto fail;
+            }
+            for (int32_t i = 0; i < m->n_rot / 2; i++) ff[i] = factor; /* angle / factor */
+            m->rope_freqs = ff;
+        }
     }
     m->layers = calloc((size_t)m->n_layer, sizeof *m->layers);
     if (!m->layers) {

@@ -138,6 +138,15 @@ void vb_op_gelu_tanh(float *x, int64_t n) {
     }
 }
 
+void vb_op_gelu_mul(float *gate, const float *up, int64_t n) {
+    vb_op_gelu_tanh(gate, n);
+    for (int64_t i = 0; i < n; i++) gate[i] *= up[i];
+}
+
+void vb_op_softcap(float *x, int64_t n, float c) {
+    for (int64_t i = 0; i < n; i++) x[i] = c * tanhf(x[i] / c);
+}
+
 static void silu_mul_portable(float *gate, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         const float g = gate[i];

@@ -2,8 +2,8 @@
  * (everything except the matrix products, which live in kernels.h, and
  * attention, in attention.h): RMSNorm, LayerNorm, rotary position embedding
  * (llama.cpp's NORM and NEOX pairings), GELU (tanh approximation), SiLU-gated
- * product (SwiGLU), softmax, bias and residual adds. All buffers are row-major
- * float32; n_rows rows of `n` (or `dim`) floats each. */
+ * product (SwiGLU), GELU-gated product (GeGLU), softcapping, softmax, bias and residual
+ * adds. All buffers are row-major float32; n_rows rows of `n` (or `dim`) floats each. */
 #ifndef VB_CPU_OPS_H
 #define VB_CPU_OPS_H
 
@@ -34,6 +34,12 @@ void vb_op_rope(float *x, int32_t n_heads, int32_t head_dim, int32_t n_rot, int3
 
 /* x[i] = gelu(x[i]), tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
 void vb_op_gelu_tanh(float *x, int64_t n);
+
+/* gate[i] = gelu(gate[i]) * up[i] (GeGLU, the tanh approximation above).  gate, up: [n]. */
+void vb_op_gelu_mul(float *gate, const float *up, int64_t n);
+
+/* x[i] = c tanh(x[i] / c) (logit softcapping), c > 0. */
+void vb_op_softcap(float *x, int64_t n, float c);
 
 /* gate[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)).  gate, up: [n]. The AVX-512 /
  * AVX2 paths (by vb_kernels_level()) use the polynomial exp of vb_op_exp. */

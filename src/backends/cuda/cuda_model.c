@@ -10,6 +10,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "arch.h"
 #include "backend.h"
 #include "backends/cpu/kernels.h"
 #include "types.h"
@@ -203,18 +204,25 @@ int vb_cuda_weights_load(const vb_model *m, vb_cuda_weights *w, char *err) {
     const vb_model_info *in = &m->info;
     if (m->owner || !m->gguf)
         return vb_errf(err, VB_ERR_UNSUPPORTED, "cuda: the cuda backend needs a GGUF model");
-    const char *arch = in->arch;
-    if (!strcmp(arch, "qwen3") || !strcmp(arch, "qwen2")) {
-        w->rope = VB_CUDA_ROPE_NEOX;
-    } else if (!strcmp(arch, "llama")) {
-        w->rope = VB_CUDA_ROPE_NORMAL;
-    } else if (!strcmp(arch, "gpt2")) {
-        w->rope = VB_CUDA_ROPE_NONE;
-        w->layernorm = w->gelu = true;
-    } else {
+    /* the traits of src/arch.h this backend's kernels implement: LayerNorm+GELU MLP with a
+       fused attn_qkv (gpt2's graph) or RMSNorm+SwiGLU with separate projections (llama, qwen2,
+       qwen3, wedlm); not yet phi3's fused gate+up / LongRoPE or gemma3's extra norms, GeGLU and
+       sliding windows */
+    const vb_arch *a = vb_arch_find(in->arch);
+    const bool gpt2_graph = a && a->norm == VB_ARCH_NORM_LAYER && a->ffn == VB_ARCH_FFN_GELU &&
+                            a->fused_qkv == VB_ARCH_REQUIRED && a->pos_embd;
+    const bool llama_graph = a && a->norm == VB_ARCH_NORM_RMS && a->ffn == VB_ARCH_FFN_SWIGLU &&
+                             a->fused_qkv == VB_ARCH_NO && !a->pos_embd;
+    if (!a || !(gpt2_graph || llama_graph) || a->fused_gate_up || a->rope_factors ||
+        a->embd_scale || a->post_norms || a->swa_pattern > 0)
         return vb_errf(err, VB_ERR_UNSUPPORTED,
-                       "cuda: architecture '%s' is not supported (qwen3, qwen2, llama, gpt2)", arch);
-    }
+                       "cuda: architecture '%s' is not supported (gpt2, llama, qwen2, qwen3, "
+                       "wedlm)", in->arch);
+    w->rope = a->rope == VB_ARCH_ROPE_NONE   ? VB_CUDA_ROPE_NONE
+              : a->rope == VB_ARCH_ROPE_NORM ? VB_CUDA_ROPE_NORMAL
+                                             : VB_CUDA_ROPE_NEOX;
+    w->layernorm = a->norm == VB_ARCH_NORM_LAYER;
+    w->gelu = a->ffn == VB_ARCH_FFN_GELU;
     w->n_embd = in->n_embd, w->n_layer = in->n_layer, w->n_head = in->n_head;
     w->n_head_kv = in->n_head_kv > 0 ? in->n_head_kv : in->n_head;
     w->head_dim = in->head_dim > 0 ? in->head_dim : (in->n_head ? in->n_embd / in->n_head : 0);
