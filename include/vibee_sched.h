@@ -65,7 +65,8 @@ typedef struct vb_request_params {
     vb_generate_params decoding; /* the decoder and its settings (default AR): decoder, window,
                                    tau, lambda, mask_token, draft_max, ngram_min, wedlm_* and
                                    n_logprobs are read; n_predict, sampler, stop_at_eos come from
-                                   the fields above; seq, on_token and logprobs are ignored */
+                                   the fields above; seq, on_token and logprobs are ignored;
+                                   reuse_kv is vb_generate's (VB_ERR_ARG here) */
 } vb_request_params;
 
 vb_request_params vb_request_default_params(void);

@@ -81,6 +81,10 @@ extern const vb_backend_ops vb_backend_onnx;
  * freed with free_fn when replaced or when the context is freed. */
 void *vb_context_decoder_cache(const vb_context *ctx);
 void vb_context_set_decoder_cache(vb_context *ctx, void *cache, void (*free_fn)(void *));
+/* Row of seq's KV whose token differs from toks[row], for rows [0, n) (n <= the sequence's
+ * length): its index, n if every row matches, or -1 when the backend keeps no tokens (its own
+ * KV). vb_generate's reuse_kv check. */
+int32_t vb_context_seq_mismatch(const vb_context *ctx, vb_seq seq, const vb_token *toks, int32_t n);
 /* The context's parameters as resolved at init (backend = its name; backend_options NULL;
  * cost_cache_path an owned copy or NULL). */
 const vb_context_params *vb_context_params_get(const vb_context *ctx);

@@ -35,6 +35,13 @@ void *vb_context_decoder_cache(const vb_context *c) { return c ? c->decoder_cach
 
 const vb_context_params *vb_context_params_get(const vb_context *c) { return c ? &c->params : NULL; }
 
+int32_t vb_context_seq_mismatch(const vb_context *c, vb_seq seq, const vb_token *toks, int32_t n) {
+    if (!c || !c->kv) return -1;
+    for (int32_t r = 0; r < n; r++)
+        if (vb_kvc_row_tok(c->kv, seq, r) != toks[r]) return r;
+    return n;
+}
+
 void vb_context_set_decoder_cache(vb_context *c, void *cache, void (*free_fn)(void *)) {
     if (!c) return;
     if (c->decoder_cache && c->decoder_cache_free) c->decoder_cache_free(c->decoder_cache);

@@ -1077,6 +1077,15 @@ static void check_reuse(vb_context *ctx, const vb_token *p1, int32_t n1, const c
         p.reuse_kv = false;
         CHECK_EQ_INT(vb_generate(ctx, p2, n2, &p, reused, 32, &n_reused, &st), VB_ERR_STATE);
         CHECK_EQ_INT(vb_kv_seq_len(ctx, 0), held);
+        /* rows that are not the prompt's (a stale KV): refused, not a silently different text */
+        vb_token other[160];
+        memcpy(other, p2, sizeof *p2 * (size_t)n2);
+        memcpy(other + n2, reused, sizeof *reused * (size_t)n_fresh);
+        other[3] = other[3] == 5 ? 6 : 5;
+        p.reuse_kv = true;
+        CHECK_EQ_INT(vb_generate(ctx, other, held + 1, &p, reused, 32, &n_reused, &st), VB_ERR_ARG);
+        CHECKF(strstr(st.note, "row 3"), "%s", st.note);
+        CHECK_EQ_INT(vb_kv_seq_len(ctx, 0), held);
     }
 }
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "decode/cost_model.h"
 #include "decode/decode_internal.h"
 #include "grammar/grammar.h"
@@ -214,7 +215,7 @@ int vb_decode_check_params(const vb_model_info *info, const vb_generate_params *
 /* What only vb_generate asks of a request: the output buffer and an empty sequence (reuse_kv:
    fewer rows than the prompt, *n_reuse = its rows). The prompt, n_predict and the decoder
    settings are checked by vb_sched_submit_gen. */
-static int check_request(vb_context *ctx, const vb_generate_params *p, int32_t n_prompt,
+static int check_request(vb_context *ctx, const vb_generate_params *p, const vb_token *prompt, int32_t n_prompt,
                          const vb_token *out, int32_t max_out, int32_t *n_reuse, vb_generate_stats *st) {
     if (!ctx) return VB_ERR_ARG;
     if (max_out < 0 || (max_out > 0 && !out)) {
@@ -238,6 +239,14 @@ static int check_request(vb_context *ctx, const vb_generate_params *p, int32_t n
                  (int)p->seq, (int)len, (int)n_prompt);
         return VB_ERR_ARG;
     }
+    /* a paged KV keeps each row's token: rows that are not the prompt's would silently give
+       another text */
+    int32_t bad = len > 0 && prompt ? vb_context_seq_mismatch(ctx, p->seq, prompt, len) : len;
+    if (bad >= 0 && bad < len) {
+        snprintf(st->note, sizeof st->note, "reuse_kv: row %d of sequence %d is not the prompt's "
+                 "token %d (truncate to the common prefix)", (int)bad, (int)p->seq, (int)bad);
+        return VB_ERR_ARG;
+    }
     *n_reuse = len;
     return VB_OK;
 }
@@ -253,7 +262,7 @@ int vb_generate_hooked(vb_context *ctx, const vb_token *prompt, int32_t n_prompt
     const vb_generate_params *p = params ? params : &defaults;
 
     int32_t n_reuse = 0;
-    int rc = check_request(ctx, p, n_prompt, out, max_out, &n_reuse, st);
+    int rc = check_request(ctx, p, prompt, n_prompt, out, max_out, &n_reuse, st);
     if (rc != VB_OK) return rc;
 
     vb_sched_params sp = vb_sched_default_params();

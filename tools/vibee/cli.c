@@ -369,7 +369,6 @@ int cli_parse_decoder_opt(vb_generate_params *gp, int argc, char **argv, int *i)
         {"--wedlm-official", 3, 0, 0}, {"--wedlm-exact", 3, 0, 0},
     };
     const char *a = argv[*i];
-    if (!strcmp(a, "-s")) a = "--seed"; /* llama.cpp's short spelling */
     for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
         if (strcmp(a, opts[k].flag) != 0) continue;
         const char *v = opts[k].kind == 3 ? "" : cli_value(argc, argv, i);

@@ -22,8 +22,8 @@ static void usage(void) {
             "  sharing whole 16-token prompt blocks share their KV (disable: --no-prefix-sharing).\n"
             "  With --seed S, prompt i samples with seed S+i. --draft-max K: lossless draft-and-verify\n"
             "  (up to K tokens per step drafted by n-gram lookup, same output as plain AR). --decoder: the\n"
-            "  decoder of every prompt (default ar; the options as in vibee run): WeDLM windows and\n"
-            "  drafts ride in the same forwards as the other sequences' rows.\n");
+            "  decoder of every prompt (default ar, wedlm for a wedlm file; the options as in vibee\n"
+            "  run): WeDLM windows and drafts ride in the same forwards as the other sequences' rows.\n");
 }
 
 typedef struct batch_item {
@@ -102,6 +102,7 @@ int cmd_batch(int argc, char **argv) {
     vb_sched_params sp = vb_sched_default_params();
     bool seeded = false;
     rp.decoding.draft_max = -1; /* not given */
+    rp.decoding.decoder = -1;   /* not given: cli_default_decoder once the model is open */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         int r = cli_parse_model_opt(&mo, argc, argv, &i);
@@ -129,9 +130,6 @@ int cmd_batch(int argc, char **argv) {
         }
 #undef NEED_INT
     }
-    /* --draft-max K alone: AR prompts drafted and verified (as before --decoder existed) */
-    if (rp.decoding.draft_max > 0 && rp.decoding.decoder == VB_DECODER_AR) rp.decoding.decoder = VB_DECODER_VERIFY;
-    if (rp.decoding.draft_max < 0) rp.decoding.draft_max = 0;
     if (!file) {
         fprintf(stderr, "vibee batch: give a prompt file with -f FILE (one prompt per line)\n");
         return 2;
@@ -176,6 +174,10 @@ int cmd_batch(int argc, char **argv) {
     vb_sched *sched = NULL;
     int rc = 1;
     if (cli_open(&mo, &model, &ctx)) goto done;
+    cli_default_decoder(&rp.decoding, vb_model_get_info(model));
+    /* --draft-max K alone: AR prompts drafted and verified (as before --decoder existed) */
+    if (rp.decoding.draft_max > 0 && rp.decoding.decoder == VB_DECODER_AR) rp.decoding.decoder = VB_DECODER_VERIFY;
+    if (rp.decoding.draft_max < 0) rp.decoding.draft_max = 0;
     const vb_model_info *info = vb_model_get_info(model);
     for (int k = 0; k < n; k++) {
         batch_item *it = &items[k];

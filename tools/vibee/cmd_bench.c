@@ -314,9 +314,11 @@ int cmd_bench(int argc, char **argv) {
             vb_model *model = NULL;
             vb_context *ctx = NULL;
             /* the deepest run needs depth + max(prompt, generated) rows (+ 64 + K for --kcost) */
-            long need = max_depth + (n_prompt > n_gen ? n_prompt : n_gen) + (n_ks ? 64 + 64 : 0) + 1;
+            int max_k = 0;
+            for (int j = 0; j < n_ks; j++) max_k = ks[j] > max_k ? ks[j] : max_k;
+            long need = max_depth + (n_prompt > n_gen ? n_prompt : n_gen) + (n_ks ? 64 + max_k : 0) + 1;
             if (prompt_text) need = max_depth + (prompt_given ? n_prompt : (long)prompt_len + 2) + n_gen + 1;
-            if (o.n_ctx == 0 && need > 4096) o.n_ctx = (int)need;
+            if (o.n_ctx == 0) o.n_ctx = need > 1 << 24 ? 1 << 24 : (int)need; /* -c not given: what the runs need */
             double t_load = vb_time_now();
             if (cli_open(&o, &model, &ctx)) { rc = 1; continue; }
             double load_ms = (vb_time_now() - t_load) * 1e3;

@@ -844,7 +844,7 @@ static int embed_input(const vb_model *model, json_t *in, srv_embed_job *job, in
         snprintf(err, err_len, "input %d cannot be tokenized: %s", (int)i, vb_status_str(n));
         return 400;
     }
-    if (n == 0) {
+    if (n == 0 || (json_is_string(in) && json_string_length(in) == 0)) { /* not a BOS-only embedding */
         snprintf(err, err_len, "input %d is empty (it has no tokens)", (int)i);
         return 400;
     }

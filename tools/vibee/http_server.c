@@ -397,9 +397,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             }
             x->sent[k] += n;
             bool ends = j->state == SRV_JOB_DONE && (x->sent[k] >= j->text_stable || calls[k]);
-            /* the tokens whose text starts in what was sent (at the end: all the rest) */
+            /* the tokens whose text starts in what was sent (at the end: all the rest, but not
+               those of tool calls, which are not content) */
             int32_t lp_upto = x->sent_lp[k];
-            while (lp_upto < j->n_lp && (ends || j->lp[lp_upto].offset < x->sent[k])) lp_upto++;
+            while (lp_upto < j->n_lp && ((ends && !calls[k]) || j->lp[lp_upto].offset < x->sent[k])) lp_upto++;
             if (lp_upto > x->sent_lp[k] && (lps[k] = malloc((size_t)(lp_upto - x->sent_lp[k]) * sizeof *lps[k]))) {
                 n_lps[k] = lp_upto - x->sent_lp[k];
                 memcpy(lps[k], j->lp + x->sent_lp[k], (size_t)n_lps[k] * sizeof *lps[k]);
@@ -561,8 +562,11 @@ static enum MHD_Result handle_completion(rq *q, bool chat) {
         if (status == 200) {
             body = api_result_json(chat, cs->id, created, s->model_name, choices, req.n_jobs, cs->n_prompt,
                                    cs->n_generated, req.seed);
-            for (int32_t k = 0; k < req.n_jobs && req.n_logprobs >= 0; k++)
-                body = api_add_logprobs(body, chat, e->model, k, req.jobs[k]->lp, req.jobs[k]->n_lp, 0);
+            for (int32_t k = 0; k < req.n_jobs && req.n_logprobs >= 0; k++) {
+                int32_t n_lp = req.jobs[k]->n_lp; /* with tool calls: the content's tokens only */
+                while (calls[k] && n_lp > 0 && req.jobs[k]->lp[n_lp - 1].offset >= choices[k].text_len) n_lp--;
+                body = api_add_logprobs(body, chat, e->model, k, req.jobs[k]->lp, n_lp, 0);
+            }
             long long n_forward = 0; /* the jobs are done: these fields no longer change */
             for (int32_t k = 0; k < req.n_jobs; k++) n_forward += req.jobs[k]->n_forward;
             if (body)

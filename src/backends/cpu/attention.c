@@ -105,6 +105,12 @@ static void f16_to_f32_portable(const uint16_t *src, float *dst, int32_t n) {
     for (int32_t i = 0; i < n; i++) dst[i] = vb_f16_to_f32(src[i]);
 }
 
+/* n values (a multiple of 32) of Q8_0 blocks: d * q, one product each (the SIMD versions give
+   the same bits). */
+static void q8_to_f32_portable(const void *src, float *dst, int32_t n) {
+    vb_dequantize_row(VB_TYPE_Q8_0, src, dst, n);
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define VB_ATTN_HAVE_SIMD 1
@@ -116,6 +122,17 @@ static void f16_to_f32_portable(const uint16_t *src, float *dst, int32_t n) {
 VB_AVX2 static void f16_to_f32_avx2(const uint16_t *src, float *dst, int32_t n) {
     for (int32_t i = 0; i < n; i += 8)
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+}
+
+VB_AVX2 static void q8_to_f32_avx2(const void *src, float *dst, int32_t n) {
+    const vb_block_q8_0 *b = src;
+    for (int32_t i = 0; i < n; i += VB_QK8_0, b++) {
+        const __m256 d = _mm256_set1_ps(vb_f16_to_f32(b->d));
+        for (int j = 0; j < VB_QK8_0; j += 8) {
+            const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b->qs + j)));
+            _mm256_storeu_ps(dst + i + j, _mm256_mul_ps(d, _mm256_cvtepi32_ps(q)));
+        }
+    }
 }
 
 /* ---------------------------------------------------------------- AVX-512 kernels */
@@ -196,6 +213,17 @@ VB_AVX512 static void pv_many_f16_avx512(float *const *out, int32_t n_out, int32
                                          const void *v, int64_t v_stride, int32_t n_v,
                                          const float *p, int64_t p_qstride, int64_t p_rstride) {
     pv_impl_avx512(out, n_out, hd, v, v_stride, n_v, p, p_qstride, p_rstride, 1);
+}
+
+VB_AVX512 static void q8_to_f32_avx512(const void *src, float *dst, int32_t n) {
+    const vb_block_q8_0 *b = src;
+    for (int32_t i = 0; i < n; i += VB_QK8_0, b++) {
+        const __m512 d = _mm512_set1_ps(vb_f16_to_f32(b->d));
+        for (int j = 0; j < VB_QK8_0; j += 16) {
+            const __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b->qs + j)));
+            _mm512_storeu_ps(dst + i + j, _mm512_mul_ps(d, _mm512_cvtepi32_ps(q)));
+        }
+    }
 }
 
 VB_AVX512 static void f16_to_f32_avx512(const uint16_t *src, float *dst, int32_t n) {
@@ -517,6 +545,7 @@ typedef void (*transpose_fn)(const void *k, int64_t k_stride, int32_t n, int32_t
 typedef struct attn_fns {
     int level; /* enum vb_kernel_level of these kernels */
     void (*f16_to_f32)(const uint16_t *src, float *dst, int32_t n);
+    void (*q8_to_f32)(const void *src, float *dst, int32_t n); /* n a multiple of 32 */
     pv_many_fn pv_many; /* F32 V rows */
     /* SIMD paths only (NULL for the portable path): */
     int32_t lanes; /* floats per vector */
@@ -527,14 +556,15 @@ typedef struct attn_fns {
 } attn_fns;
 
 static attn_fns pick_fns(const vb_attn_args *a) {
-    attn_fns f = {VB_KLEVEL_PORTABLE, f16_to_f32_portable, pv_portable, 1, NULL, NULL, NULL, NULL};
+    attn_fns f = {VB_KLEVEL_PORTABLE, f16_to_f32_portable, q8_to_f32_portable, pv_portable, 1, NULL, NULL,
+                  NULL, NULL};
 #ifdef VB_ATTN_HAVE_SIMD
     if (a->use_avx2 && a->head_dim % 8 == 0)
-        f = (attn_fns){VB_KLEVEL_AVX2,      f16_to_f32_avx2,         pv_many_avx2, 8,
+        f = (attn_fns){VB_KLEVEL_AVX2,      f16_to_f32_avx2,         q8_to_f32_avx2, pv_many_avx2, 8,
                        qk_tile_avx2,        transpose_rows_avx2,     transpose_rows_f16_avx2,
                        pv_many_f16_avx2};
     if (a->use_avx2 && a->head_dim % 16 == 0 && vb_kernels_level() >= VB_KLEVEL_AVX512)
-        f = (attn_fns){VB_KLEVEL_AVX512,    f16_to_f32_avx512,       pv_many_avx512, 16,
+        f = (attn_fns){VB_KLEVEL_AVX512,    f16_to_f32_avx512,       q8_to_f32_avx512, pv_many_avx512, 16,
                        qk_tile_avx512,      transpose_rows_avx512,   transpose_rows_f16_avx512,
                        pv_many_f16_avx512};
 #else
@@ -560,7 +590,7 @@ static const float *kv_block_rows(const void *block, int32_t n, int32_t kv_dim, 
         if (a->kv_type == VB_KV_F16)
             f->f16_to_f32((const uint16_t *)src, tmp + (int64_t)r * head_dim, head_dim);
         else
-            vb_dequantize_row(VB_TYPE_Q8_0, src, tmp + (int64_t)r * head_dim, head_dim);
+            f->q8_to_f32(src, tmp + (int64_t)r * head_dim, head_dim);
     }
     *stride = head_dim;
     return tmp;
