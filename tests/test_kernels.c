@@ -4,6 +4,7 @@
  * odd shapes and row counts, the thread pool's one-call-per-ith contract, and the
  * bandwidth probe. */
 #include <math.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,6 +472,38 @@ TEST(kernels_threadpool_each_ith_once) {
     CHECK(p.counts[0] == 1 && !p.bad);
     CHECK(vb_threadpool_create(0) == NULL);
     vb_threadpool_free(NULL);
+}
+
+/* A caller bound to one core (as an OpenMP runtime binds the initial thread under
+ * OMP_PROC_BIND): the pool's workers still get every online CPU, so they do not all share it. */
+static void tp_cpus(void *arg, int ith, int nth) {
+    (void)nth;
+    cpu_set_t m;
+    int *cpus = arg;
+    cpus[ith] = sched_getaffinity(0, sizeof m, &m) == 0 ? CPU_COUNT(&m) : -1;
+}
+
+TEST(kernels_threadpool_workers_not_stuck_on_a_bound_core) {
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t saved, one;
+    CHECK(sched_getaffinity(0, sizeof saved, &saved) == 0);
+    if (online < 2 || CPU_COUNT(&saved) < 2) {
+        vbt_skip("fewer than 2 CPUs available");
+        return;
+    }
+    int first = 0;
+    while (!CPU_ISSET(first, &saved)) first++;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    CHECK(sched_setaffinity(0, sizeof one, &one) == 0);
+    vb_threadpool *tp = vb_threadpool_create(2);
+    int cpus[2] = {0, 0};
+    if (tp) vb_threadpool_run(tp, tp_cpus, cpus);
+    vb_threadpool_free(tp);
+    sched_setaffinity(0, sizeof saved, &saved);
+    CHECK(tp != NULL);
+    CHECK_EQ_INT(cpus[0], 1);                    /* the caller keeps its binding */
+    CHECKF(cpus[1] >= 2, "the worker inherited the caller's one-core mask (%d CPUs)", cpus[1]);
 }
 
 static void tp_noop(void *arg, int ith, int nth) { (void)arg, (void)ith, (void)nth; }
