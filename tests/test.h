@@ -30,6 +30,9 @@ int vbt_run_cmd(const char *cmd, char *out, size_t cap);
 int vbt_random_blocks(unsigned type, void *dst, long long n_blocks, unsigned seed);
 /* Directory of generated fixtures (models, reference logits): $VB_FIXTURES or build/fixtures. */
 const char *vbt_fixture_dir(void);
+/* 1: s[0..n) is a sentence of grammar g; 0: not; -1: error (defined in test_grammar.c). */
+struct vb_grammar;
+int vbt_grammar_matches(const struct vb_grammar *g, const char *s, size_t n);
 
 #define TEST(name)                                                                            \
     static void name(void);                                                                   \

@@ -11,8 +11,9 @@
 #include "model.h"
 #include "test.h"
 
-/* 1: s is a sentence; 0: not; -1: error. */
-static int matches(const vb_grammar *g, const char *s, size_t n) {
+/* 1: s[0..n) is a sentence of g; 0: not; -1: error (declared in test.h, used by the other
+   grammar tests too). */
+int vbt_grammar_matches(const vb_grammar *g, const char *s, size_t n) {
     vb_gstate a = {0}, b = {0};
     if (vb_gstate_init(g, &a) != VB_OK) return -1;
     int res = 1;
@@ -60,12 +61,12 @@ TEST(grammar_accept_reject) {
         int rc = vb_grammar_parse(CASES[c].gbnf, strlen(CASES[c].gbnf), &g, err, sizeof err);
         CHECKF(rc == VB_OK, "case %zu: %s", c, err);
         for (int i = 0; i < 8 && CASES[c].accept[i]; i++) {
-            int m = matches(g, CASES[c].accept[i], strlen(CASES[c].accept[i]));
+            int m = vbt_grammar_matches(g, CASES[c].accept[i], strlen(CASES[c].accept[i]));
             if (m != 1) vb_grammar_free(g);
             CHECKF(m == 1, "case %zu should accept '%s' (%d)", c, CASES[c].accept[i], m);
         }
         for (int i = 0; i < 8 && CASES[c].reject[i]; i++) {
-            int m = matches(g, CASES[c].reject[i], strlen(CASES[c].reject[i]));
+            int m = vbt_grammar_matches(g, CASES[c].reject[i], strlen(CASES[c].reject[i]));
             if (m != 0) vb_grammar_free(g);
             CHECKF(m == 0, "case %zu should reject '%s' (%d)", c, CASES[c].reject[i], m);
         }

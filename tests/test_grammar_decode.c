@@ -12,22 +12,6 @@
 #include "grammar/grammar.h"
 #include "test.h"
 
-/* 1: text is a sentence of g; 0: not; -1: error. */
-static int sentence(const vb_grammar *g, const char *s, size_t n) {
-    vb_gstate a = {0}, b = {0};
-    int res = vb_gstate_init(g, &a) == VB_OK ? 1 : -1;
-    for (size_t i = 0; i < n && res == 1; i++) {
-        if (vb_gstate_accept(g, &a, (uint8_t)s[i], &b) != VB_OK) res = -1;
-        else if (b.n_stacks == 0) res = 0;
-        vb_gstate t = a;
-        a = b;
-        b = t;
-    }
-    if (res == 1 && !vb_gstate_complete(&a)) res = 0;
-    vb_gstate_free(&a);
-    vb_gstate_free(&b);
-    return res;
-}
 
 #ifdef VB_HAVE_JANSSON
 TEST(grammar_json_schema_accept_reject) {
@@ -63,12 +47,12 @@ TEST(grammar_json_schema_accept_reject) {
         CHECKF(vb_grammar_from_json_schema(S[i].schema, strlen(S[i].schema), &g, err, sizeof err) == VB_OK,
                "schema %zu: %s", i, err);
         for (int k = 0; k < 6 && S[i].accept[k]; k++) {
-            int m = sentence(g, S[i].accept[k], strlen(S[i].accept[k]));
+            int m = vbt_grammar_matches(g, S[i].accept[k], strlen(S[i].accept[k]));
             if (m != 1) vb_grammar_free(g);
             CHECKF(m == 1, "schema %zu should accept %s (%d)", i, S[i].accept[k], m);
         }
         for (int k = 0; k < 8 && S[i].reject[k]; k++) {
-            int m = sentence(g, S[i].reject[k], strlen(S[i].reject[k]));
+            int m = vbt_grammar_matches(g, S[i].reject[k], strlen(S[i].reject[k]));
             if (m != 0) vb_grammar_free(g);
             CHECKF(m == 0, "schema %zu should reject %s (%d)", i, S[i].reject[k], m);
         }
@@ -172,7 +156,7 @@ TEST(grammar_decoders_shipped_model) {
         int rc = gen_text(&s, PROMPTS[gi], p, ref, &n_ref, ref_text, sizeof ref_text, &st);
         if (rc != VB_OK) vb_grammar_free(g);
         CHECKF(rc == VB_OK, "AR: %d (%s)", rc, st.note);
-        int ok = sentence(g, ref_text, strlen(ref_text));
+        int ok = vbt_grammar_matches(g, ref_text, strlen(ref_text));
         if (ok != 1 || n_ref >= 500) vb_grammar_free(g);
         CHECKF(ok == 1 && n_ref < 500, "grammar %zu AR greedy output not a complete sentence: '%s'", gi, ref_text);
         /* the same greedy tokens from verify (fixed and adaptive drafts) and WeDLM (exact forced) */
@@ -202,7 +186,7 @@ TEST(grammar_decoders_shipped_model) {
                 q.sampler.temp = 1.0f;
                 q.sampler.seed = seed;
                 rc = gen_text(&s, PROMPTS[gi], q, out, &n_out, text, sizeof text, &st);
-                ok = rc == VB_OK ? sentence(g, text, strlen(text)) : -2;
+                ok = rc == VB_OK ? vbt_grammar_matches(g, text, strlen(text)) : -2;
                 if (ok != 1) vb_grammar_free(g);
                 CHECKF(ok == 1 && n_out < 500, "grammar %zu decoder %d seed %d: %d '%s' (%s)", gi, decoder, (int)seed,
                        ok, text, st.note);

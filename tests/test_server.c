@@ -41,100 +41,47 @@ static const char *missing_tools(void) {
 }
 
 /* Run one of the node scripts; it prints ok/FAIL lines and "all passed". */
-static void run_node(const char *script, char *out, size_t cap, int *rc) {
+/* Runs `node tests/server/SCRIPT VIBEE [ARG]` (ajv needed too when needs_ajv) and checks that
+ * it ends with "all passed", showing the first FAIL line otherwise. */
+static void node_test(const char *script, const char *arg, bool needs_ajv) {
+    const char *why = missing_tools();
+    CHECKF(!why, "%s", why);
+    char probe[256];
+    CHECKF(!needs_ajv ||
+               (vbt_run_cmd("cd tests/js && node -e \"require('ajv')\" 2>/dev/null && echo yes", probe, sizeof probe) == 0 &&
+                strstr(probe, "yes")),
+           "ajv missing: run scripts/install_deps.sh (npm install in tests/js)");
+    static char out[65536];
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "timeout 120 node tests/server/%s '%s' 2>&1", script, vbt_vibee_bin());
-    *rc = vbt_run_cmd(cmd, out, cap);
+    snprintf(cmd, sizeof cmd, "timeout 120 node tests/server/%s '%s'%s%s%s 2>&1", script, vbt_vibee_bin(),
+             arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
+    int rc = vbt_run_cmd(cmd, out, sizeof out);
+    const char *fail = strstr(out, "FAIL");
+    CHECKF(rc == 0 && strstr(out, "all passed"), "%s exit %d: %.400s", script, rc, fail ? fail : out);
 }
 
-TEST(server_openai_client) {
-    const char *why = missing_tools();
-    CHECKF(!why, "%s", why);
-    static char out[65536];
-    int rc;
-    run_node("openai_client.mjs", out, sizeof out, &rc);
-    const char *fail = strstr(out, "FAIL");
-    CHECKF(rc == 0 && strstr(out, "all passed"), "openai_client.mjs exit %d: %.400s", rc, fail ? fail : out);
-}
+TEST(server_openai_client) { node_test("openai_client.mjs", NULL, false); }
 
-TEST(server_openai_fields) {
-    const char *why = missing_tools();
-    CHECKF(!why, "%s", why);
-    static char out[65536];
-    int rc;
-    run_node("openai_fields.mjs", out, sizeof out, &rc);
-    const char *fail = strstr(out, "FAIL");
-    CHECKF(rc == 0 && strstr(out, "all passed"), "openai_fields.mjs exit %d: %.400s", rc, fail ? fail : out);
-}
+TEST(server_openai_fields) { node_test("openai_fields.mjs", NULL, false); }
 
 /* response_format json_schema / json_object and the grammar extension on the shipped model,
  * validated with ajv (tests/js/node_modules/ajv, or NODE_PATH). */
-TEST(server_structured_output) {
-    const char *why = missing_tools();
-    CHECKF(!why, "%s", why);
-    char out[256];
-    CHECKF(vbt_run_cmd("cd tests/js && node -e \"require('ajv')\" 2>/dev/null && echo yes", out, sizeof out) == 0 &&
-               strstr(out, "yes"),
-           "ajv missing: run scripts/install_deps.sh (npm install in tests/js)");
-    static char res[65536];
-    int rc;
-    run_node("structured_output.mjs", res, sizeof res, &rc);
-    const char *fail = strstr(res, "FAIL");
-    CHECKF(rc == 0 && strstr(res, "all passed"), "structured_output.mjs exit %d: %.400s", rc, fail ? fail : res);
-}
+TEST(server_structured_output) { node_test("structured_output.mjs", NULL, true); }
 
 /* /v1/embeddings through client.embeddings.create on fixture models against the numpy reference's
  * hidden states (scripts/fixtures/models.sh: <model>.hidden.bin). */
-TEST(server_embeddings) {
-    const char *why = missing_tools();
-    CHECKF(!why, "%s", why);
-    static char out[65536];
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "timeout 120 node tests/server/embeddings.mjs '%s' '%s' 2>&1", vbt_vibee_bin(),
-             vbt_fixture_dir());
-    int rc = vbt_run_cmd(cmd, out, sizeof out);
-    const char *fail = strstr(out, "FAIL");
-    CHECKF(rc == 0 && strstr(out, "all passed"), "embeddings.mjs exit %d: %.400s", rc, fail ? fail : out);
-}
+TEST(server_embeddings) { node_test("embeddings.mjs", vbt_fixture_dir(), false); }
 
 /* logprobs / top_logprobs through the OpenAI client on the gpt2-f32 fixture, checked against the
  * numpy reference forward (tests/server/logprobs.mjs). */
-TEST(server_logprobs) {
-    const char *why = missing_tools();
-    CHECKF(!why, "%s", why);
-    static char out[65536];
-    int rc;
-    run_node("logprobs.mjs", out, sizeof out, &rc);
-    const char *fail = strstr(out, "FAIL");
-    CHECKF(rc == 0 && strstr(out, "all passed"), "logprobs.mjs exit %d: %.400s", rc, fail ? fail : out);
-}
+TEST(server_logprobs) { node_test("logprobs.mjs", NULL, false); }
 
 /* tools / tool_choice / parallel_tool_calls on the shipped model: calls of the right function
  * whose arguments validate against the tool's schema with ajv, streamed and not, a second turn
  * with tool_calls and a tool result, 400s naming the field (tests/server/tool_calls.mjs). */
-TEST(server_tool_calls) {
-    const char *why = missing_tools();
-    CHECKF(!why, "%s", why);
-    char out[256];
-    CHECKF(vbt_run_cmd("cd tests/js && node -e \"require('ajv')\" 2>/dev/null && echo yes", out, sizeof out) == 0 &&
-               strstr(out, "yes"),
-           "ajv missing: run scripts/install_deps.sh (npm install in tests/js)");
-    static char res[65536];
-    int rc;
-    run_node("tool_calls.mjs", res, sizeof res, &rc);
-    const char *fail = strstr(res, "FAIL");
-    CHECKF(rc == 0 && strstr(res, "all passed"), "tool_calls.mjs exit %d: %.400s", rc, fail ? fail : res);
-}
+TEST(server_tool_calls) { node_test("tool_calls.mjs", NULL, true); }
 
-TEST(server_load_disconnects) {
-    const char *why = missing_tools();
-    CHECKF(!why, "%s", why);
-    static char out[65536];
-    int rc;
-    run_node("load.mjs", out, sizeof out, &rc);
-    const char *fail = strstr(out, "FAIL");
-    CHECKF(rc == 0 && strstr(out, "all passed"), "load.mjs exit %d: %.400s", rc, fail ? fail : out);
-}
+TEST(server_load_disconnects) { node_test("load.mjs", NULL, false); }
 
 /* ---- curl-level checks against a server started here ---- */
 

@@ -17,23 +17,6 @@
 #ifdef VB_HAVE_JANSSON
 #include <jansson.h>
 
-/* 1: s is a sentence of g; 0: not; -1: error (as test_grammar.c) */
-static int matches(const vb_grammar *g, const char *s) {
-    vb_gstate a = {0}, b = {0};
-    if (vb_gstate_init(g, &a) != VB_OK) return -1;
-    int res = 1;
-    for (size_t i = 0; s[i] && res == 1; i++) {
-        if (vb_gstate_accept(g, &a, (uint8_t)s[i], &b) != VB_OK) res = -1;
-        else if (b.n_stacks == 0) res = 0;
-        vb_gstate t = a;
-        a = b;
-        b = t;
-    }
-    if (res == 1 && !vb_gstate_complete(&a)) res = 0;
-    vb_gstate_free(&a);
-    vb_gstate_free(&b);
-    return res;
-}
 
 static vb_chat_template *load(const char *file) {
     char path[256];
@@ -231,7 +214,7 @@ TEST(tool_calls_grammar_each_format) {
         CHECKF(g, "case %zu (%s): no grammar", c, cases[c].format);
         for (int k = 0; k < 3 && cases[c].accept[k]; k++) {
             const char *s = cases[c].accept[k];
-            int m = matches(g, s);
+            int m = vbt_grammar_matches(g, s, strlen(s));
             char *calls = NULL;
             size_t cl;
             vb_chat_tool_parse(cases[c].format, s, strlen(s), false, &calls, &cl);
@@ -241,7 +224,7 @@ TEST(tool_calls_grammar_each_format) {
             CHECKF(ok, "case %zu (%s): %s: matches %d, parsed %d", c, cases[c].format, s, m, calls != NULL);
         }
         for (int k = 0; k < 4 && cases[c].reject[k]; k++) {
-            int m = matches(g, cases[c].reject[k]);
+            int m = vbt_grammar_matches(g, cases[c].reject[k], strlen(cases[c].reject[k]));
             if (m != 0) vb_grammar_free(g);
             CHECKF(m == 0, "case %zu (%s): accepted %s", c, cases[c].format, cases[c].reject[k]);
         }
