@@ -16,7 +16,7 @@ static void usage(void) {
             "                   [--decoder ar|wedlm|verify] [--window W] [--tau T] [--lambda L]\n"
             "                   [--draft-max K] [--wedlm-exact] [--wedlm-official]\n"
             "                   [-b BACKEND] [-t THREADS] [-c CTX] [--kv-type f32|f16|q8_0] [--block-size B]\n"
-            "  PROMPTS.txt: one prompt per line (empty lines are skipped).\n"
+            "  PROMPTS.txt: one prompt per line (empty lines are skipped; '-': stdin).\n"
             "  -n N: tokens to generate per prompt (default 64). --parallel P: sequences decoded\n"
             "  together (default 4). -c CTX: KV capacity in tokens over all sequences. Requests\n"
             "  sharing whole 16-token prompt blocks share their KV (disable: --no-prefix-sharing).\n"
@@ -51,29 +51,6 @@ static void item_append(batch_item *it, const char *s, size_t n) {
     memcpy(it->text + it->len, s, n);
     it->len += n;
     it->text[it->len] = 0;
-}
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0, got;
-    char *buf = malloc(cap);
-    while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (n + 1 == cap) {
-            char *t = realloc(buf, cap *= 2);
-            if (!t) {
-                free(buf);
-                buf = NULL;
-            } else {
-                buf = t;
-            }
-        }
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    *len = n;
-    return buf;
 }
 
 /* Collect the new tokens of one request into its text. */
@@ -141,11 +118,8 @@ int cmd_batch(int argc, char **argv) {
     }
     vb_sampler_free(probe);
     size_t flen = 0;
-    char *ftext = slurp(file, &flen);
-    if (!ftext) {
-        fprintf(stderr, "vibee batch: cannot read prompt file %s\n", file);
-        return 1;
-    }
+    char *ftext = cli_read_prompt_file(file, &flen); /* prints why it cannot */
+    if (!ftext) return 1;
     /* split lines */
     int n_items = 0;
     for (size_t i = 0; i < flen; i++) n_items += ftext[i] == '\n';
