@@ -11,15 +11,13 @@
 // (dimensions, unknown fields, input too long / empty / malformed, encoding_format); a backend
 // without hidden states (sim) answers 501.
 // Usage: node embeddings.mjs VIBEE FIXTURE_DIR. Prints ok/FAIL lines; exit 1 on failure.
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServer, settle, check, failed } from './server_util.mjs';
+import { jsRequire, startServer, settle, check, failed } from './server_util.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, '..', 'js', 'package.json'));
-const OpenAI = require('openai');
+const OpenAI = jsRequire('openai');
 const vibee = process.argv[2];
 const fixtures = process.argv[3] || 'build/fixtures';
 

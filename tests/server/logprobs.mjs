@@ -6,17 +6,15 @@
 // the completion of the same rendered prompt; the verify decoder giving AR's values; a stop string
 // dropping the cut tokens; and 400s naming the field for values out of range and echo + logprobs.
 // Usage: node logprobs.mjs VIBEE (fixtures from $VB_FIXTURES or build/fixtures). Prints ok/FAIL lines.
-import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServer, settle, check, failed } from './server_util.mjs';
+import { jsRequire, startServer, settle, check, failed } from './server_util.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, '..', 'js', 'package.json'));
-const OpenAI = require('openai');
+const OpenAI = jsRequire('openai');
 const vibee = process.argv[2];
 const fixtures = process.env.VB_FIXTURES || 'build/fixtures';
 const modelPath = path.join(fixtures, 'models', 'gpt2-f32.gguf');

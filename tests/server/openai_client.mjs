@@ -2,15 +2,10 @@
 // pinned in tests/js/package.json): completions and chat, plain and streaming, stop strings, seeded
 // sampling, models, a 400 error; greedy text must equal `vibee run` (vb_generate, no scheduler) on
 // the same prompt. Usage: node openai_client.mjs VIBEE. Prints ok/FAIL lines; exit 1 on failure.
-import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { startServer, settle, check, failed } from './server_util.mjs';
+import { jsRequire, startServer, settle, check, failed } from './server_util.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, '..', 'js', 'package.json'));
-const OpenAI = require('openai');
+const OpenAI = jsRequire('openai');
 const vibee = process.argv[2];
 
 function runText(prompt, n) { // the same greedy generation through `vibee run`

@@ -4,14 +4,12 @@
 // stream_options.include_usage, echo, prompts as token arrays and lists, and a 400 naming the
 // field for everything not implemented (logprobs out of range, a response_format schema it cannot compile, malformed tools, unknown fields).
 // Usage: node openai_fields.mjs VIBEE. Prints ok/FAIL lines; exit 1 on failure.
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServer, settle, check, failed } from './server_util.mjs';
+import { jsRequire, startServer, settle, check, failed } from './server_util.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, '..', 'js', 'package.json'));
-const OpenAI = require('openai');
+const OpenAI = jsRequire('openai');
 const vibee = process.argv[2];
 
 const guard = setTimeout(() => { console.log('FAIL time limit (60 s)'); process.exit(1); }, 60000);

@@ -1,6 +1,11 @@
 // server_util.mjs - start `vibee serve -m sim` (or another model) on a free loopback port for the server tests, read
-// the bound port from its first stdout line, fetch /metrics as a map, and stop it with SIGTERM.
+// the bound port from its first stdout line, fetch /metrics as a map, and stop it with SIGTERM; jsRequire
+// loads the npm packages pinned in tests/js.
 import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+
+// require() for the pinned npm packages of tests/js (openai, ajv, ...)
+export const jsRequire = createRequire(new URL('../js/package.json', import.meta.url));
 
 export async function startServer(vibee, extraArgs = [], model = 'sim', startMs = 10000) {
   // model null: no -m (the embedded shipped model)

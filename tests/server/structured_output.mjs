@@ -7,15 +7,10 @@
 // decoders must be equal (constrained decoding stays lossless). A GBNF grammar's outputs must
 // match an equivalent regular expression; bad schemas and grammars get a 400 naming the field.
 // Usage: node structured_output.mjs VIBEE. Prints ok/FAIL lines; exit 1 on failure.
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { startServer, check, failed } from './server_util.mjs';
+import { jsRequire, startServer, check, failed } from './server_util.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, '..', 'js', 'package.json'));
-const OpenAI = require('openai');
-const Ajv = require('ajv');
+const OpenAI = jsRequire('openai');
+const Ajv = jsRequire('ajv');
 const vibee = process.argv[2];
 
 const guard = setTimeout(() => { console.log('FAIL time limit (240 s)'); process.exit(1); }, 240000);

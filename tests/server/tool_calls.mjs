@@ -11,15 +11,10 @@
 // more tokens; "none" gives plain content; bad tools / tool_choice / parallel_tool_calls and
 // malformed tool_calls in messages get a 400 naming the field.
 // Usage: node tool_calls.mjs VIBEE. Prints ok/FAIL lines; exit 1 on failure.
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { startServer, check, failed } from './server_util.mjs';
+import { jsRequire, startServer, check, failed } from './server_util.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, '..', 'js', 'package.json'));
-const OpenAI = require('openai');
-const Ajv = require('ajv');
+const OpenAI = jsRequire('openai');
+const Ajv = jsRequire('ajv');
 const vibee = process.argv[2];
 
 const guard = setTimeout(() => { console.log('FAIL time limit (240 s)'); process.exit(1); }, 240000);
