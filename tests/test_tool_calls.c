@@ -258,6 +258,24 @@ TEST(tool_calls_grammar_refusals) {
 
 /* A template that never reads `tools` (ChatML): the tools and the format open the system
  * message, and an earlier call is written in the format into its turn. */
+/* vars (OpenAI-shaped messages and tools) through vb_chat_tool_vars and then template t (freed
+   here): the rendered text (malloc'd), or NULL with the reason on stderr. */
+static char *render_with_tools(vb_chat_template *t, const char *vars, bool add_gen, const char *bos, const char *eos) {
+    char *out = NULL, err[256] = "no template";
+    int st = t ? vb_chat_tool_vars(t, vars, strlen(vars), &out, err, sizeof err) : VB_ERR_ARG;
+    vb_chat_prompt p = {0};
+    if (st == VB_OK) st = vb_chat_template_apply(t, out, strlen(out), add_gen, bos, eos, &p, err, sizeof err);
+    free(out);
+    vb_chat_template_free(t);
+    if (st != VB_OK) {
+        fprintf(stderr, "    render: %s\n", err);
+        return NULL;
+    }
+    char *text = strdup(p.text);
+    vb_chat_prompt_free(&p);
+    return text;
+}
+
 TEST(tool_calls_generic_rendering) {
     vb_chat_template *t = NULL;
     CHECK(vb_chat_template_for_model(NULL, "chatml", &t, NULL, 0) == VB_OK);
@@ -267,13 +285,8 @@ TEST(tool_calls_generic_rendering) {
         "\"arguments\": \"{\\\"city\\\":\\\"Paris\\\"}\"}}]}, {\"role\": \"tool\", \"tool_call_id\": \"call_1\", "
         "\"content\": \"21 C\"}], \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", "
         "\"parameters\": {\"type\": \"object\"}}}]}";
-    char *out = NULL, err[256];
-    CHECKF(vb_chat_tool_vars(t, vars, strlen(vars), &out, err, sizeof err) == VB_OK, "%s", err);
-    vb_chat_prompt p;
-    int st = vb_chat_template_apply(t, out, strlen(out), true, "", "", &p, err, sizeof err);
-    free(out);
-    vb_chat_template_free(t);
-    CHECKF(st == VB_OK, "%s", err);
+    char *text = render_with_tools(t, vars, true, "", "");
+    CHECK(text);
     const char *want =
         "<|im_start|>system\nYou can call these functions (their parameters as JSON schemas):\n<tools>\n"
         "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": {\"type\": \"object\"}}}\n"
@@ -281,11 +294,13 @@ TEST(tool_calls_generic_rendering) {
         "object>}\n</tool_call><|im_end|>\n<|im_start|>user\nWeather?<|im_end|>\n<|im_start|>assistant\n<tool_call>\n"
         "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call><|im_end|>\n<|im_start|>tool\n"
         "21 C<|im_end|>\n<|im_start|>assistant\n";
-    bool same = !strcmp(p.text, want);
-    if (!same) fprintf(stderr, "    got:\n%s\n", p.text);
-    vb_chat_prompt_free(&p);
+    bool same = !strcmp(text, want);
+    if (!same) fprintf(stderr, "    got:\n%s\n", text);
+    free(text);
     CHECK(same);
     /* malformed tool_calls are refused */
+    char *out = NULL, err[256];
+    int st;
     const char *bad = "{\"messages\": [{\"role\": \"assistant\", \"tool_calls\": [{\"function\": {\"name\": \"f\", "
                       "\"arguments\": \"[1]\"}}]}]}";
     CHECK(vb_chat_template_for_model(NULL, "chatml", &t, NULL, 0) == VB_OK);
@@ -304,18 +319,13 @@ TEST(tool_calls_deepseek_rendering) {
         "\"tool_calls\": [{\"id\": \"call_1\", \"type\": \"function\", \"function\": {\"name\": \"get_weather\", "
         "\"arguments\": \"{\\\"city\\\":\\\"Paris\\\"}\"}}]}], \"tools\": [{\"type\": \"function\", \"function\": "
         "{\"name\": \"get_weather\"}}]}";
-    char *out = NULL, err[256];
-    CHECKF(vb_chat_tool_vars(t, vars, strlen(vars), &out, err, sizeof err) == VB_OK, "%s", err);
-    vb_chat_prompt p;
-    int st = vb_chat_template_apply(t, out, strlen(out), false, "<s>", "</s>", &p, err, sizeof err);
-    free(out);
-    vb_chat_template_free(t);
-    CHECKF(st == VB_OK, "%s", err);
-    bool ok = strstr(p.text, DS_OPEN "get_weather\n```json\n{\"city\":\"Paris\"}\n```" DS_CLOSE) &&
-              strstr(p.text, "To call a function, answer with " DS_BEGIN DS_OPEN "<function name>\n```json\n") &&
-              strstr(p.text, "\"name\": \"get_weather\"");
-    if (!ok) fprintf(stderr, "    got:\n%s\n", p.text);
-    vb_chat_prompt_free(&p);
+    char *text = render_with_tools(t, vars, false, "<s>", "</s>");
+    CHECK(text);
+    bool ok = strstr(text, DS_OPEN "get_weather\n```json\n{\"city\":\"Paris\"}\n```" DS_CLOSE) &&
+              strstr(text, "To call a function, answer with " DS_BEGIN DS_OPEN "<function name>\n```json\n") &&
+              strstr(text, "\"name\": \"get_weather\"");
+    if (!ok) fprintf(stderr, "    got:\n%s\n", text);
+    free(text);
     CHECK(ok);
 }
 
@@ -330,17 +340,12 @@ TEST(tool_calls_granite_rendering) {
         "\"arguments\": \"{\\\"city\\\":\\\"Paris\\\"}\"}}, {\"id\": \"call_2\", \"type\": \"function\", "
         "\"function\": {\"name\": \"ping\", \"arguments\": \"{}\"}}]}, {\"role\": \"tool\", \"content\": \"21 C\"}], "
         "\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"}}]}";
-    char *out = NULL, err[256];
-    CHECKF(vb_chat_tool_vars(t, vars, strlen(vars), &out, err, sizeof err) == VB_OK, "%s", err);
-    vb_chat_prompt p;
-    int st = vb_chat_template_apply(t, out, strlen(out), true, "", "", &p, err, sizeof err);
-    free(out);
-    vb_chat_template_free(t);
-    CHECKF(st == VB_OK, "%s", err);
-    bool ok = strstr(p.text, "<|start_of_role|>assistant<|end_of_role|><|tool_call|>[{\"name\": \"get_weather\", "
+    char *text = render_with_tools(t, vars, true, "", "");
+    CHECK(text);
+    bool ok = strstr(text, "<|start_of_role|>assistant<|end_of_role|><|tool_call|>[{\"name\": \"get_weather\", "
                              "\"arguments\": {\"city\": \"Paris\"}}, {\"name\": \"ping\", \"arguments\": {}}]<|end_of_text|>") != NULL;
-    if (!ok) fprintf(stderr, "    got:\n%s\n", p.text);
-    vb_chat_prompt_free(&p);
+    if (!ok) fprintf(stderr, "    got:\n%s\n", text);
+    free(text);
     CHECK(ok);
 }
 
