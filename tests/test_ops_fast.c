@@ -239,6 +239,59 @@ TEST(ops_fast_silu_mul_and_rmsnorm_match_double) {
     vb_kernels_force_level(-1);
 }
 
+/* GELU (tanh approximation) and GeGLU at every level against the textbook formula in double,
+ * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), and the property the K-row forwards rely on:
+ * an element's result does not depend on where a call starts or ends (masked tails, no scalar
+ * remainder with other arithmetic). */
+TEST(ops_fast_gelu_and_geglu_match_double_and_ignore_the_split) {
+    enum { N = 203 };
+    float g[N], up[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = i < 8 ? (float[]){-100.0f, 100.0f, 0.0f, -0.0f, -10.0f, 10.0f, -5.5f, 1e-20f}[i]
+                     : uniform(-8.0f, 8.0f);
+        up[i] = uniform(-2.0f, 2.0f);
+    }
+    for (int level = VB_KLEVEL_PORTABLE; level <= vb_kernels_max_level(); level++) {
+        vb_kernels_force_level(level);
+        float whole[N], whole_mul[N];
+        memcpy(whole, g, sizeof g);
+        vb_op_gelu_tanh(whole, N);
+        memcpy(whole_mul, g, sizeof g);
+        vb_op_gelu_mul(whole_mul, up, N);
+        for (int i = 0; i < N; i++) {
+            const double x = g[i];
+            /* 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)): the same function, without the
+             * cancellation of 1 + tanh(u) in double for u < -19 (where gelu(-10) ~ -1.2e-37) */
+            const double u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+            const double ref = x / (1.0 + exp(-2.0 * u));
+            CHECKF(fabs(ref - 0.5 * x * (1.0 + tanh(u))) <= 1e-15 * fabs(x), "reference at %g", x);
+            /* float rounding of u moves exp(-2u) by |2u| ulps: the bound grows with it */
+            const double rel = 3e-7 * (1.0 + fabs(2.0 * u));
+            CHECKF(fabs(whole[i] - ref) <= rel * fabs(ref) + 1e-37, "level %d: gelu(%g) = %.9g, want %.9g",
+                   level, x, (double)whole[i], ref);
+            CHECKF(fabs(whole_mul[i] - ref * up[i]) <= (rel + 1e-7) * fabs(ref * up[i]) + 1e-37,
+                   "level %d: geglu(%g) * %g = %.9g, want %.9g", level, x, (double)up[i],
+                   (double)whole_mul[i], ref * up[i]);
+        }
+        for (int cut = 1; cut < 40; cut += 3) { /* two calls split at `cut` give the same bits */
+            float part[N];
+            memcpy(part, g, sizeof g);
+            vb_op_gelu_tanh(part, cut);
+            vb_op_gelu_tanh(part + cut, N - cut);
+            CHECKF(memcmp(part, whole, sizeof part) == 0, "level %d: split at %d changed bits", level, cut);
+            memcpy(part, g, sizeof g);
+            vb_op_silu_mul(part, up, cut);
+            vb_op_silu_mul(part + cut, up + cut, N - cut);
+            float silu_whole[N];
+            memcpy(silu_whole, g, sizeof g);
+            vb_op_silu_mul(silu_whole, up, N);
+            CHECKF(memcmp(part, silu_whole, sizeof part) == 0, "level %d: silu split at %d changed bits",
+                   level, cut);
+        }
+    }
+    vb_kernels_force_level(-1);
+}
+
 /* vb_op_rope keeps the last rotation table per thread: calls that change position, base,
  * n_rot, factors (also their values at one address) or kind still rotate by their own angles. */
 TEST(ops_fast_rope_table_reuse_matches_double) {

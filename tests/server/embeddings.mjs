@@ -133,13 +133,14 @@ try {
   srv = null;
 
   // an input the KV pool cannot take while requests run waits for their blocks (-c 256: 19 blocks
-  // of 16; two running requests hold 3 each from their 40-token prompts; the input needs 16)
+  // of 16; two running requests hold 3 each from their 40-token prompts and grow until the pool
+  // or their context is full, so they hold blocks for hundreds of steps; the input needs 16)
   srv = await startServer(vibee, ['--parallel', '2', '-c', '256'], path.join(fixtures, 'models', 'qwen3-f32.gguf'));
   const cw = new OpenAI({ apiKey: 'none', baseURL: srv.base + '/v1', maxRetries: 0, timeout: 20000 });
   const big = Array.from({ length: 256 }, (_, i) => (i * 37) % 300);
   const idle = await cw.embeddings.create({ model: 'm', input: big, encoding_format: 'float' });
   const holders = await Promise.all(['abcd', 'wxyz'].map((p) => cw.completions.create(
-    { model: 'm', prompt: p.repeat(10), max_tokens: 100, temperature: 0, ignore_eos: true, stream: true })));
+    { model: 'm', prompt: p.repeat(10), max_tokens: 400, temperature: 0, ignore_eos: true, stream: true })));
   const hit = holders.map((st) => st[Symbol.asyncIterator]());
   await Promise.all(hit.map((it) => it.next()));
   const waited = await cw.embeddings.create({ model: 'm', input: big, encoding_format: 'float' });

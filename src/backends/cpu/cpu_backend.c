@@ -7,6 +7,8 @@
  * only the final norm: the hidden states behind vb_embed).
  * KV operations delegate to the paged cache (src/kv). */
 #include <math.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,38 +186,50 @@ static vb_backend_caps cpu_caps(void *state) {
     return caps;
 }
 
-/* Y[n_rows][m->n_out] = X[n_rows][m->n_in] * m^T (+ bias). */
+/* Element-wise work over fewer rows than this stays on the calling thread (not worth waking
+ * the workers for; decoding's one row). */
+#define ROW_STAGE_MIN_PARALLEL 4
+
+typedef struct {
+    float *Y; /* [n_rows][n] */
+    const float *bias; /* [n] */
+    int64_t n_rows, n;
+} bias_task;
+
+static void bias_task_fn(void *arg, int ith, int nth) {
+    const bias_task *t = arg;
+    const int64_t r0 = t->n_rows * ith / nth, r1 = t->n_rows * (ith + 1) / nth;
+    vb_op_add_bias(t->Y + r0 * t->n, t->bias, r1 - r0, t->n);
+}
+
+/* Y[n_rows][m->n_out] = X[n_rows][m->n_in] * m^T (+ bias, rows split across the pool). */
 static void linear(cpu_state *s, const vb_cpu_mat *m, const float *bias, const float *X,
                    int64_t n_rows, float *Y) {
     if (m->packed) /* float weights repacked at load (cpu_model.c): bit-identical over n_rows */
         vb_matmul_packed(s->tp, m->type, m->packed, m->n_in, m->n_out, X, n_rows, Y);
     else
         vb_matmul(s->tp, m->type, m->data, m->n_in, m->n_out, X, n_rows, Y);
-    if (bias) vb_op_add_bias(Y, bias, n_rows, m->n_out);
+    if (!bias) return;
+    bias_task t = {.Y = Y, .bias = bias, .n_rows = n_rows, .n = m->n_out};
+    vb_threadpool_run(n_rows >= ROW_STAGE_MIN_PARALLEL ? s->tp : NULL, bias_task_fn, &t);
 }
 
-/* Copy rows [n_rows][dim] of src into the cache rows of layer il (kv_type
- * conversion: F32 as is, F16 rounded, Q8_0 quantized per 32 values). */
-static int store_kv(cpu_state *s, int il, const float *src, int32_t n_rows, bool is_v) {
+/* Copy rows [r0, r1) of src [n_rows][dim] into the cache rows of layer il (kv_type conversion:
+ * F32 as is, F16 rounded, Q8_0 quantized per 32 values). Returns the first row whose cache
+ * slot is missing, or -1. */
+static int32_t store_kv_rows(const cpu_state *s, int il, const float *src, int32_t r0, int32_t r1,
+                             bool is_v) {
     const int32_t dim = s->w.kv_dim;
-    for (int32_t i = 0; i < n_rows; i++) {
+    static const uint32_t kv_elem_type[] = {[VB_KV_F32] = VB_TYPE_F32, [VB_KV_F16] = VB_TYPE_F16,
+                                            [VB_KV_Q8_0] = VB_TYPE_Q8_0};
+    for (int32_t i = r0; i < r1; i++) {
         void *dst = is_v ? vb_kvc_v_row(s->kv, il, s->row_seq[i], s->kv_row[i])
                          : vb_kvc_k_row(s->kv, il, s->row_seq[i], s->kv_row[i]);
-        if (!dst)
-            return vb_errf(s->err, VB_ERR_BACKEND,
-                           "cpu backend: KV row %d of sequence %d missing in layer %d",
-                           s->kv_row[i], s->row_seq[i], il);
-        const float *row = src + (int64_t)i * dim;
-        if (s->kv_type == VB_KV_F32) {
-            memcpy(dst, row, (size_t)dim * sizeof(float));
-        } else if (s->kv_type == VB_KV_F16) {
-            uint16_t *h = dst;
-            for (int32_t d = 0; d < dim; d++) h[d] = vb_f32_to_f16(row[d]);
-        } else {
-            vb_quantize_row(VB_TYPE_Q8_0, row, dst, dim); /* ggml's reference Q8_0 */
-        }
+        if (!dst) return i;
+        /* F16: vcvtps2ph where the CPU has it; Q8_0: ggml's reference quantizer */
+        vb_quantize_row(kv_elem_type[s->kv_type], src + (int64_t)i * dim, dst, dim);
     }
-    return VB_OK;
+    return -1;
 }
 
 /* Keep only the rows flagged in want (batch order): rows of buf [n_rows][dim]
@@ -229,29 +243,28 @@ static void compact_rows(float *buf, int64_t dim, const int8_t *want, int32_t n_
     }
 }
 
-/* Q, K, V projections of the normalised rows xn[n_rows], per-head q/k norm and
- * RoPE. */
-static void project_qkv(cpu_state *s, const vb_cpu_layer *L, const vb_batch *batch,
-                        int32_t n_rows) {
-    const vb_cpu_model *w = &s->w;
-    linear(s, &L->wq, L->bq, s->xn, n_rows, s->q);
-    linear(s, &L->wk, L->bk, s->xn, n_rows, s->k);
-    linear(s, &L->wv, L->bv, s->xn, n_rows, s->v);
-    if (L->q_norm) {
-        vb_op_rmsnorm(s->q, s->q, L->q_norm, (int64_t)n_rows * w->n_head, w->head_dim, w->norm_eps);
-        vb_op_rmsnorm(s->k, s->k, L->k_norm, (int64_t)n_rows * w->n_head_kv, w->head_dim,
-                      w->norm_eps);
-    }
-    const float theta = L->swa ? w->rope_theta_swa : w->rope_theta; /* local layers: own base */
-    const float *freqs = L->swa ? NULL : w->rope_freqs;
-    for (int32_t i = 0; i < n_rows && w->use_rope; i++) {
-        const int32_t pos = batch->pos[i];
-        vb_op_rope(s->q + (int64_t)i * w->n_q, w->n_head, w->head_dim, w->n_rot, pos, theta, freqs,
-                   w->rope_kind);
-        vb_op_rope(s->k + (int64_t)i * w->kv_dim, w->n_head_kv, w->head_dim, w->n_rot, pos, theta,
-                   freqs, w->rope_kind);
-    }
-}
+/* ------------------------------------------------------------ per-row stages, row-parallel */
+
+/* The element-wise and per-row work between the matrix products, one stage per gap, each run
+ * over the batch rows split across the pool's threads (a row's arithmetic does not depend on
+ * the split, so K-row forwards keep the bits of one-row forwards). */
+enum row_stage_kind {
+    STAGE_ATTN_NORM, /* xn = attn_norm(x) */
+    STAGE_QKV,       /* q/k norm, RoPE at each row's position, K and V into the cache */
+    STAGE_ATTN_OUT,  /* [post-attention norm of xn,] x += xn, xn = ffn_norm(x) */
+    STAGE_ACT,       /* ffn_a = act(ffn_a) [* ffn_b] */
+    STAGE_FFN_OUT,   /* [post-FFN norm of xn,] x += xn */
+};
+
+typedef struct {
+    cpu_state *s;
+    const vb_cpu_layer *L;
+    const vb_batch *batch;
+    int il;
+    enum row_stage_kind kind;
+    int32_t n_rows;
+    _Atomic int32_t bad_row; /* STAGE_QKV: a row whose cache slot is missing (-1: none) */
+} row_stage;
 
 static void norm_rows(const vb_cpu_model *w, const float *x, float *y, const float *g,
                       const float *b, int32_t n_rows) {
@@ -261,25 +274,102 @@ static void norm_rows(const vb_cpu_model *w, const float *x, float *y, const flo
         vb_op_rmsnorm(x, y, g, n_rows, w->n_embd, w->norm_eps);
 }
 
-/* Feed-forward of xn[n_rows] added into the residual x. */
-static void feed_forward(cpu_state *s, const vb_cpu_layer *L, int32_t n_rows) {
+static void row_stage_run(row_stage *st, int32_t r0, int32_t r1) {
+    cpu_state *s = st->s;
     const vb_cpu_model *w = &s->w;
-    const int64_t F = w->n_ff;
+    const vb_cpu_layer *L = st->L;
+    const int64_t E = w->n_embd, n = r1 - r0;
+    if (n <= 0) return;
+    float *x = s->x + r0 * E, *xn = s->xn + r0 * E;
+    switch (st->kind) {
+    case STAGE_ATTN_NORM: norm_rows(w, x, xn, L->attn_norm, L->attn_norm_b, (int32_t)n); break;
+    case STAGE_QKV: {
+        float *q = s->q + r0 * w->n_q, *k = s->k + r0 * w->kv_dim;
+        if (L->q_norm) {
+            vb_op_rmsnorm(q, q, L->q_norm, n * w->n_head, w->head_dim, w->norm_eps);
+            vb_op_rmsnorm(k, k, L->k_norm, n * w->n_head_kv, w->head_dim, w->norm_eps);
+        }
+        const float theta = L->swa ? w->rope_theta_swa : w->rope_theta; /* local layers: own base */
+        const float *freqs = L->swa ? NULL : w->rope_freqs;
+        for (int32_t i = r0; i < r1 && w->use_rope; i++) {
+            const int32_t pos = st->batch->pos[i];
+            vb_op_rope(s->q + (int64_t)i * w->n_q, w->n_head, w->head_dim, w->n_rot, pos, theta,
+                       freqs, w->rope_kind);
+            vb_op_rope(s->k + (int64_t)i * w->kv_dim, w->n_head_kv, w->head_dim, w->n_rot, pos,
+                       theta, freqs, w->rope_kind);
+        }
+        int32_t bad = store_kv_rows(s, st->il, s->k, r0, r1, false);
+        if (bad < 0) bad = store_kv_rows(s, st->il, s->v, r0, r1, true);
+        if (bad >= 0) {
+            int32_t none = -1;
+            atomic_compare_exchange_strong(&st->bad_row, &none, bad);
+        }
+        break;
+    }
+    case STAGE_ATTN_OUT:
+        if (L->attn_post_norm) vb_op_rmsnorm(xn, xn, L->attn_post_norm, n, E, w->norm_eps);
+        vb_op_add(x, xn, n * E);
+        norm_rows(w, x, xn, L->ffn_norm, L->ffn_norm_b, (int32_t)n);
+        break;
+    case STAGE_ACT: {
+        const int64_t F = w->n_ff;
+        float *a = s->ffn_a + r0 * F, *b = s->ffn_b + r0 * F;
+        if (w->arch->ffn == VB_ARCH_FFN_GELU) vb_op_gelu_tanh(a, n * F);
+        else if (w->arch->ffn == VB_ARCH_FFN_GEGLU) vb_op_gelu_mul(a, b, n * F);
+        else vb_op_silu_mul(a, b, n * F);
+        break;
+    }
+    case STAGE_FFN_OUT:
+        if (L->ffn_post_norm) vb_op_rmsnorm(xn, xn, L->ffn_post_norm, n, E, w->norm_eps);
+        vb_op_add(x, xn, n * E);
+        break;
+    }
+}
+
+static void row_stage_task(void *arg, int ith, int nth) {
+    row_stage *st = arg;
+    const int64_t n = st->n_rows;
+    row_stage_run(st, (int32_t)(n * ith / nth), (int32_t)(n * (ith + 1) / nth));
+}
+
+/* Run one stage over rows [0, n_rows): on the pool from ROW_STAGE_MIN_PARALLEL rows.
+ * Returns the stage's missing cache row (STAGE_QKV) or -1. */
+static int32_t run_rows(cpu_state *s, const vb_cpu_layer *L, const vb_batch *batch, int il,
+                        enum row_stage_kind kind, int32_t n_rows) {
+    row_stage st = {.s = s, .L = L, .batch = batch, .il = il, .kind = kind, .n_rows = n_rows};
+    atomic_init(&st.bad_row, -1);
+    if (n_rows >= ROW_STAGE_MIN_PARALLEL) vb_threadpool_run(s->tp, row_stage_task, &st);
+    else row_stage_run(&st, 0, n_rows);
+    return atomic_load(&st.bad_row);
+}
+
+/* Q, K, V projections of the normalised rows xn[n_rows], then STAGE_QKV. */
+static int project_qkv(cpu_state *s, const vb_cpu_layer *L, const vb_batch *batch, int il,
+                       int32_t n_rows) {
+    linear(s, &L->wq, L->bq, s->xn, n_rows, s->q);
+    linear(s, &L->wk, L->bk, s->xn, n_rows, s->k);
+    linear(s, &L->wv, L->bv, s->xn, n_rows, s->v);
+    const int32_t bad = run_rows(s, L, batch, il, STAGE_QKV, n_rows);
+    if (bad >= 0)
+        return vb_errf(s->err, VB_ERR_BACKEND,
+                       "cpu backend: KV row %d of sequence %d missing in layer %d",
+                       s->kv_row[bad], s->row_seq[bad], il);
+    return VB_OK;
+}
+
+/* Feed-forward of xn[n_rows] added into the residual x. */
+static void feed_forward(cpu_state *s, const vb_cpu_layer *L, int il, int32_t n_rows) {
+    const vb_cpu_model *w = &s->w;
     if (w->arch->ffn == VB_ARCH_FFN_GELU) {
         linear(s, &L->ffn_up, L->ffn_up_b, s->xn, n_rows, s->ffn_a);
-        vb_op_gelu_tanh(s->ffn_a, n_rows * F);
     } else {
         linear(s, &L->ffn_gate, NULL, s->xn, n_rows, s->ffn_a);
         linear(s, &L->ffn_up, NULL, s->xn, n_rows, s->ffn_b);
-        if (w->arch->ffn == VB_ARCH_FFN_GEGLU)
-            vb_op_gelu_mul(s->ffn_a, s->ffn_b, n_rows * F);
-        else
-            vb_op_silu_mul(s->ffn_a, s->ffn_b, n_rows * F);
     }
-    /* down projection into xn (free now), [post-FFN norm,] then residual add */
+    run_rows(s, L, NULL, il, STAGE_ACT, n_rows);
+    /* down projection into xn (free now), then [post-FFN norm and] the residual add */
     linear(s, &L->ffn_down, L->ffn_down_b, s->ffn_a, n_rows, s->xn);
-    if (L->ffn_post_norm) vb_op_rmsnorm(s->xn, s->xn, L->ffn_post_norm, n_rows, w->n_embd, w->norm_eps);
-    vb_op_add(s->x, s->xn, (int64_t)n_rows * w->n_embd);
+    run_rows(s, L, NULL, il, STAGE_FFN_OUT, n_rows);
 }
 
 /* The layers and the output head over batch rows already appended to the cache: out gets
@@ -307,10 +397,8 @@ static int compute(cpu_state *s, const vb_batch *batch, float *out, bool hidden)
     int32_t n_rows = n; /* active rows; only logit rows stay after the last layer's K/V */
     for (int il = 0; il < w->n_layer; il++) {
         const vb_cpu_layer *L = &w->layers[il];
-        norm_rows(w, s->x, s->xn, L->attn_norm, L->attn_norm_b, n_rows);
-        project_qkv(s, L, batch, n_rows);
-        int rc = store_kv(s, il, s->k, n_rows, false);
-        if (rc == VB_OK) rc = store_kv(s, il, s->v, n_rows, true);
+        run_rows(s, L, batch, il, STAGE_ATTN_NORM, n_rows);
+        const int rc = project_qkv(s, L, batch, il, n_rows);
         if (rc != VB_OK) return rc;
 
         if (il == w->n_layer - 1 && n_want < n_rows) {
@@ -348,11 +436,8 @@ static int compute(cpu_state *s, const vb_batch *batch, float *out, bool hidden)
         };
         vb_attention(s->tp, &a);
         linear(s, &L->wo, L->bo, s->attn, n_rows, s->xn);
-        if (L->attn_post_norm) vb_op_rmsnorm(s->xn, s->xn, L->attn_post_norm, n_rows, E, w->norm_eps);
-        vb_op_add(s->x, s->xn, (int64_t)n_rows * E);
-
-        norm_rows(w, s->x, s->xn, L->ffn_norm, L->ffn_norm_b, n_rows);
-        feed_forward(s, L, n_rows);
+        run_rows(s, L, NULL, il, STAGE_ATTN_OUT, n_rows);
+        feed_forward(s, L, il, n_rows);
     }
     if (n_want == 0) return VB_OK;
     /* here n_rows == n_want: the last layer kept only the logit rows (in batch order) */

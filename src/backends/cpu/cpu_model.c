@@ -368,17 +368,19 @@ static int load_layer(vb_cpu_model *m, const vb_model *model, int il, char *err)
  * benchmarks). Measured on the 2-core Zen 5 VM (AVX-512), 1 thread, against the unpacked
  * path: prompt processing and K-row forwards ~2.1-2.5x faster on every F16 model tried (the
  * shipped 11 MiB model, GPT-2 124M, Qwen3 0.6B), 1-row decode faster on the shipped model
- * (cache-resident) and on par, within the noise, on the two memory-bound ones. The cost is
- * RAM and load time: the copy is as large as the float matrices (the mapped pages of those
- * matrices are then no longer read; a tied output also keeps token_embd mapped for the
- * embedding lookup, so that one is held twice) and packing F16 Qwen3 0.6B (1.1 GiB of
- * copies) adds 0.6-2.5 s to the load. Hence the limit: small models, the ones the parallel
- * decoders serve, get the packed path by default (the shipped model: 11 MiB extra; GPT-2
- * 124M F16: 236 MiB); larger ones keep the mapping only unless asked. */
-#define VB_PACK_MAX_BYTES ((int64_t)512 << 20)
+ * (cache-resident) and on par, within the noise, on the two memory-bound ones. The packed
+ * copy replaces the mapped pages of its matrix (they are released after packing; a tied
+ * output keeps token_embd mapped for the embedding lookup, but only the looked-up rows stay
+ * resident), so the cost is load time: about 1 s per GiB of copies here (F16 Qwen3 0.6B:
+ * 1.1 s against 0.15 s, for a prefill 2.2x as fast). Hence the limit: models up to about a
+ * billion F16 parameters are packed by default; larger ones keep the mapping unless asked. */
+#define VB_PACK_MAX_BYTES ((int64_t)2 << 30)
 
-/* Packed matrices are carved from one anonymous mapping (huge pages where the kernel allows:
- * page faults dominated the packing time with 4 KiB pages). */
+/* Packed matrices are carved from one anonymous mapping of ordinary pages. Huge pages
+ * (MADV_HUGEPAGE) made the load of F16 Qwen3 0.6B anywhere from 0.6 to 3.5 s on the shared VM
+ * (direct compaction under memory pressure, THP defrag = madvise); 4 KiB pages take a steady
+ * 1.1-1.2 s, the tiled packing loop included; MAP_POPULATE gained nothing and raised the peak
+ * RSS by the whole copy. */
 #define VB_PACK_ALIGN 64
 
 static int64_t packed_size(const vb_cpu_mat *w) {
@@ -440,9 +442,6 @@ static int pack_weights(vb_cpu_model *m, char *err) {
     if (base == MAP_FAILED)
         return vb_errf(err, VB_ERR_NOMEM, "cpu backend: out of memory for the packed weights (%lld MiB)",
                        (long long)(total >> 20));
-#ifdef MADV_HUGEPAGE
-    madvise(base, (size_t)total, MADV_HUGEPAGE); /* advice only: failure is harmless */
-#endif
     m->packed_base = base;
     m->packed_map_bytes = total;
     return for_each_float_mat(m, pack_mat, err);

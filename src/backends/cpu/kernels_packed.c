@@ -24,12 +24,22 @@ size_t vb_packed_bytes(uint32_t type, int64_t n_in, int64_t n_out) {
     return (size_t)n_blocks * (size_t)n_in * VB_PACK_LANES * elem_bytes(type);
 }
 
-/* One block: dst[i][l] = row l's element i for l < n_rows_in_block, 0 beyond (ETYPE elements). */
+/* One block: dst[i][l] = row l's element i for l < n_rows_in_block, 0 beyond (ETYPE elements).
+ * In tiles of PACK_TILE input elements: the tile's 16 rows are read as short sequential runs
+ * and its destination (PACK_TILE x 16 elements) stays in L1 while it fills. */
+#define PACK_TILE 64
 #define VB_DEFINE_PACK_BLOCK(name, ETYPE)                                                     \
     static void name(const ETYPE *src, int64_t n_in, int n_rows, ETYPE *dst) {                \
-        for (int64_t i = 0; i < n_in; i++) {                                                  \
-            for (int l = 0; l < n_rows; l++) dst[i * VB_PACK_LANES + l] = src[l * n_in + i];  \
-            for (int l = n_rows; l < VB_PACK_LANES; l++) dst[i * VB_PACK_LANES + l] = 0;      \
+        for (int64_t i0 = 0; i0 < n_in; i0 += PACK_TILE) {                                    \
+            const int64_t n = n_in - i0 < PACK_TILE ? n_in - i0 : PACK_TILE;                  \
+            ETYPE *d = dst + i0 * VB_PACK_LANES;                                              \
+            for (int l = 0; l < VB_PACK_LANES; l++) {                                         \
+                const ETYPE *r = src + (int64_t)l * n_in + i0;                                \
+                if (l < n_rows)                                                               \
+                    for (int64_t i = 0; i < n; i++) d[i * VB_PACK_LANES + l] = r[i];          \
+                else                                                                          \
+                    for (int64_t i = 0; i < n; i++) d[i * VB_PACK_LANES + l] = 0;             \
+            }                                                                                 \
         }                                                                                     \
     }
 VB_DEFINE_PACK_BLOCK(pack_block_32, uint32_t)

@@ -7,6 +7,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
 
 #include "../../../include/vibee.h"
 #include "kernels_internal.h"
@@ -290,16 +293,33 @@ static void quant_q4_0(const float *x, vb_block_q4_0 *y, int64_t nb) {
 }
 
 
+/* F32 -> F16, rounding to nearest even like vb_f32_to_f16 (the F16C instruction rounds the
+ * same way, so the paths agree bit for bit on every non-NaN input). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx2,f16c"))) static int64_t f32_to_f16_f16c(const float *src, uint16_t *dst,
+                                                                    int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    return i;
+}
+#endif
+
+static void f32_to_f16_row(const float *src, uint16_t *dst, int64_t n) {
+    int64_t i = 0;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (vb_kernels_level() >= VB_KLEVEL_AVX2) i = f32_to_f16_f16c(src, dst, n);
+#endif
+    for (; i < n; i++) dst[i] = vb_f32_to_f16(src[i]);
+}
+
 int vb_quantize_row(uint32_t type, const float *src, void *dst, int64_t n) {
     const vb_type_traits *t = vb_type_get(type);
     if (!t || !src || !dst || n < 0 || n % t->block_elems != 0) return VB_ERR_ARG;
     switch (type) {
     case VB_TYPE_F32: memcpy(dst, src, (size_t)n * sizeof(float)); return VB_OK;
-    case VB_TYPE_F16: {
-        uint16_t *d = dst;
-        for (int64_t i = 0; i < n; i++) d[i] = vb_f32_to_f16(src[i]);
-        return VB_OK;
-    }
+    case VB_TYPE_F16: f32_to_f16_row(src, dst, n); return VB_OK;
     case VB_TYPE_BF16: {
         uint16_t *d = dst;
         for (int64_t i = 0; i < n; i++) d[i] = vb_f32_to_bf16(src[i]);

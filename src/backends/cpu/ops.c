@@ -130,28 +130,23 @@ void vb_op_rope(float *x, int32_t n_heads, int32_t head_dim, int32_t n_rot, int3
     }
 }
 
-void vb_op_gelu_tanh(float *x, int64_t n) {
-    const float sqrt_2_over_pi = 0.79788456080286535588f;
-    for (int64_t i = 0; i < n; i++) {
-        const float v = x[i];
-        x[i] = 0.5f * v * (1.0f + tanhf(sqrt_2_over_pi * (v + 0.044715f * v * v * v)));
-    }
-}
+/* The gated activations, one formula for both: act(g) = g * sigmoid(z(g)) = g / (1 + exp(-z)),
+ * with z = g for SiLU and z = 2 sqrt(2/pi) (g + 0.044715 g^3) for GELU's tanh approximation
+ * (0.5 g (1 + tanh(u)) = g / (1 + exp(-2u))). gate[i] = act(gate[i]) * (up ? up[i] : 1). */
+#define GELU_K0 1.5957691216057308f /* 2 sqrt(2/pi) */
+#define GELU_K1 0.044715f
 
-void vb_op_gelu_mul(float *gate, const float *up, int64_t n) {
-    vb_op_gelu_tanh(gate, n);
-    for (int64_t i = 0; i < n; i++) gate[i] *= up[i];
+static void act_mul_portable(float *gate, const float *up, int64_t n, bool gelu) {
+    for (int64_t i = 0; i < n; i++) {
+        const float g = gate[i];
+        const float z = gelu ? GELU_K0 * (g + GELU_K1 * g * g * g) : g;
+        const float a = g / (1.0f + expf(-z));
+        gate[i] = up ? a * up[i] : a;
+    }
 }
 
 void vb_op_softcap(float *x, int64_t n, float c) {
     for (int64_t i = 0; i < n; i++) x[i] = c * tanhf(x[i] / c);
-}
-
-static void silu_mul_portable(float *gate, const float *up, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        const float g = gate[i];
-        gate[i] = g / (1.0f + expf(-g)) * up[i];
-    }
 }
 
 /* ----------------------------------------------------------------------- exp, softmax */
@@ -497,30 +492,34 @@ VB_OPS_AVX2 static void softmax_cols_avx2(float *x, int64_t n_rows, int64_t n_co
     }
 }
 
-/* silu_mul_portable with the polynomial exp, 16 at a time. */
-VB_OPS_AVX512 static void silu_mul_avx512(float *gate, const float *up, int64_t n) {
+/* act_mul_portable with the polynomial exp, 16 (8) at a time; the tail is masked, so every
+ * element takes the same arithmetic wherever a call starts or ends. */
+VB_OPS_AVX512 static void act_mul_avx512(float *gate, const float *up, int64_t n, bool gelu) {
     const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i < n; i += 16) {
+    const __m512 k0 = _mm512_set1_ps(GELU_K0), k1 = _mm512_set1_ps(GELU_K1);
+    for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
         const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
-        const __m512 e = exp_vec_avx512(_mm512_sub_ps(zero, g));
-        const __m512 r = _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)),
-                                       _mm512_maskz_loadu_ps(m, up + i));
+        __m512 z = g;
+        if (gelu) z = _mm512_mul_ps(k0, _mm512_add_ps(g, _mm512_mul_ps(k1, _mm512_mul_ps(_mm512_mul_ps(g, g), g))));
+        __m512 r = _mm512_div_ps(g, _mm512_add_ps(one, exp_vec_avx512(_mm512_sub_ps(zero, z))));
+        if (up) r = _mm512_mul_ps(r, _mm512_maskz_loadu_ps(m, up + i));
         _mm512_mask_storeu_ps(gate + i, m, r);
     }
 }
 
-VB_OPS_AVX2 static void silu_mul_avx2(float *gate, const float *up, int64_t n) {
+VB_OPS_AVX2 static void act_mul_avx2(float *gate, const float *up, int64_t n, bool gelu) {
     const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 g = _mm256_loadu_ps(gate + i);
-        const __m256 e = exp_vec_avx2(_mm256_sub_ps(zero, g));
-        _mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)),
-                                                 _mm256_loadu_ps(up + i)));
+    const __m256 k0 = _mm256_set1_ps(GELU_K0), k1 = _mm256_set1_ps(GELU_K1);
+    for (int64_t i = 0; i < n; i += 8) {
+        const __m256i m = lane_mask_avx2(n - i < 8 ? n - i : 8);
+        const __m256 g = _mm256_maskload_ps(gate + i, m);
+        __m256 z = g;
+        if (gelu) z = _mm256_mul_ps(k0, _mm256_add_ps(g, _mm256_mul_ps(k1, _mm256_mul_ps(_mm256_mul_ps(g, g), g))));
+        __m256 r = _mm256_div_ps(g, _mm256_add_ps(one, exp_vec_avx2(_mm256_sub_ps(zero, z))));
+        if (up) r = _mm256_mul_ps(r, _mm256_maskload_ps(up + i, m));
+        _mm256_maskstore_ps(gate + i, m, r);
     }
-    silu_mul_portable(gate + i, up + i, n - i);
 }
 
 /* rmsnorm_portable with the sum of squares in double, 16 (8) floats at a time. */
@@ -671,21 +670,25 @@ void vb_op_rmsnorm(const float *x, float *y, const float *w, int64_t n_rows, int
     rmsnorm_portable(x, y, w, n_rows, n, eps);
 }
 
-void vb_op_silu_mul(float *gate, const float *up, int64_t n) {
+static void act_mul(float *gate, const float *up, int64_t n, bool gelu) {
     if (n <= 0) return;
 #ifdef VB_OPS_HAVE_SIMD
     const int level = vb_kernels_level();
     if (level >= VB_KLEVEL_AVX512) {
-        silu_mul_avx512(gate, up, n);
+        act_mul_avx512(gate, up, n, gelu);
         return;
     }
     if (level >= VB_KLEVEL_AVX2) {
-        silu_mul_avx2(gate, up, n);
+        act_mul_avx2(gate, up, n, gelu);
         return;
     }
 #endif
-    silu_mul_portable(gate, up, n);
+    act_mul_portable(gate, up, n, gelu);
 }
+
+void vb_op_gelu_tanh(float *x, int64_t n) { act_mul(x, NULL, n, true); }
+void vb_op_gelu_mul(float *gate, const float *up, int64_t n) { act_mul(gate, up, n, true); }
+void vb_op_silu_mul(float *gate, const float *up, int64_t n) { act_mul(gate, up, n, false); }
 
 void vb_op_exp(float *y, const float *x, int64_t n) {
     vb_op_exp_level(vb_kernels_level(), y, x, n);
