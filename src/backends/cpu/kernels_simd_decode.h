@@ -184,14 +184,6 @@ static VB_ALWAYS_INLINE void vb_dec_iq4_xs(const uint8_t *wrow, int64_t g, vb_wd
     out->f = _mm256_mul_ps(_mm256_set1_ps(f16_scalar(b->d)), _mm256_cvtepi32_ps(ls));
 }
 
-/* The f16 at byte off of 8 blocks of bb bytes from p, as 8 floats. */
-static VB_ALWAYS_INLINE __m256 vb_f16x8(const uint8_t *p, int off, int bb) {
-    int16_t h[8];
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; k++) memcpy(&h[k], p + k * bb + off, 2);
-    return _mm256_cvtph_ps(_mm_setr_epi16(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]));
-}
-
 /* 8 consecutive 32-element blocks (group g): the bytes through the one-block decoder, the
  * factors (the f16 d at byte 0) and offsets converted 8 at a time: OKIND 1: the f16 m at byte 2,
  * 2: -16 d, 0: none. */
