@@ -173,14 +173,19 @@ static VB_ALWAYS_INLINE __m256i group_sums256_scaled(const __m256i *wv, const __
     _Pragma("GCC unroll 4") for (int j_ = 0; j_ < 4; j_++) wz[j_] =                           \
         _mm512_inserti64x4(_mm512_castsi256_si512(wv[2 * j_]), wv[2 * j_ + 1], 1)
 
-static VB_ALWAYS_INLINE __m256i group_sums512_scaled(const __m512i *wz, const int8_t *x,
-                                                     const __m512i *lane_scale) {
+/* lane_scale_w16: the lane scales are int16 values in the low word of each int32 lane (high
+ * word 0) and every lane's dot fits in int16, so one vpmaddwd (low x scale + high x 0) gives
+ * the exact product that vpmulld gives (Q6_K: |dot| <= 4 x 63 x 127 = 32004). */
+static VB_ALWAYS_INLINE __m256i group_sums512_scaled_w(const __m512i *wz, const int8_t *x,
+                                                       const __m512i *lane_scale, int lane_scale_w16) {
     __m512i s[4];
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         s[j] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wz[j],
                                    _mm512_loadu_si512((const void *)(x + 64 * j)));
-        if (lane_scale) s[j] = _mm512_mullo_epi32(s[j], lane_scale[j]);
+        if (lane_scale)
+            s[j] = lane_scale_w16 ? _mm512_madd_epi16(s[j], lane_scale[j])
+                                  : _mm512_mullo_epi32(s[j], lane_scale[j]);
     }
     /* per 128-bit lane: [s0, s1, s2, s3 sums of that lane's 4 int32] */
     __m512i u01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[0], s[1]), _mm512_unpackhi_epi32(s[0], s[1]));
@@ -191,6 +196,7 @@ static VB_ALWAYS_INLINE __m256i group_sums512_scaled(const __m512i *wz, const in
     const __m512i order = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 0, 0, 0, 0, 0, 0, 0, 0);
     return _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, v));
 }
+#define group_sums512_scaled(wz, x, sc) group_sums512_scaled_w(wz, x, sc, 0)
 #define group_sums512(wz, x) group_sums512_scaled(wz, x, NULL)
 #define VB_GROUP_SUMS(wz, wv, p, x, US) ((US) ? group_sums512(wz, x) : group_sums256(wv, p, x, US))
 /* unsigned weights with per-lane integer scales (Q6_K) */
@@ -303,14 +309,23 @@ VB_DEFINE_TILE_32(tile_q8_0, vb_block_q8_0, VB_Q8_0_LOAD, VB_Q8_GROUP, VB_DW8, 0
 #endif
 VB_DEFINE_TILE_32(tile_q4_0, vb_block_q4_0, VB_Q4_0_LOAD, VB_Q4_GROUP, VB_DW8, 1, 8)
 
-/* Q4_K super-block scales as floats: dsc lane j = d * sc_j, dm lane j = dmin * m_j. */
+/* Q4_K super-block scales as floats: dsc lane j = d * sc_j, dm lane j = dmin * m_j. The 6-bit
+ * fields of vb_q4k_unpack taken apart in one vector: bytes 0..7 of `lo | hi` are sc_0..7, bytes
+ * 8..15 m_0..7 (lo: the low 6 bits of scales 0..3 / mins 0..3, the low or high nibbles of bytes
+ * 8..11 for 4..7; hi: the top 2 bits of bytes 0..7 moved to bits 4..5 for 4..7). */
 static VB_ALWAYS_INLINE void vb_q4k_scales256(const vb_block_q4_k *blk, __m256 *dsc, __m256 *dm) {
-    uint8_t sc[8], m[8];
-    vb_q4k_unpack(blk->scales, sc, m);
-    *dsc = _mm256_mul_ps(_mm256_set1_ps(f16_scalar(blk->d)),
-                         _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc))));
-    *dm = _mm256_mul_ps(_mm256_set1_ps(f16_scalar(blk->dmin)),
-                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)m))));
+    const __m128i v = _mm_loadu_si128((const __m128i *)blk); /* d, dmin, scales[12] */
+    /* a: [s0..s3, s8..s11, s4..s7, s8..s11]; b: [0 x4, s0..s3, 0 x4, s4..s7] (s = scales) */
+    const __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
+    const __m128i b = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11));
+    const __m128i lo = _mm_blend_epi32(_mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0)),
+                                       _mm_and_si128(_mm_srli_epi16(a, 4), _mm_set1_epi8(0x0F)), 0x8);
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30));
+    const __m128i scm = _mm_or_si128(lo, hi);
+    const __m128 dd = _mm_cvtph_ps(v); /* lanes 0, 1: d, dmin */
+    *dsc = _mm256_mul_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(scm)));
+    *dm = _mm256_mul_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)),
+                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(scm, scm))));
 }
 
 /* Q4_K: per super-block of 256, sub-block j of 32 = d * sc_j * q - dmin * m_j with q 0..15
@@ -330,6 +345,19 @@ static VB_ALWAYS_INLINE void tile_q4_k(VB_TILE_ARGS) {
                 _mm_prefetch((const char *)(w + b) + pf + l, _MM_HINT_T0);
         __m256 dsc, dm;
         vb_q4k_scales256(&w[b], &dsc, &dm);
+#if VB_Q_512 /* pair k: [low nibbles | high nibbles] of qs[32 k ..]: one broadcast, shift, mask */
+        __m256i *wv = NULL;
+        __m512i wz[4];
+        const __m512i nib_shift = _mm512_setr_epi64(0, 0, 0, 0, 0x0004000400040004LL, 0x0004000400040004LL,
+                                                    0x0004000400040004LL, 0x0004000400040004LL);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+            wz[k] = _mm512_and_si512(_mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256(
+                                                           (const __m256i *)(w[b].qs + 32 * k))),
+                                                       nib_shift),
+                                     _mm512_set1_epi8(0x0F));
+        (void)low4;
+#else
         __m256i wv[8];
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
@@ -338,7 +366,8 @@ static VB_ALWAYS_INLINE void tile_q4_k(VB_TILE_ARGS) {
             wv[2 * k + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
         }
         VB_WGROUP_DECL(wz, wv);
-        (void)wz;
+#endif
+        (void)wz, (void)wv;
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             __m256i sums = VB_GROUP_SUMS(wz, wv, wv, xq[r] + 256 * b, 1);
@@ -389,17 +418,35 @@ static VB_ALWAYS_INLINE void tile_q6_k(VB_TILE_ARGS) {
             wv[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
                                             _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
         }
+        VB_WGROUP_DECL(wz, wv);
+#if VB_Q_512
+        /* pair j's lanes take scales 4j .. 4j + 3, four lanes each, as int16 in the low word */
+        __m512i sz[4];
+        const __m512i s16 = _mm512_and_si512(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)w[b].scales)),
+                                             _mm512_set1_epi32(0xFFFF));
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+            sz[j] = _mm512_permutexvar_epi32(
+                _mm512_add_epi32(_mm512_set1_epi32(4 * j),
+                                 _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)),
+                s16);
+        (void)scv, (void)scale_idx;
+#else
 #pragma GCC unroll 8
-        for (int k = 0; k < 8; k++) {
+        for (int k = 0; k < 8; k++) { /* group k: lanes 0..3 scale 2k, 4..7 scale 2k + 1 */
             __m256i idx = _mm256_add_epi32(scale_idx, _mm256_set1_epi32(2 * (k & 3)));
             scv[k] = _mm256_permutevar8x32_epi32(k < 4 ? sc_a : sc_b, idx);
         }
-        VB_WGROUP_DECL(wz, wv);
         VB_WSCALE_DECL(sz, scv);
+#endif
         (void)wz, (void)sz;
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
+#if VB_Q_512
+            __m256i sums = group_sums512_scaled_w(wz, xq[r] + 256 * b, sz, 1);
+#else
             __m256i sums = VB_GROUP_SUMS_SCALED(wz, wv, xq[r] + 256 * b, sz, scv);
+#endif
             acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums),
                                      _mm256_mul_ps(d, _mm256_loadu_ps(xd[r] + 8 * b)), acc[r]);
             const float *s16 = xs16[r] + 16 * b;
