@@ -68,6 +68,12 @@ $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# The llama.cpp-compatible quantizers a second time, as llama.cpp's native build compiles ggml
+# (quantize_ggml_fma.c says why); used only where the CPU has AVX2 + FMA.
+ifeq ($(shell uname -m),x86_64)
+$(BUILD)/src/backends/cpu/quantize_ggml_fma.o: CFLAGS += -mavx2 -mfma -mf16c -ffp-contract=fast -mtune=native
+endif
+
 # The default model is linked into the library (vb_embedded_model()).
 $(BUILD)/embedded_model.o: src/embedded_model.S $(EMBED_MODEL)
 	@mkdir -p $(dir $@)
