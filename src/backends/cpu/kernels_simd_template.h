@@ -403,7 +403,31 @@ static VB_ALWAYS_INLINE void tile_q6_k(VB_TILE_ARGS) {
         __m256i sc_b = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w[b].scales + 8)));
         __m256 dsc_a = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc_a));
         __m256 dsc_b = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc_b));
-        __m256i wv[8], scv[8];
+        __m256i scv[8];
+#if VB_Q_512
+        /* pairs 2h, 2h + 1 straight in 512 bits: [ql0 | ql1] (64 bytes) against qh broadcast
+           to both halves, the high bits moved by per-half shifts (groups 4h .. 4h + 3 as
+           below: ql0 low nibbles with qh bits 0-1, ql1 low with bits 2-3, ql0 high with 4-5,
+           ql1 high with 6-7); ternary logic: (ql & 0x0F) | hi */
+        __m512i wz[4];
+        const __m512i lo4 = _mm512_set1_epi8(0x0F), b45 = _mm512_set1_epi8(0x30);
+        const __m512i sh_a = _mm512_setr_epi64(0x0004000400040004LL, 0x0004000400040004LL, 0x0004000400040004LL,
+                                               0x0004000400040004LL, 0x0002000200020002LL, 0x0002000200020002LL,
+                                               0x0002000200020002LL, 0x0002000200020002LL);
+        const __m512i sh_b = _mm512_setr_epi64(0, 0, 0, 0, 0x0002000200020002LL, 0x0002000200020002LL,
+                                               0x0002000200020002LL, 0x0002000200020002LL);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m512i ql = _mm512_loadu_si512((const void *)(w[b].ql + 64 * h));
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h)));
+            /* 0xEA: (a & b) | c with a = ql(>>4), b = 0x0F, c = the masked high bits */
+            wz[2 * h] = _mm512_ternarylogic_epi32(ql, lo4, _mm512_and_si512(_mm512_sllv_epi16(qh, sh_a), b45), 0xEA);
+            wz[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), lo4,
+                                                      _mm512_and_si512(_mm512_srlv_epi16(qh, sh_b), b45), 0xEA);
+        }
+        (void)low4, (void)bits45;
+#else
+        __m256i wv[8];
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
@@ -419,6 +443,7 @@ static VB_ALWAYS_INLINE void tile_q6_k(VB_TILE_ARGS) {
                                             _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
         }
         VB_WGROUP_DECL(wz, wv);
+#endif
 #if VB_Q_512
         /* pair j's lanes take scales 4j .. 4j + 3, four lanes each, as int16 in the low word */
         __m512i sz[4];
