@@ -842,13 +842,15 @@ done:
     return rc;
 }
 
-/* Every quantized type the cpu backend runs, on two fixture shapes: llama-f32 (hidden 96: the
-   K types fall back as llama.cpp's quantizer does, to IQ4_NL / Q5_0 / Q5_1 / Q8_0) and
-   qwen2-q6_k (hidden 256, FFN 512: every matrix in the type itself). Both backends load the file
+/* Every quantized type the cpu backend runs, on four fixtures: llama-f32 (hidden 96: the
+   K types fall back as llama.cpp's quantizer does, to IQ4_NL / Q5_0 / Q5_1 / Q8_0),
+   qwen2-q6_k (hidden 256, FFN 512: every matrix in the type itself), and the architectures of
+   the arch table with their own graphs, phi3-f32 (fused QKV and gate/up) and gemma3-f32
+   (sliding-window layers, GeGLU, extra norms). Both backends load the file
    llama.cpp's quantizer wrote; the logits of a prompt and 64 greedy steps agree within the
    type's bound, and the greedy ids too except at near ties (as llamacpp_vs_cpu_fixtures). */
 TEST(llamacpp_vs_cpu_quant_types) {
-    const char *srcs[] = {"llama-f32", "qwen2-q6_k"};
+    const char *srcs[] = {"llama-f32", "qwen2-q6_k", "phi3-f32", "gemma3-f32"};
     const uint32_t types[] = {VB_TYPE_Q4_1, VB_TYPE_Q5_0, VB_TYPE_Q5_1, VB_TYPE_IQ4_NL, VB_TYPE_Q2_K,
                               VB_TYPE_Q3_K, VB_TYPE_Q4_K, VB_TYPE_Q5_K, VB_TYPE_Q6_K, VB_TYPE_IQ4_XS};
     char msg[512], src[1024], dst[1100];
