@@ -163,8 +163,9 @@ static double qt_sq_err(uint32_t type, const void *q, const float *x, int64_t n)
  * constant blocks. Every block of every type byte-identical: vb_quantize_row takes the copy
  * compiled as the linked llama.cpp is (FMA, fused multiply-adds, -mtune=native) on a CPU with
  * AVX2 + FMA, and llama.cpp's own native build has no FMA where the CPU has none.
- * The plain copy (CPUs without FMA) against the same FMA build: Q4_0 .. Q5_1 have no
- * multiply-add and stay identical; the searching quantizers (IQ4_NL, Q2_K .. Q6_K) compare
+ * The plain copy (CPUs without FMA) against the same FMA build: Q4_0 .. Q5_1 only round a
+ * product plus a constant, which a fused multiply-add changes at exact ties alone: identical
+ * (measured); the searching quantizers (IQ4_NL, Q2_K .. Q6_K) compare
  * candidate scales by sums of products that an FMA rounds differently, so at a near tie they
  * keep another candidate: at most 40% of the blocks may differ (measured: Q5_K 29%, Q2_K 11%,
  * Q4_K 5%), and summed over rows, their squared error relative to the row's energy within 15%
@@ -191,7 +192,7 @@ TEST(quant_types_quantizer_bytes_vs_llamacpp) {
     for (int plain = 0; plain < 2; plain++)
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         uint32_t type = types[t].type;
-        if (plain && types[t].exact) continue; /* no multiply-adds: the same code either way */
+        if (plain && (type == VB_TYPE_Q4_0 || type == VB_TYPE_Q8_0)) continue; /* one copy (kernels_quant.c) */
         const vb_type_traits *tr = vb_type_get(type);
         const int64_t be = tr->block_elems, bb = tr->block_bytes;
         int64_t rb = vb_type_row_bytes(type, n), nblk = rows * n / be, bad = 0;
@@ -215,7 +216,7 @@ TEST(quant_types_quantizer_bytes_vs_llamacpp) {
         printf("     %-7s %3lld of %4lld blocks differ from llama.cpp's (%s copy); their relative squared "
                "error: vibee %.3g, llama.cpp %.3g\n", tr->name, (long long)bad, (long long)nblk,
                plain || !fma_copy ? "plain" : "FMA", ra, rbl);
-        if (!plain) CHECKF(bad == 0, "%s: %lld blocks differ from llama.cpp's", tr->name, (long long)bad);
+        if (!plain || types[t].exact) CHECKF(bad == 0, "%s: %lld blocks differ from llama.cpp's", tr->name, (long long)bad);
         CHECKF(bad * 100 <= 40 * nblk, "%s: %lld of %lld blocks differ from llama.cpp's quantizer", tr->name,
                (long long)bad, (long long)nblk);
         CHECKF(ra <= 1.15 * rbl, "%s: the differing blocks are worse than llama.cpp's (%g vs %g)", tr->name, ra, rbl);

@@ -35,14 +35,34 @@ static inline int nearest_int(float v) {
 
 /* ------------------------------------------------------------------ 32-element blocks */
 
+/* Smallest and largest of a block of 32 values. */
+static void min_max32(const float *x, float *min_out, float *max_out) {
+    float min = INFINITY, max = -INFINITY;
+    for (int j = 0; j < 32; j++) {
+        if (x[j] < min) min = x[j];
+        if (x[j] > max) max = x[j];
+    }
+    *min_out = min;
+    *max_out = max;
+}
+
+/* 32 five-bit levels q (element j and 16 + j share byte j) into the low nibbles qs[16] and the
+ * fifth bits qh (bit j: element j). */
+static void pack_q5(const uint8_t q[32], uint8_t qs[16], uint8_t qh_out[4]) {
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        qs[j] = (uint8_t)((q[j] & 0x0F) | ((q[16 + j] & 0x0F) << 4));
+        qh |= (uint32_t)((q[j] & 0x10u) >> 4) << j;
+        qh |= (uint32_t)((q[16 + j] & 0x10u) >> 4) << (j + 16);
+    }
+    memcpy(qh_out, &qh, 4);
+}
+
 static void q4_1_rows(const float *x, void *dst, int64_t nb) {
     vb_block_q4_1 *y = dst;
     for (int64_t i = 0; i < nb; i++, x += 32) {
-        float min = INFINITY, max = -INFINITY;
-        for (int j = 0; j < 32; j++) {
-            if (x[j] < min) min = x[j];
-            if (x[j] > max) max = x[j];
-        }
+        float min, max;
+        min_max32(x, &min, &max);
         const float d = (max - min) / 15, id = d ? 1.0f / d : 0.0f;
         y[i].d = vb_f32_to_f16(d);
         y[i].m = vb_f32_to_f16(min);
@@ -63,39 +83,23 @@ static void q5_0_rows(const float *x, void *dst, int64_t nb) {
             if (amax < fabsf(x[j])) amax = fabsf(x[j]), max = x[j];
         const float d = max / -16, id = d ? 1.0f / d : 0.0f;
         y[i].d = vb_f32_to_f16(d);
-        uint32_t qh = 0;
-        for (int j = 0; j < 16; j++) {
-            const float x0 = x[j] * id, x1 = x[16 + j] * id;
-            const uint8_t q0 = (uint8_t)imin(31, (int8_t)(x0 + 16.5f));
-            const uint8_t q1 = (uint8_t)imin(31, (int8_t)(x1 + 16.5f));
-            y[i].qs[j] = (uint8_t)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
-            qh |= (uint32_t)((q0 & 0x10u) >> 4) << j;
-            qh |= (uint32_t)((q1 & 0x10u) >> 4) << (j + 16);
-        }
-        memcpy(y[i].qh, &qh, 4);
+        uint8_t q[32];
+        for (int j = 0; j < 32; j++) q[j] = (uint8_t)imin(31, (int8_t)(x[j] * id + 16.5f));
+        pack_q5(q, y[i].qs, y[i].qh);
     }
 }
 
 static void q5_1_rows(const float *x, void *dst, int64_t nb) {
     vb_block_q5_1 *y = dst;
     for (int64_t i = 0; i < nb; i++, x += 32) {
-        float min = INFINITY, max = -INFINITY;
-        for (int j = 0; j < 32; j++) {
-            if (x[j] < min) min = x[j];
-            if (x[j] > max) max = x[j];
-        }
+        float min, max;
+        min_max32(x, &min, &max);
         const float d = (max - min) / 31, id = d ? 1.0f / d : 0.0f;
         y[i].d = vb_f32_to_f16(d);
         y[i].m = vb_f32_to_f16(min);
-        uint32_t qh = 0;
-        for (int j = 0; j < 16; j++) {
-            const float x0 = (x[j] - min) * id, x1 = (x[16 + j] - min) * id;
-            const uint8_t q0 = (uint8_t)(x0 + 0.5f), q1 = (uint8_t)(x1 + 0.5f);
-            y[i].qs[j] = (uint8_t)((q0 & 0x0F) | ((q1 & 0x0F) << 4));
-            qh |= (uint32_t)((q0 & 0x10u) >> 4) << j;
-            qh |= (uint32_t)((q1 & 0x10u) >> 4) << (j + 16);
-        }
-        memcpy(y[i].qh, &qh, 4);
+        uint8_t q[32];
+        for (int j = 0; j < 32; j++) q[j] = (uint8_t)((x[j] - min) * id + 0.5f);
+        pack_q5(q, y[i].qs, y[i].qh);
     }
 }
 
