@@ -35,15 +35,28 @@ static inline int nearest_int(float v) {
 
 /* ------------------------------------------------------------------ 32-element blocks */
 
-/* Smallest and largest of a block of 32 values. */
-static void min_max32(const float *x, float *min_out, float *max_out) {
+/* The value of largest magnitude among n (the first such), into *max; returns its magnitude. */
+static float signed_absmax(const float *x, int n, float *max) {
+    float amax = 0;
+    *max = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), *max = x[i];
+    return amax;
+}
+
+/* Q4_1 / Q5_1: a block of 32 values on levels 0..nmax from its minimum: d = (max - min) / nmax
+ * into the block's f16 d and m (the minimum); returns 1 / d (0 for a constant block). */
+static float block_scale_min(const float *x, int nmax, uint16_t *d_out, uint16_t *m_out, float *min_out) {
     float min = INFINITY, max = -INFINITY;
     for (int j = 0; j < 32; j++) {
         if (x[j] < min) min = x[j];
         if (x[j] > max) max = x[j];
     }
+    const float d = (max - min) / nmax;
+    *d_out = vb_f32_to_f16(d);
+    *m_out = vb_f32_to_f16(min);
     *min_out = min;
-    *max_out = max;
+    return d ? 1.0f / d : 0.0f;
 }
 
 /* 32 five-bit levels q (element j and 16 + j share byte j) into the low nibbles qs[16] and the
@@ -61,11 +74,8 @@ static void pack_q5(const uint8_t q[32], uint8_t qs[16], uint8_t qh_out[4]) {
 static void q4_1_rows(const float *x, void *dst, int64_t nb) {
     vb_block_q4_1 *y = dst;
     for (int64_t i = 0; i < nb; i++, x += 32) {
-        float min, max;
-        min_max32(x, &min, &max);
-        const float d = (max - min) / 15, id = d ? 1.0f / d : 0.0f;
-        y[i].d = vb_f32_to_f16(d);
-        y[i].m = vb_f32_to_f16(min);
+        float min;
+        const float id = block_scale_min(x, 15, &y[i].d, &y[i].m, &min);
         for (int j = 0; j < 16; j++) {
             const float x0 = (x[j] - min) * id, x1 = (x[16 + j] - min) * id;
             const uint8_t q0 = (uint8_t)imin(15, (int8_t)(x0 + 0.5f));
@@ -78,9 +88,8 @@ static void q4_1_rows(const float *x, void *dst, int64_t nb) {
 static void q5_0_rows(const float *x, void *dst, int64_t nb) {
     vb_block_q5_0 *y = dst;
     for (int64_t i = 0; i < nb; i++, x += 32) {
-        float amax = 0, max = 0;
-        for (int j = 0; j < 32; j++)
-            if (amax < fabsf(x[j])) amax = fabsf(x[j]), max = x[j];
+        float max;
+        signed_absmax(x, 32, &max);
         const float d = max / -16, id = d ? 1.0f / d : 0.0f;
         y[i].d = vb_f32_to_f16(d);
         uint8_t q[32];
@@ -92,11 +101,8 @@ static void q5_0_rows(const float *x, void *dst, int64_t nb) {
 static void q5_1_rows(const float *x, void *dst, int64_t nb) {
     vb_block_q5_1 *y = dst;
     for (int64_t i = 0; i < nb; i++, x += 32) {
-        float min, max;
-        min_max32(x, &min, &max);
-        const float d = (max - min) / 31, id = d ? 1.0f / d : 0.0f;
-        y[i].d = vb_f32_to_f16(d);
-        y[i].m = vb_f32_to_f16(min);
+        float min;
+        const float id = block_scale_min(x, 31, &y[i].d, &y[i].m, &min);
         uint8_t q[32];
         for (int j = 0; j < 32; j++) q[j] = (uint8_t)((x[j] - min) * id + 0.5f);
         pack_q5(q, y[i].qs, y[i].qh);
@@ -119,11 +125,9 @@ static int iq4nl_index(float v) {
  * an all-zero block. */
 static float iq4_block_scale(const float *x) {
     const int8_t *v = vb_kvalues_iq4nl;
-    float w[32], amax = 0, max = 0;
+    float w[32], max;
     for (int j = 0; j < 32; j++) w[j] = x[j] * x[j];
-    for (int j = 0; j < 32; j++)
-        if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
-    if (amax < GROUP_MAX_EPS) return 0;
+    if (signed_absmax(x, 32, &max) < GROUP_MAX_EPS) return 0;
     float d = -max / v[0], id = 1 / d, sumqx = 0, sumq2 = 0;
     for (int j = 0; j < 32; j++) {
         const float q = v[iq4nl_index(id * x[j])];
@@ -170,11 +174,9 @@ static void iq4_nl_rows(const float *x, void *dst, int64_t nb) {
 static void iq4_xs_rows(const float *x, void *dst, int64_t nb) {
     vb_block_iq4_xs *y = dst;
     for (int64_t i = 0; i < nb; i++, x += VB_QK_K) {
-        float scales[8], max_scale = 0, amax_scale = 0;
-        for (int ib = 0; ib < 8; ib++) {
-            scales[ib] = iq4_block_scale(x + 32 * ib);
-            if (fabsf(scales[ib]) > amax_scale) amax_scale = fabsf(scales[ib]), max_scale = scales[ib];
-        }
+        float scales[8], max_scale;
+        for (int ib = 0; ib < 8; ib++) scales[ib] = iq4_block_scale(x + 32 * ib);
+        signed_absmax(scales, 8, &max_scale);
         const float d = -max_scale / 32, id = d ? 1 / d : 0.f;
         y[i].d = vb_f32_to_f16(d);
         y[i].scales_h = 0;
@@ -194,10 +196,8 @@ static void iq4_xs_rows(const float *x, void *dst, int64_t nb) {
 /* Signed scale for n values, levels -nmax..nmax-1 (stored + nmax in L): from the signed
  * largest value, refined (rmse_type 1: weights w = x^2 or qw) over 18 nearby inverse scales. */
 static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type, const float *qw) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++)
-        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), max = x[i];
-    if (amax < GROUP_MAX_EPS) {
+    float max;
+    if (signed_absmax(x, n, &max) < GROUP_MAX_EPS) {
         for (int i = 0; i < n; i++) L[i] = 0;
         return 0.f;
     }
@@ -238,10 +238,8 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse
 /* Q3_K's sub-block scale: signed-max start, then up to 5 passes moving single values to the
  * level that improves the weighted (x^2) fit. */
 static float make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++)
-        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), max = x[i];
-    if (amax < GROUP_MAX_EPS) {
+    float max;
+    if (signed_absmax(x, n, &max) < GROUP_MAX_EPS) {
         for (int i = 0; i < n; i++) L[i] = 0;
         return 0.f;
     }
@@ -389,11 +387,9 @@ static void q3_k_rows(const float *x, void *dst, int64_t nb) {
     vb_block_q3_k *y = dst;
     for (int64_t i = 0; i < nb; i++, x += VB_QK_K) {
         int8_t L[VB_QK_K];
-        float scales[16], max_scale = 0, amax = 0;
-        for (int j = 0; j < 16; j++) {
-            scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
-            if (fabsf(scales[j]) > amax) amax = fabsf(scales[j]), max_scale = scales[j];
-        }
+        float scales[16], max_scale;
+        for (int j = 0; j < 16; j++) scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+        signed_absmax(scales, 16, &max_scale);
         memset(y[i].scales, 0, 12);
         if (max_scale) {
             const float iscale = -32.f / max_scale;
@@ -504,12 +500,9 @@ static void q6_k_rows(const float *x, void *dst, int64_t nb) {
     vb_block_q6_k *y = dst;
     for (int64_t i = 0; i < nb; i++, x += VB_QK_K) {
         int8_t L[VB_QK_K];
-        float scales[16], max_scale = 0, max_abs_scale = 0;
-        for (int ib = 0; ib < 16; ib++) {
-            scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, NULL);
-            if (fabsf(scales[ib]) > max_abs_scale) max_abs_scale = fabsf(scales[ib]), max_scale = scales[ib];
-        }
-        if (max_abs_scale < GROUP_MAX_EPS) {
+        float scales[16], max_scale;
+        for (int ib = 0; ib < 16; ib++) scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, NULL);
+        if (signed_absmax(scales, 16, &max_scale) < GROUP_MAX_EPS) {
             memset(&y[i], 0, sizeof y[i]);
             continue;
         }
