@@ -100,7 +100,7 @@ static void module_load(backend_module *m) {
         snprintf(m->error, sizeof m->error, "backend %s: module %s not found (set %s to its path)", m->name,
                  m->file, m->env);
     else
-        snprintf(m->error, sizeof m->error, "backend %s: cannot load module %s: %s", m->name, m->file, last);
+        snprintf(m->error, sizeof m->error, "backend %s: cannot load module %s: %.400s", m->name, m->file, last);
 }
 
 static backend_module *module_named(const char *name) {

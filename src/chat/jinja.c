@@ -900,6 +900,24 @@ static void end_of_tag(parser *p) {
 
 static nvec parse_block(stmt_parser *s, const char *const *terms, const char **found);
 
+/* The end of an `if` / `for` statement whose body stopped at the tag `found`: an `else` block
+ * into into->list2, then the `endif` / `endfor` (stmt "if" / "for"), or the error naming it. */
+static void parse_else_end(stmt_parser *s, const char *found, node *into, const char *stmt, int line) {
+    parser *p = s->p;
+    const bool is_if = strcmp(stmt, "if") == 0;
+    static const char *const end_if[] = {"endif", NULL}, *const end_for[] = {"endfor", NULL};
+    const char *const *terms = is_if ? end_if : end_for;
+    if (found && strcmp(found, "else") == 0) {
+        end_of_tag(p);
+        nvec b = parse_block(s, terms, &found);
+        into->list2 = b.v;
+        into->n2 = b.n;
+    }
+    if (!found || strcmp(found, terms[0]) != 0)
+        fail(p->e, VB_ERR_FORMAT, "line %d: '%s' without '%s'", line, stmt, terms[0]);
+    end_of_tag(p);
+}
+
 static node *parse_stmt(stmt_parser *s) {
     parser *p = s->p;
     tok *kw = next(p);
@@ -927,15 +945,7 @@ static node *parse_stmt(stmt_parser *s) {
             cur->n2 = 1;
             cur = e;
         }
-        if (found && strcmp(found, "else") == 0) {
-            end_of_tag(p);
-            static const char *const t2[] = {"endif", NULL};
-            nvec b = parse_block(s, t2, &found);
-            cur->list2 = b.v;
-            cur->n2 = b.n;
-        }
-        if (!found || strcmp(found, "endif") != 0) fail(p->e, VB_ERR_FORMAT, "line %d: 'if' without 'endif'", line);
-        end_of_tag(p);
+        parse_else_end(s, found, cur, "if", line);
         return n;
     }
     if (tok_is(kw, T_NAME, "for")) {
@@ -963,15 +973,7 @@ static node *parse_stmt(stmt_parser *s) {
         nvec body = parse_block(s, terms, &found);
         n->list = body.v;
         n->n = body.n;
-        if (found && strcmp(found, "else") == 0) {
-            end_of_tag(p);
-            static const char *const t2[] = {"endfor", NULL};
-            nvec b = parse_block(s, t2, &found);
-            n->list2 = b.v;
-            n->n2 = b.n;
-        }
-        if (!found || strcmp(found, "endfor") != 0) fail(p->e, VB_ERR_FORMAT, "line %d: 'for' without 'endfor'", line);
-        end_of_tag(p);
+        parse_else_end(s, found, n, "for", line);
         return n;
     }
     if (tok_is(kw, T_NAME, "set")) {
