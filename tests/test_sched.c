@@ -145,6 +145,41 @@ static int run_and_compare(vb_sched *s, case_req *q, int n, int first, char *why
     return 0;
 }
 
+/* One scheduler with parameters sp over c: run_and_compare(q[0..n), first), its statistics at the
+ * end (st) and after vb_sched_clear_cache (st2, may be NULL), then freed; frees c too.
+ * Returns run_and_compare's result (why: the reason), or -1 if the scheduler did not start. */
+static int sched_round(vb_context *c, const vb_sched_params *sp, case_req *q, int n, int first,
+                       vb_sched_stats *st, vb_sched_stats *st2, char *why, size_t why_len) {
+    vb_sched *s = NULL;
+    int bad = -1;
+    if (vb_sched_init(c, sp, &s, why, why_len) == VB_OK) {
+        bad = run_and_compare(s, q, n, first, why, why_len);
+        *st = vb_sched_get_stats(s);
+        vb_sched_clear_cache(s);
+        if (st2) *st2 = vb_sched_get_stats(s);
+        vb_sched_free(s);
+    }
+    vb_context_free(c);
+    return bad;
+}
+
+/* One scheduler with default parameters over c running q[0], then q[1] after it finished:
+ * the statistics after each (st1, st2); frees the scheduler and c. Returns as sched_round. */
+static int sched_two_in_turn(vb_context *c, case_req *q, vb_sched_stats *st1, vb_sched_stats *st2,
+                             char *why, size_t why_len) {
+    vb_sched *s = NULL;
+    int bad = -1;
+    if (vb_sched_init(c, NULL, &s, why, why_len) == VB_OK) {
+        bad = run_and_compare(s, q, 1, 1, why, why_len);
+        *st1 = vb_sched_get_stats(s);
+        if (!bad) bad = run_and_compare(s, q + 1, 1, 1, why, why_len);
+        *st2 = vb_sched_get_stats(s);
+        vb_sched_free(s);
+    }
+    vb_context_free(c);
+    return bad;
+}
+
 TEST(sched_concurrent_equals_alone) {
     vb_model *m = sim_model();
     CHECK(m);
@@ -190,15 +225,9 @@ TEST(sched_preemption_tiny_pool) {
     CHECK(c);
     vb_sched_params sp = vb_sched_default_params();
     sp.token_budget = 16;
-    vb_sched *s = NULL;
-    CHECK_EQ_INT(vb_sched_init(c, &sp, &s, NULL, 0), VB_OK);
     char why[256] = "";
-    int bad = run_and_compare(s, q, 8, 8, why, sizeof why);
-    vb_sched_stats st = vb_sched_get_stats(s);
-    vb_sched_clear_cache(s);
-    vb_sched_stats st2 = vb_sched_get_stats(s);
-    vb_sched_free(s);
-    vb_context_free(c);
+    vb_sched_stats st, st2;
+    int bad = sched_round(c, &sp, q, 8, 8, &st, &st2, why, sizeof why);
     vb_model_free(m);
     CHECKF(bad == 0, "%s", why);
     CHECKF(st.n_preemptions > 0, "the tiny pool caused no preemption (%lld)", (long long)st.n_preemptions);
@@ -220,15 +249,9 @@ TEST(sched_prefix_sharing) {
         vb_sched_params sp = vb_sched_default_params();
         sp.prefix_sharing = sharing > 0;
         sp.token_budget = 32;
-        vb_sched *s = NULL;
-        CHECK_EQ_INT(vb_sched_init(c, &sp, &s, NULL, 0), VB_OK);
         char why[256] = "";
-        int bad = run_and_compare(s, q, 10, sharing == 2 ? 10 : 1, why, sizeof why);
-        vb_sched_stats st = vb_sched_get_stats(s);
-        vb_sched_clear_cache(s);
-        vb_sched_stats st2 = vb_sched_get_stats(s);
-        vb_sched_free(s);
-        vb_context_free(c);
+        vb_sched_stats st, st2;
+        int bad = sched_round(c, &sp, q, 10, sharing == 2 ? 10 : 1, &st, &st2, why, sizeof why);
         CHECKF(bad == 0, "sharing %d: %s", sharing, why);
         CHECK_EQ_INT(st.kv_blocks_leaked, 0);
         CHECK_EQ_INT(st2.kv_blocks_used, 0);
@@ -252,15 +275,9 @@ TEST(sched_prefix_cache_after_finish) {
     for (int k = 0; k < 2; k++) CHECK_EQ_INT(reference(m, &q[k]), VB_OK);
     vb_context *c = sim_ctx(m, 1024, 2);
     CHECK(c);
-    vb_sched *s = NULL;
-    CHECK_EQ_INT(vb_sched_init(c, NULL, &s, NULL, 0), VB_OK);
     char why[256] = "";
-    int bad = run_and_compare(s, q, 1, 1, why, sizeof why);
-    vb_sched_stats st1 = vb_sched_get_stats(s);
-    if (!bad) bad = run_and_compare(s, q + 1, 1, 1, why, sizeof why);
-    vb_sched_stats st2 = vb_sched_get_stats(s);
-    vb_sched_free(s);
-    vb_context_free(c);
+    vb_sched_stats st1, st2;
+    int bad = sched_two_in_turn(c, q, &st1, &st2, why, sizeof why);
     vb_model_free(m);
     CHECKF(bad == 0, "%s", why);
     CHECK_EQ_INT(st1.n_cached_seqs, 1);
@@ -389,15 +406,9 @@ TEST(sched_draft_verify_exact) {
         vb_sched_params sp = vb_sched_default_params();
         sp.token_budget = 16;
         sp.draft_max = 6;
-        vb_sched *s = NULL;
-        CHECK_EQ_INT(vb_sched_init(c, &sp, &s, NULL, 0), VB_OK);
         char why[256] = "";
-        int bad = run_and_compare(s, q, 8, 8, why, sizeof why);
-        vb_sched_stats st = vb_sched_get_stats(s);
-        vb_sched_clear_cache(s);
-        vb_sched_stats st2 = vb_sched_get_stats(s);
-        vb_sched_free(s);
-        vb_context_free(c);
+        vb_sched_stats st, st2;
+        int bad = sched_round(c, &sp, q, 8, 8, &st, &st2, why, sizeof why);
         CHECKF(bad == 0, "pool %d: %s", pool, why);
         CHECKF(st.n_draft_accepted * 3 > st.n_generated, "pool %d: %lld drafts accepted of %lld forwarded for %lld tokens",
                pool, (long long)st.n_draft_accepted, (long long)st.n_draft_rows, (long long)st.n_generated);
@@ -480,15 +491,9 @@ TEST(sched_prefix_source_cannot_block_head) {
     vb_context *c = sim_ctx(m, 80, 2);
     CHECK(c);
     CHECK_EQ_INT(vb_context_stats(c).kv.blocks_total, 7); /* the geometry this test relies on */
-    vb_sched *s = NULL;
-    CHECK_EQ_INT(vb_sched_init(c, NULL, &s, NULL, 0), VB_OK);
     char why[256] = "";
-    int bad = run_and_compare(s, q, 1, 1, why, sizeof why);
-    vb_sched_stats st1 = vb_sched_get_stats(s);
-    if (!bad) bad = run_and_compare(s, q + 1, 1, 1, why, sizeof why);
-    vb_sched_stats st2 = vb_sched_get_stats(s);
-    vb_sched_free(s);
-    vb_context_free(c);
+    vb_sched_stats st1, st2;
+    int bad = sched_two_in_turn(c, q, &st1, &st2, why, sizeof why);
     vb_model_free(m);
     CHECK_EQ_INT(st1.n_cached_seqs, 1);
     CHECK_EQ_INT(st1.kv_blocks_used, 6);
@@ -546,13 +551,9 @@ TEST(sched_mixed_decoders_equal_alone) {
         CHECK(c);
         vb_sched_params sp = vb_sched_default_params();
         sp.token_budget = 24;
-        vb_sched *s = NULL;
-        CHECK_EQ_INT(vb_sched_init(c, &sp, &s, NULL, 0), VB_OK);
         char why[256] = "";
-        int bad = run_and_compare(s, q, N, 3, why, sizeof why);
-        vb_sched_stats st = vb_sched_get_stats(s);
-        vb_sched_free(s);
-        vb_context_free(c);
+        vb_sched_stats st;
+        int bad = sched_round(c, &sp, q, N, 3, &st, NULL, why, sizeof why);
         CHECKF(bad == 0, "pool %d: %s", pools[pi], why);
         CHECK_EQ_INT(st.kv_blocks_leaked, 0);
         if (pi == 1) CHECK(st.n_preemptions > 0);
