@@ -69,9 +69,13 @@ $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 # The llama.cpp-compatible quantizers a second time, as llama.cpp's native build compiles ggml
-# (quantize_ggml_fma.c says why); used only where the CPU has AVX2 + FMA.
+# (quantize_ggml_fma.c says why); used only where the CPU has AVX2 + FMA. -O2 and no sanitizer
+# whatever OPT and SAN are: which products GCC fuses depends on the code it optimizes (-O1, or
+# -O2 with ASan + UBSan instrumentation, fuse differently from llama.cpp's -O3 build; plain -O2
+# matches it). The sanitizer build still runs the same source instrumented: the plain copy.
 ifeq ($(shell uname -m),x86_64)
-$(BUILD)/src/backends/cpu/quantize_ggml_fma.o: CFLAGS += -mavx2 -mfma -mf16c -ffp-contract=fast -mtune=native
+$(BUILD)/src/backends/cpu/quantize_ggml_fma.o: override SAN :=
+$(BUILD)/src/backends/cpu/quantize_ggml_fma.o: CFLAGS += -O2 -mavx2 -mfma -mf16c -ffp-contract=fast -mtune=native
 endif
 
 # The default model is linked into the library (vb_embedded_model()).
