@@ -12,9 +12,19 @@ Per sample the input is [x0 ; xt]:
        position s_k + j, attends x0 keys at positions < s_k and the slots <= j of its own window (the
        state of a decode window right after the committed prefix); target x[s_k + j] (the greedy token).
   loss = mlm (mean CE over all slots) + ar_w * AR CE + kl_w * KL.
+Real-text batches (--real-batch R > 0): R plain Python cuts of --real-len tokens per step from non-test *.py
+files (distill_data.py's file rule: no `test` in any path component, so never the held-out test files; files
+holding a bench prompt skipped), loss + real_ar_w * next-token CE (the data) + real_kl_w * KL(teacher || student)
+(the original's distribution), so the AR stream sees the text it is scored on, not only its own greedy output.
+--greedy-ar prompt: the AR CE of the greedy samples covers only their real prompt tokens (CE on the teacher's
+argmax tokens sharpens the AR distribution and costs NLL); KL stays at every position.
+--mask-conf c: a mask slot counts only where the original is confident along the window: the teacher's AR
+probability of the greedy token is >= c at that slot and at every slot before it in its window (a slot behind
+an unsure token is rejected by exact decoding anyway); the mask loss is the mean over the counted slots.
 Teacher = the frozen starting model. CPU: --threads 1, nice -n 19.
 Eval (held-out distill samples + held-out real Python from test files the data never used): mask accuracy
-vs greedy per window distance, AR agreement with the teacher's argmax, AR NLL on real text (student vs teacher).
+vs greedy per window distance, AR agreement with the teacher's argmax, AR NLL on real text (student vs teacher),
+and with --real-batch the AR NLL of a dev set of non-test real text (files the real-text pool does not use).
 Saves a train.py-compatible ckpt.pt (export with export_gguf.py --ckpt ... --tokenizer <json>), or
 directly a GGUF with --gguf-out.
 """
@@ -35,6 +45,7 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gguf_load import load_gguf_model, gguf_tokenizer  # noqa: E402
+from distill_data import list_files  # noqa: E402
 
 
 def log(*a):
@@ -81,6 +92,30 @@ def real_text_batches(tok, bos, n_seq, L, seed, exclude_text):
     return torch.tensor(out)
 
 
+def real_text_pool(tok, bos, files, n_seq, L, seed, exclude_text, per_file=4):
+    """Training real Python: up to per_file cuts of [BOS] + L-1 tokens (whole lines) per file of `files`."""
+    rng = random.Random(seed)
+    files = files[:]
+    rng.shuffle(files)
+    out = []
+    for f in files:
+        if len(out) >= n_seq:
+            break
+        try:
+            t = open(f, encoding="utf-8").read()
+        except (UnicodeDecodeError, OSError):
+            continue
+        if len(t) < 2000 or len(t) > 400000 or any(b in t for b in exclude_text):
+            continue
+        for _ in range(per_file):
+            st0 = rng.randrange(0, max(1, len(t) - 2000))
+            st0 = t.find("\n", st0) + 1 if st0 else 0
+            ids = tok.encode(t[st0:st0 + 6 * L])
+            if len(ids) >= L - 1:
+                out.append([bos] + ids[:L - 1])
+    return torch.tensor(out[:n_seq])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gguf", required=True, help="starting model (also the frozen teacher)")
@@ -93,6 +128,17 @@ def main():
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--ar-w", type=float, default=0.5)
     ap.add_argument("--kl-w", type=float, default=1.0)
+    ap.add_argument("--greedy-ar", choices=("all", "prompt"), default="all",
+                    help="AR CE of the greedy samples: every position, or only the real prompt tokens")
+    ap.add_argument("--mask-conf", type=float, default=0.0,
+                    help="count a mask slot only if the teacher's p(greedy token) >= this here and before it in "
+                         "its window (0 = every slot)")
+    ap.add_argument("--real-batch", type=int, default=0, help="real-text sequences per step (0 = none)")
+    ap.add_argument("--real-len", type=int, default=192)
+    ap.add_argument("--real-pool", type=int, default=8000, help="real-text training sequences to cut")
+    ap.add_argument("--real-ar-w", type=float, default=1.0)
+    ap.add_argument("--real-kl-w", type=float, default=5.0)
+    ap.add_argument("--real-roots", default="/usr/lib/python3,/usr/lib/python3.11")
     ap.add_argument("--minutes", type=float, default=30.0, help="wall budget for the training loop")
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--val-samples", type=int, default=64)
@@ -137,6 +183,15 @@ def main():
             bench += [json.loads(l) for l in open(p) if l.strip()]
     real = real_text_batches(tok, bos, 32, 256, 99, bench)
     log(f"[ft] held-out real text: {tuple(real.shape)} from dist-packages test files")
+    rtrain = rdev = None
+    if a.real_batch > 0:
+        rfiles = list_files(a.real_roots.split(","))
+        random.Random(a.seed + 1).shuffle(rfiles)
+        n_dev_files = max(1, len(rfiles) // 20)
+        rdev = real_text_pool(tok, bos, rfiles[:n_dev_files], 32, 256, a.seed + 2, bench, per_file=1)
+        rtrain = real_text_pool(tok, bos, rfiles[n_dev_files:], a.real_pool, a.real_len, a.seed + 3, bench)
+        log(f"[ft] real-text training pool {tuple(rtrain.shape)} from {len(rfiles) - n_dev_files} non-test files, "
+            f"dev {tuple(rdev.shape)} from {n_dev_files} other files")
     masks = {o: build_mask(T, P, W, n_win, o) for o in range(W)}
 
     def forward(model, xb, o):
@@ -148,18 +203,38 @@ def main():
         tgt_pos = xpos  # target token of each mask slot = x[pos]
         return model.logits(h[:, :T]).float(), model.logits(h[:, T:]).float(), xb[:, tgt_pos]
 
-    def losses(xb, o, with_teacher=True):
+    def kl_to_teacher(lg, xb):
+        with torch.no_grad():
+            t_lg = teacher(xb).float()
+        V = lg.shape[-1]
+        kl = F.kl_div(F.log_softmax(lg, -1).reshape(-1, V), F.log_softmax(t_lg, -1).reshape(-1, V),
+                      log_target=True, reduction="batchmean")
+        return kl, t_lg
+
+    def losses(xb, o):
         ar_lg, m_lg, m_tgt = forward(student, xb, o)
         V = ar_lg.shape[-1]
-        ar_ce = F.cross_entropy(ar_lg[:, :-1].reshape(-1, V), xb[:, 1:].reshape(-1))
-        mlm = F.cross_entropy(m_lg.reshape(-1, V), m_tgt.reshape(-1))
-        kl = torch.zeros(())
-        if with_teacher:
-            with torch.no_grad():
-                t_lg = teacher(xb).float()
-            kl = F.kl_div(F.log_softmax(ar_lg, -1).reshape(-1, V), F.log_softmax(t_lg, -1).reshape(-1, V),
-                          log_target=True, reduction="batchmean")
-        return ar_ce, mlm, kl, ar_lg, m_lg, m_tgt
+        n_ar = P - 1 if a.greedy_ar == "prompt" else T - 1     # next-token targets x[1..n_ar]
+        ar_ce = F.cross_entropy(ar_lg[:, :n_ar].reshape(-1, V), xb[:, 1:n_ar + 1].reshape(-1))
+        kl, t_lg = kl_to_teacher(ar_lg, xb)
+        m_ce = F.cross_entropy(m_lg.reshape(-1, V), m_tgt.reshape(-1), reduction="none").view(m_tgt.shape)
+        if a.mask_conf > 0:
+            _, xpos = masks[o]
+            # teacher p(x[t] | x[<t]) at each target position t = xpos (>= P >= 1)
+            tp = F.softmax(t_lg[:, xpos - 1], -1).gather(-1, m_tgt.unsqueeze(-1)).squeeze(-1)   # [B][n_win*W]
+            ok = (tp >= a.mask_conf).view(-1, n_win, W).float().cumprod(-1).view_as(tp)         # chain per window
+            mlm = (m_ce * ok).sum() / ok.sum().clamp(min=1.0)
+            frac = ok.mean().item()
+        else:
+            mlm, frac = m_ce.mean(), 1.0
+        return ar_ce, mlm, kl, frac
+
+    def real_losses(rb):
+        lg = student(rb).float()
+        V = lg.shape[-1]
+        ce = F.cross_entropy(lg[:, :-1].reshape(-1, V), rb[:, 1:].reshape(-1))
+        kl, _ = kl_to_teacher(lg, rb)
+        return ce, kl
 
     def evaluate(model_is_teacher=False):
         mdl = teacher if model_is_teacher else student
@@ -184,6 +259,9 @@ def main():
             res["ar_agree_greedy"] = agree / cnt
             lg = mdl(real).float()
             res["real_nll"] = F.cross_entropy(lg[:, :-1].reshape(-1, lg.shape[-1]), real[:, 1:].reshape(-1)).item()
+            if rdev is not None:
+                lg = mdl(rdev).float()
+                res["dev_nll"] = F.cross_entropy(lg[:, :-1].reshape(-1, lg.shape[-1]), rdev[:, 1:].reshape(-1)).item()
         mdl.train()
         return res
 
@@ -195,7 +273,7 @@ def main():
     t0 = time.time()
     step, tok_seen, hist = 0, 0, [dict(step=0, **ev0)]
     logf = open(os.path.join(a.out, "ft_log.jsonl"), "w")
-    order = []
+    order, rorder = [], []
     while not stop["flag"] and time.time() - t0 < budget:
         el = time.time() - t0
         p = min(1.0, el / budget)
@@ -207,20 +285,29 @@ def main():
             rng.shuffle(order)
         bi, order = order[:a.batch], order[a.batch:]
         o = rng.randrange(W)
-        ar_ce, mlm, kl, _, _, _ = losses(X[bi], o)
+        ar_ce, mlm, kl, frac = losses(X[bi], o)
         loss = mlm + a.ar_w * ar_ce + a.kl_w * kl
+        r_ce = r_kl = torch.zeros(())
+        if rtrain is not None:
+            if len(rorder) < a.real_batch:
+                rorder = list(range(len(rtrain)))
+                rng.shuffle(rorder)
+            rbi, rorder = rorder[:a.real_batch], rorder[a.real_batch:]
+            r_ce, r_kl = real_losses(rtrain[rbi])
+            loss = loss + a.real_ar_w * r_ce + a.real_kl_w * r_kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt.step()
         step += 1
-        tok_seen += a.batch * (T + n_win * W)
+        tok_seen += a.batch * (T + n_win * W) + (a.real_batch * a.real_len if rtrain is not None else 0)
         if step % 10 == 0 or step == 1:
             rec = dict(step=step, loss=loss.item(), mlm=mlm.item(), ar=ar_ce.item(), kl=kl.item(), lr=lr,
-                       gn=float(gn), t=time.time() - t0)
+                       gn=float(gn), t=time.time() - t0, mask_frac=frac, real_ce=r_ce.item(), real_kl=r_kl.item())
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
-            log(f"[ft] step {step} loss {rec['loss']:.4f} mlm {rec['mlm']:.4f} ar {rec['ar']:.4f} kl {rec['kl']:.4f} "
+            log(f"[ft] step {step} loss {rec['loss']:.4f} mlm {rec['mlm']:.4f} (slots {frac:.2f}) ar {rec['ar']:.4f} "
+                f"kl {rec['kl']:.4f} real ce {rec['real_ce']:.4f} kl {rec['real_kl']:.4f} "
                 f"lr {lr:.2e} gn {rec['gn']:.2f} t={rec['t']:.0f}s")
         if step % a.eval_every == 0:
             ev = evaluate()
