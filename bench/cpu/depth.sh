@@ -10,7 +10,7 @@
 # Usage: bash bench/cpu/depth.sh OUT.jsonl
 #   env: VIBEE (build/vibee), MODELS (files in BENCH_MODELS, default: the Qwen3 0.6B and GPT-2
 #        124M files of make_models.sh in f16, q8_0, q4_0 and q4_k_m), QWEN_DEPTHS ("0 1024 4096"),
-#        GPT2_DEPTHS ("0 768": GPT-2 has 1024 learned positions, and depth + prompt + generated
+#        GPT2_DEPTHS ("0 384": GPT-2 has 1024 learned positions, and depth + prompt + generated
 #        tokens must stay below), THREADS ("1 2"), ROUNDS (2), N_PROMPT (128), N_GEN (32), REPS (3)
 set -euo pipefail
 OUT=${1:?usage: depth.sh OUT.jsonl}
@@ -19,7 +19,7 @@ VIBEE=${VIBEE:-$ROOT/build/vibee}
 DIR=${BENCH_MODELS:-${VB_CACHE:-$HOME/.cache/vibee}/bench-models}
 MODELS=${MODELS:-"qwen3-0.6b-q4_k_m qwen3-0.6b-q4_0 qwen3-0.6b-q8_0 qwen3-0.6b-f16 gpt2-124m-q4_k_m gpt2-124m-q4_0 gpt2-124m-q8_0 gpt2-124m-f16"}
 QWEN_DEPTHS=${QWEN_DEPTHS:-"0 1024 4096"}
-GPT2_DEPTHS=${GPT2_DEPTHS:-"0 768"}
+GPT2_DEPTHS=${GPT2_DEPTHS:-"0 384"}
 THREADS=${THREADS:-"1 2"}
 ROUNDS=${ROUNDS:-2}
 N_PROMPT=${N_PROMPT:-128}
