@@ -85,7 +85,9 @@ try {
     withLp++;
     st.tokens.push(...l.tokens); st.token_logprobs.push(...l.token_logprobs); st.text_offset.push(...l.text_offset);
   }
-  check(withLp >= 2 && JSON.stringify(st.tokens) === JSON.stringify(lp.tokens) &&
+  // how many chunks carry the tokens depends on timing (a fast machine can finish all N before
+  // the first write); what must hold is that the chunks' lists, joined, are the plain ones
+  check(withLp >= 1 && JSON.stringify(st.tokens) === JSON.stringify(lp.tokens) &&
     JSON.stringify(st.token_logprobs) === JSON.stringify(lp.token_logprobs) &&
     JSON.stringify(st.text_offset) === JSON.stringify(lp.text_offset), `streamed completion logprobs equal the plain ones (${withLp} chunks)`);
 
