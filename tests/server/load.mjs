@@ -4,7 +4,7 @@
 // too-large body, unknown routes; afterwards /metrics must show nothing running and no leaked KV
 // blocks, and the server must still answer. Usage: node load.mjs VIBEE [clients]. Exit 1 on failure.
 import net from 'node:net';
-import { startServer, metrics, settle, check, failed } from './server_util.mjs';
+import { startServer, metrics, settle, check, finishServerTest } from './server_util.mjs';
 
 const vibee = process.argv[2];
 const CLIENTS = Number(process.argv[3] || 32);
@@ -111,10 +111,5 @@ try {
   console.log(`load: ${CLIENTS} streams, 16 disconnects, ${bad.length} malformed; max batch rows ${m.vibee_batch_rows_max}, preemptions ${m.vibee_preemptions_total}, prefix hits ${m.vibee_prefix_hits_total}`);
 } catch (e) {
   check(false, 'unexpected exception: ' + (e.stack || e));
-} finally {
-  const code = await srv.stop();
-  check(code === 0, `server exits 0 on SIGTERM (${code})`);
-  clearTimeout(guard);
 }
-console.log(failed() ? `${failed()} failed` : 'all passed');
-process.exit(failed() ? 1 : 0);
+await finishServerTest(srv, guard);

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { jsRequire, startServer, settle, check, failed } from './server_util.mjs';
+import { jsRequire, startServer, settle, check, finishServerTest } from './server_util.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const OpenAI = jsRequire('openai');
@@ -156,10 +156,5 @@ try {
   check(m.vibee_kv_blocks_leaked === 0 && m['vibee_http_errors_total{class="5xx"}'] === 0, 'metrics: no leaked blocks, no 5xx');
 } catch (e) {
   check(false, 'unexpected exception: ' + (e.stack || e));
-} finally {
-  const code = await srv.stop();
-  check(code === 0, `server exits 0 on SIGTERM (${code})`);
-  clearTimeout(guard);
 }
-console.log(failed() ? `${failed()} failed` : 'all passed');
-process.exit(failed() ? 1 : 0);
+await finishServerTest(srv, guard);

@@ -3,7 +3,7 @@
 // sampling, models, a 400 error; greedy text must equal `vibee run` (vb_generate, no scheduler) on
 // the same prompt. Usage: node openai_client.mjs VIBEE. Prints ok/FAIL lines; exit 1 on failure.
 import { execFileSync } from 'node:child_process';
-import { jsRequire, startServer, settle, check, failed } from './server_util.mjs';
+import { jsRequire, startServer, settle, check, finishServerTest } from './server_util.mjs';
 
 const OpenAI = jsRequire('openai');
 const vibee = process.argv[2];
@@ -83,10 +83,5 @@ try {
   check(m['vibee_http_errors_total{class="5xx"}'] === 0, 'metrics: no 5xx');
 } catch (e) {
   check(false, 'unexpected exception: ' + (e.stack || e));
-} finally {
-  const code = await srv.stop();
-  check(code === 0, `server exits 0 on SIGTERM (${code})`);
-  clearTimeout(guard);
 }
-console.log(failed() ? `${failed()} failed` : 'all passed');
-process.exit(failed() ? 1 : 0);
+await finishServerTest(srv, guard);

@@ -67,3 +67,13 @@ export function check(cond, what) {
   else { failures++; console.log('FAIL ' + what); }
 }
 export function failed() { return failures; }
+
+// The end of a test script that ran one server: stop it (exit 0 expected), clear the script's
+// time guard, print the summary and exit (1 on any failure).
+export async function finishServerTest(srv, guard) {
+  const code = await srv.stop();
+  check(code === 0, `server exits 0 on SIGTERM (${code})`);
+  clearTimeout(guard);
+  console.log(failures ? `${failures} failed` : 'all passed');
+  process.exit(failures ? 1 : 0);
+}
