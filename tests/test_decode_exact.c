@@ -181,8 +181,8 @@ TEST(decode_wedlm_exact_sampling_runs) {
     exact_close(&e);
 }
 
-/* The shipped models on the cpu backend (the embedded one and the self-distilled variant in
- * models/): every mask filled (tau 100), every fill checked, output = the model's AR greedy. */
+/* The shipped models on the cpu backend (the embedded one, its Q8_0 copy and the
+ * self-distilled variant in models/): every mask filled (tau 100), every fill checked, output = the model's AR greedy. */
 static void exact_shipped(const char *file) {
     vb_model *m = NULL;
     char err[256] = "";
@@ -227,6 +227,8 @@ static void exact_shipped(const char *file) {
 
 TEST(decode_wedlm_exact_shipped_model) { exact_shipped(NULL); }
 TEST(decode_wedlm_exact_distilled_model) { exact_shipped("models/wedlm-py-6m-sd-f16.gguf"); }
+/* the Q8_0 copy: the packed VNNI product (kernels.h) must give K-row windows the bits of AR */
+TEST(decode_wedlm_exact_q8_0_model) { exact_shipped("models/wedlm-py-6m-q8_0.gguf"); }
 
 /* ------------------------------------------------------------------------------------------
  * cost cache file and online correction

@@ -1,8 +1,9 @@
-/* test_kernels_packed.c - the packed float-weight product (vb_pack_weights, vb_matmul_packed):
- * the layout against its definition, every instruction-set level against vb_matmul_ref over
- * odd shapes (n_out not a multiple of 16, small and odd n_in), K-row products bit for bit
- * equal to one-row products (K = 1..33, threads 1 and 2), the levels bit for bit equal to each
- * other, and a check that the error bound is not vacuous. */
+/* test_kernels_packed.c - the packed weight products (vb_pack_weights, vb_matmul_packed):
+ * the float and Q8_0 layouts against their definitions, every instruction-set level against
+ * vb_matmul_ref over odd shapes (n_out not a multiple of 16, small and odd n_in; Q8_0 against
+ * its definition computed here in double: X quantized per 32, exact integer dots), K-row
+ * products bit for bit equal to one-row products (K = 1..33, threads 1 and 2), the levels bit
+ * for bit equal to each other, and a check that the error bound is not vacuous. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -67,10 +68,92 @@ TEST(kernels_packed_layout) {
                 }
         free(W), free(P);
     }
-    CHECK(!vb_packed_supported(VB_TYPE_Q8_0));
-    CHECK(vb_packed_bytes(VB_TYPE_Q8_0, 32, 16) == 0);
+    CHECK(!vb_packed_supported(VB_TYPE_Q4_0));
+    CHECK(vb_packed_bytes(VB_TYPE_Q4_0, 32, 16) == 0);
     char dummy[64];
-    CHECK(vb_pack_weights(VB_TYPE_Q8_0, dummy, 32, 1, dummy) == VB_ERR_UNSUPPORTED);
+    CHECK(vb_pack_weights(VB_TYPE_Q4_0, dummy, 32, 1, dummy) == VB_ERR_UNSUPPORTED);
+}
+
+/* Q8_0: 19 rows of 2 blocks -> two output blocks of [2 blocks][8 dwords][16 rows][4 bytes]
+ * unsigned quants, then [2 blocks][16] F16 scales; padding rows are quant 0 (0x80), scale 0. */
+TEST(kernels_packed_q8_0_layout) {
+    const int64_t n_in = 64, n_out = 19, nb = 2;
+    float wf[19 * 64];
+    uint8_t *W = pk_make_w(VB_TYPE_Q8_0, n_in, n_out, wf);
+    CHECK(vb_packed_supported(VB_TYPE_Q8_0));
+    CHECK(vb_packed_bytes(VB_TYPE_Q8_0, n_in, n_out) == (size_t)(2 * nb * (512 + 32)));
+    CHECK(vb_packed_bytes(VB_TYPE_Q8_0, 48, n_out) == 0); /* not a multiple of 32 */
+    uint8_t *P = pk_pack(VB_TYPE_Q8_0, W, n_in, n_out);
+    CHECK(P != NULL);
+    const vb_block_q8_0 *blk = (const vb_block_q8_0 *)W;
+    for (int64_t ob = 0; ob < 2; ob++) {
+        const uint8_t *p = P + ob * nb * (512 + 32);
+        for (int64_t k = 0; k < nb; k++)
+            for (int64_t l = 0; l < 16; l++) {
+                int64_t o = ob * 16 + l;
+                uint16_t d;
+                memcpy(&d, p + 512 * nb + 32 * k + 2 * l, 2);
+                CHECK(d == (o < n_out ? blk[o * nb + k].d : 0));
+                for (int i = 0; i < 32; i++) {
+                    uint8_t q = p[512 * k + 64 * (i / 4) + 4 * l + i % 4];
+                    CHECK(q == (o < n_out ? (uint8_t)(blk[o * nb + k].qs[i] + 128) : 0x80));
+                }
+            }
+    }
+    free(W), free(P);
+}
+
+/* Q8_0: every level and row count against the definition, in double: X quantized per 32
+ * (d = amax / 127, q = round(x * 127 / amax), ties to even), exact integer dots, summed as
+ * dw * dx * dot. Only the float rounding of the chain separates them. */
+TEST(kernels_packed_q8_0_matches_definition) {
+    const int64_t n_ins[] = {32, 96, 256, 768};
+    const int64_t n_outs[] = {1, 17, 64, 130};
+    vb_threadpool *tp = vb_threadpool_create(2);
+    CHECK(tp != NULL);
+    int bad = 0;
+    for (int level = 0; level <= vb_kernels_max_level() && !bad; level++) {
+        CHECK_EQ_INT(vb_kernels_force_level(level), level);
+        for (size_t a = 0; a < sizeof n_ins / sizeof n_ins[0] && !bad; a++)
+            for (size_t b = 0; b < sizeof n_outs / sizeof n_outs[0] && !bad; b++) {
+                int64_t n_in = n_ins[a], n_out = n_outs[b], nb = n_in / 32, n_rows = 9;
+                float *wf = malloc((size_t)(n_in * n_out) * sizeof(float));
+                uint8_t *W = pk_make_w(VB_TYPE_Q8_0, n_in, n_out, wf);
+                const vb_block_q8_0 *blk = (const vb_block_q8_0 *)W;
+                void *P = pk_pack(VB_TYPE_Q8_0, W, n_in, n_out);
+                float *X = malloc((size_t)(n_rows * n_in) * sizeof(float));
+                float *Y = malloc((size_t)(n_rows * n_out) * sizeof(float));
+                for (int64_t i = 0; i < n_rows * n_in; i++) X[i] = pk_normal() * (1 + (i % 5));
+                memset(X + n_in, 0, (size_t)n_in * sizeof(float)); /* row 1: zeros */
+                vb_matmul_packed(tp, VB_TYPE_Q8_0, P, n_in, n_out, X, n_rows, Y);
+                for (int64_t r = 0; r < n_rows && !bad; r++)
+                    for (int64_t o = 0; o < n_out && !bad; o++) {
+                        double ref = 0, mag = 0;
+                        for (int64_t k = 0; k < nb; k++) {
+                            const float *xb = X + r * n_in + 32 * k;
+                            float amax = 0;
+                            for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(xb[i]));
+                            float id = amax != 0 ? 127.0f / amax : 0.0f;
+                            long dot = 0;
+                            for (int i = 0; i < 32; i++) dot += lrintf(xb[i] * id) * blk[o * nb + k].qs[i];
+                            double s = (double)vb_f16_to_f32(blk[o * nb + k].d) * (amax / 127.0f);
+                            ref += s * (double)dot;
+                            mag += fabs(s * (double)dot);
+                        }
+                        double y = Y[r * n_out + o];
+                        if (!(fabs(y - ref) <= 1e-6 * mag + 1e-30)) {
+                            fprintf(stderr, "    level %s n_in %lld n_out %lld row %lld out %lld: %g want %g\n",
+                                    vb_kernels_level_name(level), (long long)n_in, (long long)n_out,
+                                    (long long)r, (long long)o, y, ref);
+                            bad = 1;
+                        }
+                    }
+                free(wf), free(W), free(P), free(X), free(Y);
+            }
+    }
+    vb_kernels_force_level(-1);
+    vb_threadpool_free(tp);
+    CHECK(!bad);
 }
 
 /* Error of Y against the reference relative to the expected norm for unrelated W and X (as
@@ -159,10 +242,12 @@ TEST(kernels_packed_k_rows_bit_identical_to_one_row) {
     vb_threadpool *tp = vb_threadpool_create(2);
     CHECK(tp != NULL);
     int bad = 0;
-    for (size_t t = 0; t < sizeof pk_types / sizeof pk_types[0] && !bad; t++)
+    const uint32_t types[] = {VB_TYPE_F32, VB_TYPE_F16, VB_TYPE_BF16, VB_TYPE_Q8_0};
+    for (size_t t = 0; t < sizeof types / sizeof types[0] && !bad; t++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0] && !bad; s++) {
-            uint32_t type = pk_types[t];
+            uint32_t type = types[t];
             int64_t n_in = shapes[s][0], n_out = shapes[s][1];
+            if (type == VB_TYPE_Q8_0 && n_in % 32) continue;
             float *wf = malloc((size_t)(n_in * n_out) * sizeof(float));
             uint8_t *W = pk_make_w(type, n_in, n_out, wf);
             void *P = pk_pack(type, W, n_in, n_out);
@@ -241,14 +326,14 @@ static int pk_forward_rows(vb_context *c, int n, const vb_token *tok, int pos0, 
     return rc;
 }
 
-TEST(kernels_packed_shipped_model_k_rows_bit_identical) {
+static void pk_shipped_k_rows(const char *file) {
     size_t size = 0;
-    const void *data = vb_embedded_model(&size);
-    CHECK(data && size);
+    const void *data = file ? NULL : vb_embedded_model(&size);
     vb_model *m = NULL;
     char err[512] = "";
-    CHECKF(vb_model_load_from_memory(data, size, "wedlm-py-6m-f16", NULL, &m, err, sizeof err) == VB_OK,
-           "load: %s", err);
+    int rc = data ? vb_model_load_from_memory(data, size, "wedlm-py-6m-f16", NULL, &m, err, sizeof err)
+                  : vb_model_load(file, NULL, &m, err, sizeof err);
+    CHECKF(rc == VB_OK, "load %s: %s", file ? file : "(embedded)", err);
     const int32_t V = vb_model_get_info(m)->n_vocab;
     enum { K = 17 };
     const vb_token tok[K] = {3, 17, 42, 5, 9, 60, 33, 1, 28, 11, 50, 7, 19, 2, 44, 38, 21};
@@ -276,3 +361,8 @@ TEST(kernels_packed_shipped_model_k_rows_bit_identical) {
     free(lk), free(l1);
     vb_model_free(m);
 }
+
+TEST(kernels_packed_shipped_model_k_rows_bit_identical) { pk_shipped_k_rows(NULL); }
+/* its Q8_0 copy: packed for the VNNI product on AVX-512 machines, the per-row and lane
+   kernels elsewhere (those are row-count independent too) */
+TEST(kernels_packed_shipped_q8_0_k_rows_bit_identical) { pk_shipped_k_rows("models/wedlm-py-6m-q8_0.gguf"); }

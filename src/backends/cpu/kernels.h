@@ -62,8 +62,18 @@ const char *vb_kernels_level_name(int level); /* "portable", "avx2", "avx512" */
  * count, tile or thread split: a K-row product gives each row exactly the bits of a one-row
  * product (on every level; the portable path uses fmaf and so matches the SIMD paths too). */
 #define VB_PACK_LANES 16
-/* True for the types the packed layout supports (F32, F16, BF16). */
+/* Q8_0 weights (n_in a multiple of 32) are packed per 16 output rows and 32-element input
+ * block k as 512 bytes of quants, [8 dwords][16 rows][4 bytes] made unsigned (q + 128), for
+ * one vpdpbusd per dword against a broadcast X dword; then the 16 F16 scales of every block
+ * (32 bytes each) after all the quants of the output block. Each output accumulates
+ * dot_k * (dw_k * dx_k) in one fused chain over k, dot_k the exact integer dot of the
+ * weights with the X8 activations (kernels_internal.h), so the row-count independence above
+ * holds too. */
+#define VB_PACK_Q8_BLOCK_BYTES (VB_PACK_LANES * 32 + VB_PACK_LANES * 2)
+/* True for the types the packed layout supports (F32, F16, BF16, Q8_0). */
 bool vb_packed_supported(uint32_t type);
+/* True if packing `type` is worth it on this CPU (Q8_0: AVX-512 VNNI; floats: always). */
+bool vb_packed_pays(uint32_t type);
 /* Bytes of the packed copy of an [n_out][n_in] matrix of `type` (0 if unsupported). */
 size_t vb_packed_bytes(uint32_t type, int64_t n_in, int64_t n_out);
 /* Repack W (aligned to its element size) into dst (vb_packed_bytes(...) bytes, 64-byte

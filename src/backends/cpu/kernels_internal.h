@@ -17,6 +17,7 @@ typedef struct vb_x8 {
     float *d;       /* [n_rows][n_in / 32] block scales */
     float *dsum;    /* [n_rows][n_in / 32] d * (sum of the block's q): weight offsets/minimums */
     float *dsum16;  /* [n_rows][n_in / 16] d * (sum of each half block's q): Q6_K offsets */
+    int32_t *isum;  /* [n_rows][n_in / 32] sum of the block's q (packed Q8_0 offsets) */
     int64_t n_in;   /* multiple of 32 */
     int64_t nb;     /* n_in / 32 */
 } vb_x8;
@@ -74,6 +75,10 @@ static inline int64_t vb_lanes_min_rows(uint32_t type) {
 static inline int vb_lanes_d(int64_t n_rows) { /* 4, 2 or 1 (the kernels handle D <= 4) */
     return n_rows <= 4 ? 4 : n_rows <= 8 ? 2 : 1;
 }
+/* Quantize a->X (all rows, split over tp from 8 rows) into a->x8 in the calling thread's
+ * scratch buffer, with extra_bytes more (64-byte aligned) at *extra for the caller. The
+ * portable level quantizes exactly as the SIMD levels do. VB_OK or VB_ERR_NOMEM. */
+int vb_x8_prepare(vb_threadpool *tp, vb_mm_args *a, int level, size_t extra_bytes, uint8_t **extra);
 /* Fill a->xl (buffers allocated by the caller) from a->x8 for all rows. */
 void vb_x8_to_lanes(vb_mm_args *a);
 

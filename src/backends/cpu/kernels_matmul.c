@@ -2,12 +2,14 @@
  * VNNI, AVX2/FMA/F16C, portable C), activation quantization into a per-thread scratch buffer
  * that is reused across calls, and the split of W rows across the thread pool. Also the
  * portable path itself: dequantize one W row into floats, then dot it with every X row. */
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../../include/vibee.h"
 #include "kernels_internal.h"
 
 /* --------------------------------------------------------------- CPU features, dispatch */
@@ -203,9 +205,42 @@ static void mm_rows(const vb_mm_args *a, int level, int64_t o0, int64_t o1) {
     else mm_rows_portable(a, o0, o1);
 }
 
+/* X8 rows [r0, r1) in C, with the operations of vb_x8_quantize (kernels_simd_template.h) in
+ * the same order: amax, d = amax / 127, q = round-half-even(x * (127 / amax)) saturated to
+ * int8, the sums in integers. Used by the portable level of the packed Q8_0 product, so that
+ * its results equal the SIMD levels' bit for bit. */
+static void x8_quantize_portable(const vb_mm_args *a, int64_t r0, int64_t r1) {
+    const vb_x8 *x8 = &a->x8;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *x = a->X + r * a->n_in; /* [n_in] */
+        int8_t *q = x8->q + r * x8->n_in;
+        for (int64_t b = 0; b < x8->nb; b++) {
+            const float *xb = x + 32 * b;
+            float amax = 0.0f;
+            for (int i = 0; i < 32; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
+            float db = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+            int64_t half[2] = {0, 0};
+            for (int i = 0; i < 32; i++) {
+                float v = xb[i] * id;
+                /* cvtps2dq: out of range and NaN give INT32_MIN, which saturates to -128 */
+                long qi = v >= -2147483648.0f && v < 2147483648.0f ? lrintf(v) : INT32_MIN;
+                half[i / 16] += qi;
+                q[32 * b + i] = (int8_t)(qi < -128 ? -128 : qi > 127 ? 127 : qi);
+            }
+            int64_t sum = half[0] + half[1];
+            x8->d[r * x8->nb + b] = db;
+            x8->dsum[r * x8->nb + b] = db * (float)sum;
+            x8->dsum16[r * 2 * x8->nb + 2 * b] = db * (float)half[0];
+            x8->dsum16[r * 2 * x8->nb + 2 * b + 1] = db * (float)half[1];
+            x8->isum[r * x8->nb + b] = (int32_t)sum;
+        }
+    }
+}
+
 static void x8_quantize(const vb_mm_args *a, int level, int64_t r0, int64_t r1) {
     if (level == VB_KLEVEL_AVX512) vb_x8_quantize_avx512(a, r0, r1);
-    else vb_x8_quantize_avx2(a, r0, r1);
+    else if (level == VB_KLEVEL_AVX2) vb_x8_quantize_avx2(a, r0, r1);
+    else x8_quantize_portable(a, r0, r1);
 }
 
 static void mm_task_fn(void *arg, int ith, int nth) {
@@ -218,6 +253,25 @@ static void x8_task_fn(void *arg, int ith, int nth) {
     const mm_task *t = arg;
     int64_t n = t->args->n_rows;
     x8_quantize(t->args, t->level, n * ith / nth, n * (ith + 1) / nth);
+}
+
+int vb_x8_prepare(vb_threadpool *tp, vb_mm_args *a, int level, size_t extra_bytes, uint8_t **extra) {
+    const int64_t n_rows = a->n_rows, n_in = a->n_in, nb = n_in / 32;
+    size_t q_bytes = ((size_t)(n_rows * n_in) + 63) / 64 * 64;
+    size_t f_bytes = (size_t)(n_rows * nb) * sizeof(float);
+    /* q, d, dsum, dsum16 (2 f_bytes), isum (as many bytes as d), then the caller's bytes */
+    size_t extra_at = (q_bytes + 5 * f_bytes + 63) / 64 * 64; /* 64-byte loads: aligned */
+    uint8_t *buf = scratch_get(extra_at + extra_bytes);
+    if (!buf) return VB_ERR_NOMEM;
+    a->x8 = (vb_x8){.q = (int8_t *)buf, .d = (float *)(buf + q_bytes),
+                    .dsum = (float *)(buf + q_bytes + f_bytes),
+                    .dsum16 = (float *)(buf + q_bytes + 2 * f_bytes),
+                    .isum = (int32_t *)(buf + q_bytes + 4 * f_bytes), .n_in = n_in, .nb = nb};
+    mm_task task = {a, level};
+    if (tp && n_rows >= 8) vb_threadpool_run(tp, x8_task_fn, &task);
+    else x8_quantize(a, level, 0, n_rows);
+    if (extra) *extra = buf + extra_at;
+    return VB_OK;
 }
 
 void vb_matmul(vb_threadpool *tp, uint32_t type, const void *W, int64_t n_in, int64_t n_out,
@@ -238,8 +292,6 @@ void vb_matmul(vb_threadpool *tp, uint32_t type, const void *W, int64_t n_in, in
 
     if (level != VB_KLEVEL_PORTABLE && vb_type_uses_x8(type)) {
         int64_t nb = n_in / 32;
-        size_t q_bytes = ((size_t)(n_rows * n_in) + 63) / 64 * 64;
-        size_t f_bytes = (size_t)(n_rows * nb) * sizeof(float);
         /* the lane layout (AVX-512, the types with lane kernels, several rows): groups of 16 / D rows */
         int use_lanes = level == VB_KLEVEL_AVX512 && vb_lanes_min_rows(type) > 0 &&
                         n_rows >= vb_lanes_min_rows(type);
@@ -247,21 +299,14 @@ void vb_matmul(vb_threadpool *tp, uint32_t type, const void *W, int64_t n_in, in
         int64_t n_groups = (n_rows + 16 / lanes_d - 1) / (16 / lanes_d);
         size_t lq_bytes = use_lanes ? (size_t)(n_groups * nb) * 512 / (size_t)lanes_d : 0;
         size_t lf_bytes = use_lanes ? (size_t)(n_groups * nb) * 16 * sizeof(float) : 0;
-        /* q, d, dsum, dsum16 (2 f_bytes), lane q, lane d, lane s, lane s16 (2 lf_bytes) */
-        size_t lane_at = (q_bytes + 4 * f_bytes + 63) / 64 * 64; /* 64-byte loads: aligned */
-        uint8_t *buf = scratch_get(lane_at + lq_bytes + 4 * lf_bytes);
-        if (!buf) { /* no memory for the activations: the portable path needs none of it */
+        uint8_t *lbuf = NULL; /* lane q, lane d, lane s, lane s16 (2 lf_bytes) */
+        if (vb_x8_prepare(tp, &a, level, lq_bytes + 4 * lf_bytes, &lbuf) != VB_OK) {
+            /* no memory for the activations: the portable path needs none of it */
             task.level = VB_KLEVEL_PORTABLE;
             vb_threadpool_run(tp, mm_task_fn, &task);
             return;
         }
-        a.x8 = (vb_x8){.q = (int8_t *)buf, .d = (float *)(buf + q_bytes),
-                       .dsum = (float *)(buf + q_bytes + f_bytes),
-                       .dsum16 = (float *)(buf + q_bytes + 2 * f_bytes), .n_in = n_in, .nb = nb};
-        if (tp && n_rows >= 8) vb_threadpool_run(tp, x8_task_fn, &task);
-        else x8_quantize(&a, level, 0, n_rows);
         if (use_lanes) {
-            uint8_t *lbuf = buf + lane_at;
             a.xl = (vb_x8_lanes){.q = (int8_t *)lbuf, .d = (float *)(lbuf + lq_bytes),
                                  .s = (float *)(lbuf + lq_bytes + lf_bytes),
                                  .s16 = (float *)(lbuf + lq_bytes + 2 * lf_bytes), .D = lanes_d,

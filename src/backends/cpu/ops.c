@@ -81,41 +81,50 @@ void vb_op_layernorm(const float *x, float *y, const float *w, const float *b, i
 
 #define VB_ROPE_MAX_PAIRS 512
 
-/* The rotation table of the last rope call on this thread: the q and the k rows of one
- * position come one after the other, so the second call reuses the cos/sin of the first. */
-typedef struct rope_table {
-    bool valid, has_factors;
-    int32_t pos, n_rot;
-    float theta_base;
-    float factors[VB_ROPE_MAX_PAIRS]; /* [n_rot / 2] copy of freq_factors */
+/* The cos / sin of the last positions, per thread: a forward rotates each row once per layer,
+ * so with up to ROPE_SLOTS rows (decoding, WeDLM windows, verify drafts) only the first layer
+ * computes them (pow + sincos per pair was ~5% of a K-row step of the shipped model).
+ * Direct-mapped by position; a change of n_rot, base or factors empties it. */
+#define ROPE_SLOTS 16
+typedef struct rope_slot {
+    int32_t pos;                      /* -1: empty */
     float cos_t[VB_ROPE_MAX_PAIRS];   /* [n_rot / 2] */
     float sin_t[VB_ROPE_MAX_PAIRS];   /* [n_rot / 2] */
-} rope_table;
+} rope_slot;
+typedef struct rope_cache {
+    bool has_factors;
+    int32_t n_rot;                    /* 0: empty */
+    float theta_base;
+    float factors[VB_ROPE_MAX_PAIRS]; /* [n_rot / 2] copy of freq_factors */
+    rope_slot slot[ROPE_SLOTS];
+} rope_cache;
 
-static _Thread_local rope_table rope_last;
+static _Thread_local rope_cache rope_last;
 
 void vb_op_rope(float *x, int32_t n_heads, int32_t head_dim, int32_t n_rot, int32_t pos,
                 float theta_base, const float *freq_factors, enum vb_rope_kind kind) {
     const int32_t n_pairs = n_rot / 2;
     if (n_pairs > VB_ROPE_MAX_PAIRS || n_pairs <= 0) return; /* callers check n_rot at load */
-    rope_table *t = &rope_last;
-    const bool same =
-        t->valid && t->pos == pos && t->n_rot == n_rot && t->theta_base == theta_base &&
-        t->has_factors == (freq_factors != NULL) &&
-        (!freq_factors || memcmp(t->factors, freq_factors, (size_t)n_pairs * sizeof(float)) == 0);
-    if (!same) {
+    rope_cache *c = &rope_last;
+    const bool same_key =
+        c->n_rot == n_rot && c->theta_base == theta_base && c->has_factors == (freq_factors != NULL) &&
+        (!freq_factors || memcmp(c->factors, freq_factors, (size_t)n_pairs * sizeof(float)) == 0);
+    if (!same_key) {
+        c->n_rot = n_rot;
+        c->theta_base = theta_base;
+        c->has_factors = freq_factors != NULL;
+        if (freq_factors) memcpy(c->factors, freq_factors, (size_t)n_pairs * sizeof(float));
+        for (int s = 0; s < ROPE_SLOTS; s++) c->slot[s].pos = -1;
+    }
+    rope_slot *t = &c->slot[(uint32_t)pos % ROPE_SLOTS];
+    if (t->pos != pos || pos < 0) {
         for (int32_t i = 0; i < n_pairs; i++) {
             double angle = (double)pos * pow((double)theta_base, -2.0 * (double)i / (double)n_rot);
             if (freq_factors) angle /= (double)freq_factors[i];
             t->cos_t[i] = (float)cos(angle);
             t->sin_t[i] = (float)sin(angle);
         }
-        t->valid = true;
         t->pos = pos;
-        t->n_rot = n_rot;
-        t->theta_base = theta_base;
-        t->has_factors = freq_factors != NULL;
-        if (freq_factors) memcpy(t->factors, freq_factors, (size_t)n_pairs * sizeof(float));
     }
     const float *cos_t = t->cos_t, *sin_t = t->sin_t;
     for (int32_t h = 0; h < n_heads; h++) {
