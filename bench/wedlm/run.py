@@ -71,8 +71,8 @@ def load_prompts(name):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def run_one(vibee, prompt, args, n, backend="cpu", model=None, extra=()):
-    cmd = [vibee, "run", "--json", "-n", str(n), "-t", "1", "-b", backend, "-p", prompt] + args + list(extra)
+def run_one(vibee, prompt, args, n, backend="cpu", model=None, extra=(), threads=1):
+    cmd = [vibee, "run", "--json", "-n", str(n), "-t", str(threads), "-b", backend, "-p", prompt] + args + list(extra)
     if model:
         cmd += ["-m", model]
     t0 = time.time()
@@ -92,6 +92,7 @@ def main():
     ap.add_argument("--budget-s", type=float, default=0, help="start no new prompt after this many seconds")
     ap.add_argument("--out", default=HERE)
     ap.add_argument("--n", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1, help="vibee run -t")
     ap.add_argument("--sets", default="code,lowent")
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--backend", default="cpu", help="vibee backend (-b): cpu, llamacpp, onnx, ...")
@@ -116,7 +117,7 @@ def main():
     records, ptoks = [], {}
     meta = {"started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
             "uptime_before": open("/proc/loadavg").read().strip(),
-            "command": f"{a.vibee} run --json -n {a.n} -t 1 -b {a.backend}{' -m ' + a.model if a.model else ''}{' ' + a.extra if a.extra else ''} -p PROMPT <config>",
+            "command": f"{a.vibee} run --json -n {a.n} -t {a.threads} -b {a.backend}{' -m ' + a.model if a.model else ''}{' ' + a.extra if a.extra else ''} -p PROMPT <config>",
             "model": a.model or "embedded",
             "backend": a.backend, "configs": [c[0] for c in cfgs]}
     cost_path = os.path.join(a.out, ".cost-tables.tsv")
@@ -125,7 +126,7 @@ def main():
     os.environ["VIBEE_COST_CACHE"] = cost_path
     for name, args in cfgs:  # warm-up: measure cost(K) once (untimed), as a first run would
         if "auto" in name:
-            run_one(a.vibee, "import os\n", args, 32, a.backend, a.model, a.extra.split())
+            run_one(a.vibee, "import os\n", args, 32, a.backend, a.model, a.extra.split(), a.threads)
     meta["cost_tables_before"] = open(cost_path).read() if os.path.exists(cost_path) else ""
     for k, (s, i) in enumerate(order):
         if a.budget_s and time.time() - t_start > a.budget_s:
@@ -134,7 +135,7 @@ def main():
         shuffled = cfgs[:]
         rng.shuffle(shuffled)
         for name, args in shuffled:
-            d = run_one(a.vibee, prompts[s][i], args, a.n, a.backend, a.model, a.extra.split())
+            d = run_one(a.vibee, prompts[s][i], args, a.n, a.backend, a.model, a.extra.split(), a.threads)
             ptoks[(s, i)] = d["prompt_tokens"]
             records.append({"set": s, "prompt": i, "config": name, "tokens": d["tokens"],
                             "n_generated": d["n_generated"], "n_forward_decode": d["n_forward_decode"],

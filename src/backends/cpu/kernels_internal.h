@@ -49,7 +49,28 @@ typedef struct vb_mm_args {
     float *Y;  /* [n_rows][n_out] */
     vb_x8 x8;  /* quantized X, for quantized W types (x8.q == NULL otherwise) */
     vb_x8_lanes xl; /* x8 regrouped for the lane kernels (xl.q == NULL: not used) */
+    const int32_t *panel; /* packed Q8_0: x8 in row tiles (vb_q8_panel_fill), else NULL */
 } vb_mm_args;
+
+/* X8 regrouped for the packed Q8_0 product (kernels.h): X rows in tiles of up to
+ * VB_Q8_PANEL_ROWS (R rows in a tile, the last one may have fewer); per tile and input block
+ * k, VB_Q8_PANEL_STRIDE(R) int32 words: [8 dwords][R rows] of quants (4 bytes each), then
+ * [R] -128 x the block sums (the dots' start), then [R] block scales (floats). Tile t starts at
+ * t x nb x VB_Q8_PANEL_STRIDE(VB_Q8_PANEL_ROWS). A tile's kernel then reads every activation
+ * through one pointer at constant offsets. */
+#define VB_Q8_PANEL_ROWS 8
+#define VB_Q8_PANEL_STRIDE(R) (10 * (R))
+#define VB_Q8_PANEL_START(R) (8 * (R))
+#define VB_Q8_PANEL_SCALE(R) (9 * (R))
+/* int32 words of the panel of n_rows rows of nb blocks */
+static inline int64_t vb_q8_panel_words(int64_t n_rows, int64_t nb) {
+    return (n_rows + VB_Q8_PANEL_ROWS - 1) / VB_Q8_PANEL_ROWS * nb * VB_Q8_PANEL_STRIDE(VB_Q8_PANEL_ROWS);
+}
+/* -128 x a block sum, the start of a packed Q8_0 dot (wraps instead of overflowing on the
+ * garbage sums of non-finite activations). */
+static inline int32_t vb_q8_dot_start(int32_t isum) { return (int32_t)(0u - ((uint32_t)isum << 7)); }
+/* Fill panel (vb_q8_panel_words words) from a->x8. */
+void vb_q8_panel_fill(const vb_mm_args *a, int32_t *panel);
 
 /* X rows from which the AVX-512 path multiplies Q8_0 / Q4_0 (resp. Q4_K / Q6_K) weights with
  * the lane kernels (below it, the per-row tile kernels); the D to use for n_rows rows.

@@ -121,7 +121,7 @@ static void mm_packed_q8_0_portable(const vb_mm_args *a, int64_t b0, int64_t b1)
             for (int64_t k = 0; k < nb; k++) {
                 const float dx = a->x8.d[r * nb + k];
                 for (int l = 0; l < VB_PACK_LANES; l++) {
-                    int32_t dot = -128 * a->x8.isum[r * nb + k];
+                    int32_t dot = vb_q8_dot_start(a->x8.isum[r * nb + k]);
                     for (int i = 0; i < 32; i++)
                         dot += (int32_t)wb[512 * k + 64 * (i / 4) + 4 * l + i % 4] * xq[32 * k + i];
                     acc[l] = fmaf((float)dot, vb_f16_to_f32(wd[16 * k + l]) * dx, acc[l]);
@@ -157,6 +157,21 @@ static void mm_packed_portable(const vb_mm_args *a, int64_t b0, int64_t b1) {
     }
 }
 
+void vb_q8_panel_fill(const vb_mm_args *a, int32_t *panel) {
+    const int64_t nb = a->x8.nb;
+    for (int64_t t = 0; t < a->n_rows; t += VB_Q8_PANEL_ROWS) {
+        const int R = a->n_rows - t < VB_Q8_PANEL_ROWS ? (int)(a->n_rows - t) : VB_Q8_PANEL_ROWS;
+        int32_t *p = panel + t / VB_Q8_PANEL_ROWS * nb * VB_Q8_PANEL_STRIDE(VB_Q8_PANEL_ROWS);
+        for (int64_t k = 0; k < nb; k++, p += VB_Q8_PANEL_STRIDE(R))
+            for (int r = 0; r < R; r++) {
+                const int64_t row = t + r;
+                for (int c = 0; c < 8; c++) memcpy(&p[c * R + r], a->x8.q + row * a->n_in + 32 * k + 4 * c, 4);
+                p[VB_Q8_PANEL_START(R) + r] = vb_q8_dot_start(a->x8.isum[row * nb + k]);
+                memcpy(&p[VB_Q8_PANEL_SCALE(R) + r], &a->x8.d[row * nb + k], sizeof(float));
+            }
+    }
+}
+
 typedef struct {
     const vb_mm_args *args;
     int level;
@@ -185,9 +200,15 @@ void vb_matmul_packed(vb_threadpool *tp, uint32_t type, const void *packed, int6
     packed_task task = {&a, vb_kernels_level()};
     /* Small products are not worth waking the workers for (as vb_matmul). */
     if (n_rows * n_out * n_in < 32768) tp = NULL;
-    if (type == VB_TYPE_Q8_0 && vb_x8_prepare(tp, &a, task.level, 0, NULL) != VB_OK) {
-        memset(Y, 0, (size_t)(n_rows * n_out) * sizeof(float)); /* no memory for the activations */
-        return;
+    if (type == VB_TYPE_Q8_0) {
+        uint8_t *panel = NULL;
+        size_t panel_bytes = (size_t)vb_q8_panel_words(n_rows, n_in / 32) * sizeof(int32_t);
+        if (vb_x8_prepare(tp, &a, task.level, panel_bytes, &panel) != VB_OK) {
+            memset(Y, 0, (size_t)(n_rows * n_out) * sizeof(float)); /* no memory for the activations */
+            return;
+        }
+        vb_q8_panel_fill(&a, (int32_t *)panel);
+        a.panel = (const int32_t *)panel;
     }
     vb_threadpool_run(tp, packed_task_fn, &task);
 }

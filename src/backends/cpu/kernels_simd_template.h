@@ -1275,28 +1275,28 @@ VB_DEFINE_PROWS(prows_bf16, uint16_t, ptile_bf16)
 #if VB_Q_512
 /* --------------------------------------------------------------- packed Q8_0 (VNNI) */
 /* Weights packed by vb_pack_weights (kernels.h): per output block of 16 rows and input block
- * k, 8 vectors of [16 rows][4 unsigned bytes] and 16 F16 scales. A tile of B output blocks and
- * R X rows keeps B x R int32 vectors (one input block's dots, started at -128 x the X block
- * sum so they end exact) and B x R float vectors; per input block: 8 x B weight loads, each
- * met by R vpdpbusd against a broadcast X dword, then per (block, row) one convert and one
- * FMA by dw * dx (rounded first), as the portable loop (kernels_packed.c). */
-#define PQ_RMAX 8 /* X rows per tile */
-#define PQ_ACC 8  /* budget of (output block, X row) pairs */
+ * k, 8 vectors of [16 rows][4 unsigned bytes] and 16 F16 scales; X in the row-tile panel of
+ * kernels_internal.h (vb_q8_panel_*: per input block the R rows' dwords, -128 x block sums and
+ * scales side by side, one pointer for the whole tile). A tile of B output blocks and R X rows
+ * keeps B x R int32 vectors (one input block's dots, started at -128 x the X block sum so they
+ * end exact; two chains each where registers allow) and B x R float vectors; per input block:
+ * 8 x B weight loads, each met by R vpdpbusd against a broadcast X dword, then per (block, row)
+ * one convert and one FMA by dw * dx (rounded first), as the portable loop (kernels_packed.c). */
+#define PQ_ACC 8 /* budget of (output block, X row) pairs */
 static VB_ALWAYS_INLINE void ptile_q8_0(const uint8_t *w, int64_t bstride, int64_t nb,
-                                        const int8_t *const *xq, const float *const *xd,
-                                        const int32_t *const *xs, int B, int R, float *const *y,
+                                        const int32_t *panel, int B, int R, float *const *y,
                                         int64_t n_valid) {
-    __m512 acc[PQ_ACC][PQ_RMAX];
+    __m512 acc[PQ_ACC][VB_Q8_PANEL_ROWS];
     _Pragma("GCC unroll 8") for (int b = 0; b < B; b++)
         _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) acc[b][r] = _mm512_setzero_ps();
-    /* two chains per (block, row) (even / odd dwords) where registers allow: vpdpbusd's
-       latency needs more than the B x R chains in flight */
+    /* vpdpbusd's latency needs more than the B x R chains in flight: even / odd dwords in two
+       chains where registers allow */
     enum { H = 2 };
     const int NH = R >= 2 ? H : 1;
-    for (int64_t k = 0; k < nb; k++) {
-        __m512i dot[H][PQ_ACC][PQ_RMAX];
+    for (int64_t k = 0; k < nb; k++, panel += VB_Q8_PANEL_STRIDE(R)) {
+        __m512i dot[H][PQ_ACC][VB_Q8_PANEL_ROWS];
         _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
-            const __m512i start = _mm512_set1_epi32(-128 * xs[r][k]);
+            const __m512i start = _mm512_set1_epi32(panel[VB_Q8_PANEL_START(R) + r]);
             _Pragma("GCC unroll 8") for (int b = 0; b < B; b++) {
                 dot[0][b][r] = start;
                 dot[1][b][r] = _mm512_setzero_si512();
@@ -1309,9 +1309,7 @@ static VB_ALWAYS_INLINE void ptile_q8_0(const uint8_t *w, int64_t bstride, int64
             _Pragma("GCC unroll 8") for (int b = 0; b < B; b++)
                 wv[b] = _mm512_loadu_si512((const void *)(wk + b * bstride + 64 * c));
             _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
-                int32_t xv;
-                memcpy(&xv, xq[r] + 32 * k + 4 * c, 4);
-                const __m512i xb = _mm512_set1_epi32(xv);
+                const __m512i xb = _mm512_set1_epi32(panel[c * R + r]);
                 _Pragma("GCC unroll 8") for (int b = 0; b < B; b++)
                     dot[h][b][r] = _mm512_dpbusd_epi32(dot[h][b][r], wv[b], xb);
             }
@@ -1320,11 +1318,12 @@ static VB_ALWAYS_INLINE void ptile_q8_0(const uint8_t *w, int64_t bstride, int64
             _Pragma("GCC unroll 8") for (int b = 0; b < B; b++)
                 _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
                     dot[0][b][r] = _mm512_add_epi32(dot[0][b][r], dot[1][b][r]);
+        const float *dx = (const float *)(panel + VB_Q8_PANEL_SCALE(R));
         _Pragma("GCC unroll 8") for (int b = 0; b < B; b++) {
             const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(
                 (const __m256i *)(w + b * bstride + 512 * nb + 32 * k)));
             _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) acc[b][r] = _mm512_fmadd_ps(
-                _mm512_cvtepi32_ps(dot[0][b][r]), _mm512_mul_ps(dw, _mm512_set1_ps(xd[r][k])), acc[b][r]);
+                _mm512_cvtepi32_ps(dot[0][b][r]), _mm512_mul_ps(dw, _mm512_set1_ps(dx[r])), acc[b][r]);
         }
     }
     _Pragma("GCC unroll 8") for (int b = 0; b < B; b++) {
@@ -1337,10 +1336,10 @@ static VB_ALWAYS_INLINE void ptile_q8_0(const uint8_t *w, int64_t bstride, int64
 }
 
 #define VB_PQ_CASE(BB, RR)                                                                    \
-    case (BB) * 16 + (RR): ptile_q8_0(w, bstride, nb, xq, xd, xs, BB, RR, y, n_valid); break;
+    case (BB) * 16 + (RR): ptile_q8_0(w, bstride, nb, panel, BB, RR, y, n_valid); break;
 static void prows_q8_0(const vb_mm_args *a, int64_t b0, int64_t b1) {
     const int64_t nb = a->n_in / 32, bstride = nb * VB_PACK_Q8_BLOCK_BYTES;
-    const int rt = a->n_rows < PQ_RMAX ? (int)a->n_rows : PQ_RMAX;
+    const int rt = a->n_rows < VB_Q8_PANEL_ROWS ? (int)a->n_rows : VB_Q8_PANEL_ROWS;
     int bcap = PQ_ACC / rt;
     bcap = bcap >= 8 ? 8 : bcap >= 4 ? 4 : bcap >= 2 ? 2 : 1;
     for (int64_t b = b0; b < b1;) {
@@ -1348,19 +1347,12 @@ static void prows_q8_0(const vb_mm_args *a, int64_t b0, int64_t b1) {
         while (B > b1 - b) B /= 2;
         const uint8_t *w = a->W + b * bstride;
         const int64_t n_valid = a->n_out - b * VB_PACK_LANES;
-        for (int64_t t = 0; t < a->n_rows; t += PQ_RMAX) {
-            int R = a->n_rows - t < PQ_RMAX ? (int)(a->n_rows - t) : PQ_RMAX;
-            const int8_t *xq[PQ_RMAX];
-            const float *xd[PQ_RMAX];
-            const int32_t *xs[PQ_RMAX];
-            float *y[PQ_RMAX];
-            for (int r = 0; r < PQ_RMAX; r++) {
-                int64_t row = t + (r < R ? r : 0);
-                xq[r] = a->x8.q + row * a->n_in;
-                xd[r] = a->x8.d + row * nb;
-                xs[r] = a->x8.isum + row * nb;
-                y[r] = a->Y + row * a->n_out + b * VB_PACK_LANES;
-            }
+        for (int64_t t = 0; t < a->n_rows; t += VB_Q8_PANEL_ROWS) {
+            int R = a->n_rows - t < VB_Q8_PANEL_ROWS ? (int)(a->n_rows - t) : VB_Q8_PANEL_ROWS;
+            const int32_t *panel = a->panel + t / VB_Q8_PANEL_ROWS * nb * VB_Q8_PANEL_STRIDE(VB_Q8_PANEL_ROWS);
+            float *y[VB_Q8_PANEL_ROWS];
+            for (int r = 0; r < VB_Q8_PANEL_ROWS; r++)
+                y[r] = a->Y + (t + (r < R ? r : 0)) * a->n_out + b * VB_PACK_LANES;
             switch (B * 16 + R) {
                 VB_PQ_CASE(8, 1) VB_PQ_CASE(4, 1) VB_PQ_CASE(4, 2) VB_PQ_CASE(2, 1)
                 VB_PQ_CASE(2, 2) VB_PQ_CASE(2, 3) VB_PQ_CASE(2, 4) VB_PQ_CASE(1, 1)
