@@ -125,7 +125,7 @@ TEST(kernels_packed_q8_0_matches_definition) {
                 float *Y = malloc((size_t)(n_rows * n_out) * sizeof(float));
                 for (int64_t i = 0; i < n_rows * n_in; i++) X[i] = pk_normal() * (1 + (i % 5));
                 memset(X + n_in, 0, (size_t)n_in * sizeof(float)); /* row 1: zeros */
-                vb_matmul_packed(tp, VB_TYPE_Q8_0, P, n_in, n_out, X, n_rows, Y);
+                vb_matmul_packed(tp, VB_TYPE_Q8_0, P, n_in, n_out, X, n_rows, Y, false);
                 for (int64_t r = 0; r < n_rows && !bad; r++)
                     for (int64_t o = 0; o < n_out && !bad; o++) {
                         double ref = 0, mag = 0;
@@ -198,7 +198,7 @@ TEST(kernels_packed_matches_reference) {
                         vb_matmul_ref(type, W, n_in, n_out, X, n_rows, Yr);
                         for (int use_tp = 0; use_tp < 2 && !bad; use_tp++) {
                             memset(Y, 0xFF, (size_t)(n_rows * n_out) * sizeof(float)); /* NaN */
-                            vb_matmul_packed(use_tp ? tp : NULL, type, P, n_in, n_out, X, n_rows, Y);
+                            vb_matmul_packed(use_tp ? tp : NULL, type, P, n_in, n_out, X, n_rows, Y, false);
                             for (int64_t r = 0; r < n_rows && !bad; r++) {
                                 double e = pk_row_error(Y + r * n_out, Yr + r * n_out, wf, X + r * n_in,
                                                         n_in, n_out);
@@ -230,7 +230,7 @@ TEST(kernels_packed_bound_is_not_vacuous) {
     uint8_t tmp[200];
     memcpy(tmp, W, 200), memcpy(W, W + 200 * 16, 200), memcpy(W + 200 * 16, tmp, 200); /* rows 0, 16 */
     void *P = pk_pack(VB_TYPE_F16, W, n_in, n_out);
-    vb_matmul_packed(NULL, VB_TYPE_F16, P, n_in, n_out, X, 1, Y);
+    vb_matmul_packed(NULL, VB_TYPE_F16, P, n_in, n_out, X, 1, Y, false);
     CHECK(pk_row_error(Y, Yr, wf, X, n_in, n_out) > 1e-2);
     free(W), free(P);
 }
@@ -259,7 +259,7 @@ TEST(kernels_packed_k_rows_bit_identical_to_one_row) {
             for (int level = 0; level <= vb_kernels_max_level() && !bad; level++) {
                 vb_kernels_force_level(level);
                 for (int64_t r = 0; r < 33; r++) {
-                    vb_matmul_packed(NULL, type, P, n_in, n_out, X + r * n_in, 1, Y1l);
+                    vb_matmul_packed(NULL, type, P, n_in, n_out, X + r * n_in, 1, Y1l, false);
                     if (level == 0) memcpy(Y1 + r * n_out, Y1l, (size_t)n_out * sizeof(float));
                     else if (memcmp(Y1 + r * n_out, Y1l, (size_t)n_out * sizeof(float)) != 0) {
                         fprintf(stderr, "    %s n_in %lld n_out %lld: level %s differs from portable\n",
@@ -271,7 +271,7 @@ TEST(kernels_packed_k_rows_bit_identical_to_one_row) {
                 }
                 for (int64_t k = 1; k <= 33 && !bad; k++)
                     for (int use_tp = 0; use_tp < 2 && !bad; use_tp++) {
-                        vb_matmul_packed(use_tp ? tp : NULL, type, P, n_in, n_out, X, k, Y);
+                        vb_matmul_packed(use_tp ? tp : NULL, type, P, n_in, n_out, X, k, Y, false);
                         if (memcmp(Y, Y1, (size_t)(k * n_out) * sizeof(float)) != 0) {
                             fprintf(stderr, "    %s level %s n_in %lld n_out %lld K %lld tp %d: differs from one row\n",
                                     vb_type_get(type)->name, vb_kernels_level_name(level), (long long)n_in,
@@ -300,9 +300,9 @@ TEST(kernels_packed_large_w_one_row_equals_k_rows) {
     int bad = 0;
     for (int level = 1; level <= vb_kernels_max_level(); level++) {
         vb_kernels_force_level(level);
-        vb_matmul_packed(NULL, VB_TYPE_F32, P, n_in, n_out, X, 9, Y);
+        vb_matmul_packed(NULL, VB_TYPE_F32, P, n_in, n_out, X, 9, Y, false);
         for (int64_t r = 0; r < 9; r++) {
-            vb_matmul_packed(NULL, VB_TYPE_F32, P, n_in, n_out, X + r * n_in, 1, Y1);
+            vb_matmul_packed(NULL, VB_TYPE_F32, P, n_in, n_out, X + r * n_in, 1, Y1, false);
             if (memcmp(Y1, Y + r * n_out, (size_t)n_out * sizeof(float)) != 0) bad = 1;
         }
     }
@@ -366,3 +366,35 @@ TEST(kernels_packed_shipped_model_k_rows_bit_identical) { pk_shipped_k_rows(NULL
 /* its Q8_0 copy: packed for the VNNI product on AVX-512 machines, the per-row and lane
    kernels elsewhere (those are row-count independent too) */
 TEST(kernels_packed_shipped_q8_0_k_rows_bit_identical) { pk_shipped_k_rows("models/wedlm-py-6m-q8_0.gguf"); }
+
+/* x_unchanged reuses the quantized X of the thread's previous product only while it is still
+ * there: right after a product of the same X it gives the fresh bits; after a product that
+ * quantized another X (packed or not) it quantizes again; a different X with the flag set
+ * is quantized too. */
+TEST(kernels_packed_q8_0_x_unchanged_reuse) {
+    const int64_t n_in = 256, n_out = 48, n_rows = 5;
+    float *wf = malloc((size_t)(n_in * n_out) * sizeof(float));
+    uint8_t *W = pk_make_w(VB_TYPE_Q8_0, n_in, n_out, wf);
+    uint8_t *W4 = pk_make_w(VB_TYPE_Q4_0, n_in, n_out, wf);
+    void *P = pk_pack(VB_TYPE_Q8_0, W, n_in, n_out);
+    float *X = malloc((size_t)(n_rows * n_in) * sizeof(float)), *X2 = malloc((size_t)(n_rows * n_in) * sizeof(float));
+    float *Y = malloc((size_t)(n_rows * n_out) * sizeof(float)), *Yr = malloc((size_t)(n_rows * n_out) * sizeof(float));
+    float *Y2r = malloc((size_t)(n_rows * n_out) * sizeof(float));
+    for (int64_t i = 0; i < n_rows * n_in; i++) X[i] = pk_normal(), X2[i] = pk_normal();
+    const size_t yb = (size_t)(n_rows * n_out) * sizeof(float);
+    vb_matmul_packed(NULL, VB_TYPE_Q8_0, P, n_in, n_out, X2, n_rows, Y2r, false);
+    vb_matmul_packed(NULL, VB_TYPE_Q8_0, P, n_in, n_out, X, n_rows, Yr, false);
+    vb_matmul_packed(NULL, VB_TYPE_Q8_0, P, n_in, n_out, X, n_rows, Y, true); /* reused */
+    CHECK(memcmp(Y, Yr, yb) == 0);
+    vb_matmul_packed(NULL, VB_TYPE_Q8_0, P, n_in, n_out, X2, n_rows, Y, true); /* another X */
+    CHECK(memcmp(Y, Y2r, yb) == 0);
+    vb_matmul(NULL, VB_TYPE_Q4_0, W4, n_in, n_out, X, n_rows, Y); /* quantizes X into the scratch */
+    vb_matmul_packed(NULL, VB_TYPE_Q8_0, P, n_in, n_out, X2, n_rows, Y, true);
+    CHECK(memcmp(Y, Y2r, yb) == 0);
+    memcpy(X2, X, (size_t)(n_rows * n_in) * sizeof(float)); /* the caller broke the contract: */
+    vb_matmul_packed(NULL, VB_TYPE_Q8_0, P, n_in, n_out, X2, n_rows, Y, true); /* stale, as told */
+    CHECK(memcmp(Y, Y2r, yb) == 0);
+    vb_matmul_packed(NULL, VB_TYPE_Q8_0, P, n_in, n_out, X2, n_rows, Y, false);
+    CHECK(memcmp(Y, Yr, yb) == 0);
+    free(wf), free(W), free(W4), free(P), free(X), free(X2), free(Y), free(Yr), free(Y2r);
+}

@@ -202,16 +202,22 @@ static void bias_task_fn(void *arg, int ith, int nth) {
     vb_op_add_bias(t->Y + r0 * t->n, t->bias, r1 - r0, t->n);
 }
 
-/* Y[n_rows][m->n_out] = X[n_rows][m->n_in] * m^T (+ bias, rows split across the pool). */
-static void linear(cpu_state *s, const vb_cpu_mat *m, const float *bias, const float *X,
-                   int64_t n_rows, float *Y) {
-    if (m->packed) /* float weights repacked at load (cpu_model.c): bit-identical over n_rows */
-        vb_matmul_packed(s->tp, m->type, m->packed, m->n_in, m->n_out, X, n_rows, Y);
+/* Y[n_rows][m->n_out] = X[n_rows][m->n_in] * m^T (+ bias, rows split across the pool).
+ * x_unchanged: X is the X of the previous linear() (q / k / v, gate / up), see vb_matmul_packed. */
+static void linear_x(cpu_state *s, const vb_cpu_mat *m, const float *bias, const float *X,
+                     int64_t n_rows, float *Y, bool x_unchanged) {
+    if (m->packed) /* weights repacked at load (cpu_model.c): bit-identical over n_rows */
+        vb_matmul_packed(s->tp, m->type, m->packed, m->n_in, m->n_out, X, n_rows, Y, x_unchanged);
     else
         vb_matmul(s->tp, m->type, m->data, m->n_in, m->n_out, X, n_rows, Y);
     if (!bias) return;
     bias_task t = {.Y = Y, .bias = bias, .n_rows = n_rows, .n = m->n_out};
     vb_threadpool_run(n_rows >= ROW_STAGE_MIN_PARALLEL ? s->tp : NULL, bias_task_fn, &t);
+}
+
+static void linear(cpu_state *s, const vb_cpu_mat *m, const float *bias, const float *X,
+                   int64_t n_rows, float *Y) {
+    linear_x(s, m, bias, X, n_rows, Y, false);
 }
 
 /* Copy rows [r0, r1) of src [n_rows][dim] into the cache rows of layer il (kv_type conversion:
@@ -347,8 +353,8 @@ static int32_t run_rows(cpu_state *s, const vb_cpu_layer *L, const vb_batch *bat
 static int project_qkv(cpu_state *s, const vb_cpu_layer *L, const vb_batch *batch, int il,
                        int32_t n_rows) {
     linear(s, &L->wq, L->bq, s->xn, n_rows, s->q);
-    linear(s, &L->wk, L->bk, s->xn, n_rows, s->k);
-    linear(s, &L->wv, L->bv, s->xn, n_rows, s->v);
+    linear_x(s, &L->wk, L->bk, s->xn, n_rows, s->k, true);
+    linear_x(s, &L->wv, L->bv, s->xn, n_rows, s->v, true);
     const int32_t bad = run_rows(s, L, batch, il, STAGE_QKV, n_rows);
     if (bad >= 0)
         return vb_errf(s->err, VB_ERR_BACKEND,
@@ -364,7 +370,7 @@ static void feed_forward(cpu_state *s, const vb_cpu_layer *L, int il, int32_t n_
         linear(s, &L->ffn_up, L->ffn_up_b, s->xn, n_rows, s->ffn_a);
     } else {
         linear(s, &L->ffn_gate, NULL, s->xn, n_rows, s->ffn_a);
-        linear(s, &L->ffn_up, NULL, s->xn, n_rows, s->ffn_b);
+        linear_x(s, &L->ffn_up, NULL, s->xn, n_rows, s->ffn_b, true);
     }
     run_rows(s, L, NULL, il, STAGE_ACT, n_rows);
     /* down projection into xn (free now), then [post-FFN norm and] the residual add */

@@ -80,8 +80,11 @@ size_t vb_packed_bytes(uint32_t type, int64_t n_in, int64_t n_out);
  * aligned for speed). VB_OK, VB_ERR_UNSUPPORTED or VB_ERR_ARG. */
 int vb_pack_weights(uint32_t type, const void *W, int64_t n_in, int64_t n_out, void *dst);
 /* Y[n_rows][n_out] = X[n_rows][n_in] * W^T with W packed by vb_pack_weights; multithreaded
- * over tp (may be NULL), output blocks split across threads. */
+ * over tp (may be NULL), output blocks split across threads. x_unchanged: X (same pointer and
+ * shape) holds the values it held in this thread's previous product, as for the q, k and v
+ * projections of one normed X; Q8_0 then reuses that product's quantized activations if no
+ * other product quantized anything since (else it quantizes again: the flag is only a hint). */
 void vb_matmul_packed(vb_threadpool *tp, uint32_t type, const void *packed, int64_t n_in,
-                      int64_t n_out, const float *X, int64_t n_rows, float *Y);
+                      int64_t n_out, const float *X, int64_t n_rows, float *Y, bool x_unchanged);
 
 #endif

@@ -98,8 +98,12 @@ static inline int vb_lanes_d(int64_t n_rows) { /* 4, 2 or 1 (the kernels handle 
 }
 /* Quantize a->X (all rows, split over tp from 8 rows) into a->x8 in the calling thread's
  * scratch buffer, with extra_bytes more (64-byte aligned) at *extra for the caller. The
- * portable level quantizes exactly as the SIMD levels do. VB_OK or VB_ERR_NOMEM. */
-int vb_x8_prepare(vb_threadpool *tp, vb_mm_args *a, int level, size_t extra_bytes, uint8_t **extra);
+ * portable level quantizes exactly as the SIMD levels do. With reuse, and when the buffer
+ * still holds this X (same pointer, shape, level, caller kind and extra_bytes: nothing else
+ * was prepared on the thread since), nothing is computed and *reused (if given) is set: the
+ * caller's extra bytes are as it left them. VB_OK or VB_ERR_NOMEM. */
+int vb_x8_prepare(vb_threadpool *tp, vb_mm_args *a, int level, uint32_t kind, size_t extra_bytes,
+                  bool reuse, uint8_t **extra, bool *reused);
 /* Fill a->xl (buffers allocated by the caller) from a->x8 for all rows. */
 void vb_x8_to_lanes(vb_mm_args *a);
 

@@ -255,22 +255,49 @@ static void x8_task_fn(void *arg, int ith, int nth) {
     x8_quantize(t->args, t->level, n * ith / nth, n * (ith + 1) / nth);
 }
 
-int vb_x8_prepare(vb_threadpool *tp, vb_mm_args *a, int level, size_t extra_bytes, uint8_t **extra) {
+/* What this thread's scratch buffer holds (vb_x8_prepare): the activations of X for this
+ * shape, level and caller kind; valid until the next vb_x8_prepare on the thread. */
+static _Thread_local struct {
+    bool valid;
+    const float *X;
+    int64_t n_rows, n_in;
+    int level;
+    uint32_t kind;
+    size_t extra_bytes;
+} scratch_holds;
+
+int vb_x8_prepare(vb_threadpool *tp, vb_mm_args *a, int level, uint32_t kind, size_t extra_bytes,
+                  bool reuse, uint8_t **extra, bool *reused) {
     const int64_t n_rows = a->n_rows, n_in = a->n_in, nb = n_in / 32;
     size_t q_bytes = ((size_t)(n_rows * n_in) + 63) / 64 * 64;
     size_t f_bytes = (size_t)(n_rows * nb) * sizeof(float);
     /* q, d, dsum, dsum16 (2 f_bytes), isum (as many bytes as d), then the caller's bytes */
     size_t extra_at = (q_bytes + 5 * f_bytes + 63) / 64 * 64; /* 64-byte loads: aligned */
+    const bool same = reuse && scratch_holds.valid && scratch_holds.X == a->X &&
+                      scratch_holds.n_rows == n_rows && scratch_holds.n_in == n_in &&
+                      scratch_holds.level == level && scratch_holds.kind == kind &&
+                      scratch_holds.extra_bytes == extra_bytes;
+    scratch_holds.valid = false;
     uint8_t *buf = scratch_get(extra_at + extra_bytes);
     if (!buf) return VB_ERR_NOMEM;
     a->x8 = (vb_x8){.q = (int8_t *)buf, .d = (float *)(buf + q_bytes),
                     .dsum = (float *)(buf + q_bytes + f_bytes),
                     .dsum16 = (float *)(buf + q_bytes + 2 * f_bytes),
                     .isum = (int32_t *)(buf + q_bytes + 4 * f_bytes), .n_in = n_in, .nb = nb};
-    mm_task task = {a, level};
-    if (tp && n_rows >= 8) vb_threadpool_run(tp, x8_task_fn, &task);
-    else x8_quantize(a, level, 0, n_rows);
+    if (!same) {
+        mm_task task = {a, level};
+        if (tp && n_rows >= 8) vb_threadpool_run(tp, x8_task_fn, &task);
+        else x8_quantize(a, level, 0, n_rows);
+    }
+    scratch_holds.valid = true;
+    scratch_holds.X = a->X;
+    scratch_holds.n_rows = n_rows;
+    scratch_holds.n_in = n_in;
+    scratch_holds.level = level;
+    scratch_holds.kind = kind;
+    scratch_holds.extra_bytes = extra_bytes;
     if (extra) *extra = buf + extra_at;
+    if (reused) *reused = same;
     return VB_OK;
 }
 
@@ -300,7 +327,7 @@ void vb_matmul(vb_threadpool *tp, uint32_t type, const void *W, int64_t n_in, in
         size_t lq_bytes = use_lanes ? (size_t)(n_groups * nb) * 512 / (size_t)lanes_d : 0;
         size_t lf_bytes = use_lanes ? (size_t)(n_groups * nb) * 16 * sizeof(float) : 0;
         uint8_t *lbuf = NULL; /* lane q, lane d, lane s, lane s16 (2 lf_bytes) */
-        if (vb_x8_prepare(tp, &a, level, lq_bytes + 4 * lf_bytes, &lbuf) != VB_OK) {
+        if (vb_x8_prepare(tp, &a, level, type, lq_bytes + 4 * lf_bytes, false, &lbuf, NULL) != VB_OK) {
             /* no memory for the activations: the portable path needs none of it */
             task.level = VB_KLEVEL_PORTABLE;
             vb_threadpool_run(tp, mm_task_fn, &task);

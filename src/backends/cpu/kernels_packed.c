@@ -189,7 +189,7 @@ static void packed_task_fn(void *arg, int ith, int nth) {
 }
 
 void vb_matmul_packed(vb_threadpool *tp, uint32_t type, const void *packed, int64_t n_in,
-                      int64_t n_out, const float *X, int64_t n_rows, float *Y) {
+                      int64_t n_out, const float *X, int64_t n_rows, float *Y, bool x_unchanged) {
     if (n_rows <= 0 || n_out <= 0) return;
     if (!vb_packed_supported(type) || !packed || n_in <= 0) {
         memset(Y, 0, (size_t)(n_rows * n_out) * sizeof(float));
@@ -202,12 +202,14 @@ void vb_matmul_packed(vb_threadpool *tp, uint32_t type, const void *packed, int6
     if (n_rows * n_out * n_in < 32768) tp = NULL;
     if (type == VB_TYPE_Q8_0) {
         uint8_t *panel = NULL;
+        bool reused = false;
         size_t panel_bytes = (size_t)vb_q8_panel_words(n_rows, n_in / 32) * sizeof(int32_t);
-        if (vb_x8_prepare(tp, &a, task.level, panel_bytes, &panel) != VB_OK) {
+        if (vb_x8_prepare(tp, &a, task.level, VB_TYPE_COUNT + VB_TYPE_Q8_0, panel_bytes, x_unchanged,
+                          &panel, &reused) != VB_OK) {
             memset(Y, 0, (size_t)(n_rows * n_out) * sizeof(float)); /* no memory for the activations */
             return;
         }
-        vb_q8_panel_fill(&a, (int32_t *)panel);
+        if (!reused) vb_q8_panel_fill(&a, (int32_t *)panel);
         a.panel = (const int32_t *)panel;
     }
     vb_threadpool_run(tp, packed_task_fn, &task);
