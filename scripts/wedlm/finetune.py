@@ -21,7 +21,8 @@ argmax tokens sharpens the AR distribution and costs NLL); KL stays at every pos
 --mask-conf c: a mask slot counts only where the original is confident along the window: the teacher's AR
 probability of the greedy token is >= c at that slot and at every slot before it in its window (a slot behind
 an unsure token is rejected by exact decoding anyway); the mask loss is the mean over the counted slots.
-Teacher = the frozen starting model. CPU: --threads 1, nice -n 19.
+Teacher = the frozen --gguf model; --init-ckpt starts the student from a finetune.py ckpt.pt of the same
+architecture instead (continue a run: fresh AdamW state and LR warmup, the teacher stays the original). CPU: --threads 1, nice -n 19.
 Eval (held-out distill samples + held-out real Python from test files the data never used): mask accuracy
 vs greedy per window distance, AR agreement with the teacher's argmax, AR NLL on real text (student vs teacher),
 and with --real-batch the AR NLL of a dev set of non-test real text (files the real-text pool does not use).
@@ -119,6 +120,7 @@ def real_text_pool(tok, bos, files, n_seq, L, seed, exclude_text, per_file=4):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gguf", required=True, help="starting model (also the frozen teacher)")
+    ap.add_argument("--init-ckpt", default="", help="start the student from this ckpt.pt (teacher stays --gguf)")
     ap.add_argument("--data", required=True, help="distill_data.py jsonl")
     ap.add_argument("--out", required=True, help="output dir (ckpt.pt, log)")
     ap.add_argument("--W", type=int, default=8, help="mask window length")
@@ -156,6 +158,9 @@ def main():
 
     student, kv, cfg = load_gguf_model(a.gguf)
     teacher, _, _ = load_gguf_model(a.gguf)
+    if a.init_ckpt:
+        student.load_state_dict(torch.load(a.init_ckpt, map_location="cpu")["model"])
+        log(f"[ft] student starts from {a.init_ckpt}")
     for p in teacher.parameters():
         p.requires_grad_(False)
     tok = gguf_tokenizer(kv)
