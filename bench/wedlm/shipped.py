@@ -22,7 +22,7 @@ CONFIGS = ["wedlm w4 exact tau=100.0", "wedlm w8 exact tau=100.0", "wedlm w=auto
            "verify k=4", "verify k=auto"]
 CONFIG_RE = r"^(verify k=(4|auto)|wedlm w(4|8) exact tau=100\.0|wedlm w=auto exact tau=100)$"
 DEFAULT_MODELS = ["models/wedlm-py-6m-f16.gguf", "models/wedlm-py-6m-q8_0.gguf",
-                  "models/wedlm-py-6m-sd-f16.gguf", "models/wedlm-py-6m-sd2-f16.gguf"]
+                  "models/wedlm-py-6m-sd-f16.gguf", "models/wedlm-py-6m-sd3-f16.gguf"]
 
 
 def main():
