@@ -182,7 +182,8 @@ TEST(decode_wedlm_exact_sampling_runs) {
 }
 
 /* The shipped models on the cpu backend (the embedded one, its Q8_0 copy and the
- * self-distilled variant in models/): every mask filled (tau 100), every fill checked, output = the model's AR greedy. */
+ * self-distilled variant in models/): every mask filled (tau 100), every fill checked, output =
+ * the model's AR greedy. */
 static void exact_shipped(const char *file) {
     vb_model *m = NULL;
     char err[256] = "";

@@ -81,7 +81,8 @@ typedef struct vb_cpu_model {
 
     float **owned; /* converted 1-D vectors, freed with the model */
     int32_t n_owned, cap_owned;
-    /* The packed copies of the float and small Q8_0 matrices (vb_cpu_mat.packed) in one anonymous mapping
+    /* The packed copies of the float and small Q8_0 matrices (vb_cpu_mat.packed) in one
+     * anonymous mapping
      * of packed_map_bytes (NULL: none); the mapped pages they were made from are released
      * (released_bytes; 0 when the model is not a file mapping), so the copies replace them. */
     void *packed_base;

@@ -64,7 +64,8 @@ typedef struct vb_mm_args {
 #define VB_Q8_PANEL_SCALE(R) (9 * (R))
 /* int32 words of the panel of n_rows rows of nb blocks */
 static inline int64_t vb_q8_panel_words(int64_t n_rows, int64_t nb) {
-    return (n_rows + VB_Q8_PANEL_ROWS - 1) / VB_Q8_PANEL_ROWS * nb * VB_Q8_PANEL_STRIDE(VB_Q8_PANEL_ROWS);
+    const int64_t n_tiles = (n_rows + VB_Q8_PANEL_ROWS - 1) / VB_Q8_PANEL_ROWS;
+    return n_tiles * nb * VB_Q8_PANEL_STRIDE(VB_Q8_PANEL_ROWS);
 }
 /* -128 x a block sum, the start of a packed Q8_0 dot (wraps instead of overflowing on the
  * garbage sums of non-finite activations). */

@@ -20,7 +20,8 @@ bool vb_packed_supported(uint32_t type) {
 
 bool vb_packed_pays(uint32_t type) {
     /* Q8_0 packed is a VNNI layout: without AVX-512 VNNI its product runs the portable loop */
-    return vb_packed_supported(type) && (type != VB_TYPE_Q8_0 || vb_kernels_max_level() == VB_KLEVEL_AVX512);
+    return vb_packed_supported(type) &&
+           (type != VB_TYPE_Q8_0 || vb_kernels_max_level() == VB_KLEVEL_AVX512);
 }
 
 static size_t elem_bytes(uint32_t type) { return type == VB_TYPE_F32 ? 4 : 2; }
@@ -165,7 +166,8 @@ void vb_q8_panel_fill(const vb_mm_args *a, int32_t *panel) {
         for (int64_t k = 0; k < nb; k++, p += VB_Q8_PANEL_STRIDE(R))
             for (int r = 0; r < R; r++) {
                 const int64_t row = t + r;
-                for (int c = 0; c < 8; c++) memcpy(&p[c * R + r], a->x8.q + row * a->n_in + 32 * k + 4 * c, 4);
+                const int8_t *q = a->x8.q + row * a->n_in + 32 * k; /* [32] */
+                for (int c = 0; c < 8; c++) memcpy(&p[c * R + r], q + 4 * c, 4);
                 p[VB_Q8_PANEL_START(R) + r] = vb_q8_dot_start(a->x8.isum[row * nb + k]);
                 memcpy(&p[VB_Q8_PANEL_SCALE(R) + r], &a->x8.d[row * nb + k], sizeof(float));
             }

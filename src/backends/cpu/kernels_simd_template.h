@@ -1349,7 +1349,8 @@ static void prows_q8_0(const vb_mm_args *a, int64_t b0, int64_t b1) {
         const int64_t n_valid = a->n_out - b * VB_PACK_LANES;
         for (int64_t t = 0; t < a->n_rows; t += VB_Q8_PANEL_ROWS) {
             int R = a->n_rows - t < VB_Q8_PANEL_ROWS ? (int)(a->n_rows - t) : VB_Q8_PANEL_ROWS;
-            const int32_t *panel = a->panel + t / VB_Q8_PANEL_ROWS * nb * VB_Q8_PANEL_STRIDE(VB_Q8_PANEL_ROWS);
+            const int32_t *panel =
+                a->panel + t / VB_Q8_PANEL_ROWS * nb * VB_Q8_PANEL_STRIDE(VB_Q8_PANEL_ROWS);
             float *y[VB_Q8_PANEL_ROWS];
             for (int r = 0; r < VB_Q8_PANEL_ROWS; r++)
                 y[r] = a->Y + (t + (r < R ? r : 0)) * a->n_out + b * VB_PACK_LANES;
