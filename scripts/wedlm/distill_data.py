@@ -40,6 +40,20 @@ def list_files(roots):
     return sorted(f for f in files if os.path.isfile(f) and not os.path.islink(f) and not is_test_path(f))
 
 
+def read_source(path, exclude_text, min_len=2000, max_len=400000):
+    """The text of a Python file to cut samples from, or None: unreadable or not UTF-8, shorter than
+    min_len or longer than max_len (None: no bound) characters, or holding one of exclude_text."""
+    try:
+        text = open(path, encoding="utf-8").read()
+    except (UnicodeDecodeError, OSError):
+        return None
+    if len(text) < min_len or (max_len is not None and len(text) > max_len):
+        return None
+    if any(b in text for b in exclude_text):
+        return None
+    return text
+
+
 def bench_prompts():
     out = []
     for name in ("prompts_code.txt", "prompts_lowent.txt"):
@@ -83,11 +97,8 @@ def main():
             break
         if path in done:
             continue
-        try:
-            text = open(path, encoding="utf-8").read()
-        except (UnicodeDecodeError, OSError):
-            continue
-        if len(text) < 2000 or len(text) > 400000 or any(b in text for b in bench):
+        text = read_source(path, bench)
+        if text is None:
             continue
         lines = text.splitlines(keepends=True)
         for _ in range(a.per_file):

@@ -46,7 +46,7 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gguf_load import load_gguf_model, gguf_tokenizer  # noqa: E402
-from distill_data import list_files  # noqa: E402
+from distill_data import list_files, read_source  # noqa: E402
 
 
 def log(*a):
@@ -78,11 +78,8 @@ def real_text_batches(tok, bos, n_seq, L, seed, exclude_text):
     for f in files:
         if len(out) == n_seq:
             break
-        try:
-            t = open(f, encoding="utf-8").read()
-        except (UnicodeDecodeError, OSError):
-            continue
-        if any(b in t for b in exclude_text) or len(t) < 4000:
+        t = read_source(f, exclude_text, min_len=4000, max_len=None)
+        if t is None:
             continue
         st0 = rng.randrange(0, len(t) - 3000)
         st0 = t.find("\n", st0) + 1          # whole lines only; tokenize a slice (Python BPE is slow)
@@ -102,11 +99,8 @@ def real_text_pool(tok, bos, files, n_seq, L, seed, exclude_text, per_file=4):
     for f in files:
         if len(out) >= n_seq:
             break
-        try:
-            t = open(f, encoding="utf-8").read()
-        except (UnicodeDecodeError, OSError):
-            continue
-        if len(t) < 2000 or len(t) > 400000 or any(b in t for b in exclude_text):
+        t = read_source(f, exclude_text)
+        if t is None:
             continue
         for _ in range(per_file):
             st0 = rng.randrange(0, max(1, len(t) - 2000))
