@@ -447,7 +447,7 @@ static int pack_weights(vb_cpu_model *m, char *err) {
     const char *env = getenv("VB_CPU_PACKED");
     int mode = env && *env ? atoi(env) : -1; /* -1: by size */
     if (mode == 0) return VB_OK;
-    m->pack_q8_0 = true; /* first count every packable matrix, then the Q8_0 ones alone */
+    m->pack_q8_0 = true; /* count every packable matrix, then all but the Q8_0 ones */
     m->packed_bytes = 0;
     for_each_packed_mat(m, count_packed, err);
     const int64_t all_bytes = m->packed_bytes;
@@ -455,9 +455,7 @@ static int pack_weights(vb_cpu_model *m, char *err) {
     m->packed_bytes = 0;
     for_each_packed_mat(m, count_packed, err);
     m->pack_q8_0 = mode > 0 || all_bytes - m->packed_bytes <= VB_PACK_Q8_MAX_BYTES;
-    m->packed_bytes = 0;
-    for_each_packed_mat(m, count_packed, err);
-    int64_t total = m->packed_bytes;
+    int64_t total = m->pack_q8_0 ? all_bytes : m->packed_bytes;
     m->packed_bytes = 0;
     if (total == 0 || (mode < 0 && total > VB_PACK_MAX_BYTES)) return VB_OK;
     void *base = mmap(NULL, (size_t)total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
