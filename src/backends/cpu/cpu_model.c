@@ -379,7 +379,7 @@ static int load_layer(vb_cpu_model *m, const vb_model *model, int il, char *err)
  * packed copies total at most this, i.e. for models that stay in the caches. Measured on the
  * same VM, 1 thread: the shipped model in Q8_0 (6 MiB) decodes 2.1x as fast as unpacked
  * (0.15 against 0.32 ms per 1-row forward) and forwards 8 rows 1.8x as fast; on GPT-2 124M
- * and Qwen3 0.6B Q8_0 prefill was ~1.5x as fast but 1-row decode 7-25% slower (memory-bound,
+ * and Qwen3 0.6B Q8_0 prefill was ~1.5x as fast but 1-row decode 7-17% slower (memory-bound,
  * and the packed tile's block streams were not tuned for DRAM; noisy machine), so larger
  * Q8_0 models keep the per-row and lane kernels. */
 #define VB_PACK_Q8_MAX_BYTES ((int64_t)64 << 20)
